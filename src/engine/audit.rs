@@ -1,0 +1,154 @@
+//! The audit: the journal rendered for people (`journal show`) and machines
+//! (`journal export --json`): every run, every step, what it touched with before/after
+//! hashes, timings, failures and undos.
+
+use serde::Serialize;
+
+use super::state::{self, RunState, RunStatus};
+use crate::journal::Record;
+use crate::manifest::Manifest;
+use crate::Result;
+
+#[derive(Serialize)]
+pub struct Audit {
+    pub records: u64,
+    pub last_hash: String,
+    pub runs: Vec<RunAudit>,
+}
+
+#[derive(Serialize)]
+pub struct RunAudit {
+    pub run_id: String,
+    pub title: String,
+    pub root: String,
+    pub plan_sha256: String,
+    pub tool_version: String,
+    pub status: RunStatus,
+    pub failure: Option<String>,
+    pub started_ms: u64,
+    pub steps: Vec<StepAudit>,
+}
+
+#[derive(Serialize)]
+pub struct StepAudit {
+    pub id: u32,
+    pub seed: Option<String>,
+    pub description: String,
+    pub state: &'static str,
+    pub intent_ms: Option<u64>,
+    pub done_ms: Option<u64>,
+    pub elapsed_ms: Option<u64>,
+    pub touched: Vec<Touched>,
+    pub notes: Vec<String>,
+    pub failure: Option<String>,
+    pub undo: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Touched {
+    pub path: String,
+    pub before_sha256: Option<String>,
+    pub after_sha256: Option<String>,
+    pub before_entries: usize,
+    pub before_bytes: u64,
+}
+
+fn digest(m: &Manifest) -> Option<String> {
+    m.exists().then(|| hex::encode(m.digest()))
+}
+
+pub fn build(records: &[Record]) -> Result<Audit> {
+    let runs = state::runs(records)?;
+    Ok(Audit {
+        records: records.len() as u64,
+        last_hash: records
+            .last()
+            .map(|r| hex::encode(r.hash))
+            .unwrap_or_default(),
+        runs: runs.iter().map(run_audit).collect(),
+    })
+}
+
+fn run_audit(run: &RunState) -> RunAudit {
+    let time = |seq: u64| run.times.get(&seq).copied();
+    let steps = run
+        .started
+        .plan
+        .steps
+        .iter()
+        .map(|p| {
+            let s = run.step(p.id).cloned().unwrap_or_default();
+            let intent = state::intent_of(&s);
+            let outcome = state::done_of(&s).map(|d| &d.outcome);
+            let intent_ms = s.intent.as_ref().and_then(|(seq, _)| time(*seq));
+            let done_ms = s.done.as_ref().and_then(|(seq, _)| time(*seq));
+            let touched = intent
+                .map(|i| {
+                    i.intent
+                        .touches
+                        .iter()
+                        .enumerate()
+                        .map(|(n, t)| Touched {
+                            path: t.path.display().to_string(),
+                            before_sha256: digest(&t.before),
+                            after_sha256: i.intent.expected_after(n, outcome).and_then(digest),
+                            before_entries: t.before.entries.len(),
+                            before_bytes: t.before.total_bytes(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let state = match (&s.undone, &s.done, &s.failed, &s.intent) {
+                (Some(_), ..) => "undone",
+                (None, Some(_), ..) => "done",
+                (None, None, Some(_), _) => "failed",
+                (None, None, None, Some(_)) => "started",
+                _ => "not started",
+            };
+            StepAudit {
+                id: p.id,
+                seed: p.seed.clone(),
+                description: intent
+                    .map_or_else(|| format!("{:?}", p.action), |i| i.description.clone()),
+                state,
+                intent_ms,
+                done_ms,
+                elapsed_ms: intent_ms.zip(done_ms).map(|(a, b)| b.saturating_sub(a)),
+                touched,
+                notes: outcome.map(|o| o.notes.clone()).unwrap_or_default(),
+                failure: s.failed.as_ref().map(|(_, m)| m.clone()),
+                undo: s.undone.as_ref().map(|(_, how)| how.clone()),
+            }
+        })
+        .collect();
+    RunAudit {
+        run_id: run.run_hex(),
+        title: run.started.plan.title.clone(),
+        root: run.started.root.display().to_string(),
+        plan_sha256: hex::encode(run.started.plan_hash),
+        tool_version: run.started.tool_version.clone(),
+        status: run.status,
+        failure: run.failure.clone(),
+        started_ms: time(run.started_seq).unwrap_or(0),
+        steps,
+    }
+}
+
+/// One line per record, for `journal show`.
+pub fn show(records: &[Record]) -> String {
+    let mut out = String::new();
+    for r in records {
+        let step = r.step.map(|s| format!("step {s}")).unwrap_or_default();
+        out.push_str(&format!(
+            "{:>6}  {}  {:<16} {:<9} run {}  {} bytes  sha256 {}\n",
+            r.seq,
+            r.time_ms,
+            r.phase.name(),
+            step,
+            &hex::encode(r.run_id)[..8],
+            r.payload.len(),
+            &hex::encode(r.hash)[..16]
+        ));
+    }
+    out
+}

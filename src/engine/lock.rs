@@ -1,0 +1,53 @@
+//! One upgrade at a time per root: an exclusive OS file lock on `<journal>/lock`, which the
+//! kernel releases when the holder dies (no stale locks). The holder writes its pid into the
+//! file so a refused second process can name it.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+
+use crate::Error;
+
+pub struct RootLock {
+    _file: File,
+}
+
+impl RootLock {
+    pub fn acquire(journal_dir: &Path) -> Result<RootLock, Error> {
+        let path = journal_dir.join("lock");
+        let io = |source| Error::Io {
+            what: "opening the lock file",
+            path: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                let holder = if pid.is_empty() {
+                    "another process".to_string()
+                } else {
+                    format!("process {pid}")
+                };
+                return Err(Error::Refused(format!(
+                    "{holder} is already working on this installation (lock {}); wait for it to finish",
+                    path.display()
+                )));
+            }
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        write!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(RootLock { _file: file })
+    }
+}

@@ -1,0 +1,57 @@
+//! What the engine stores in each journal record's payload (bincode, journal codec).
+
+use std::path::PathBuf;
+
+use bincode::Options;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::journal::record::codec;
+use crate::plan::Plan;
+use crate::steps::{Intent, Outcome};
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RunStarted {
+    pub plan: Plan,
+    pub plan_hash: [u8; 32],
+    pub root: PathBuf,
+    pub tool_version: String,
+    pub pid: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StepIntent {
+    pub description: String,
+    pub intent: Intent,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StepDone {
+    pub outcome: Outcome,
+    /// True when recovery found the step applied (its outcome was probed, not observed).
+    pub recovered: bool,
+}
+
+/// Payload of StepFailed and RunFailed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StepUndone {
+    /// What the undo found: "undone", "was not applied", or "forced".
+    pub how: String,
+}
+
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    codec().serialize(v).expect("payload is serializable")
+}
+
+pub fn decode<T: DeserializeOwned>(seq: u64, bytes: &[u8]) -> Result<T, crate::Error> {
+    codec().deserialize(bytes).map_err(|e| {
+        crate::Error::Corrupt(format!(
+            "journal record {seq}: payload does not decode ({e}); the last good record is {}",
+            seq - 1
+        ))
+    })
+}

@@ -1,0 +1,54 @@
+//! Checks a whole plan before anything changes: each step against the state the earlier
+//! steps will leave (a `PlanView`), paths kept out of the journal folder, and free space.
+
+use std::path::Path;
+
+use crate::durable_fs;
+use crate::plan::Plan;
+use crate::steps::{self, PlanView};
+
+/// Every problem found; empty means the plan may run.
+pub fn check(root: &Path, journal_dir: &Path, plan: &Plan) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut view = PlanView::new(root);
+    let mut needed = 0u64;
+    for s in &plan.steps {
+        let step = steps::step_for(&s.action, root);
+        for p in s.action.paths() {
+            if root.join(p).starts_with(journal_dir) {
+                problems.push(format!(
+                    "step {}: {} is inside the journal folder",
+                    s.id,
+                    p.display()
+                ));
+            }
+        }
+        needed += step.bytes_needed(&view);
+        if let Err(e) = step.check(&mut view) {
+            problems.push(format!("step {} ({}): {e}", s.id, step.describe(root)));
+        }
+    }
+    match durable_fs::free_space(root) {
+        Ok(free) if free < needed => problems.push(format!(
+            "not enough free space under {}: the plan writes {} bytes, {} are free",
+            root.display(),
+            needed,
+            free
+        )),
+        Ok(_) => {}
+        Err(e) => problems.push(format!(
+            "cannot read the free space of {}: {e}",
+            root.display()
+        )),
+    }
+    problems
+}
+
+pub fn refusal(problems: &[String]) -> String {
+    let mut s = String::from("refused by preflight checks; nothing was changed:");
+    for p in problems {
+        s.push_str("\n  - ");
+        s.push_str(p);
+    }
+    s
+}

@@ -1,0 +1,165 @@
+//! The state of the latest run, derived from the journal records alone.
+
+use std::collections::BTreeMap;
+
+use super::payload::{self, RunStarted, StepDone, StepIntent};
+use crate::journal::{Phase, Record};
+use crate::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    /// Started, never ended: the process stopped (crash, kill, power cut).
+    Interrupted,
+    /// A step failed and the run was not (fully) rolled back.
+    Failed,
+    Committed,
+    RolledBack,
+    Finalized,
+}
+
+impl RunStatus {
+    pub fn is_open(self) -> bool {
+        matches!(self, RunStatus::Interrupted | RunStatus::Failed)
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct StepState {
+    pub intent: Option<(u64, StepIntent)>,
+    pub data: Vec<(u64, Vec<u8>)>,
+    pub done: Option<(u64, StepDone)>,
+    pub failed: Option<(u64, String)>,
+    pub undo_intent: Option<u64>,
+    pub undone: Option<(u64, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunState {
+    pub run_id: [u8; 16],
+    pub started_seq: u64,
+    pub started: RunStarted,
+    pub steps: BTreeMap<u32, StepState>,
+    pub status: RunStatus,
+    pub failure: Option<String>,
+    pub times: BTreeMap<u64, u64>,
+}
+
+impl RunState {
+    pub fn run_hex(&self) -> String {
+        hex::encode(self.run_id)
+    }
+
+    pub fn step(&self, id: u32) -> Option<&StepState> {
+        self.steps.get(&id)
+    }
+
+    pub fn rollback_started(&self) -> bool {
+        self.steps.values().any(|s| s.undo_intent.is_some())
+    }
+
+    pub fn done_count(&self) -> usize {
+        self.steps.values().filter(|s| s.done.is_some()).count()
+    }
+}
+
+/// Splits the records into runs (each begins with RunStarted) and derives their state.
+pub fn runs(records: &[Record]) -> Result<Vec<RunState>, Error> {
+    let mut runs: Vec<RunState> = Vec::new();
+    for r in records {
+        if r.phase == Phase::RunStarted {
+            let started: RunStarted = payload::decode(r.seq, &r.payload)?;
+            if let Some(prev) = runs.last() {
+                if prev.status.is_open() || prev.status == RunStatus::Committed {
+                    return Err(Error::Corrupt(format!(
+                        "journal record {}: a run starts while run {} is still open",
+                        r.seq,
+                        prev.run_hex()
+                    )));
+                }
+            }
+            runs.push(RunState {
+                run_id: r.run_id,
+                started_seq: r.seq,
+                started,
+                steps: BTreeMap::new(),
+                status: RunStatus::Interrupted,
+                failure: None,
+                times: BTreeMap::new(),
+            });
+            runs.last_mut().unwrap().times.insert(r.seq, r.time_ms);
+            continue;
+        }
+        let Some(run) = runs.last_mut() else {
+            return Err(Error::Corrupt(format!(
+                "journal record {}: no run has started",
+                r.seq
+            )));
+        };
+        if r.run_id != run.run_id {
+            return Err(Error::Corrupt(format!(
+                "journal record {} belongs to run {} inside run {}",
+                r.seq,
+                hex::encode(r.run_id),
+                run.run_hex()
+            )));
+        }
+        run.times.insert(r.seq, r.time_ms);
+        let step = || {
+            r.step
+                .ok_or_else(|| Error::Corrupt(format!("journal record {}: step id missing", r.seq)))
+        };
+        match r.phase {
+            Phase::RunStarted => unreachable!(),
+            Phase::StepIntent => {
+                let p = payload::decode(r.seq, &r.payload)?;
+                let s = run.steps.entry(step()?).or_default();
+                s.intent = Some((r.seq, p));
+                // A retried step (resume after a failure) starts over.
+                s.failed = None;
+            }
+            Phase::StepData => run
+                .steps
+                .entry(step()?)
+                .or_default()
+                .data
+                .push((r.seq, r.payload.clone())),
+            Phase::StepDone => {
+                let p = payload::decode(r.seq, &r.payload)?;
+                run.steps.entry(step()?).or_default().done = Some((r.seq, p));
+            }
+            Phase::StepFailed => {
+                let p: payload::Failure = payload::decode(r.seq, &r.payload)?;
+                run.steps.entry(step()?).or_default().failed = Some((r.seq, p.message));
+            }
+            Phase::UndoIntent => run.steps.entry(step()?).or_default().undo_intent = Some(r.seq),
+            Phase::StepUndone => {
+                let p: payload::StepUndone = payload::decode(r.seq, &r.payload)?;
+                run.steps.entry(step()?).or_default().undone = Some((r.seq, p.how));
+            }
+            Phase::RunCommitted => run.status = RunStatus::Committed,
+            Phase::RunFailed => {
+                let p: payload::Failure = payload::decode(r.seq, &r.payload)?;
+                run.status = RunStatus::Failed;
+                run.failure = Some(p.message);
+            }
+            Phase::RunRolledBack => run.status = RunStatus::RolledBack,
+            Phase::RunFinalized => run.status = RunStatus::Finalized,
+        }
+    }
+    Ok(runs)
+}
+
+/// Convenience for the engine: the state of the latest run, if any.
+pub fn latest(records: &[Record]) -> Result<Option<RunState>, Error> {
+    Ok(runs(records)?.pop())
+}
+
+/// The step's recorded intent and outcome, decoded.
+pub fn intent_of(s: &StepState) -> Option<&StepIntent> {
+    s.intent.as_ref().map(|(_, i)| i)
+}
+
+pub fn done_of(s: &StepState) -> Option<&StepDone> {
+    s.done.as_ref().map(|(_, d)| d)
+}

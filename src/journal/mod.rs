@@ -1,0 +1,505 @@
+//! The write-ahead journal: a hash chain of checksummed records in a sled database.
+//!
+//! Principal types: [`Journal`] (open + verify, append, append a batch), [`Record`] and
+//! [`Phase`] (in `record`), [`JournalError`]. The journal knows nothing of steps or plans: it
+//! stores typed records with opaque payloads that the engine encodes.
+//!
+//! Order of things on `append`: encode and hash the frame, insert it into the `records` tree,
+//! `Db::flush` (sled writes its log and calls `sync_file_range`), then `fdatasync` sled's data
+//! file (sync_file_range flushes neither the drive cache nor metadata), then return. Only then
+//! does the caller act. The exact protocol and its crash cases: `journal-format.md`.
+
+pub mod failpoint;
+pub mod record;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use record::{FrameError, Hash, Phase, Record, RecordBody};
+
+use crate::durable_fs;
+
+/// Name and value of the format marker in the `meta` tree.
+const FORMAT_KEY: &[u8] = b"format";
+const FORMAT_VALUE: &[u8] = b"usercube-upgrade-journal/1";
+const RECORDS_TREE: &str = "records";
+const META_TREE: &str = "meta";
+/// The sled sub-folder inside the journal directory.
+pub const STORE_DIR: &str = "store";
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error(
+        "journal {dir}: record {seq} is corrupt ({reason}); the last good record is {last_good}"
+    )]
+    Corrupt {
+        dir: PathBuf,
+        seq: u64,
+        last_good: u64,
+        reason: String,
+    },
+    #[error("journal {dir}: the store reports corruption ({detail}); no record after {last_good} can be trusted")]
+    StoreCorrupt {
+        dir: PathBuf,
+        last_good: u64,
+        detail: String,
+    },
+    #[error("journal {dir}: {what}: {source}")]
+    Io {
+        dir: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("journal {dir}: sled: {source}")]
+    Store { dir: PathBuf, source: sled::Error },
+    #[error("journal {dir}: an earlier write or fsync failed; refusing further work (restart to recover)")]
+    Poisoned { dir: PathBuf },
+}
+
+impl JournalError {
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self,
+            JournalError::Corrupt { .. } | JournalError::StoreCorrupt { .. }
+        )
+    }
+}
+
+/// A record to append; the journal fills in sequence number, time and chain hash.
+#[derive(Clone, Debug)]
+pub struct NewRecord {
+    pub run_id: [u8; 16],
+    pub step: Option<u32>,
+    pub phase: Phase,
+    pub payload: Vec<u8>,
+}
+
+pub struct Journal {
+    dir: PathBuf,
+    db: sled::Db,
+    records: sled::Tree,
+    /// sled's data file, kept open to fdatasync after every flush.
+    data_file: File,
+    /// Other store files (snapshots, blobs: sled writes them without fsync) as last synced.
+    synced: HashMap<PathBuf, (u64, SystemTime)>,
+    chain: Vec<Record>,
+    poisoned: bool,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir` and verifies the whole chain.
+    pub fn open(dir: &Path) -> Result<Journal, JournalError> {
+        let io = |what: &'static str| {
+            let dir = dir.to_path_buf();
+            move |source| JournalError::Io { dir, what, source }
+        };
+        durable_fs::create_private_dir(dir).map_err(io("creating the journal directory"))?;
+        let store = dir.join(STORE_DIR);
+        let fresh = !store.exists();
+        let db = sled::Config::new()
+            .path(&store)
+            // No background flusher: every durable point is ours, explicit, and counted.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| store_error(dir, e, 0))?;
+        if fresh {
+            durable_fs::fsync_dir(dir).map_err(io("syncing the journal directory"))?;
+        }
+        let data_file =
+            File::open(store.join("db")).map_err(io("opening the store's data file"))?;
+        let records = db
+            .open_tree(RECORDS_TREE)
+            .map_err(|e| store_error(dir, e, 0))?;
+        let meta = db
+            .open_tree(META_TREE)
+            .map_err(|e| store_error(dir, e, 0))?;
+        let mut journal = Journal {
+            dir: dir.to_path_buf(),
+            db,
+            records,
+            data_file,
+            synced: HashMap::new(),
+            chain: Vec::new(),
+            poisoned: false,
+        };
+        journal.chain = journal.verify_chain()?;
+        match meta.get(FORMAT_KEY).map_err(|e| store_error(dir, e, 0))? {
+            Some(v) if v.as_ref() == FORMAT_VALUE => {}
+            Some(v) => {
+                return Err(JournalError::Corrupt {
+                    dir: dir.to_path_buf(),
+                    seq: 0,
+                    last_good: 0,
+                    reason: format!("unknown format marker {:?}", String::from_utf8_lossy(&v)),
+                })
+            }
+            None if journal.chain.is_empty() => {
+                meta.insert(FORMAT_KEY, FORMAT_VALUE)
+                    .map_err(|e| store_error(dir, e, 0))?;
+                journal.make_durable()?;
+            }
+            None => {
+                return Err(JournalError::Corrupt {
+                    dir: dir.to_path_buf(),
+                    seq: 1,
+                    last_good: 0,
+                    reason: "format marker missing".into(),
+                })
+            }
+        }
+        Ok(journal)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Every record, verified, in sequence order.
+    pub fn records(&self) -> &[Record] {
+        &self.chain
+    }
+
+    pub fn last(&self) -> Option<&Record> {
+        self.chain.last()
+    }
+
+    /// Appends one record and makes it durable before returning.
+    pub fn append(&mut self, rec: NewRecord) -> Result<&Record, JournalError> {
+        self.append_batch(vec![rec])?;
+        Ok(self.chain.last().expect("just appended"))
+    }
+
+    /// Appends several records and makes them all durable with one flush + fdatasync.
+    pub fn append_batch(&mut self, recs: Vec<NewRecord>) -> Result<(), JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned {
+                dir: self.dir.clone(),
+            });
+        }
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let count = recs.len() as u64;
+        let now = now_ms();
+        let mut batch = sled::Batch::default();
+        let mut new = Vec::with_capacity(recs.len());
+        let (mut seq, mut prev) = match self.chain.last() {
+            Some(r) => (r.seq, r.hash),
+            None => (0, [0u8; 32]),
+        };
+        for r in recs {
+            seq += 1;
+            let body = RecordBody {
+                seq,
+                run_id: r.run_id,
+                step: r.step,
+                phase: r.phase,
+                time_ms: now,
+                prev_hash: prev,
+                payload: r.payload,
+            };
+            let (frame, hash) = body.encode();
+            batch.insert(&seq.to_be_bytes(), frame);
+            prev = hash;
+            new.push(Record { body, hash });
+        }
+        if let Err(e) = self.records.apply_batch(batch) {
+            self.poisoned = true;
+            return Err(store_error(&self.dir, e, self.last_seq()));
+        }
+        self.make_durable()?;
+        self.chain.extend(new);
+        failpoint::reached(count);
+        Ok(())
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.chain.last().map_or(0, |r| r.seq)
+    }
+
+    /// sled flush, then fdatasync of its data file. On any error the journal is poisoned:
+    /// the state of the disk is unknown, so nothing more is done until the next open.
+    fn make_durable(&mut self) -> Result<(), JournalError> {
+        if let Err(e) = self.db.flush() {
+            self.poisoned = true;
+            return Err(store_error(&self.dir, e, self.last_seq()));
+        }
+        if let Err(source) = self.data_file.sync_data() {
+            self.poisoned = true;
+            return Err(JournalError::Io {
+                dir: self.dir.clone(),
+                what: "fdatasync of the store's data file",
+                source,
+            });
+        }
+        if let Err(source) = self.sync_side_files() {
+            self.poisoned = true;
+            return Err(JournalError::Io {
+                dir: self.dir.clone(),
+                what: "fsync of the store's snapshot and blob files",
+                source,
+            });
+        }
+        Ok(())
+    }
+
+    /// sled writes snapshots (`snap.*`) and large values (`blobs/*`) without any fsync:
+    /// fsync each one that is new or changed since the last durable point, and the folder
+    /// that gained an entry.
+    fn sync_side_files(&mut self) -> std::io::Result<()> {
+        let store = self.dir.join(STORE_DIR);
+        for dir in [store.clone(), store.join("blobs")] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut new_entry = false;
+            for e in entries {
+                let e = e?;
+                let meta = e.metadata()?;
+                if !meta.is_file() || e.file_name() == "db" {
+                    continue;
+                }
+                let stamp = (meta.len(), meta.modified()?);
+                let path = e.path();
+                if self.synced.get(&path) != Some(&stamp) {
+                    File::open(&path)?.sync_all()?;
+                    new_entry |= self.synced.insert(path, stamp).is_none();
+                }
+            }
+            if new_entry {
+                durable_fs::fsync_dir(&dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn verify_chain(&self) -> Result<Vec<Record>, JournalError> {
+        let mut chain: Vec<Record> = Vec::new();
+        for item in self.records.iter() {
+            let last_good = chain.last().map_or(0, |r| r.seq);
+            let (key, value) = item.map_err(|e| store_error(&self.dir, e, last_good))?;
+            let expected = last_good + 1;
+            let corrupt = |seq: u64, reason: String| JournalError::Corrupt {
+                dir: self.dir.clone(),
+                seq,
+                last_good,
+                reason,
+            };
+            let key_seq = match <[u8; 8]>::try_from(key.as_ref()) {
+                Ok(k) => u64::from_be_bytes(k),
+                Err(_) => {
+                    return Err(corrupt(
+                        expected,
+                        format!("malformed key {:?}", key.as_ref()),
+                    ))
+                }
+            };
+            if key_seq != expected {
+                return Err(corrupt(
+                    expected,
+                    format!("record missing (next stored is {key_seq})"),
+                ));
+            }
+            let rec = record::decode(&value).map_err(|e| corrupt(key_seq, e.to_string()))?;
+            if rec.seq != key_seq {
+                return Err(corrupt(
+                    key_seq,
+                    format!("stored under key {key_seq} but says {}", rec.seq),
+                ));
+            }
+            let prev = chain.last().map_or([0u8; 32], |r| r.hash);
+            if rec.prev_hash != prev {
+                return Err(corrupt(
+                    key_seq,
+                    "hash chain broken: previous-record hash differs".into(),
+                ));
+            }
+            chain.push(rec);
+        }
+        Ok(chain)
+    }
+}
+
+fn store_error(dir: &Path, e: sled::Error, last_good: u64) -> JournalError {
+    match e {
+        sled::Error::Corruption { .. } => JournalError::StoreCorrupt {
+            dir: dir.to_path_buf(),
+            last_good,
+            detail: e.to_string(),
+        },
+        other => JournalError::Store {
+            dir: dir.to_path_buf(),
+            source: other,
+        },
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Test support: rewrites the raw stored value of record `seq`, bypassing every check,
+/// so tests can build torn, corrupt and re-chained journals. Never used by the engine.
+pub fn tamper_raw(dir: &Path, seq: u64, edit: impl FnOnce(Vec<u8>) -> Vec<u8>) -> sled::Result<()> {
+    let db = sled::Config::new().path(dir.join(STORE_DIR)).open()?;
+    let tree = db.open_tree(RECORDS_TREE)?;
+    let old = tree
+        .get(seq.to_be_bytes())?
+        .map(|v| v.to_vec())
+        .unwrap_or_default();
+    tree.insert(seq.to_be_bytes(), edit(old))?;
+    db.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(phase: Phase, payload: &[u8]) -> NewRecord {
+        NewRecord {
+            run_id: [1; 16],
+            step: Some(1),
+            phase,
+            payload: payload.to_vec(),
+        }
+    }
+
+    #[test]
+    fn appended_records_survive_reopen_with_a_valid_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut j = Journal::open(dir.path()).unwrap();
+            j.append(rec(Phase::RunStarted, b"plan")).unwrap();
+            j.append_batch(vec![
+                rec(Phase::StepIntent, b"a"),
+                rec(Phase::StepDone, b"b"),
+            ])
+            .unwrap();
+        }
+        let j = Journal::open(dir.path()).unwrap();
+        let phases: Vec<_> = j.records().iter().map(|r| (r.seq, r.phase)).collect();
+        assert_eq!(
+            phases,
+            vec![
+                (1, Phase::RunStarted),
+                (2, Phase::StepIntent),
+                (3, Phase::StepDone)
+            ]
+        );
+        assert_eq!(j.records()[2].prev_hash, j.records()[1].hash);
+        assert_eq!(j.records()[0].prev_hash, [0; 32]);
+    }
+
+    #[test]
+    fn journal_directory_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = dir.path().join("j");
+        Journal::open(&jdir).unwrap();
+        let mode = std::fs::metadata(&jdir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+
+    fn three_records(dir: &Path) {
+        let mut j = Journal::open(dir).unwrap();
+        for p in [Phase::RunStarted, Phase::StepIntent, Phase::StepDone] {
+            j.append(rec(p, b"payload")).unwrap();
+        }
+    }
+
+    fn open_err(dir: &Path) -> JournalError {
+        match Journal::open(dir) {
+            Err(e) => e,
+            Ok(_) => panic!("corrupt journal opened"),
+        }
+    }
+
+    #[test]
+    fn flipped_byte_names_the_record_and_last_good() {
+        let dir = tempfile::tempdir().unwrap();
+        three_records(dir.path());
+        tamper_raw(dir.path(), 2, |mut v| {
+            v[20] ^= 1;
+            v
+        })
+        .unwrap();
+        match open_err(dir.path()) {
+            JournalError::Corrupt {
+                seq,
+                last_good,
+                reason,
+                ..
+            } => {
+                assert_eq!((seq, last_good), (2, 1));
+                assert!(reason.contains("SHA-256"), "{reason}");
+            }
+            e => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn torn_last_record_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        three_records(dir.path());
+        tamper_raw(dir.path(), 3, |v| v[..v.len() / 2].to_vec()).unwrap();
+        match open_err(dir.path()) {
+            JournalError::Corrupt {
+                seq,
+                last_good,
+                reason,
+                ..
+            } => {
+                assert_eq!((seq, last_good), (3, 2));
+                assert!(reason.contains("torn"), "{reason}");
+            }
+            e => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn rehashed_record_with_wrong_prev_breaks_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        three_records(dir.path());
+        tamper_raw(dir.path(), 2, |v| {
+            let mut body = record::decode(&v).unwrap().body;
+            body.payload = b"forged".to_vec();
+            body.prev_hash = [7; 32];
+            body.encode().0
+        })
+        .unwrap();
+        match open_err(dir.path()) {
+            JournalError::Corrupt {
+                seq,
+                last_good,
+                reason,
+                ..
+            } => {
+                assert_eq!((seq, last_good), (2, 1));
+                assert!(reason.contains("chain"), "{reason}");
+            }
+            e => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn forged_record_breaks_the_next_link() {
+        // A record re-hashed consistently with its own frame is caught by its successor.
+        let dir = tempfile::tempdir().unwrap();
+        three_records(dir.path());
+        tamper_raw(dir.path(), 2, |v| {
+            let mut body = record::decode(&v).unwrap().body;
+            body.payload = b"forged".to_vec();
+            body.encode().0
+        })
+        .unwrap();
+        match open_err(dir.path()) {
+            JournalError::Corrupt { seq, last_good, .. } => assert_eq!((seq, last_good), (3, 2)),
+            e => panic!("{e}"),
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Plans are data: an ordered list of step specifications, serializable to JSON (for tests
+//! and `plan --json`) and to bincode (stored whole in the journal's run-started record).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::journal::record::codec;
+use bincode::Options;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub title: String,
+    pub steps: Vec<PlannedStep>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PlannedStep {
+    /// 1-based position in the plan; also the step id in the journal.
+    pub id: u32,
+    /// The vendor guide's step this implements (for example "3.2"), if any.
+    #[serde(default)]
+    pub seed: Option<String>,
+    /// How the engine does it differently from the guide, if it does.
+    #[serde(default)]
+    pub note: Option<String>,
+    pub action: StepSpec,
+}
+
+/// Every step kind. Paths are relative to the installation root unless absolute.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepSpec {
+    /// Rename a file or folder on one filesystem.
+    Rename { from: PathBuf, to: PathBuf },
+    /// Copy a file or a tree; the copy appears whole or not at all.
+    Copy { from: PathBuf, to: PathBuf },
+    /// Move a tree (rename, or copy + verify + delete across filesystems).
+    MoveTree { from: PathBuf, to: PathBuf },
+    /// "Delete" a tree: move it into the journal's trash, purged at finalize.
+    DeleteTree { path: PathBuf },
+    /// Write a file atomically, keeping the previous content for undo.
+    WriteFile {
+        path: PathBuf,
+        #[serde(with = "content_serde")]
+        content: Vec<u8>,
+    },
+    /// Extract a zip archive into a new folder.
+    ExtractZip { archive: PathBuf, dest: PathBuf },
+}
+
+impl StepSpec {
+    /// Every path the step reads or changes (used to batch only independent steps).
+    pub fn paths(&self) -> Vec<&Path> {
+        match self {
+            StepSpec::Rename { from, to }
+            | StepSpec::Copy { from, to }
+            | StepSpec::MoveTree { from, to } => vec![from, to],
+            StepSpec::DeleteTree { path } | StepSpec::WriteFile { path, .. } => vec![path],
+            StepSpec::ExtractZip { archive, dest } => vec![archive, dest],
+        }
+    }
+}
+
+impl Plan {
+    /// Builds a plan, numbering the steps 1..=n.
+    pub fn new(
+        title: impl Into<String>,
+        actions: Vec<(Option<&str>, Option<&str>, StepSpec)>,
+    ) -> Plan {
+        let steps = actions
+            .into_iter()
+            .enumerate()
+            .map(|(i, (seed, note, action))| PlannedStep {
+                id: i as u32 + 1,
+                seed: seed.map(str::to_string),
+                note: note.map(str::to_string),
+                action,
+            })
+            .collect();
+        Plan {
+            title: title.into(),
+            steps,
+        }
+    }
+
+    /// SHA-256 of the plan's journal encoding: what the run-started record commits to.
+    pub fn hash(&self) -> [u8; 32] {
+        Sha256::digest(codec().serialize(self).expect("plan is serializable")).into()
+    }
+
+    pub fn from_json(file: &Path, text: &str) -> Result<Plan, crate::Error> {
+        let plan: Plan = serde_json::from_str(text).map_err(|e| {
+            crate::Error::Usage(format!(
+                "{}:{}:{}: not a valid plan: {e}",
+                file.display(),
+                e.line(),
+                e.column()
+            ))
+        })?;
+        for (i, s) in plan.steps.iter().enumerate() {
+            if s.id != i as u32 + 1 {
+                return Err(crate::Error::Usage(format!(
+                    "{}: step {} has id {}; ids must be 1, 2, 3... in order",
+                    file.display(),
+                    i + 1,
+                    s.id
+                )));
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// File content: base64 text in JSON, raw bytes in bincode.
+mod content_serde {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+        } else {
+            s.serialize_bytes(v)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(serde::de::Error::custom)
+        } else {
+            serde_bytes_vec(d)
+        }
+    }
+
+    fn serde_bytes_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Plan {
+        Plan::new(
+            "t",
+            vec![
+                (
+                    Some("3.2"),
+                    None,
+                    StepSpec::Rename {
+                        from: "a".into(),
+                        to: "b".into(),
+                    },
+                ),
+                (
+                    None,
+                    None,
+                    StepSpec::WriteFile {
+                        path: "c".into(),
+                        content: vec![0, 255, 10],
+                    },
+                ),
+            ],
+        )
+    }
+
+    #[test]
+    fn plan_round_trips_through_json_and_bincode() {
+        let p = sample();
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(json.contains("\"write-file\""), "{json}");
+        assert!(json.contains("\"AP8K\""), "content is base64: {json}");
+        assert_eq!(Plan::from_json(Path::new("p.json"), &json).unwrap(), p);
+        let bin = codec().serialize(&p).unwrap();
+        assert_eq!(codec().deserialize::<Plan>(&bin).unwrap(), p);
+        assert_ne!(p.hash(), sample_with_other_content().hash());
+    }
+
+    fn sample_with_other_content() -> Plan {
+        let mut p = sample();
+        p.steps[1].action = StepSpec::WriteFile {
+            path: "c".into(),
+            content: vec![1],
+        };
+        p
+    }
+
+    #[test]
+    fn bad_plan_json_names_file_line_and_column() {
+        let e = Plan::from_json(Path::new("p.json"), "{\"title\": \"x\",\n \"steps\": [1]}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("p.json:2:"), "{e}");
+        let e = Plan::from_json(
+            Path::new("p.json"),
+            r#"{"title":"x","steps":[{"id":2,"action":{"delete-tree":{"path":"a"}}}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ids must be"), "{e}");
+    }
+}

@@ -1,0 +1,265 @@
+//! Step kinds: one module each, all behind the [`Step`] trait.
+//!
+//! The engine drives every step the same way:
+//! `check` (preflight, on a [`PlanView`]) -> `intent` (manifests of what will be touched;
+//! journaled and durable) -> `apply` -> outcome journaled. After a crash: `settle` (finish or
+//! discard an interrupted internal operation), then `probe` (applied or not, decided by
+//! comparing manifests, never by guessing). Rollback: `settle`, `probe`, and `undo` when
+//! applied, after checking that what the step produced is unchanged (`--force` skips that).
+
+mod copy;
+mod delete_tree;
+mod extract_zip;
+mod move_tree;
+mod rename;
+mod view;
+mod write_file;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::durable_fs;
+use crate::manifest::Manifest;
+use crate::plan::StepSpec;
+pub use view::{Exists, PlanView};
+
+/// What a step will touch: for each path, its state before and the state expected after.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Intent {
+    pub touches: Vec<Touch>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Touch {
+    pub path: PathBuf,
+    pub before: Manifest,
+    /// None: known only once the step has run (recorded in its [`Outcome`]).
+    pub after: Option<Manifest>,
+}
+
+/// What a step reports when done: the `after` manifests that were not known in advance.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct Outcome {
+    pub after: Vec<(usize, Manifest)>,
+    pub notes: Vec<String>,
+}
+
+impl Intent {
+    /// The expected final state of touch `i`, from the intent or else the outcome.
+    pub fn expected_after<'a>(
+        &'a self,
+        i: usize,
+        outcome: Option<&'a Outcome>,
+    ) -> Option<&'a Manifest> {
+        self.touches[i]
+            .after
+            .as_ref()
+            .or_else(|| outcome.and_then(|o| o.after.iter().find(|(j, _)| *j == i).map(|(_, m)| m)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    NotApplied,
+    Applied,
+    /// Neither the before nor the after state: someone or something else changed the tree.
+    Inconsistent(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Refused(String),
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, StepError>;
+
+pub(crate) fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StepError {
+    let path = path.to_path_buf();
+    move |source| StepError::Io { what, path, source }
+}
+
+/// Progress callback for long steps: bytes processed.
+pub type OnBytes<'a> = &'a (dyn Fn(u64) + Sync);
+
+pub struct StepContext<'a> {
+    pub root: &'a Path,
+    /// This step's own folder in the journal trash (created on demand).
+    pub trash: PathBuf,
+    pub on_bytes: OnBytes<'a>,
+}
+
+impl StepContext<'_> {
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        self.root.join(p)
+    }
+
+    pub fn trash_path(&self, name: &str) -> Result<PathBuf> {
+        durable_fs::create_dir_all(&self.trash).map_err(io("creating", &self.trash))?;
+        Ok(self.trash.join(name))
+    }
+}
+
+pub trait Step: Send + Sync {
+    /// One line for plans, progress and the audit; paths shown relative to `root`.
+    fn describe(&self, root: &Path) -> String;
+
+    /// Preflight against the state the earlier steps will have left; records this step's
+    /// effects in the view. Returns what would refuse the plan.
+    fn check(&self, view: &mut PlanView) -> std::result::Result<(), String>;
+
+    /// Bytes the step will write (for the free-space preflight).
+    fn bytes_needed(&self, _view: &PlanView) -> u64 {
+        0
+    }
+
+    fn intent(&self, ctx: &StepContext) -> Result<Intent>;
+
+    fn apply(&self, ctx: &StepContext, intent: &Intent) -> Result<Outcome>;
+
+    /// After a crash: complete an internal operation that passed its commit point, or
+    /// remove the leftovers of one that did not. Safe to repeat.
+    fn settle(&self, ctx: &StepContext, intent: &Intent, outcome: Option<&Outcome>) -> Result<()> {
+        let _ = outcome;
+        for t in &intent.touches {
+            let staged = durable_fs::staging_path(&t.path);
+            durable_fs::remove_path(&staged).map_err(io("removing", &staged))?;
+        }
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Applied or not, by comparing each touched path with its before and after manifests.
+    fn probe(
+        &self,
+        ctx: &StepContext,
+        intent: &Intent,
+        outcome: Option<&Outcome>,
+    ) -> Result<Probe> {
+        let _ = ctx;
+        probe_by_manifests(intent, outcome)
+    }
+
+    /// Reverses an applied step. The engine has checked (unless forced) that the state is
+    /// the recorded after state.
+    fn undo(&self, ctx: &StepContext, intent: &Intent, outcome: Option<&Outcome>) -> Result<()>;
+}
+
+/// Compares every touched path with its recorded states.
+pub fn probe_by_manifests(intent: &Intent, outcome: Option<&Outcome>) -> Result<Probe> {
+    let mut all_after = true;
+    let mut all_before = true;
+    let mut first_diff = None;
+    for (i, t) in intent.touches.iter().enumerate() {
+        let now = Manifest::of(&t.path).map_err(io("reading", &t.path))?;
+        if now != t.before {
+            all_before = false;
+        }
+        match intent.expected_after(i, outcome) {
+            Some(after) if &now == after => {}
+            Some(after) => {
+                all_after = false;
+                if first_diff.is_none() {
+                    let d = after
+                        .first_difference(&now)
+                        .map(|d| d.to_string())
+                        .unwrap_or_default();
+                    first_diff = Some(format!("{}: {d}", t.path.display()));
+                }
+            }
+            None => all_after = false,
+        }
+    }
+    Ok(if all_after {
+        Probe::Applied
+    } else if all_before {
+        Probe::NotApplied
+    } else {
+        Probe::Inconsistent(first_diff.unwrap_or_else(|| "state differs".into()))
+    })
+}
+
+/// Checks that every touched path is in its recorded after state; the message names the
+/// first difference.
+pub fn verify_after(intent: &Intent, outcome: Option<&Outcome>) -> Result<()> {
+    for (i, t) in intent.touches.iter().enumerate() {
+        let Some(after) = intent.expected_after(i, outcome) else {
+            continue;
+        };
+        let now = Manifest::of(&t.path).map_err(io("reading", &t.path))?;
+        if let Some(d) = after.first_difference(&now) {
+            return Err(StepError::Refused(format!(
+                "{} changed since the step ran ({d}); refusing to undo (--force overrides)",
+                t.path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A move `from` -> `to` interrupted after its commit point leaves both; keep whichever
+/// side holds exactly `expected` and remove the other. Used by every step that moves.
+pub(crate) fn settle_pair(from: &Path, to: &Path, expected: &Manifest) -> Result<()> {
+    for p in [from, to] {
+        let staged = durable_fs::staging_path(p);
+        durable_fs::remove_path(&staged).map_err(io("removing", &staged))?;
+    }
+    if from.symlink_metadata().is_err() || to.symlink_metadata().is_err() {
+        return Ok(());
+    }
+    let to_m = Manifest::of(to).map_err(io("reading", to))?;
+    if &to_m == expected {
+        return durable_fs::remove_path(from).map_err(io("removing", from));
+    }
+    let from_m = Manifest::of(from).map_err(io("reading", from))?;
+    if &from_m == expected {
+        return durable_fs::remove_path(to).map_err(io("removing", to));
+    }
+    Err(StepError::Refused(format!(
+        "both {} and {} exist and neither holds the recorded content; resolve by hand",
+        from.display(),
+        to.display()
+    )))
+}
+
+/// The step implementation for a specification.
+pub fn step_for(spec: &StepSpec, root: &Path) -> Box<dyn Step> {
+    let r = |p: &PathBuf| root.join(p);
+    match spec {
+        StepSpec::Rename { from, to } => Box::new(rename::Rename {
+            from: r(from),
+            to: r(to),
+        }),
+        StepSpec::Copy { from, to } => Box::new(copy::Copy {
+            from: r(from),
+            to: r(to),
+        }),
+        StepSpec::MoveTree { from, to } => Box::new(move_tree::MoveTree {
+            from: r(from),
+            to: r(to),
+        }),
+        StepSpec::DeleteTree { path } => Box::new(delete_tree::DeleteTree { path: r(path) }),
+        StepSpec::WriteFile { path, content } => Box::new(write_file::WriteFile {
+            path: r(path),
+            content: content.clone(),
+        }),
+        StepSpec::ExtractZip { archive, dest } => Box::new(extract_zip::ExtractZip {
+            archive: r(archive),
+            dest: r(dest),
+        }),
+    }
+}
+
+/// Relative display of a path under the root, for messages and plans.
+pub fn show(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root).unwrap_or(p).display().to_string()
+}

@@ -1,0 +1,149 @@
+//! A read-only view of the tree as the earlier steps of a plan will have left it, so that
+//! `plan` can check every step before anything changes.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exists {
+    Yes,
+    No,
+    /// Created by an earlier step whose content is not known before it runs.
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Absent,
+    /// Present, holding what is on disk now at this path.
+    From(PathBuf),
+    /// Present, content unknown until run time (extracted, written).
+    Opaque,
+}
+
+pub struct PlanView {
+    root: PathBuf,
+    /// Later entries override earlier ones.
+    overlay: Vec<(PathBuf, Node)>,
+}
+
+impl PlanView {
+    pub fn new(root: &Path) -> PlanView {
+        PlanView {
+            root: root.to_path_buf(),
+            overlay: Vec::new(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn lookup(&self, path: &Path) -> Node {
+        for (key, node) in self.overlay.iter().rev() {
+            if let Ok(rest) = path.strip_prefix(key) {
+                return match node {
+                    Node::Absent => Node::Absent,
+                    Node::From(origin) if rest.as_os_str().is_empty() => Node::From(origin.clone()),
+                    Node::From(origin) => Node::From(origin.join(rest)),
+                    Node::Opaque => Node::Opaque,
+                };
+            }
+        }
+        Node::From(path.to_path_buf())
+    }
+
+    pub fn exists(&self, path: &Path) -> Exists {
+        match self.lookup(path) {
+            Node::Absent => Exists::No,
+            Node::From(p) if p.symlink_metadata().is_ok() => Exists::Yes,
+            Node::From(_) => Exists::No,
+            Node::Opaque => Exists::Unknown,
+        }
+    }
+
+    /// Where the content that will be at `path` is on disk now (None: not known yet).
+    pub fn origin(&self, path: &Path) -> Option<PathBuf> {
+        match self.lookup(path) {
+            Node::From(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn moved(&mut self, from: &Path, to: &Path) {
+        let node = self.lookup(from);
+        self.overlay.push((from.to_path_buf(), Node::Absent));
+        self.overlay.push((to.to_path_buf(), node));
+    }
+
+    pub fn copied(&mut self, from: &Path, to: &Path) {
+        let node = self.lookup(from);
+        self.overlay.push((to.to_path_buf(), node));
+    }
+
+    pub fn removed(&mut self, path: &Path) {
+        self.overlay.push((path.to_path_buf(), Node::Absent));
+    }
+
+    pub fn created(&mut self, path: &Path) {
+        self.overlay.push((path.to_path_buf(), Node::Opaque));
+    }
+
+    /// Standard checks: `path` must exist.
+    pub fn require(&self, path: &Path) -> Result<(), String> {
+        match self.exists(path) {
+            Exists::No => Err(format!("{} does not exist", super::show(&self.root, path))),
+            _ => Ok(()),
+        }
+    }
+
+    /// `path` must not exist (steps never overwrite what they did not create).
+    pub fn require_absent(&self, path: &Path) -> Result<(), String> {
+        match self.exists(path) {
+            Exists::Yes => Err(format!("{} already exists", super::show(&self.root, path))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Bytes of files that will be at `path` (0 when unknown).
+    pub fn size_of(&self, path: &Path) -> u64 {
+        let Some(origin) = self.origin(path) else {
+            return 0;
+        };
+        walkdir::WalkDir::new(origin)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_follows_renames_copies_and_removals() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir(r.join("Runtime")).unwrap();
+        std::fs::write(r.join("Runtime/app.json"), "{}").unwrap();
+        let mut v = PlanView::new(r);
+        v.moved(&r.join("Runtime"), &r.join("RuntimeOld"));
+        assert_eq!(v.exists(&r.join("Runtime")), Exists::No);
+        assert_eq!(v.exists(&r.join("RuntimeOld/app.json")), Exists::Yes);
+        assert_eq!(v.exists(&r.join("RuntimeOld/nope.json")), Exists::No);
+        v.created(&r.join("Runtime"));
+        assert_eq!(v.exists(&r.join("Runtime/x")), Exists::Unknown);
+        v.copied(&r.join("RuntimeOld/app.json"), &r.join("Runtime/app.json"));
+        assert_eq!(v.exists(&r.join("Runtime/app.json")), Exists::Yes);
+        assert_eq!(v.size_of(&r.join("Runtime/app.json")), 2);
+        v.removed(&r.join("RuntimeOld"));
+        assert_eq!(v.exists(&r.join("RuntimeOld/app.json")), Exists::No);
+        assert!(v
+            .require(&r.join("RuntimeOld"))
+            .unwrap_err()
+            .contains("does not exist"));
+    }
+}

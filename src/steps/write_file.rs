@@ -1,0 +1,108 @@
+//! Write a file atomically (staging file, fsync, rename over). The previous file is kept in
+//! the journal trash (a hard link: its very inode) and renamed back by undo.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::{io, show, Intent, Outcome, PlanView, Result, Step, StepContext, StepError, Touch};
+use crate::durable_fs;
+use crate::manifest::{Entry, Kind, Manifest};
+
+pub struct WriteFile {
+    pub path: PathBuf,
+    pub content: Vec<u8>,
+}
+
+const PREVIOUS: &str = "previous";
+const WRITTEN: &str = "written";
+
+impl Step for WriteFile {
+    fn describe(&self, root: &Path) -> String {
+        format!(
+            "write {} ({} bytes, previous content kept)",
+            show(root, &self.path),
+            self.content.len()
+        )
+    }
+
+    fn check(&self, view: &mut PlanView) -> std::result::Result<(), String> {
+        if let Some(parent) = self.path.parent() {
+            view.require(parent)?;
+        }
+        view.created(&self.path);
+        Ok(())
+    }
+
+    fn bytes_needed(&self, _view: &PlanView) -> u64 {
+        self.content.len() as u64
+    }
+
+    fn intent(&self, _ctx: &StepContext) -> Result<Intent> {
+        let before = Manifest::of(&self.path).map_err(io("reading", &self.path))?;
+        if before.entries.len() > 1 || before.entries.first().is_some_and(|e| e.kind != Kind::File)
+        {
+            return Err(StepError::Refused(format!(
+                "{} is not a regular file",
+                self.path.display()
+            )));
+        }
+        let mode = before.entries.first().map_or(0o644, |e| e.mode);
+        let after = Manifest {
+            entries: vec![Entry {
+                rel: String::new(),
+                kind: Kind::File,
+                size: self.content.len() as u64,
+                mode,
+                sha256: Sha256::digest(&self.content).into(),
+            }],
+        };
+        Ok(Intent {
+            touches: vec![Touch {
+                path: self.path.clone(),
+                before,
+                after: Some(after),
+            }],
+        })
+    }
+
+    fn apply(&self, ctx: &StepContext, intent: &Intent) -> Result<Outcome> {
+        let before = &intent.touches[0].before;
+        if before.exists() {
+            let prev = ctx.trash_path(PREVIOUS)?;
+            // A link left by an interrupted attempt points at the unchanged file: redo it.
+            durable_fs::remove_path(&prev).map_err(io("removing", &prev))?;
+            durable_fs::link_or_copy(&self.path, &prev).map_err(io("keeping", &self.path))?;
+        }
+        let mode = intent.touches[0].after.as_ref().map(|m| m.entries[0].mode);
+        durable_fs::atomic_write(&self.path, &self.content, mode)
+            .map_err(io("writing", &self.path))?;
+        Ok(Outcome::default())
+    }
+
+    fn undo(&self, ctx: &StepContext, intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
+        let before = &intent.touches[0].before;
+        if !before.exists() {
+            let dest = ctx.trash_path(WRITTEN)?;
+            return durable_fs::move_path(&self.path, &dest, ctx.on_bytes)
+                .map_err(io("moving to the trash", &self.path));
+        }
+        let prev = ctx.trash.join(PREVIOUS);
+        let kept = Manifest::of(&prev).map_err(io("reading", &prev))?;
+        let same_content =
+            kept.entries.len() == 1 && kept.entries[0].sha256 == before.entries[0].sha256;
+        if !same_content {
+            return Err(StepError::Refused(format!(
+                "the kept previous content of {} is missing or altered; cannot restore it",
+                self.path.display()
+            )));
+        }
+        std::fs::set_permissions(
+            &prev,
+            std::fs::Permissions::from_mode(before.entries[0].mode),
+        )
+        .map_err(io("restoring the mode of", &prev))?;
+        durable_fs::replace(&prev, &self.path).map_err(io("restoring", &self.path))
+    }
+}
