@@ -291,7 +291,7 @@ fn print_status(target: &Target, json: bool) -> Result<()> {
         records: 0,
         next: "no upgrade has run on this installation".into(),
     };
-    if dir.join(crate::journal::STORE_DIR).exists() {
+    if dir.is_dir() {
         match RootLock::acquire(&dir) {
             Err(Error::Refused(msg)) => {
                 out.state = "busy".into();
@@ -299,6 +299,10 @@ fn print_status(target: &Target, json: bool) -> Result<()> {
             }
             Err(e) => return Err(e),
             Ok(lock) => {
+                if !dir.join(crate::journal::STORE_DIR).exists() {
+                    drop(lock);
+                    return print_status_out(&out, json);
+                }
                 let journal = crate::journal::Journal::open(&dir)?;
                 out.records = journal.records().len() as u64;
                 if let Some(run) = state::latest(journal.records())? {
@@ -331,6 +335,10 @@ fn print_status(target: &Target, json: bool) -> Result<()> {
             }
         }
     }
+    print_status_out(&out, json)
+}
+
+fn print_status_out(out: &StatusOut, json: bool) -> Result<()> {
     if json {
         println!(
             "{}",

@@ -123,17 +123,24 @@ impl Step for ExtractZip {
         }
     }
 
-    /// The folder appears only through the final rename, so its presence decides.
+    /// The folder appears only through the final rename, so its presence decides; once the
+    /// outcome is journaled, the folder must also still hold exactly what was extracted.
     fn probe(
         &self,
         _ctx: &StepContext,
-        _intent: &Intent,
-        _outcome: Option<&Outcome>,
+        intent: &Intent,
+        outcome: Option<&Outcome>,
     ) -> Result<Probe> {
-        Ok(if self.dest.symlink_metadata().is_ok() {
-            Probe::Applied
-        } else {
-            Probe::NotApplied
+        if self.dest.symlink_metadata().is_err() {
+            return Ok(Probe::NotApplied);
+        }
+        let Some(expected) = intent.expected_after(1, outcome) else {
+            return Ok(Probe::Applied);
+        };
+        let now = Manifest::of(&self.dest).map_err(io("reading", &self.dest))?;
+        Ok(match expected.first_difference(&now) {
+            None => Probe::Applied,
+            Some(d) => Probe::Inconsistent(format!("{}: {d}", self.dest.display())),
         })
     }
 

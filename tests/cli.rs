@@ -1,0 +1,289 @@
+//! End-to-end tests of the real binary on sample installations.
+
+mod common;
+
+use common::{assert_same, Install};
+use usercube_upgrade::plan::{Plan, StepSpec};
+use usercube_upgrade::sample::SampleSize;
+
+#[test]
+fn run_then_rollback_restores_the_exact_tree() {
+    let i = Install::new(SampleSize::default());
+    let start = i.snapshot();
+    i.ok(&["run"]);
+    let r = &i.root;
+    assert!(r.join("RuntimeOld/Usercube-Server.deps.json").is_file());
+    let deps = std::fs::read_to_string(r.join("Runtime/Usercube-Server.deps.json")).unwrap();
+    assert!(deps.contains("Usercube-Server/5.2.3.100"), "{deps}");
+    assert!(!r.join("Temp/Collect").exists());
+    assert!(r
+        .join("Work/ProvisioningOrders/ProvisioningOrders-0.csv")
+        .is_file());
+    assert!(r.join("Work/tracked-accounts-ADParis.csv").is_file());
+    let settings = std::fs::read_to_string(r.join("Runtime/appsettings.json")).unwrap();
+    assert!(
+        settings.contains("\"WorkFolderPath\": \"../Work\""),
+        "{settings}"
+    );
+    assert!(
+        r.join("ConfOld/Connectors/AD.xml").is_file() && r.join("Conf/Connectors/AD.xml").is_file()
+    );
+    let (_, status) = i.code(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["state"], "committed");
+    assert_eq!(status["steps_done"], 10);
+
+    i.ok(&["rollback"]);
+    assert_same(&start, &i.snapshot(), "after rollback");
+    let (_, status) = i.code(&["status", "--json"]);
+    assert!(status.contains("\"rolled-back\""), "{status}");
+    // A second rollback is a no-op, and the audit holds every step as undone.
+    i.ok(&["rollback"]);
+    let export = i.ok(&["journal", "export", "--json"]);
+    let audit: serde_json::Value = serde_json::from_slice(&export.stdout).unwrap();
+    let steps = audit["runs"][0]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 10);
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["state"] == "undone" && s["undo"] == "undone"),
+        "{steps:?}"
+    );
+    let rename = &steps[0]["touched"];
+    assert_eq!(
+        rename[0]["before_sha256"], rename[1]["after_sha256"],
+        "rename keeps content"
+    );
+    assert!(
+        rename[0]["after_sha256"].is_null(),
+        "Runtime is gone after the rename"
+    );
+}
+
+#[test]
+fn finalize_purges_the_trash_and_forbids_rollback() {
+    let i = Install::new(SampleSize::default());
+    i.ok(&["run"]);
+    let trash = i.journal_dir().join("trash");
+    assert!(std::fs::read_dir(&trash).unwrap().next().is_some());
+    let after_run = i.snapshot();
+    i.ok(&["finalize"]);
+    assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 0);
+    assert_same(
+        &after_run,
+        &i.snapshot(),
+        "finalize changes nothing in the installation",
+    );
+    let (code, msg) = i.code(&["rollback"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(msg.contains("finalized"), "{msg}");
+    i.ok(&["journal", "verify"]);
+}
+
+/// A zip whose central directory is fine but whose first entry's data is damaged: it
+/// passes preflight and fails while extracting, after several steps have run.
+fn damage_zip(i: &Install) {
+    let zip = i.root.join(usercube_upgrade::sample::RUNTIME_ZIP);
+    let mut bytes = std::fs::read(&zip).unwrap();
+    for b in &mut bytes[40..120] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&zip, bytes).unwrap();
+}
+
+#[test]
+fn a_failing_step_rolls_back_automatically() {
+    let i = Install::new(SampleSize::default());
+    damage_zip(&i);
+    let start = i.snapshot();
+    let (code, msg) = i.code(&["run"]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(
+        msg.contains("step 2") && msg.contains("rolled back"),
+        "{msg}"
+    );
+    assert_same(&start, &i.snapshot(), "after automatic rollback");
+}
+
+#[test]
+fn no_auto_rollback_leaves_a_failed_run_for_rollback() {
+    let i = Install::new(SampleSize::default());
+    damage_zip(&i);
+    let start = i.snapshot();
+    let (code, msg) = i.code(&["run", "--no-auto-rollback"]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(msg.contains("Not rolled back"), "{msg}");
+    assert!(i.root.join("RuntimeOld").exists(), "step 1 stays applied");
+    let (_, status) = i.code(&["status"]);
+    assert!(status.contains("state:        failed"), "{status}");
+    let (code, msg) = i.code(&["run"]);
+    assert_eq!(
+        code,
+        Some(2),
+        "a new run is refused while one is open: {msg}"
+    );
+    i.ok(&["rollback"]);
+    assert_same(&start, &i.snapshot(), "after rollback of a failed run");
+}
+
+#[test]
+fn preflight_refuses_and_changes_nothing() {
+    let plan = Plan::new(
+        "bad",
+        vec![
+            (
+                None,
+                None,
+                StepSpec::Rename {
+                    from: "Runtime".into(),
+                    to: "RuntimeOld".into(),
+                },
+            ),
+            (
+                None,
+                None,
+                StepSpec::Copy {
+                    from: "Runtime/appsettings.json".into(),
+                    to: "x.json".into(),
+                },
+            ),
+            (
+                None,
+                None,
+                StepSpec::DeleteTree {
+                    path: "Nope".into(),
+                },
+            ),
+        ],
+    );
+    let i = Install::with_plan(SampleSize::default(), &plan);
+    let start = i.snapshot();
+    let (code, msg) = i.code(&["plan"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(
+        msg.contains("step 2") && msg.contains("Runtime/appsettings.json does not exist"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("step 3") && msg.contains("Nope does not exist"),
+        "{msg}"
+    );
+    assert!(
+        !i.journal_dir().exists(),
+        "`plan` must not even create the journal"
+    );
+    let (code, msg) = i.code(&["run"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(msg.contains("nothing was changed"), "{msg}");
+    assert_same(&start, &i.snapshot(), "after refused run");
+}
+
+#[test]
+fn plan_json_is_machine_readable() {
+    let i = Install::new(SampleSize::default());
+    let out = i.ok(&["plan", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["plan"]["steps"].as_array().unwrap().len(), 10);
+    assert_eq!(v["problems"].as_array().unwrap().len(), 0);
+    assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn a_second_process_is_refused_naming_the_holder() {
+    let i = Install::new(SampleSize::default());
+    usercube_upgrade::durable_fs::create_private_dir(&i.journal_dir()).unwrap();
+    let lock = usercube_upgrade::engine::RootLock::acquire(&i.journal_dir()).unwrap();
+    let start = i.snapshot();
+    let (code, msg) = i.code(&["run"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(
+        msg.contains(&format!("process {}", std::process::id())),
+        "{msg}"
+    );
+    let (code, status) = i.code(&["status"]);
+    assert_eq!(code, Some(0));
+    assert!(status.contains("busy"), "{status}");
+    drop(lock);
+    assert_same(&start, &i.snapshot(), "refused run");
+    i.ok(&["run"]);
+}
+
+#[test]
+fn undo_refuses_when_a_result_changed_unless_forced() {
+    let i = Install::new(SampleSize::default());
+    let start = i.snapshot();
+    i.ok(&["run"]);
+    std::fs::write(
+        i.root.join("Runtime/Usercube.Module0001.dll"),
+        "edited after the upgrade",
+    )
+    .unwrap();
+    let (code, msg) = i.code(&["rollback"]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(
+        msg.contains("changed since the step ran") && msg.contains("Usercube.Module0001.dll"),
+        "{msg}"
+    );
+    assert!(msg.contains("--force"), "{msg}");
+    i.ok(&["rollback", "--force"]);
+    assert_same(&start, &i.snapshot(), "after forced rollback");
+}
+
+fn corrupt_then_expect_refusal(edit: impl FnOnce(Vec<u8>) -> Vec<u8>, seq: u64, expect: &str) {
+    let i = Install::new(SampleSize::default());
+    i.ok(&["run", "--no-auto-rollback"]);
+    let before = i.snapshot();
+    usercube_upgrade::journal::tamper_raw(&i.journal_dir(), seq, edit).unwrap();
+    let (code, msg) = i.code(&["journal", "verify"]);
+    assert_eq!(code, Some(3), "{msg}");
+    assert!(
+        msg.contains(&format!("record {seq}")) && msg.contains(expect),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("last good record is {}", seq - 1)),
+        "{msg}"
+    );
+    for cmd in ["resume", "rollback", "status", "finalize"] {
+        let (code, msg) = i.code(&[cmd]);
+        assert_eq!(code, Some(3), "{cmd}: {msg}");
+    }
+    assert_same(&before, &i.snapshot(), "nothing acts past a corrupt record");
+}
+
+#[test]
+fn corrupted_record_is_refused_with_its_sequence_number() {
+    corrupt_then_expect_refusal(
+        |mut v| {
+            let n = v.len() / 2;
+            v[n] ^= 0xff;
+            v
+        },
+        5,
+        "SHA-256",
+    );
+}
+
+#[test]
+fn torn_last_record_is_refused() {
+    let i = Install::new(SampleSize::default());
+    i.ok(&["run"]);
+    let last = usercube_upgrade::journal::Journal::open(&i.journal_dir())
+        .unwrap()
+        .last_seq();
+    drop(i);
+    corrupt_then_expect_refusal(|v| v[..v.len() - 7].to_vec(), last, "torn");
+}
+
+#[test]
+fn broken_chain_is_refused() {
+    corrupt_then_expect_refusal(
+        |v| {
+            let mut body = usercube_upgrade::journal::record::decode(&v).unwrap().body;
+            body.prev_hash[0] ^= 1;
+            body.encode().0
+        },
+        4,
+        "chain",
+    );
+}

@@ -1,0 +1,110 @@
+//! Test kit shared by the integration tests: real sample installations in temp folders,
+//! the real binary, and whole-tree snapshots (paths, kinds, sizes, modes, SHA-256).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use usercube_upgrade::manifest::Manifest;
+use usercube_upgrade::plan::Plan;
+use usercube_upgrade::sample::{self, SampleSize};
+
+pub const JOURNAL: &str = ".usercube-upgrade";
+
+pub struct Install {
+    pub _tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    pub plan_file: PathBuf,
+}
+
+impl Install {
+    pub fn new(size: SampleSize) -> Install {
+        Self::with_plan(size, &sample::plan())
+    }
+
+    pub fn with_plan(size: SampleSize, plan: &Plan) -> Install {
+        let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let root = tmp.path().join("root");
+        sample::create_installation(&root, size).unwrap();
+        let plan_file = tmp.path().join("plan.json");
+        std::fs::write(&plan_file, serde_json::to_string_pretty(plan).unwrap()).unwrap();
+        Install {
+            _tmp: tmp,
+            root,
+            plan_file,
+        }
+    }
+
+    pub fn snapshot(&self) -> Manifest {
+        snapshot(&self.root)
+    }
+
+    /// Runs the binary with `--root` (and `--plan` for plan/run) added.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = bin();
+        c.args(args).arg("--root").arg(&self.root).arg("--quiet");
+        if matches!(args.first(), Some(&"run") | Some(&"plan")) {
+            c.arg("--plan").arg(&self.plan_file);
+        }
+        c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
+        c
+    }
+
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.cmd(args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?} failed:\n{}",
+            text(&out)
+        );
+        out
+    }
+
+    pub fn code(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = self.cmd(args).output().unwrap();
+        (out.status.code(), text(&out))
+    }
+
+    /// Runs with the crash failpoint; returns true when the process aborted.
+    pub fn crash_at(&self, args: &[&str], n: u64) -> bool {
+        let out = self
+            .cmd(args)
+            .env("USERCUBE_UPGRADE_CRASH_AT", n.to_string())
+            .output()
+            .unwrap();
+        match out.status.code() {
+            None => true,
+            Some(0) => false,
+            Some(c) => panic!("{args:?} with crash at {n} exited {c}:\n{}", text(&out)),
+        }
+    }
+
+    pub fn journal_dir(&self) -> PathBuf {
+        self.root.join(JOURNAL)
+    }
+}
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_usercube-upgrade"))
+}
+
+pub fn snapshot(root: &Path) -> Manifest {
+    Manifest::of_excluding(root, Some(JOURNAL)).unwrap()
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Asserts two snapshots are equal, naming the first difference.
+#[track_caller]
+pub fn assert_same(expected: &Manifest, found: &Manifest, context: &str) {
+    if let Some(d) = expected.first_difference(found) {
+        panic!("{context}: tree differs: {d}");
+    }
+}
