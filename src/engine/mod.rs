@@ -15,8 +15,10 @@ mod lock;
 pub mod payload;
 pub mod preflight;
 mod progress;
+mod sink;
 pub mod state;
 
+use std::cell::RefCell;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -28,6 +30,7 @@ use crate::steps::{self, Intent, Outcome, Probe, Step, StepContext, StepError};
 use crate::{Error, Result};
 pub use lock::RootLock;
 pub use progress::Progress;
+use sink::JournalSink;
 use state::{RunState, RunStatus};
 
 /// The journal folder's default name under the installation root.
@@ -62,7 +65,8 @@ impl Default for Options {
 pub struct Engine {
     root: PathBuf,
     dir: PathBuf,
-    journal: Journal,
+    /// Shared with the step being run through its `JournalSink` (StepData records).
+    journal: RefCell<Journal>,
     opts: Options,
     progress: Progress,
     _lock: RootLock,
@@ -111,7 +115,7 @@ impl Engine {
         Ok(Engine {
             root,
             dir,
-            journal,
+            journal: RefCell::new(journal),
             opts,
             progress,
             _lock: lock,
@@ -122,12 +126,27 @@ impl Engine {
         &self.root
     }
 
-    pub fn journal(&self) -> &Journal {
-        &self.journal
+    pub fn journal(&self) -> std::cell::Ref<'_, Journal> {
+        self.journal.borrow()
+    }
+
+    fn step_ctx<'a>(
+        &'a self,
+        run_id: &[u8; 16],
+        id: u32,
+        on_bytes: steps::OnBytes<'a>,
+        sink: &'a JournalSink<'a>,
+    ) -> StepContext<'a> {
+        StepContext {
+            root: &self.root,
+            trash: self.trash_dir(run_id).join(id.to_string()),
+            on_bytes,
+            journal: sink,
+        }
     }
 
     pub fn latest(&self) -> Result<Option<RunState>> {
-        state::latest(self.journal.records())
+        state::latest(self.journal.borrow().records())
     }
 
     fn trash_dir(&self, run_id: &[u8; 16]) -> PathBuf {
@@ -141,7 +160,7 @@ impl Engine {
         phase: Phase,
         payload: Vec<u8>,
     ) -> Result<()> {
-        self.journal.append(NewRecord {
+        self.journal.borrow_mut().append(NewRecord {
             run_id,
             step,
             phase,
@@ -260,11 +279,8 @@ impl Engine {
         let step = &a.steps[k];
         let progress = self.progress.clone();
         let on_bytes = |n| progress.add_bytes(n);
-        let ctx = StepContext {
-            root: &self.root,
-            trash: self.trash_dir(&a.run_id).join(id.to_string()),
-            on_bytes: &on_bytes,
-        };
+        let sink = JournalSink::new(&self.journal, a.run_id, id);
+        let ctx = self.step_ctx(&a.run_id, id, &on_bytes, &sink);
         let fail = |e: StepError| StepFailure {
             id,
             error: e.to_string(),
@@ -285,7 +301,12 @@ impl Engine {
                     a.steps.len(),
                     step.describe(&self.root)
                 ));
-                (step.apply(&ctx, intent).map_err(fail)?, false)
+                (
+                    step.apply(&ctx, intent)
+                        .and_then(|o| sink.sync().map(|()| o))
+                        .map_err(fail)?,
+                    false,
+                )
             }
             Probe::Inconsistent(why) => {
                 return Err(StepFailure {
@@ -386,11 +407,8 @@ impl Engine {
         let mut failure = None;
         for &k in ks {
             let id = a.plan.steps[k].id;
-            let ctx = StepContext {
-                root: &self.root,
-                trash: self.trash_dir(&a.run_id).join(id.to_string()),
-                on_bytes: &on_bytes,
-            };
+            let sink = JournalSink::new(&self.journal, a.run_id, id);
+            let ctx = self.step_ctx(&a.run_id, id, &on_bytes, &sink);
             match a.steps[k].intent(&ctx) {
                 Ok(intent) => {
                     let p = payload::StepIntent {
@@ -414,7 +432,7 @@ impl Engine {
                 }
             }
         }
-        self.journal.append_batch(records)?;
+        self.journal.borrow_mut().append_batch(records)?;
         let mut outcomes = Vec::with_capacity(ks.len());
         for (&k, intent) in ks.iter().zip(&intents) {
             let id = a.plan.steps[k].id;
@@ -422,12 +440,12 @@ impl Engine {
             let label = step.describe(&self.root);
             self.progress.start_step(&label);
             let t = Instant::now();
-            let ctx = StepContext {
-                root: &self.root,
-                trash: self.trash_dir(&a.run_id).join(id.to_string()),
-                on_bytes: &on_bytes,
-            };
-            match step.apply(&ctx, intent) {
+            let sink = JournalSink::new(&self.journal, a.run_id, id);
+            let ctx = self.step_ctx(&a.run_id, id, &on_bytes, &sink);
+            match step
+                .apply(&ctx, intent)
+                .and_then(|o| sink.sync().map(|()| o))
+            {
                 Ok(outcome) => {
                     self.progress.say(format!(
                         "[{id}/{n}] {label} ({} ms)",
@@ -464,7 +482,7 @@ impl Engine {
                 payload::encode(&p),
             ));
         }
-        self.journal.append_batch(outcomes)?;
+        self.journal.borrow_mut().append_batch(outcomes)?;
         Ok(match failure {
             Some(f) => Err(f),
             None => Ok(()),
@@ -560,7 +578,7 @@ impl Engine {
             .filter(|id| run.step(*id).is_some_and(|s| s.undo_intent.is_none()))
             .map(|id| Self::record(a.run_id, id, Phase::UndoIntent, Vec::new()))
             .collect();
-        self.journal.append_batch(intents)?;
+        self.journal.borrow_mut().append_batch(intents)?;
         let mut undone = Vec::with_capacity(ks.len());
         let mut stop = None;
         for &k in ks {
@@ -568,11 +586,8 @@ impl Engine {
             let s = run.step(id).expect("filtered on intent");
             let intent = &state::intent_of(s).expect("filtered on intent").intent;
             let outcome = state::done_of(s).map(|d| &d.outcome);
-            let ctx = StepContext {
-                root: &self.root,
-                trash: self.trash_dir(&a.run_id).join(id.to_string()),
-                on_bytes: &on_bytes,
-            };
+            let sink = JournalSink::new(&self.journal, a.run_id, id);
+            let ctx = self.step_ctx(&a.run_id, id, &on_bytes, &sink);
             match self.undo_step(&*a.steps[k], &ctx, intent, outcome) {
                 Ok(how) => {
                     self.progress
@@ -596,7 +611,7 @@ impl Engine {
                 }
             }
         }
-        self.journal.append_batch(undone)?;
+        self.journal.borrow_mut().append_batch(undone)?;
         match stop {
             Some(why) => Err(Error::RunFailed(format!(
                 "rollback stopped at {why}\nSteps after it in the rollback order are not undone yet; the journal records exactly which."

@@ -63,6 +63,7 @@ impl Step for Copy {
                     after: Some(m),
                 },
             ],
+            detail: String::new(),
         })
     }
 

@@ -43,6 +43,7 @@ impl Step for DeleteTree {
                 before: m,
                 after: Some(Manifest::default()),
             }],
+            detail: String::new(),
         })
     }
 

@@ -94,6 +94,7 @@ impl Step for ExtractZip {
                     after: None,
                 },
             ],
+            detail: String::new(),
         })
     }
 

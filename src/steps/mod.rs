@@ -25,9 +25,12 @@ use crate::plan::StepSpec;
 pub use view::{Exists, PlanView};
 
 /// What a step will touch: for each path, its state before and the state expected after.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 pub struct Intent {
     pub touches: Vec<Touch>,
+    /// Step-specific facts (JSON text) for steps whose effects are not files, e.g. a
+    /// table name and its row count; shown in the audit.
+    pub detail: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -96,6 +99,19 @@ pub struct StepContext<'a> {
     /// This step's own folder in the journal trash (created on demand).
     pub trash: PathBuf,
     pub on_bytes: OnBytes<'a>,
+    /// Where the step saves data it needs for undo before acting (StepData records).
+    pub journal: &'a dyn StepJournal,
+}
+
+/// The journal as a step sees it. `save` + `sync` before the side effect keeps the
+/// write-ahead rule for data a step keeps itself (for example database row before-images).
+pub trait StepJournal {
+    /// Appends a StepData record for this step; durable at the latest after `sync`.
+    fn save(&self, payload: Vec<u8>) -> Result<()>;
+    /// Makes every saved record durable.
+    fn sync(&self) -> Result<()>;
+    /// Calls `f` with each StepData payload saved by this step in this run, in order.
+    fn saved(&self, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>;
 }
 
 impl StepContext<'_> {

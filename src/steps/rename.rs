@@ -79,5 +79,6 @@ pub(super) fn moving_intent(from: &Path, to: &Path) -> Result<Intent> {
                 after: Some(m),
             },
         ],
+        detail: String::new(),
     })
 }

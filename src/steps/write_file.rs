@@ -64,6 +64,7 @@ impl Step for WriteFile {
                 before,
                 after: Some(after),
             }],
+            detail: String::new(),
         })
     }
 
