@@ -26,7 +26,7 @@ use std::time::Instant;
 use crate::durable_fs;
 use crate::journal::{Journal, NewRecord, Phase};
 use crate::plan::Plan;
-use crate::steps::{self, Intent, Outcome, Probe, Step, StepContext, StepError};
+use crate::steps::{self, Intent, Outcome, Probe, Step, StepContext, StepError, StepJournal};
 use crate::{Error, Result};
 pub use lock::RootLock;
 pub use progress::Progress;
