@@ -61,7 +61,7 @@ impl StepJournal for JournalSink<'_> {
         let journal = self.journal.borrow();
         for r in journal.records() {
             if r.phase == Phase::StepData && r.run_id == self.run_id && r.step == Some(self.step) {
-                f(&r.payload)?;
+                f(&journal.read_payload(r.seq).map_err(journal_error)?)?;
             }
         }
         Ok(())

@@ -27,7 +27,8 @@ impl RunStatus {
 #[derive(Debug, Default, Clone)]
 pub struct StepState {
     pub intent: Option<(u64, StepIntent)>,
-    pub data: Vec<(u64, Vec<u8>)>,
+    /// Sequence numbers of the step's StepData records (payloads: `Journal::read_payload`).
+    pub data: Vec<u64>,
     pub done: Option<(u64, StepDone)>,
     pub failed: Option<(u64, String)>,
     pub undo_intent: Option<u64>,
@@ -118,12 +119,7 @@ pub fn runs(records: &[Record]) -> Result<Vec<RunState>, Error> {
                 // A retried step (resume after a failure) starts over.
                 s.failed = None;
             }
-            Phase::StepData => run
-                .steps
-                .entry(step()?)
-                .or_default()
-                .data
-                .push((r.seq, r.payload.clone())),
+            Phase::StepData => run.steps.entry(step()?).or_default().data.push(r.seq),
             Phase::StepDone => {
                 let p = payload::decode(r.seq, &r.payload)?;
                 run.steps.entry(step()?).or_default().done = Some((r.seq, p));

@@ -156,7 +156,7 @@ impl Journal {
         &self.dir
     }
 
-    /// Every record, verified, in sequence order.
+    /// Every record, verified, in sequence order (StepData payloads empty: `read_payload`).
     pub fn records(&self) -> &[Record] {
         &self.chain
     }
@@ -203,7 +203,7 @@ impl Journal {
             let (frame, hash) = body.encode();
             batch.insert(&seq.to_be_bytes(), frame);
             prev = hash;
-            new.push(Record { body, hash });
+            new.push(in_memory(Record { body, hash }));
         }
         if let Err(e) = self.records.apply_batch(batch) {
             self.poisoned = true;
@@ -316,10 +316,49 @@ impl Journal {
                     "hash chain broken: previous-record hash differs".into(),
                 ));
             }
-            chain.push(rec);
+            chain.push(in_memory(rec));
         }
         Ok(chain)
     }
+
+    /// The payload of record `seq`, read back from the store and checked against the hash
+    /// verified at open (StepData payloads are not kept in memory).
+    pub fn read_payload(&self, seq: u64) -> Result<Vec<u8>, JournalError> {
+        let last_good = seq.saturating_sub(1);
+        let corrupt = |reason: String| JournalError::Corrupt {
+            dir: self.dir.clone(),
+            seq,
+            last_good,
+            reason,
+        };
+        let known = self
+            .chain
+            .get((seq as usize).wrapping_sub(1))
+            .filter(|r| r.seq == seq)
+            .ok_or_else(|| corrupt("no such record".into()))?;
+        let value = self
+            .records
+            .get(seq.to_be_bytes())
+            .map_err(|e| store_error(&self.dir, e, last_good))?
+            .ok_or_else(|| corrupt("record vanished from the store".into()))?;
+        let rec = record::decode(&value).map_err(|e| corrupt(e.to_string()))?;
+        if rec.hash != known.hash {
+            return Err(corrupt(
+                "record changed since the journal was opened".into(),
+            ));
+        }
+        Ok(rec.body.payload)
+    }
+}
+
+/// What the journal keeps in memory of a record: everything but bulky StepData payloads
+/// (row before-images), which `read_payload` fetches when needed. Memory stays flat in the
+/// number of rows a step saves.
+fn in_memory(mut rec: Record) -> Record {
+    if rec.phase == Phase::StepData {
+        rec.body.payload = Vec::new();
+    }
+    rec
 }
 
 fn store_error(dir: &Path, e: sled::Error, last_good: u64) -> JournalError {
@@ -383,6 +422,7 @@ mod tests {
         }
         let j = Journal::open(dir.path()).unwrap();
         let phases: Vec<_> = j.records().iter().map(|r| (r.seq, r.phase)).collect();
+        assert_eq!(j.read_payload(2).unwrap(), b"a");
         assert_eq!(
             phases,
             vec![
@@ -393,6 +433,20 @@ mod tests {
         );
         assert_eq!(j.records()[2].prev_hash, j.records()[1].hash);
         assert_eq!(j.records()[0].prev_hash, [0; 32]);
+    }
+
+    #[test]
+    fn step_data_payloads_are_read_back_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        j.append(rec(Phase::StepData, &[5u8; 1000])).unwrap();
+        assert!(j.records()[0].payload.is_empty());
+        assert_eq!(j.read_payload(1).unwrap(), vec![5u8; 1000]);
+        drop(j);
+        let j = Journal::open(dir.path()).unwrap();
+        assert!(j.records()[0].payload.is_empty());
+        assert_eq!(j.read_payload(1).unwrap(), vec![5u8; 1000]);
+        assert!(j.read_payload(2).is_err());
     }
 
     #[test]
