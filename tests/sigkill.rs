@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{assert_same, Install};
@@ -16,6 +16,13 @@ const SIZE: SampleSize = SampleSize {
     runtime_files: 120,
     file_bytes: 48 * 1024,
 };
+
+fn spawn_quiet(mut c: Command) -> Child {
+    c.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
 
 fn kill_after(mut child: Child, delay: Duration) -> bool {
     std::thread::sleep(delay);
@@ -54,12 +61,12 @@ fn sigkill_at_random_moments_then_recover() {
     for it in 0..iterations {
         let i = Install::new(SIZE);
         let delay = run_time.mul_f64(rng.gen_range(0.0..1.1));
-        killed_runs += kill_after(i.cmd(&["run"]).spawn().unwrap(), delay) as usize;
+        killed_runs += kill_after(spawn_quiet(i.cmd(&["run"])), delay) as usize;
         let mut use_rollback = rng.gen_bool(0.5);
         if rng.gen_bool(0.4) {
             let verb = if use_rollback { "rollback" } else { "resume" };
             let delay = run_time.mul_f64(rng.gen_range(0.0..0.8));
-            if kill_after(i.cmd(&[verb]).spawn().unwrap(), delay) {
+            if kill_after(spawn_quiet(i.cmd(&[verb])), delay) {
                 killed_recoveries += 1;
                 // An interrupted rollback must be finished by rollback (resume refuses).
                 use_rollback |= verb == "rollback";
