@@ -191,7 +191,7 @@ pub fn sync_tree(path: &Path) -> io::Result<()> {
 /// the source. Safe to call again after a crash at any point (see `finish_move`).
 pub fn move_path(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
     if to.symlink_metadata().is_ok() {
-        return finish_move(from, to);
+        return finish_move(from);
     }
     if let Some(parent) = to.parent() {
         create_dir_all(parent)?;
@@ -219,12 +219,8 @@ pub fn move_path(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
 
 /// Completes a cross-filesystem move that reached its commit point (the destination is in
 /// place) but may not have removed all of its source.
-fn finish_move(from: &Path, to: &Path) -> io::Result<()> {
-    if from.symlink_metadata().is_ok() {
-        remove_path(from)?;
-    }
-    let _ = to;
-    Ok(())
+fn finish_move(from: &Path) -> io::Result<()> {
+    remove_path(from)
 }
 
 /// Whether `a` and `b` (existing paths, or their nearest existing ancestors) are on one

@@ -144,29 +144,31 @@ pub trait Step: Send + Sync {
 
     /// After a crash: complete an internal operation that passed its commit point, or
     /// remove the leftovers of one that did not. Safe to repeat.
-    fn settle(&self, ctx: &StepContext, intent: &Intent, outcome: Option<&Outcome>) -> Result<()> {
-        let _ = outcome;
+    fn settle(
+        &self,
+        _ctx: &StepContext,
+        intent: &Intent,
+        _outcome: Option<&Outcome>,
+    ) -> Result<()> {
         for t in &intent.touches {
             let staged = durable_fs::staging_path(&t.path);
             durable_fs::remove_path(&staged).map_err(io("removing", &staged))?;
         }
-        let _ = ctx;
         Ok(())
     }
 
     /// Applied or not, by comparing each touched path with its before and after manifests.
     fn probe(
         &self,
-        ctx: &StepContext,
+        _ctx: &StepContext,
         intent: &Intent,
         outcome: Option<&Outcome>,
     ) -> Result<Probe> {
-        let _ = ctx;
         probe_by_manifests(intent, outcome)
     }
 
-    /// Reverses an applied step. The engine has checked (unless forced) that the state is
-    /// the recorded after state.
+    /// Reverses an applied step. The engine has probed it `Applied` (every touched path in
+    /// its recorded after state) or the user forced it.
     fn undo(&self, ctx: &StepContext, intent: &Intent, outcome: Option<&Outcome>) -> Result<()>;
 }
 
@@ -202,24 +204,6 @@ pub fn probe_by_manifests(intent: &Intent, outcome: Option<&Outcome>) -> Result<
     } else {
         Probe::Inconsistent(first_diff.unwrap_or_else(|| "state differs".into()))
     })
-}
-
-/// Checks that every touched path is in its recorded after state; the message names the
-/// first difference.
-pub fn verify_after(intent: &Intent, outcome: Option<&Outcome>) -> Result<()> {
-    for (i, t) in intent.touches.iter().enumerate() {
-        let Some(after) = intent.expected_after(i, outcome) else {
-            continue;
-        };
-        let now = Manifest::of(&t.path).map_err(io("reading", &t.path))?;
-        if let Some(d) = after.first_difference(&now) {
-            return Err(StepError::Refused(format!(
-                "{} changed since the step ran ({d}); refusing to undo (--force overrides)",
-                t.path.display()
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// A move `from` -> `to` interrupted after its commit point leaves both; keep whichever
