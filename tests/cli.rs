@@ -287,3 +287,31 @@ fn broken_chain_is_refused() {
         "chain",
     );
 }
+
+#[test]
+fn damaged_store_file_that_sled_silently_truncates_is_detected() {
+    // sled recovers from damage in its log by dropping everything after it; the head file
+    // (written after every durable append) tells a shorter chain from a complete one.
+    let i = Install::new(SampleSize::default());
+    i.ok(&["run"]);
+    let before = i.snapshot();
+    let db = i.journal_dir().join("store/db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    for b in &mut bytes[3000..3100] {
+        *b ^= 0x55;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let (code, msg) = i.code(&["journal", "verify"]);
+    assert_eq!(code, Some(3), "{msg}");
+    assert!(
+        msg.contains("lost records") && msg.contains("last good record is"),
+        "{msg}"
+    );
+    let (code, msg) = i.code(&["rollback"]);
+    assert_eq!(code, Some(3), "{msg}");
+    assert_same(
+        &before,
+        &i.snapshot(),
+        "nothing acts on a truncated journal",
+    );
+}

@@ -10,6 +10,7 @@
 //! does the caller act. The exact protocol and its crash cases: `journal-format.md`.
 
 pub mod failpoint;
+mod head;
 pub mod record;
 
 use std::collections::HashMap;
@@ -82,6 +83,8 @@ pub struct Journal {
     records: sled::Tree,
     /// sled's data file, kept open to fdatasync after every flush.
     data_file: File,
+    /// High-water mark outside sled (see `head`).
+    head: head::Head,
     /// Other store files (snapshots, blobs: sled writes them without fsync) as last synced.
     synced: HashMap<PathBuf, (u64, SystemTime)>,
     chain: Vec<Record>,
@@ -109,6 +112,8 @@ impl Journal {
         }
         let data_file =
             File::open(store.join("db")).map_err(io("opening the store's data file"))?;
+        let (head, mark) =
+            head::Head::open(&dir.join("head")).map_err(io("opening the head file"))?;
         let records = db
             .open_tree(RECORDS_TREE)
             .map_err(|e| store_error(dir, e, 0))?;
@@ -120,11 +125,13 @@ impl Journal {
             db,
             records,
             data_file,
+            head,
             synced: HashMap::new(),
             chain: Vec::new(),
             poisoned: false,
         };
         journal.chain = journal.verify_chain()?;
+        journal.check_head(mark)?;
         match meta.get(FORMAT_KEY).map_err(|e| store_error(dir, e, 0))? {
             Some(v) if v.as_ref() == FORMAT_VALUE => {}
             Some(v) => {
@@ -210,6 +217,15 @@ impl Journal {
             return Err(store_error(&self.dir, e, self.last_seq()));
         }
         self.make_durable()?;
+        let last = new.last().expect("batch is not empty");
+        if let Err(source) = self.head.write(last.seq, &last.hash) {
+            self.poisoned = true;
+            return Err(JournalError::Io {
+                dir: self.dir.clone(),
+                what: "writing the head file",
+                source,
+            });
+        }
         self.chain.extend(new);
         failpoint::reached(count);
         Ok(())
@@ -319,6 +335,41 @@ impl Journal {
             chain.push(in_memory(rec));
         }
         Ok(chain)
+    }
+
+    /// The chain must reach the head file's mark, with the same hash there.
+    fn check_head(&self, mark: Option<(u64, Hash)>) -> Result<(), JournalError> {
+        let last = self.last_seq();
+        let corrupt = |seq, last_good, reason| JournalError::Corrupt {
+            dir: self.dir.clone(),
+            seq,
+            last_good,
+            reason,
+        };
+        match mark {
+            None if last > 0 => Err(corrupt(
+                last,
+                last,
+                "the head file is missing or unreadable".into(),
+            )),
+            None => Ok(()),
+            Some((seq, _)) if seq > last => Err(corrupt(
+                last + 1,
+                last,
+                format!(
+                    "missing: the store lost records {}..={seq}, which were durable (head file)",
+                    last + 1
+                ),
+            )),
+            Some((seq, hash)) if seq > 0 && self.chain[(seq - 1) as usize].hash != hash => {
+                Err(corrupt(
+                    seq,
+                    seq - 1,
+                    "its hash differs from the one the head file recorded".into(),
+                ))
+            }
+            Some(_) => Ok(()),
+        }
     }
 
     /// The payload of record `seq`, read back from the store and checked against the hash
