@@ -293,7 +293,7 @@ impl Engine {
                     a.steps.len(),
                     step.describe(&self.root)
                 ));
-                (Outcome::default(), true)
+                (step.recovered_outcome(&ctx, intent).map_err(fail)?, true)
             }
             Probe::NotApplied => {
                 self.progress.say(format!(

@@ -115,6 +115,14 @@ impl Step for ExtractZip {
         })
     }
 
+    fn recovered_outcome(&self, _ctx: &StepContext, _intent: &Intent) -> Result<Outcome> {
+        let after = Manifest::of(&self.dest).map_err(io("reading", &self.dest))?;
+        Ok(Outcome {
+            after: vec![(1, after)],
+            notes: vec!["outcome recorded by recovery".into()],
+        })
+    }
+
     fn settle(&self, ctx: &StepContext, intent: &Intent, outcome: Option<&Outcome>) -> Result<()> {
         let staged = durable_fs::staging_path(&self.dest);
         durable_fs::remove_path(&staged).map_err(io("removing", &staged))?;

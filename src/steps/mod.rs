@@ -167,6 +167,12 @@ pub trait Step: Send + Sync {
         probe_by_manifests(intent, outcome)
     }
 
+    /// The outcome of a step that recovery found applied although its outcome was never
+    /// journaled (a crash between the action and the record).
+    fn recovered_outcome(&self, _ctx: &StepContext, _intent: &Intent) -> Result<Outcome> {
+        Ok(Outcome::default())
+    }
+
     /// Reverses an applied step. The engine has probed it `Applied` (every touched path in
     /// its recorded after state) or the user forced it.
     fn undo(&self, ctx: &StepContext, intent: &Intent, outcome: Option<&Outcome>) -> Result<()>;
