@@ -5,6 +5,14 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Diagnostics for support: USERCUBE_UPGRADE_LOG=debug (off by default).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("USERCUBE_UPGRADE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let args = usercube_upgrade::cli::Args::parse();
     match usercube_upgrade::cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,

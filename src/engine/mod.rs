@@ -286,7 +286,9 @@ impl Engine {
             error: e.to_string(),
         };
         step.settle(&ctx, intent, None).map_err(fail)?;
-        let (outcome, recovered) = match step.probe(&ctx, intent, None).map_err(fail)? {
+        let probe = step.probe(&ctx, intent, None).map_err(fail)?;
+        tracing::debug!(step = %step.describe(&self.root), ?probe, "resume: probed");
+        let (outcome, recovered) = match probe {
             Probe::Applied => {
                 self.progress.say(format!(
                     "[{id}/{}] {}: already applied",
@@ -628,7 +630,9 @@ impl Engine {
         outcome: Option<&Outcome>,
     ) -> std::result::Result<&'static str, StepError> {
         step.settle(ctx, intent, outcome)?;
-        match step.probe(ctx, intent, outcome)? {
+        let probe = step.probe(ctx, intent, outcome)?;
+        tracing::debug!(step = %step.describe(&self.root), ?probe, "undo: probed");
+        match probe {
             Probe::NotApplied => Ok("was not applied"),
             Probe::Applied => step.undo(ctx, intent, outcome).map(|()| "undone"),
             Probe::Inconsistent(why) if self.opts.force => step

@@ -226,6 +226,7 @@ impl Journal {
                 source,
             });
         }
+        tracing::debug!(last = last.seq, count, "journal records durable");
         self.chain.extend(new);
         failpoint::reached(count);
         Ok(())
