@@ -232,6 +232,36 @@ mod tests {
     }
 
     #[test]
+    fn random_and_mutated_frames_never_panic() {
+        // A cheap stand-in for a fuzzer: random bytes, and valid frames with random edits
+        // (including rewritten length fields), must give errors, never panics.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let (frame, _) = sample().encode();
+        for _ in 0..20_000 {
+            let mut bytes = if rng.gen_bool(0.5) {
+                (0..rng.gen_range(0..200)).map(|_| rng.gen()).collect::<Vec<u8>>()
+            } else {
+                frame.clone()
+            };
+            for _ in 0..rng.gen_range(1..4) {
+                if !bytes.is_empty() {
+                    let i = rng.gen_range(0..bytes.len());
+                    bytes[i] = rng.gen();
+                }
+            }
+            if rng.gen_bool(0.2) && bytes.len() >= 40 {
+                let len = (bytes.len() - 40) as u32;
+                bytes[4..8].copy_from_slice(&len.to_le_bytes());
+                let end = bytes.len() - 32;
+                let hash: Hash = Sha256::digest(&bytes[..end]).into();
+                bytes[end..].copy_from_slice(&hash);
+            }
+            let _ = decode(&bytes);
+        }
+    }
+
+    #[test]
     fn huge_length_field_is_refused_without_allocating() {
         let mut frame = b"UCJ1".to_vec();
         frame.extend_from_slice(&u32::MAX.to_le_bytes());
