@@ -315,3 +315,40 @@ fn damaged_store_file_that_sled_silently_truncates_is_detected() {
         "nothing acts on a truncated journal",
     );
 }
+
+#[test]
+fn progress_bar_only_on_a_terminal() {
+    // `script` (util-linux) gives the binary a pseudo-terminal.
+    let i = Install::new(SampleSize::default());
+    let cmd = format!(
+        "{} run --root {} --plan {}",
+        env!("CARGO_BIN_EXE_usercube-upgrade"),
+        i.root.display(),
+        i.plan_file.display()
+    );
+    let tty = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("the `script` command (util-linux) is needed for this test");
+    let tty_out = common::text(&tty);
+    assert!(tty.status.success(), "{tty_out}");
+    assert!(
+        tty_out.contains("B/s"),
+        "no progress bar on a terminal:\n{tty_out}"
+    );
+    let i = Install::new(SampleSize::default());
+    let plain = common::bin()
+        .args(["run", "--root"])
+        .arg(&i.root)
+        .arg("--plan")
+        .arg(&i.plan_file)
+        .output()
+        .unwrap();
+    let plain_out = common::text(&plain);
+    assert!(plain.status.success(), "{plain_out}");
+    assert!(plain_out.contains("[2/10] extract"), "{plain_out}");
+    assert!(
+        !plain_out.contains("B/s"),
+        "progress drawn into a pipe:\n{plain_out}"
+    );
+}

@@ -240,7 +240,9 @@ mod tests {
         let (frame, _) = sample().encode();
         for _ in 0..20_000 {
             let mut bytes = if rng.gen_bool(0.5) {
-                (0..rng.gen_range(0..200)).map(|_| rng.gen()).collect::<Vec<u8>>()
+                (0..rng.gen_range(0..200))
+                    .map(|_| rng.gen())
+                    .collect::<Vec<u8>>()
             } else {
                 frame.clone()
             };
