@@ -518,9 +518,19 @@ mod tests {
         }
     }
 
-    fn open_err(dir: &Path) -> JournalError {
+    /// Opening must fail naming record `seq`, `last_good`, and a reason containing `needle`.
+    fn assert_corrupt(dir: &Path, seq: u64, last_good: u64, needle: &str) {
         match Journal::open(dir) {
-            Err(e) => e,
+            Err(JournalError::Corrupt {
+                seq: s,
+                last_good: g,
+                reason,
+                ..
+            }) => {
+                assert_eq!((s, g), (seq, last_good), "{reason}");
+                assert!(reason.contains(needle), "{reason}");
+            }
+            Err(e) => panic!("unexpected error: {e}"),
             Ok(_) => panic!("corrupt journal opened"),
         }
     }
@@ -534,18 +544,7 @@ mod tests {
             v
         })
         .unwrap();
-        match open_err(dir.path()) {
-            JournalError::Corrupt {
-                seq,
-                last_good,
-                reason,
-                ..
-            } => {
-                assert_eq!((seq, last_good), (2, 1));
-                assert!(reason.contains("SHA-256"), "{reason}");
-            }
-            e => panic!("{e}"),
-        }
+        assert_corrupt(dir.path(), 2, 1, "SHA-256");
     }
 
     #[test]
@@ -553,18 +552,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         three_records(dir.path());
         tamper_raw(dir.path(), 3, |v| v[..v.len() / 2].to_vec()).unwrap();
-        match open_err(dir.path()) {
-            JournalError::Corrupt {
-                seq,
-                last_good,
-                reason,
-                ..
-            } => {
-                assert_eq!((seq, last_good), (3, 2));
-                assert!(reason.contains("torn"), "{reason}");
-            }
-            e => panic!("{e}"),
-        }
+        assert_corrupt(dir.path(), 3, 2, "torn");
     }
 
     #[test]
@@ -578,18 +566,7 @@ mod tests {
             body.encode().0
         })
         .unwrap();
-        match open_err(dir.path()) {
-            JournalError::Corrupt {
-                seq,
-                last_good,
-                reason,
-                ..
-            } => {
-                assert_eq!((seq, last_good), (2, 1));
-                assert!(reason.contains("chain"), "{reason}");
-            }
-            e => panic!("{e}"),
-        }
+        assert_corrupt(dir.path(), 2, 1, "chain");
     }
 
     #[test]
@@ -603,9 +580,6 @@ mod tests {
             body.encode().0
         })
         .unwrap();
-        match open_err(dir.path()) {
-            JournalError::Corrupt { seq, last_good, .. } => assert_eq!((seq, last_good), (3, 2)),
-            e => panic!("{e}"),
-        }
+        assert_corrupt(dir.path(), 3, 2, "");
     }
 }
