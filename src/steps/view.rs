@@ -1,6 +1,7 @@
 //! A read-only view of the tree as the earlier steps of a plan will have left it, so that
 //! `plan` can check every step before anything changes.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,15 +23,18 @@ enum Node {
 
 pub struct PlanView {
     root: PathBuf,
-    /// Later entries override earlier ones.
-    overlay: Vec<(PathBuf, Node)>,
+    /// Path -> (when it was set, what is there). For a path, the most recently set entry
+    /// among its ancestors (itself included) decides; a map keeps lookups O(depth).
+    overlay: HashMap<PathBuf, (usize, Node)>,
+    clock: usize,
 }
 
 impl PlanView {
     pub fn new(root: &Path) -> PlanView {
         PlanView {
             root: root.to_path_buf(),
-            overlay: Vec::new(),
+            overlay: HashMap::new(),
+            clock: 0,
         }
     }
 
@@ -39,17 +43,25 @@ impl PlanView {
     }
 
     fn lookup(&self, path: &Path) -> Node {
-        for (key, node) in self.overlay.iter().rev() {
-            if let Ok(rest) = path.strip_prefix(key) {
-                return match node {
-                    Node::Absent => Node::Absent,
-                    Node::From(origin) if rest.as_os_str().is_empty() => Node::From(origin.clone()),
-                    Node::From(origin) => Node::From(origin.join(rest)),
-                    Node::Opaque => Node::Opaque,
-                };
-            }
+        let latest = path
+            .ancestors()
+            .filter_map(|a| self.overlay.get(a).map(|(t, node)| (*t, a, node)))
+            .max_by_key(|(t, _, _)| *t);
+        let Some((_, key, node)) = latest else {
+            return Node::From(path.to_path_buf());
+        };
+        let rest = path.strip_prefix(key).expect("an ancestor");
+        match node {
+            Node::Absent => Node::Absent,
+            Node::From(origin) if rest.as_os_str().is_empty() => Node::From(origin.clone()),
+            Node::From(origin) => Node::From(origin.join(rest)),
+            Node::Opaque => Node::Opaque,
         }
-        Node::From(path.to_path_buf())
+    }
+
+    fn set(&mut self, path: &Path, node: Node) {
+        self.clock += 1;
+        self.overlay.insert(path.to_path_buf(), (self.clock, node));
     }
 
     pub fn exists(&self, path: &Path) -> Exists {
@@ -71,21 +83,21 @@ impl PlanView {
 
     pub fn moved(&mut self, from: &Path, to: &Path) {
         let node = self.lookup(from);
-        self.overlay.push((from.to_path_buf(), Node::Absent));
-        self.overlay.push((to.to_path_buf(), node));
+        self.set(from, Node::Absent);
+        self.set(to, node);
     }
 
     pub fn copied(&mut self, from: &Path, to: &Path) {
         let node = self.lookup(from);
-        self.overlay.push((to.to_path_buf(), node));
+        self.set(to, node);
     }
 
     pub fn removed(&mut self, path: &Path) {
-        self.overlay.push((path.to_path_buf(), Node::Absent));
+        self.set(path, Node::Absent);
     }
 
     pub fn created(&mut self, path: &Path) {
-        self.overlay.push((path.to_path_buf(), Node::Opaque));
+        self.set(path, Node::Opaque);
     }
 
     /// Standard checks: `path` must exist.
