@@ -83,6 +83,8 @@ fn run_engine(root: &Path, plan: Plan, batch: usize) {
         .expect("run plan");
 }
 
+/// The baseline: bare renames, deliberately without the folder fsyncs of `durable_fs`.
+#[allow(clippy::disallowed_methods)]
 fn run_std(root: &Path, n: usize) {
     for i in 0..n {
         std::fs::rename(root.join(src(i)), root.join(dst(i))).expect("rename");

@@ -1,7 +1,7 @@
 //! Durable journal appends per second.
 //!
-//! `append` makes every record durable on its own (sled flush + fdatasync of the data file
-//! + fsync of new side files); `append_batch` makes N records durable with one such flush.
+//! `append` makes every record durable on its own (sled flush, fdatasync of the data file,
+//! fsync of new side files); `append_batch` makes N records durable with one such flush.
 //! Each benchmark uses its own journal in a fresh temporary folder (on the same filesystem
 //! as `$TMPDIR`, so set that to the disk you want to measure).
 //!
