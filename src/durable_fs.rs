@@ -8,10 +8,12 @@
 //! - moves across filesystems are copy, verify (manifest), rename into place, then delete.
 #![allow(clippy::disallowed_methods)]
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::manifest::Manifest;
 
@@ -81,6 +83,57 @@ pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
     fsync_parent(to)?;
     if from.parent() != to.parent() {
         fsync_parent(from)?;
+    }
+    Ok(())
+}
+
+/// Folders whose entries changed by `rename_deferred` and are not yet fsynced.
+static PENDING_DIRS: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// Like `rename`, but the two folder fsyncs are left to the next `barrier`. Only for a
+/// rename that no later operation of the same step depends on: the engine calls `barrier`
+/// before it journals any step as done, so the outcome never becomes durable before the
+/// rename does, and one fsync per folder covers a whole group of renames.
+pub fn rename_deferred(from: &Path, to: &Path) -> io::Result<()> {
+    if to.symlink_metadata().is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} already exists", to.display()),
+        ));
+    }
+    fs::rename(from, to)?;
+    let mut pending = PENDING_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+    for p in [from, to] {
+        pending.insert(
+            p.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
+        );
+    }
+    Ok(())
+}
+
+/// Makes every deferred folder change durable (see `rename_deferred`).
+pub fn barrier() -> io::Result<()> {
+    let dirs = std::mem::take(&mut *PENDING_DIRS.lock().unwrap_or_else(|e| e.into_inner()));
+    for d in dirs {
+        match fsync_dir(&d) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {} // renamed away: its parent was synced
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+/// `syncfs` of the filesystem holding `path`: recovery calls it before deciding anything
+/// from what it sees, so that a state a dead process left in the page cache is durable
+/// before the journal records a conclusion drawn from it.
+pub fn sync_filesystem(path: &Path) -> io::Result<()> {
+    let f = File::open(path)?;
+    // SAFETY: syncfs takes a valid open descriptor, borrowed for the call.
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) } != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -169,12 +222,7 @@ fn copy_raw(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
 /// Makes a freshly written tree durable: one `syncfs` for every file's data on that
 /// filesystem (far cheaper than an fsync per file), then an fsync of every folder.
 pub fn sync_tree(path: &Path) -> io::Result<()> {
-    let f = File::open(path)?;
-    // SAFETY: syncfs takes a valid open descriptor, borrowed for the call.
-    let rc = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    sync_filesystem(path)?;
     if path.symlink_metadata()?.is_dir() {
         for e in walkdir::WalkDir::new(path) {
             let e = e.map_err(io::Error::other)?;

@@ -33,6 +33,16 @@ pub use progress::Progress;
 use sink::JournalSink;
 use state::{RunState, RunStatus};
 
+/// Folder changes deferred by steps (`durable_fs::rename_deferred`) become durable here,
+/// before any record says a step is done or undone.
+fn barrier(root: &Path) -> Result<()> {
+    durable_fs::barrier().map_err(|source| Error::Io {
+        what: "syncing folders under",
+        path: root.to_path_buf(),
+        source,
+    })
+}
+
 /// The journal folder's default name under the installation root.
 pub const JOURNAL_DIR_NAME: &str = ".usercube-upgrade";
 
@@ -178,6 +188,20 @@ impl Engine {
         }
     }
 
+    /// Recovery decides from what it sees on disk; a dead process may have left changes in
+    /// the page cache only. Make them durable first, so that no conclusion the journal
+    /// records can be undone by a later power cut.
+    fn settle_page_cache(&self) -> Result<()> {
+        for p in [&self.root, &self.dir] {
+            durable_fs::sync_filesystem(p).map_err(|source| Error::Io {
+                what: "syncing the filesystem of",
+                path: p.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Executes a plan from the start. On a step failure, rolls back (unless disabled).
     pub fn run(&mut self, plan: Plan) -> Result<()> {
         if let Some(prev) = self.latest()? {
@@ -244,6 +268,7 @@ impl Engine {
             ));
         }
         let active = self.activate(&run)?;
+        self.settle_page_cache()?;
         self.progress.say(format!(
             "resuming run {} ({} of {} steps done)",
             run.run_hex(),
@@ -318,6 +343,10 @@ impl Engine {
             }
         };
         let done = payload::StepDone { outcome, recovered };
+        barrier(&self.root).map_err(|e| StepFailure {
+            id,
+            error: e.to_string(),
+        })?;
         self.append(a.run_id, Some(id), Phase::StepDone, payload::encode(&done))
             .map_err(|e| StepFailure {
                 id,
@@ -484,6 +513,7 @@ impl Engine {
                 payload::encode(&p),
             ));
         }
+        barrier(&self.root)?;
         self.journal.borrow_mut().append_batch(outcomes)?;
         Ok(match failure {
             Some(f) => Err(f),
@@ -544,6 +574,7 @@ impl Engine {
             _ => {}
         }
         let a = self.activate(&run)?;
+        self.settle_page_cache()?;
         let order: Vec<usize> = (0..a.steps.len())
             .rev()
             .filter(|&k| {
@@ -613,6 +644,7 @@ impl Engine {
                 }
             }
         }
+        barrier(&self.root)?;
         self.journal.borrow_mut().append_batch(undone)?;
         match stop {
             Some(why) => Err(Error::RunFailed(format!(

@@ -41,12 +41,13 @@ impl Step for Rename {
     }
 
     fn apply(&self, _ctx: &StepContext, _intent: &Intent) -> Result<Outcome> {
-        durable_fs::rename(&self.from, &self.to).map_err(io("renaming", &self.from))?;
+        // No later operation of this step depends on it: the engine's barrier syncs.
+        durable_fs::rename_deferred(&self.from, &self.to).map_err(io("renaming", &self.from))?;
         Ok(Outcome::default())
     }
 
     fn undo(&self, _ctx: &StepContext, _intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
-        durable_fs::rename(&self.to, &self.from).map_err(io("renaming back", &self.to))
+        durable_fs::rename_deferred(&self.to, &self.from).map_err(io("renaming back", &self.to))
     }
 }
 
