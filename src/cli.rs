@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::engine::{self, audit, preflight, state, Engine, Options, RootLock};
 use crate::plan::Plan;
-use crate::{sample, Error, Result};
+use crate::{runbook, sample, Error, Result};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,9 +37,93 @@ pub struct Target {
 
 #[derive(ClapArgs, Debug, Clone)]
 pub struct PlanSource {
-    /// A plan as JSON (see README); without it, the built-in sample plan.
-    #[arg(long, value_name = "FILE")]
+    /// A plan as JSON (see README); without it and without --mode, the built-in sample plan.
+    #[arg(long, value_name = "FILE", conflicts_with = "mode")]
     pub plan: Option<PathBuf>,
+    #[command(flatten)]
+    pub runbook: RunbookArgs,
+}
+
+/// The 5.1.7 -> 5.2.3 runbook's options (vendor names where the guide has them).
+#[derive(ClapArgs, Debug, Clone)]
+pub struct RunbookArgs {
+    /// Which procedure of the guide: the built-in 5.1.7 -> 5.2.3 plan.
+    #[arg(long, value_enum, requires = "runtime_zip")]
+    pub mode: Option<ModeArg>,
+    /// The new runtime, `Runtime_5.2.3.<build>.zip`.
+    #[arg(long, value_name = "FILE")]
+    pub runtime_zip: Option<PathBuf>,
+    /// Database connection [default: ConnectionString of Runtime/appsettings.json].
+    #[arg(long, value_name = "CS")]
+    pub connection_string: Option<String>,
+    /// Resolve relative paths of the agent's connections against this Runtime folder.
+    #[arg(long, value_name = "DIR")]
+    pub runtime_path: Option<String>,
+    #[arg(long, value_name = "F")]
+    pub file_cert_file: Option<PathBuf>,
+    #[arg(long, value_name = "P")]
+    pub file_cert_password: Option<String>,
+    #[arg(long, value_name = "T")]
+    pub file_cert_thumbprint: Option<String>,
+    #[arg(long, value_name = "L")]
+    pub file_cert_store_location: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub file_cert_store_name: Option<String>,
+    /// appsettings.agent.json of further agents (their InformationSystems are concatenated).
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub agent_appsettings: Vec<PathBuf>,
+    /// TempFolderPath, relative to Runtime.
+    #[arg(long, value_name = "DIR", default_value = "../Temp")]
+    pub temp_folder: String,
+    /// WorkFolderPath, relative to Runtime.
+    #[arg(long, value_name = "DIR", default_value = "../Work")]
+    pub work_folder: String,
+    /// How to stop the service (shown in the plan; not executed by this build).
+    #[arg(long, value_name = "CMD")]
+    pub stop_command: Option<String>,
+    /// How to start the service (shown in the plan; not executed by this build).
+    #[arg(long, value_name = "CMD")]
+    pub start_command: Option<String>,
+    /// Continue when CyberArk, Azure Key Vault, SAP or SharePoint settings are found,
+    /// leaving them to you (they are listed).
+    #[arg(long)]
+    pub accept_manual_steps: bool,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum ModeArg {
+    Integrated,
+    Server,
+    Agent,
+}
+
+impl RunbookArgs {
+    fn options(&self, root: &Path) -> Option<runbook::Options> {
+        let mode = match self.mode? {
+            ModeArg::Integrated => runbook::Mode::Integrated,
+            ModeArg::Server => runbook::Mode::Server,
+            ModeArg::Agent => runbook::Mode::Agent,
+        };
+        let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+        let zip = abs(self.runtime_zip.as_ref()?);
+        let mut o = runbook::Options::new(root.to_path_buf(), mode, zip);
+        o.connection_string = self.connection_string.clone();
+        o.runtime_path = self.runtime_path.clone();
+        o.cert = runbook::CertArgs {
+            file: self.file_cert_file.as_ref().map(abs),
+            password: self.file_cert_password.clone(),
+            thumbprint: self.file_cert_thumbprint.clone(),
+            store_location: self.file_cert_store_location.clone(),
+            store_name: self.file_cert_store_name.clone(),
+        };
+        o.agent_appsettings = self.agent_appsettings.iter().map(abs).collect();
+        o.temp_folder = self.temp_folder.clone();
+        o.work_folder = self.work_folder.clone();
+        o.stop_command = self.stop_command.clone();
+        o.start_command = self.start_command.clone();
+        o.accept_manual_steps = self.accept_manual_steps;
+        Some(o)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,9 +184,18 @@ pub enum Command {
     /// built-in plan on it end to end.
     Demo {
         dir: Option<PathBuf>,
-        /// Only create the installation.
+        /// Only create the installation (and print the command that upgrades it).
         #[arg(long)]
         no_run: bool,
+        /// Files in the Runtime (and in the runtime zip).
+        #[arg(long, value_name = "N", default_value_t = 300)]
+        files: usize,
+        /// Total bytes of those files (K, M, G suffixes).
+        #[arg(long, value_name = "SIZE", default_value = "3M")]
+        bytes: String,
+        /// Rows per UJ table of the demo database (used by the database layer).
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        rows: u64,
     },
 }
 
@@ -126,6 +219,30 @@ pub enum JournalAction {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A plan to print or run, with the runbook around it when `--mode` was given.
+struct Loaded {
+    plan: Plan,
+    runbook: Option<runbook::Runbook>,
+}
+
+fn load(target: &Target, source: &PlanSource) -> Result<Loaded> {
+    let root = engine::canonical_root(&target.root)?;
+    match source.runbook.options(&root) {
+        Some(o) => {
+            let rb = runbook::build(&o)
+                .map_err(|problems| Error::Refused(preflight::refusal(&problems)))?;
+            Ok(Loaded {
+                plan: rb.plan.clone(),
+                runbook: Some(rb),
+            })
+        }
+        None => Ok(Loaded {
+            plan: load_plan(source)?,
+            runbook: None,
+        }),
+    }
 }
 
 fn load_plan(source: &PlanSource) -> Result<Plan> {
@@ -159,20 +276,30 @@ pub fn run(args: Args) -> Result<()> {
             target,
             source,
             json,
-        } => print_plan(&target, &load_plan(&source)?, json),
+        } => {
+            let l = load(&target, &source)?;
+            print_plan(&target, &l.plan, l.runbook.as_ref(), json)
+        }
         Command::Run {
             target,
             source,
             no_auto_rollback,
             batch,
         } => {
-            let plan = load_plan(&source)?;
+            let l = load(&target, &source)?;
+            if let (Some(rb), false) = (&l.runbook, quiet) {
+                print_warnings(rb);
+            }
             let opts = Options {
                 auto_rollback: !no_auto_rollback,
                 batch,
                 ..opts
             };
-            open(&target, opts)?.run(plan)
+            open(&target, opts)?.run(l.plan)?;
+            if let (Some(rb), false) = (&l.runbook, quiet) {
+                print_remaining(rb);
+            }
+            Ok(())
         }
         Command::Resume { target } => open(&target, opts)?.resume(),
         Command::Rollback { target, force } => open(&target, Options { force, ..opts })?.rollback(),
@@ -207,14 +334,50 @@ pub fn run(args: Args) -> Result<()> {
                 Ok(())
             }
         },
-        Command::Demo { dir, no_run } => demo(dir, no_run, opts),
+        Command::Demo {
+            dir,
+            no_run,
+            files,
+            bytes,
+            rows,
+        } => {
+            let size = runbook::demo::DemoSize {
+                files,
+                bytes: runbook::demo::parse_size(&bytes).map_err(Error::Usage)?,
+                rows,
+            };
+            demo(dir, no_run, size, opts)
+        }
     }
 }
 
-fn print_plan(target: &Target, plan: &Plan, json: bool) -> Result<()> {
+fn print_plan(
+    target: &Target,
+    plan: &Plan,
+    rb: Option<&runbook::Runbook>,
+    json: bool,
+) -> Result<()> {
     let root = engine::canonical_root(&target.root)?;
     let problems = preflight::check(&root, &journal_dir(&root, target), plan);
-    if json {
+    if let (Some(rb), false) = (rb, json) {
+        print_runbook(&root, rb);
+    } else if let (Some(rb), true) = (rb, json) {
+        #[derive(Serialize)]
+        struct RunbookOut<'a> {
+            runbook: &'a runbook::Runbook,
+            sha256: String,
+            problems: &'a [String],
+        }
+        let out = RunbookOut {
+            runbook: rb,
+            sha256: hex::encode(plan.hash()),
+            problems: &problems,
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("runbook serializes")
+        );
+    } else if json {
         #[derive(Serialize)]
         struct PlanOut<'a> {
             plan: &'a Plan,
@@ -257,6 +420,65 @@ fn print_plan(target: &Target, plan: &Plan, json: bool) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Refused(preflight::refusal(&problems)))
+    }
+}
+
+fn print_runbook(root: &Path, rb: &runbook::Runbook) {
+    let plan = &rb.plan;
+    println!(
+        "plan: {} ({} engine steps, sha256 {})",
+        plan.title,
+        plan.steps.len(),
+        hex::encode(plan.hash())
+    );
+    println!("  guide     what          action");
+    for item in &rb.items {
+        match &item.kind {
+            runbook::ItemKind::Step(id) => {
+                let s = &plan.steps[(*id - 1) as usize];
+                let step = crate::steps::step_for(&s.action, root);
+                println!("  {:<9} step {:<8} {}", item.seed, id, step.describe(root));
+                if let Some(note) = &s.note {
+                    println!("  {:<9} {:<13} note: {note}", "", "");
+                }
+            }
+            kind => {
+                let label = match kind {
+                    runbook::ItemKind::Checked => "checked",
+                    runbook::ItemKind::Manual => "by hand",
+                    runbook::ItemKind::NotAvailable => "NOT AVAILABLE",
+                    runbook::ItemKind::NotNeeded => "not needed",
+                    runbook::ItemKind::Step(_) => unreachable!(),
+                };
+                println!("  {:<9} {:<13} {}", item.seed, label, item.text);
+            }
+        }
+    }
+    println!("Temp -> Work move table (src/runbook/moves.rs):");
+    for m in &rb.moves {
+        println!("  - {m}");
+    }
+    print_warnings(rb);
+}
+
+fn print_warnings(rb: &runbook::Runbook) {
+    if !rb.warnings.is_empty() {
+        println!("warnings:");
+        for w in &rb.warnings {
+            println!("  - {w}");
+        }
+    }
+}
+
+fn print_remaining(rb: &runbook::Runbook) {
+    println!("still to do outside this run (see `plan`):");
+    for item in &rb.items {
+        let label = match item.kind {
+            runbook::ItemKind::Manual => "by hand",
+            runbook::ItemKind::NotAvailable => "NOT AVAILABLE",
+            _ => continue,
+        };
+        println!("  {:<9} {label}: {}", item.seed, item.text);
     }
 }
 
@@ -368,7 +590,12 @@ fn print_status_out(out: &StatusOut, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn demo(dir: Option<PathBuf>, no_run: bool, opts: Options) -> Result<()> {
+fn demo(
+    dir: Option<PathBuf>,
+    no_run: bool,
+    size: runbook::demo::DemoSize,
+    opts: Options,
+) -> Result<()> {
     let root = match dir {
         Some(d) => d,
         None => tempfile::Builder::new()
@@ -391,21 +618,45 @@ fn demo(dir: Option<PathBuf>, no_run: bool, opts: Options) -> Result<()> {
             root.display()
         )));
     }
-    sample::create_installation(&root, sample::SampleSize::default()).map_err(|source| {
-        Error::Io {
-            what: "writing the demo installation into",
-            path: root.clone(),
-            source,
-        }
+    runbook::demo::create(&root, size).map_err(|source| Error::Io {
+        what: "writing the demo installation into",
+        path: root.clone(),
+        source,
     })?;
-    println!("demo installation written to {}", root.display());
-    let run_cmd = format!("usercube-upgrade run --root {}", root.display());
+    let root = engine::canonical_root(&root)?;
+    println!(
+        "demo Usercube {} installation written to {}",
+        runbook::demo::OLD_VERSION,
+        root.display()
+    );
+    if runbook::demo::write_database(&root, size.rows).is_none() {
+        println!("(no database: this build has no database layer; the plan lists the database steps as not available)");
+    }
+    let run_cmd = runbook::demo::run_command(&root);
     if no_run {
+        println!(
+            "see the plan with:\n  {}",
+            run_cmd.replacen(" run ", " plan ", 1)
+        );
         println!("run it with:\n  {run_cmd}");
         return Ok(());
     }
     println!("running: {run_cmd}");
-    Engine::open(&root, None, opts)?.run(sample::plan())?;
+    let mut o = runbook::Options::new(
+        root.clone(),
+        runbook::Mode::Integrated,
+        root.join(runbook::demo::RUNTIME_ZIP),
+    );
+    o.runtime_path = Some(root.join("Runtime").display().to_string());
+    let rb = runbook::build(&o).map_err(|p| Error::Refused(preflight::refusal(&p)))?;
+    if !opts.quiet {
+        print_warnings(&rb);
+    }
+    let quiet = opts.quiet;
+    Engine::open(&root, None, opts)?.run(rb.plan.clone())?;
+    if !quiet {
+        print_remaining(&rb);
+    }
     println!("\nnext:\n  usercube-upgrade status --root {0}\n  usercube-upgrade journal export --json --root {0}\n  usercube-upgrade rollback --root {0}\n  usercube-upgrade finalize --root {0}", root.display());
     Ok(())
 }

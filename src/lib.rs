@@ -17,6 +17,7 @@ pub mod error;
 pub mod journal;
 pub mod manifest;
 pub mod plan;
+pub mod runbook;
 pub mod sample;
 pub mod steps;
 
