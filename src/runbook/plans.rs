@@ -498,7 +498,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
         Mode::Server => {
             copy_into_runtime(&mut b, "3.4", &[]);
             b.db("4.1", "back up the database (again)", &f);
-            if f.agent_source.is_some() {
+            if let Some(src) = &f.agent_source {
                 b.item(
                     "4.2",
                     ItemKind::Checked,
@@ -518,7 +518,6 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
                     )),
                     StepSpec::MakeDir { path: asf.clone() },
                 );
-                let src = f.agent_source.as_ref().expect("checked");
                 b.step(
                     "4.4",
                     (src.from.len() > 1).then(|| "the InformationSystems sections of the agents concatenated into one file".to_string()),
