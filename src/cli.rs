@@ -90,6 +90,17 @@ pub struct RunbookArgs {
     pub accept_manual_steps: bool,
 }
 
+/// Arguments every vendor-tool subcommand takes.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct ToolArgs {
+    /// The starting version, as for the vendor's tools (5.1.7).
+    #[arg(long = "version", value_name = "V")]
+    pub from_version: String,
+    /// Print the plan and check it; change nothing.
+    #[arg(long)]
+    pub plan_only: bool,
+}
+
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
 pub enum ModeArg {
     Integrated,
@@ -174,6 +185,72 @@ pub enum Command {
     Finalize {
         #[command(flatten)]
         target: Target,
+    },
+    /// The vendor's Upgrade-Files job, journaled: the Temp -> Work move table.
+    UpgradeFiles {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        tool: ToolArgs,
+        /// Move the agent's folders too (integrated and agent installations).
+        #[arg(long)]
+        migrate_agent: bool,
+        #[arg(long, value_name = "F")]
+        file_cert_file: Option<PathBuf>,
+        #[arg(long, value_name = "P")]
+        file_cert_password: Option<String>,
+        #[arg(long, value_name = "T")]
+        file_cert_thumbprint: Option<String>,
+        #[arg(long, value_name = "L")]
+        file_cert_store_location: Option<String>,
+        #[arg(long, value_name = "N")]
+        file_cert_store_name: Option<String>,
+        #[arg(long, value_name = "DIR", default_value = "../Temp")]
+        temp_folder: String,
+        #[arg(long, value_name = "DIR", default_value = "../Work")]
+        work_folder: String,
+    },
+    /// The vendor's Prepare-UpgradeAppsettings job, journaled: writes 520.json and 522.json.
+    PrepareUpgradeAppsettings {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        tool: ToolArgs,
+        #[arg(long, value_name = "DIR")]
+        output_path: PathBuf,
+        /// Accepted for compatibility; not used (the mapping comes from the agent settings).
+        #[arg(long, value_name = "CS")]
+        connection_string: Option<String>,
+        #[arg(long, value_name = "ID", default_value = "Local")]
+        agent_identifier: String,
+    },
+    /// The vendor's Upgrade-Appsettings job, journaled: migrated settings into Runtime.
+    UpgradeAppsettings {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        tool: ToolArgs,
+        #[arg(long, value_name = "DIR")]
+        input_path: PathBuf,
+        #[arg(long)]
+        migrate_only_agent: bool,
+        #[arg(long, value_name = "DIR")]
+        runtime_path: Option<String>,
+    },
+    /// The vendor's Upgrade-ConfigurationVersion job, journaled: ConfOld -> Conf migrated.
+    UpgradeConfigurationVersion {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        tool: ToolArgs,
+        #[arg(long, value_name = "DIR")]
+        xml_path: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        output: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        appsettings_path: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        runtime_path: Option<String>,
     },
     /// The audit: show, verify or export the journal.
     Journal {
@@ -305,6 +382,96 @@ pub fn run(args: Args) -> Result<()> {
         Command::Rollback { target, force } => open(&target, Options { force, ..opts })?.rollback(),
         Command::Finalize { target } => open(&target, opts)?.finalize(),
         Command::Status { target, json } => print_status(&target, json),
+        Command::UpgradeFiles {
+            target,
+            tool,
+            migrate_agent,
+            file_cert_file,
+            file_cert_password,
+            file_cert_thumbprint,
+            file_cert_store_location,
+            file_cert_store_name,
+            temp_folder,
+            work_folder,
+        } => {
+            let root = engine::canonical_root(&target.root)?;
+            let cert = runbook::CertArgs {
+                file: file_cert_file,
+                password: file_cert_password,
+                thumbprint: file_cert_thumbprint,
+                store_location: file_cert_store_location,
+                store_name: file_cert_store_name,
+            };
+            let rt = root.join("Runtime");
+            let (plan, notes) = runbook::tools::upgrade_files(
+                &root,
+                &tool.from_version,
+                migrate_agent,
+                &cert,
+                &runbook::normalize(&rt, &temp_folder),
+                &runbook::normalize(&rt, &work_folder),
+            )
+            .map_err(|p| Error::Refused(preflight::refusal(&p)))?;
+            for n in notes {
+                println!("note: {n}");
+            }
+            tool_run(&target, &tool, plan, opts)
+        }
+        Command::PrepareUpgradeAppsettings {
+            target,
+            tool,
+            output_path,
+            connection_string: _,
+            agent_identifier,
+        } => {
+            let root = engine::canonical_root(&target.root)?;
+            let plan = runbook::tools::prepare_upgrade_appsettings(
+                &root,
+                &tool.from_version,
+                &absolute(&output_path),
+                &agent_identifier,
+            )
+            .map_err(|p| Error::Refused(preflight::refusal(&p)))?;
+            tool_run(&target, &tool, plan, opts)
+        }
+        Command::UpgradeAppsettings {
+            target,
+            tool,
+            input_path,
+            migrate_only_agent,
+            runtime_path,
+        } => {
+            let root = engine::canonical_root(&target.root)?;
+            let plan = runbook::tools::upgrade_appsettings(
+                &root,
+                &tool.from_version,
+                &absolute(&input_path),
+                migrate_only_agent,
+                runtime_path.as_deref(),
+            )
+            .map_err(|p| Error::Refused(preflight::refusal(&p)))?;
+            tool_run(&target, &tool, plan, opts)
+        }
+        Command::UpgradeConfigurationVersion {
+            target,
+            tool,
+            xml_path,
+            output,
+            appsettings_path,
+            runtime_path,
+        } => {
+            let root = engine::canonical_root(&target.root)?;
+            let plan = runbook::tools::upgrade_configuration_version(
+                &root,
+                &tool.from_version,
+                &absolute(&xml_path),
+                &absolute(&output),
+                &absolute(&appsettings_path),
+                runtime_path.as_deref(),
+            )
+            .map_err(|p| Error::Refused(preflight::refusal(&p)))?;
+            tool_run(&target, &tool, plan, opts)
+        }
         Command::Journal { action } => match action {
             JournalAction::Verify { target } => {
                 let e = open(&target, opts)?;
@@ -421,6 +588,18 @@ fn print_plan(
     } else {
         Err(Error::Refused(preflight::refusal(&problems)))
     }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// A vendor-tool subcommand: print and check its plan, or run it through the engine.
+fn tool_run(target: &Target, tool: &ToolArgs, plan: Plan, opts: Options) -> Result<()> {
+    if tool.plan_only {
+        return print_plan(target, &plan, None, false);
+    }
+    Engine::open(&target.root, target.journal.as_deref(), opts)?.run(plan)
 }
 
 fn print_runbook(root: &Path, rb: &runbook::Runbook) {

@@ -140,7 +140,7 @@ fn refuses_cyberark_unless_manual_steps_are_accepted() {
     d.refused(&[
         "Runtime/appsettings.cyberArk.agent.json",
         "at CyberArk",
-        "CyberArk cannot be migrated automatically",
+        "CyberArk integration cannot be migrated automatically",
         "--accept-manual-steps",
     ]);
     d.extra.push("--accept-manual-steps".into());
@@ -252,7 +252,10 @@ fn integrated_layout(d: &Demo) {
     assert!(settings.contains("\"EncryptFile\": true"), "{settings}");
     assert!(settings.contains("// Usercube server"), "comments kept");
     let agent = d.read("Runtime/appsettings.agent.json");
-    assert!(agent.contains("\"Connections\": {") && !agent.contains("\"InformationSystems\": {"), "{agent}");
+    assert!(
+        agent.contains("\"Connections\": {") && !agent.contains("\"InformationSystems\": {"),
+        "{agent}"
+    );
     assert!(
         agent.contains("\"ADParis\"") && agent.contains("\"HRCsv\""),
         "{agent}"
@@ -461,4 +464,79 @@ fn demo_command_writes_and_runs_the_demo() {
     assert_eq!(out.status.code(), Some(0), "{msg}");
     assert!(dir2.join("RuntimeOld").is_dir() && dir2.join("AppSettingsFolder/520.json").is_file());
     assert!(msg.contains("NOT AVAILABLE"), "{msg}");
+}
+
+#[test]
+fn vendor_tool_subcommands_run_and_roll_back() {
+    let d = Demo::new("integrated");
+    let asf = d.path("ASF");
+    std::fs::create_dir(&asf).unwrap();
+    std::fs::copy(
+        d.path("Runtime/appsettings.agent.json"),
+        asf.join("appsettings.agent.json"),
+    )
+    .unwrap();
+    usercube_upgrade::durable_fs::rename(&d.path("Conf"), &d.path("ConfOld")).unwrap();
+    let start = snapshot(&d.root);
+    let run = |args: &[&str]| {
+        let out = bin()
+            .args(args)
+            .arg("--root")
+            .arg(&d.root)
+            .arg("--quiet")
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out))
+    };
+    let (old, new, agent) = (
+        d.path("ConfOld").display().to_string(),
+        d.path("Conf").display().to_string(),
+        asf.join("appsettings.agent.json").display().to_string(),
+    );
+    let conf = [
+        "upgrade-configuration-version",
+        "--version",
+        "5.1.7",
+        "--xml-path",
+        &old,
+        "--output",
+        &new,
+        "--appsettings-path",
+        &agent,
+    ];
+    let (code, msg) = run(&conf);
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(d.read("Conf/Jobs.xml").contains("Connection=\"ADParis\""));
+    assert_eq!(d.read("Conf/Settings.xml"), d.read("ConfOld/Settings.xml"));
+    d.ok(&["rollback"]);
+    assert_same(
+        &start,
+        &snapshot(&d.root),
+        "after rollback of upgrade-configuration-version",
+    );
+    d.ok(&["finalize"]);
+
+    let (code, msg) = run(&[
+        "prepare-upgrade-appsettings",
+        "--version",
+        "5.1.7",
+        "--output-path",
+        asf.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(d.read("ASF/520.json").contains("\"AD_Paris\": \"ADParis\""));
+    d.ok(&["finalize"]);
+
+    let (code, msg) = run(&["upgrade-files", "--version", "5.1.6"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(msg.contains("--version 5.1.6"), "{msg}");
+    let (code, msg) = run(&["upgrade-files", "--version", "5.1.7", "--migrate-agent"]);
+    assert_eq!(
+        code,
+        Some(2),
+        "a certificate is needed for the encrypted files: {msg}"
+    );
+    let (code, msg) = run(&["upgrade-files", "--version", "5.1.7"]);
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(d.path("Work/ProvisioningOrders").is_dir() && d.path("Temp/Synchronization").is_dir());
 }

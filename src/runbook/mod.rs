@@ -20,6 +20,7 @@ pub mod install;
 pub mod moves;
 pub mod plans;
 pub mod preflight;
+pub mod tools;
 
 use std::path::{Component, Path, PathBuf};
 

@@ -117,6 +117,37 @@ impl B<'_> {
 
 const DB_NOTE: &str = "the database steps come with the database layer";
 
+/// `520.json` and `522.json`: our own documented content (docs/runbook.md), not the
+/// vendor's: the connection identifier mapping and the agent identifier.
+pub fn prepared_files(
+    from: Option<&str>,
+    to: Option<&str>,
+    ids: &super::configuration::IdMap,
+    agent_id: &str,
+) -> [(&'static str, String); 2] {
+    const COMMENT: &str = "written by usercube-upgrade (docs/runbook.md), not by the vendor's Prepare-UpgradeAppsettings; no byte compatibility claimed";
+    let map: serde_json::Map<String, serde_json::Value> = ids
+        .renames
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let j520 = serde_json::json!({
+        "comment": COMMENT,
+        "format": "usercube-upgrade/520/1",
+        "fromVersion": from,
+        "toVersion": to,
+        "connectionIdentifiers": map,
+    });
+    let j522 = serde_json::json!({
+        "comment": COMMENT,
+        "format": "usercube-upgrade/522/1",
+        "agentIdentifier": agent_id,
+        "agentSettings": "appsettings.agent.json",
+    });
+    let text = |v: serde_json::Value| serde_json::to_string_pretty(&v).expect("json") + "\n";
+    [("520.json", text(j520)), ("522.json", text(j522))]
+}
+
 /// Checks the installation and builds the runbook for `o.mode`. `Err`: every refusal.
 pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
     let f = preflight::check(o)?;
@@ -344,28 +375,12 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
                     .map(|m| m.key.clone())
             })
             .unwrap_or_else(|| "Local".into());
-        let ids: serde_json::Map<String, serde_json::Value> = f
-            .ids
-            .renames
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
-        let j520 = serde_json::json!({
-            "comment": "written by usercube-upgrade (docs/runbook.md), not by the vendor's Prepare-UpgradeAppsettings; no byte compatibility claimed",
-            "format": "usercube-upgrade/520/1",
-            "fromVersion": f.installed.version,
-            "toVersion": f.zip.found.version,
-            "connectionIdentifiers": ids,
-        });
-        let j522 = serde_json::json!({
-            "comment": "written by usercube-upgrade (docs/runbook.md), not by the vendor's Prepare-UpgradeAppsettings; no byte compatibility claimed",
-            "format": "usercube-upgrade/522/1",
-            "agentIdentifier": agent_id,
-            "agentSettings": "appsettings.agent.json",
-        });
-        for (n, v) in [("520.json", j520), ("522.json", j522)] {
-            let mut text = serde_json::to_string_pretty(&v).expect("json");
-            text.push('\n');
+        for (n, text) in prepared_files(
+            Some(&f.installed.version),
+            Some(&f.zip.found.version),
+            &f.ids,
+            &agent_id,
+        ) {
             b.step(
                 seed,
                 Some("our own documented content (identifier mapping, agent identifier), computed from the old appsettings: no server start needed".into()),
@@ -587,14 +602,13 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
         .iter()
         .map(|m| {
             format!(
-                "{}{}: {:?}: {}",
+                "{}{}: {}",
                 m.file.display(),
                 if m.key_path.is_empty() {
                     String::new()
                 } else {
                     format!(" at {}", m.key_path)
                 },
-                m.kind,
                 m.action
             )
         })

@@ -131,9 +131,8 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
                 format!(" at {}", m.key_path)
             };
             problems.push(format!(
-                "{}{at}: {:?} cannot be migrated automatically; {} (--accept-manual-steps continues and leaves it to you)",
+                "{}{at}: {} (--accept-manual-steps continues and leaves it to you)",
                 m.file.display(),
-                m.kind,
                 m.action
             ));
         }
