@@ -308,8 +308,18 @@ fn load(target: &Target, source: &PlanSource) -> Result<Loaded> {
     let root = engine::canonical_root(&target.root)?;
     match source.runbook.options(&root) {
         Some(o) => {
-            let rb = runbook::build(&o)
-                .map_err(|problems| Error::Refused(preflight::refusal(&problems)))?;
+            let rb = runbook::build(&o).map_err(|mut problems| {
+                if journal_dir(&root, target)
+                    .join(crate::journal::STORE_DIR)
+                    .exists()
+                {
+                    problems.push(format!(
+                        "the journal records an earlier run on this installation: see `usercube-upgrade status --root {}`",
+                        root.display()
+                    ));
+                }
+                Error::Refused(preflight::refusal(&problems))
+            })?;
             Ok(Loaded {
                 plan: rb.plan.clone(),
                 runbook: Some(rb),
