@@ -540,3 +540,27 @@ fn vendor_tool_subcommands_run_and_roll_back() {
     assert_eq!(code, Some(0), "{msg}");
     assert!(d.path("Work/ProvisioningOrders").is_dir() && d.path("Temp/Synchronization").is_dir());
 }
+
+#[test]
+fn encrypt_file_is_false_only_when_every_connector_was_not_encrypted() {
+    for mode in ["server", "integrated"] {
+        let d = Demo::new(mode);
+        let ad = d.read("Conf/Connectors/AD.xml");
+        let ad = ad
+            .replace(
+                "FilesAreNotEncrypted=\"false\"",
+                "FilesAreNotEncrypted=\"true\"",
+            )
+            .replace(
+                "Package=\"Usercube.AD@0000001\"/>",
+                "Package=\"Usercube.AD@0000001\" FilesAreNotEncrypted=\"true\"/>",
+            );
+        d.write("Conf/Connectors/AD.xml", &ad);
+        d.ok(&["run"]);
+        let settings = d.read("Runtime/appsettings.json");
+        assert!(
+            settings.contains("\"EncryptFile\": false"),
+            "{mode}: {settings}"
+        );
+    }
+}

@@ -177,7 +177,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
     let enc = ServerSettings {
         temp_folder: o.temp_folder.clone(),
         work_folder: o.work_folder.clone(),
-        encrypt_file: f.conf.as_ref().is_none_or(|c| c.encryption.encrypt_file()),
+        encrypt_file: f.encrypt_file,
     };
     let server_doc = f
         .appsettings

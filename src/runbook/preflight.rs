@@ -28,6 +28,8 @@ pub struct Facts {
     /// Old -> new connection identifiers (from the agent source).
     pub ids: IdMap,
     pub conf: Option<TreeMigration>,
+    /// The value for `EncryptionCertificate.EncryptFile`.
+    pub encrypt_file: bool,
     pub manual: Vec<ManualItem>,
     pub encrypted: Vec<PathBuf>,
     pub certificate: Option<String>,
@@ -233,6 +235,23 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
     } else {
         None
     };
+    // EncryptFile: false only if every connector had FilesAreNotEncrypted="true". The
+    // server mode does not migrate Conf, so a malformed file there only warns.
+    let encrypt_file = match &conf {
+        Some(t) => t.encryption.encrypt_file(),
+        None if conf_dir.is_dir() && o.mode == Mode::Server => {
+            match configuration::migrate_tree(&conf_dir, &ids) {
+                Ok(t) => t.encryption.encrypt_file(),
+                Err(e) => {
+                    warnings.push(format!(
+                        "Conf not readable ({e}): EncryptFile is set to true"
+                    ));
+                    true
+                }
+            }
+        }
+        None => true,
+    };
 
     // 5. Encrypted files need a certificate (integrated and agent modes).
     let mut encrypted = Vec::new();
@@ -272,6 +291,7 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
         runtime_agent,
         ids,
         conf,
+        encrypt_file,
         manual,
         encrypted,
         certificate,
