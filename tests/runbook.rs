@@ -564,3 +564,41 @@ fn encrypt_file_is_false_only_when_every_connector_was_not_encrypted() {
         );
     }
 }
+
+/// "4.2-4.3" -> [4, 2]; "-" (accepted manual items, listed last) -> None.
+fn seed_key(seed: &str) -> Option<Vec<u32>> {
+    let first = seed.split('-').next().filter(|s| !s.is_empty())?;
+    Some(first.split('.').map(|n| n.parse().unwrap()).collect())
+}
+
+#[test]
+fn every_plan_follows_the_seed_order() {
+    for mode in ["integrated", "server", "agent"] {
+        let d = Demo::new(mode);
+        if mode == "agent" {
+            agentize(&d);
+        }
+        let out = d.cmd(&["plan", "--json"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let items = v["runbook"]["items"].as_array().unwrap();
+        let keys: Vec<Vec<u32>> = items
+            .iter()
+            .filter_map(|i| seed_key(i["seed"].as_str().unwrap()))
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{mode}: {keys:?}");
+        let steps = v["runbook"]["plan"]["steps"].as_array().unwrap();
+        assert!(
+            steps.iter().all(|s| s["seed"].is_string()),
+            "{mode}: every step has its seed"
+        );
+        let not_available = items
+            .iter()
+            .filter(|i| i["kind"] == "not-available")
+            .count();
+        assert!(
+            not_available >= 1,
+            "{mode}: database steps listed as not available"
+        );
+    }
+}
