@@ -602,3 +602,21 @@ fn every_plan_follows_the_seed_order() {
         );
     }
 }
+
+#[test]
+fn a_missing_work_folder_is_created_and_removed_by_rollback() {
+    let d = Demo::new("integrated");
+    usercube_upgrade::durable_fs::remove_path(&d.path("Work")).unwrap();
+    let start = snapshot(&d.root);
+    let plan = d.ok(&["plan"]);
+    assert!(plan.contains("create folder Work"), "{plan}");
+    d.ok(&["run"]);
+    assert!(d.path("Work/ProvisioningOrders").is_dir());
+    assert!(d.path("Work/tracked-accounts-ADParis.csv").is_file());
+    d.ok(&["rollback"]);
+    assert_same(
+        &start,
+        &snapshot(&d.root),
+        "after rollback: no Work folder left behind",
+    );
+}

@@ -289,6 +289,15 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
                 format!("{} does not exist", b.p(&collect).display()),
             );
         }
+        if !work.exists() {
+            // Created as a step of its own so that rollback removes it (a move or copy
+            // into a missing folder would create it implicitly and leave it behind).
+            b.step(
+                move_seed,
+                Some("the Work folder does not exist yet".into()),
+                StepSpec::MakeDir { path: b.p(&work) },
+            );
+        }
         for m in moves::moves_for(migrate_agent) {
             let from = temp.join(m.from_temp);
             if from.exists() {
