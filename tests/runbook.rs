@@ -154,6 +154,11 @@ fn refuses_cyberark_unless_manual_steps_are_accepted() {
         d.read("RuntimeOld/appsettings.cyberArk.agent.json"),
         "left untouched"
     );
+    let export = d.ok(&["journal", "export", "--json"]);
+    assert!(
+        export.contains("accepted manual item"),
+        "journaled: {export}"
+    );
     d.ok(&["rollback"]);
     assert_same(&start, &snapshot(&d.root), "after rollback");
 }

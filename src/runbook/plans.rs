@@ -638,6 +638,25 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
             )
         })
         .collect();
+    // Preflight findings travel with the plan into the journal (and the audit export):
+    // recorded on the first step, the point from which they matter.
+    let findings: Vec<String> = f
+        .warnings
+        .iter()
+        .map(|w| format!("warning: {w}"))
+        .chain(manual.iter().map(|m| format!("accepted manual item: {m}")))
+        .collect();
+    if let (Some(first), false) = (b.steps.first_mut(), findings.is_empty()) {
+        let prior = first
+            .note
+            .take()
+            .map(|n| format!("{n}; "))
+            .unwrap_or_default();
+        first.note = Some(format!(
+            "{prior}preflight findings: {}",
+            findings.join("; ")
+        ));
+    }
     let title = format!(
         "Usercube {} -> {}: {} (runbook {:?})",
         f.installed.version,
