@@ -382,7 +382,30 @@ pub fn run(args: Args) -> Result<()> {
                 batch,
                 ..opts
             };
-            open(&target, opts)?.run(l.plan)?;
+            let (stop, start) = match &l.runbook {
+                Some(_) => (
+                    source.runbook.stop_command.clone(),
+                    source.runbook.start_command.clone(),
+                ),
+                None => (None, None),
+            };
+            if let Some(cmd) = &stop {
+                // Check first: never stop the service for a run that would be refused.
+                let root = engine::canonical_root(&target.root)?;
+                let problems = preflight::check(&root, &journal_dir(&root, &target), &l.plan);
+                if !problems.is_empty() {
+                    return Err(Error::Refused(preflight::refusal(&problems)));
+                }
+                external("--stop-command", cmd, quiet)
+                    .map_err(|e| Error::Refused(format!("{e}\nnothing was changed")))?;
+            }
+            let result = open(&target, opts).and_then(|mut e| e.run(l.plan));
+            if let Some(cmd) = &start {
+                if let Err(e) = external("--start-command", cmd, quiet) {
+                    eprintln!("warning: {e}; start the service by hand");
+                }
+            }
+            result?;
             if let (Some(rb), false) = (&l.runbook, quiet) {
                 print_remaining(rb);
             }
@@ -600,6 +623,35 @@ fn print_plan(
     }
 }
 
+/// Runs an administrator's command (`sh -c`), printing its output.
+fn external(what: &str, cmd: &str, quiet: bool) -> std::result::Result<(), String> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .map_err(|e| format!("{what} `{cmd}`: cannot start: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !quiet {
+        println!("{what} `{cmd}`: {}", out.status);
+        for line in text.lines() {
+            println!("  | {line}");
+        }
+    }
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} `{cmd}` failed ({}): {}",
+            out.status,
+            text.trim()
+        ))
+    }
+}
+
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
@@ -635,6 +687,7 @@ fn print_runbook(root: &Path, rb: &runbook::Runbook) {
                 let label = match kind {
                     runbook::ItemKind::Checked => "checked",
                     runbook::ItemKind::Manual => "by hand",
+                    runbook::ItemKind::Command => "command",
                     runbook::ItemKind::NotAvailable => "NOT AVAILABLE",
                     runbook::ItemKind::NotNeeded => "not needed",
                     runbook::ItemKind::Step(_) => unreachable!(),

@@ -625,3 +625,45 @@ fn a_missing_work_folder_is_created_and_removed_by_rollback() {
         "after rollback: no Work folder left behind",
     );
 }
+
+#[test]
+fn stop_and_start_commands_run_around_the_steps() {
+    let mut d = Demo::new("integrated");
+    let log = d._tmp.path().join("service.log");
+    let l = log.display().to_string();
+    d.extra = vec![
+        "--stop-command".into(),
+        format!("echo stopped >> {l}"),
+        "--start-command".into(),
+        format!(
+            "test -d {}/RuntimeOld && echo started >> {l}",
+            d.root.display()
+        ),
+    ];
+    let plan = d.ok(&["plan"]);
+    assert!(
+        plan.contains("command") && plan.contains("--stop-command"),
+        "{plan}"
+    );
+    assert!(!log.exists(), "`plan` runs nothing");
+    d.ok(&["run"]);
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "stopped\nstarted\n");
+    d.ok(&["rollback"]);
+
+    // A failing stop command refuses the run before any change.
+    let mut e = Demo::new("integrated");
+    e.extra = vec![
+        "--stop-command".into(),
+        "echo cannot stop >&2; exit 3".into(),
+    ];
+    let start = snapshot(&e.root);
+    let (code, msg) = e.code(&["run"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(
+        msg.contains("--stop-command") && msg.contains("cannot stop"),
+        "{msg}"
+    );
+    assert!(msg.contains("nothing was changed"), "{msg}");
+    assert_same(&start, &snapshot(&e.root), "after a failed stop command");
+    assert!(!e.root.join(JOURNAL).exists());
+}

@@ -24,6 +24,8 @@ pub enum ItemKind {
     Checked,
     /// For the administrator, at this point of the procedure.
     Manual,
+    /// Done by `run` with a command the administrator gave (--stop-command/--start-command).
+    Command,
     /// Part of the procedure, but not available in this build: not executed, not pretended.
     NotAvailable,
     /// Not needed with this engine (the note says why).
@@ -85,21 +87,33 @@ impl B<'_> {
     }
 
     fn stop(&mut self, seed: &str, what: &str) {
-        let text = match &self.o.stop_command {
-            Some(c) => format!("stop {what} before `run`: run `{c}` (--stop-command is not executed by this build)"),
-            None => format!("stop {what} now, before `run` (no --stop-command given)"),
-        };
-        self.item(seed, ItemKind::Manual, text);
+        match &self.o.stop_command {
+            Some(c) => self.item(
+                seed,
+                ItemKind::Command,
+                format!("stop {what}: `run` executes `{c}` (--stop-command) before its first step, after its checks; a failure refuses the run"),
+            ),
+            None => self.item(
+                seed,
+                ItemKind::Manual,
+                format!("stop {what} now, before `run` (no --stop-command given)"),
+            ),
+        }
     }
 
     fn start(&mut self, seed: &str, what: &str) {
-        let text = match &self.o.start_command {
-            Some(c) => format!(
-                "restart {what} after `run`: `{c}` (--start-command is not executed by this build)"
+        match &self.o.start_command {
+            Some(c) => self.item(
+                seed,
+                ItemKind::Command,
+                format!("restart {what}: `run` executes `{c}` (--start-command) once, after its last step (or after its automatic rollback)"),
             ),
-            None => format!("restart {what} after `run` (no --start-command given)"),
-        };
-        self.item(seed, ItemKind::Manual, text);
+            None => self.item(
+                seed,
+                ItemKind::Manual,
+                format!("restart {what} after `run` (no --start-command given)"),
+            ),
+        }
     }
 
     fn db(&mut self, seed: &str, what: &str, f: &Facts) {
