@@ -401,8 +401,33 @@ pub fn run(args: Args) -> Result<()> {
             }
             let result = open(&target, opts).and_then(|mut e| e.run(l.plan));
             if let Some(cmd) = &start {
-                if let Err(e) = external("--start-command", cmd, quiet) {
-                    eprintln!("warning: {e}; start the service by hand");
+                // Start only a settled installation: committed, rolled back, or untouched.
+                let settled = Engine::open(
+                    &target.root,
+                    target.journal.as_deref(),
+                    Options {
+                        quiet: true,
+                        ..Options::default()
+                    },
+                )
+                .and_then(|e| e.latest())
+                .map(|run| {
+                    run.is_none_or(|r| {
+                        matches!(
+                            r.status,
+                            state::RunStatus::Committed | state::RunStatus::RolledBack
+                        )
+                    })
+                });
+                match settled {
+                    Ok(true) => {
+                        if let Err(e) = external("--start-command", cmd, quiet) {
+                            eprintln!("warning: {e}; start the service by hand");
+                        }
+                    }
+                    _ => eprintln!(
+                        "warning: --start-command not run: the installation is neither upgraded nor rolled back (see `status`)"
+                    ),
                 }
             }
             result?;

@@ -667,3 +667,36 @@ fn stop_and_start_commands_run_around_the_steps() {
     assert_same(&start, &snapshot(&e.root), "after a failed stop command");
     assert!(!e.root.join(JOURNAL).exists());
 }
+
+#[test]
+fn start_command_is_not_run_on_a_half_upgraded_installation() {
+    let mut d = Demo::new("integrated");
+    let zip = d.path(RUNTIME_ZIP);
+    let mut bytes = std::fs::read(&zip).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&zip, bytes).unwrap();
+    let log = d._tmp.path().join("service.log");
+    let l = log.display().to_string();
+    d.extra = vec![
+        "--stop-command".into(),
+        format!("echo stopped >> {l}"),
+        "--start-command".into(),
+        format!("echo started >> {l}"),
+    ];
+    let (code, msg) = d.code(&["run", "--no-auto-rollback"]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(msg.contains("--start-command not run"), "{msg}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "stopped\n");
+    // With the automatic rollback the installation is settled again: started.
+    d.ok(&["rollback"]);
+    let (code, msg) = d.code(&["run"]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(msg.contains("rolled back"), "{msg}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "stopped\nstopped\nstarted\n"
+    );
+}
