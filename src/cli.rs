@@ -399,35 +399,33 @@ pub fn run(args: Args) -> Result<()> {
                 external("--stop-command", cmd, quiet)
                     .map_err(|e| Error::Refused(format!("{e}\nnothing was changed")))?;
             }
-            let result = open(&target, opts).and_then(|mut e| e.run(l.plan));
+            // Whether the installation is settled (committed, rolled back or untouched) is
+            // read from the same engine: reopening the journal at once can race with sled
+            // releasing its file lock.
+            let (result, settled) = match open(&target, opts) {
+                Err(e) => (Err(e), false),
+                Ok(mut engine) => {
+                    let result = engine.run(l.plan);
+                    let settled = engine.latest().is_ok_and(|run| {
+                        run.is_none_or(|r| {
+                            matches!(
+                                r.status,
+                                state::RunStatus::Committed | state::RunStatus::RolledBack
+                            )
+                        })
+                    });
+                    (result, settled)
+                }
+            };
             if let Some(cmd) = &start {
-                // Start only a settled installation: committed, rolled back, or untouched.
-                let settled = Engine::open(
-                    &target.root,
-                    target.journal.as_deref(),
-                    Options {
-                        quiet: true,
-                        ..Options::default()
-                    },
-                )
-                .and_then(|e| e.latest())
-                .map(|run| {
-                    run.is_none_or(|r| {
-                        matches!(
-                            r.status,
-                            state::RunStatus::Committed | state::RunStatus::RolledBack
-                        )
-                    })
-                });
-                match settled {
-                    Ok(true) => {
-                        if let Err(e) = external("--start-command", cmd, quiet) {
-                            eprintln!("warning: {e}; start the service by hand");
-                        }
+                if settled {
+                    if let Err(e) = external("--start-command", cmd, quiet) {
+                        eprintln!("warning: {e}; start the service by hand");
                     }
-                    _ => eprintln!(
+                } else {
+                    eprintln!(
                         "warning: --start-command not run: the installation is neither upgraded nor rolled back (see `status`)"
-                    ),
+                    );
                 }
             }
             result?;

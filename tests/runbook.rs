@@ -697,6 +697,7 @@ fn start_command_is_not_run_on_a_half_upgraded_installation() {
     assert!(msg.contains("rolled back"), "{msg}");
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
-        "stopped\nstopped\nstarted\n"
+        "stopped\nstopped\nstarted\n",
+        "{msg}"
     );
 }
