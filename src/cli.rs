@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::engine::{self, audit, preflight, state, Engine, Options, RootLock};
 use crate::plan::Plan;
-use crate::{sample, Error, Result};
+use crate::{runbook, sample, Error, Result};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,9 +37,104 @@ pub struct Target {
 
 #[derive(ClapArgs, Debug, Clone)]
 pub struct PlanSource {
-    /// A plan as JSON (see README); without it, the built-in sample plan.
-    #[arg(long, value_name = "FILE")]
+    /// A plan as JSON (see README); without it and without --mode, the built-in sample plan.
+    #[arg(long, value_name = "FILE", conflicts_with = "mode")]
     pub plan: Option<PathBuf>,
+    #[command(flatten)]
+    pub runbook: RunbookArgs,
+}
+
+/// The 5.1.7 -> 5.2.3 runbook's options (vendor names where the guide has them).
+#[derive(ClapArgs, Debug, Clone)]
+pub struct RunbookArgs {
+    /// Which procedure of the guide: the built-in 5.1.7 -> 5.2.3 plan.
+    #[arg(long, value_enum, requires = "runtime_zip")]
+    pub mode: Option<ModeArg>,
+    /// The new runtime, `Runtime_5.2.3.<build>.zip`.
+    #[arg(long, value_name = "FILE")]
+    pub runtime_zip: Option<PathBuf>,
+    /// Database connection [default: ConnectionString of Runtime/appsettings.json].
+    #[arg(long, value_name = "CS")]
+    pub connection_string: Option<String>,
+    /// Resolve relative paths of the agent's connections against this Runtime folder.
+    #[arg(long, value_name = "DIR")]
+    pub runtime_path: Option<String>,
+    #[arg(long, value_name = "F")]
+    pub file_cert_file: Option<PathBuf>,
+    #[arg(long, value_name = "P")]
+    pub file_cert_password: Option<String>,
+    #[arg(long, value_name = "T")]
+    pub file_cert_thumbprint: Option<String>,
+    #[arg(long, value_name = "L")]
+    pub file_cert_store_location: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub file_cert_store_name: Option<String>,
+    /// appsettings.agent.json of further agents (their InformationSystems are concatenated).
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub agent_appsettings: Vec<PathBuf>,
+    /// TempFolderPath, relative to Runtime.
+    #[arg(long, value_name = "DIR", default_value = "../Temp")]
+    pub temp_folder: String,
+    /// WorkFolderPath, relative to Runtime.
+    #[arg(long, value_name = "DIR", default_value = "../Work")]
+    pub work_folder: String,
+    /// How to stop the service (shown in the plan; not executed by this build).
+    #[arg(long, value_name = "CMD")]
+    pub stop_command: Option<String>,
+    /// How to start the service (shown in the plan; not executed by this build).
+    #[arg(long, value_name = "CMD")]
+    pub start_command: Option<String>,
+    /// Continue when CyberArk, Azure Key Vault, SAP or SharePoint settings are found,
+    /// leaving them to you (they are listed).
+    #[arg(long)]
+    pub accept_manual_steps: bool,
+}
+
+/// Arguments every vendor-tool subcommand takes.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct ToolArgs {
+    /// The starting version, as for the vendor's tools (5.1.7).
+    #[arg(long = "version", value_name = "V")]
+    pub from_version: String,
+    /// Print the plan and check it; change nothing.
+    #[arg(long)]
+    pub plan_only: bool,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum ModeArg {
+    Integrated,
+    Server,
+    Agent,
+}
+
+impl RunbookArgs {
+    fn options(&self, root: &Path) -> Option<runbook::Options> {
+        let mode = match self.mode? {
+            ModeArg::Integrated => runbook::Mode::Integrated,
+            ModeArg::Server => runbook::Mode::Server,
+            ModeArg::Agent => runbook::Mode::Agent,
+        };
+        let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+        let zip = abs(self.runtime_zip.as_ref()?);
+        let mut o = runbook::Options::new(root.to_path_buf(), mode, zip);
+        o.connection_string = self.connection_string.clone();
+        o.runtime_path = self.runtime_path.clone();
+        o.cert = runbook::CertArgs {
+            file: self.file_cert_file.as_ref().map(abs),
+            password: self.file_cert_password.clone(),
+            thumbprint: self.file_cert_thumbprint.clone(),
+            store_location: self.file_cert_store_location.clone(),
+            store_name: self.file_cert_store_name.clone(),
+        };
+        o.agent_appsettings = self.agent_appsettings.iter().map(abs).collect();
+        o.temp_folder = self.temp_folder.clone();
+        o.work_folder = self.work_folder.clone();
+        o.stop_command = self.stop_command.clone();
+        o.start_command = self.start_command.clone();
+        o.accept_manual_steps = self.accept_manual_steps;
+        Some(o)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -91,6 +186,72 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// The vendor's Upgrade-Files job, journaled: the Temp -> Work move table.
+    UpgradeFiles {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        tool: ToolArgs,
+        /// Move the agent's folders too (integrated and agent installations).
+        #[arg(long)]
+        migrate_agent: bool,
+        #[arg(long, value_name = "F")]
+        file_cert_file: Option<PathBuf>,
+        #[arg(long, value_name = "P")]
+        file_cert_password: Option<String>,
+        #[arg(long, value_name = "T")]
+        file_cert_thumbprint: Option<String>,
+        #[arg(long, value_name = "L")]
+        file_cert_store_location: Option<String>,
+        #[arg(long, value_name = "N")]
+        file_cert_store_name: Option<String>,
+        #[arg(long, value_name = "DIR", default_value = "../Temp")]
+        temp_folder: String,
+        #[arg(long, value_name = "DIR", default_value = "../Work")]
+        work_folder: String,
+    },
+    /// The vendor's Prepare-UpgradeAppsettings job, journaled: writes 520.json and 522.json.
+    PrepareUpgradeAppsettings {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        tool: ToolArgs,
+        #[arg(long, value_name = "DIR")]
+        output_path: PathBuf,
+        /// Accepted for compatibility; not used (the mapping comes from the agent settings).
+        #[arg(long, value_name = "CS")]
+        connection_string: Option<String>,
+        #[arg(long, value_name = "ID", default_value = "Local")]
+        agent_identifier: String,
+    },
+    /// The vendor's Upgrade-Appsettings job, journaled: migrated settings into Runtime.
+    UpgradeAppsettings {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        tool: ToolArgs,
+        #[arg(long, value_name = "DIR")]
+        input_path: PathBuf,
+        #[arg(long)]
+        migrate_only_agent: bool,
+        #[arg(long, value_name = "DIR")]
+        runtime_path: Option<String>,
+    },
+    /// The vendor's Upgrade-ConfigurationVersion job, journaled: ConfOld -> Conf migrated.
+    UpgradeConfigurationVersion {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        tool: ToolArgs,
+        #[arg(long, value_name = "DIR")]
+        xml_path: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        output: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        appsettings_path: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        runtime_path: Option<String>,
+    },
     /// The audit: show, verify or export the journal.
     Journal {
         #[command(subcommand)]
@@ -100,9 +261,18 @@ pub enum Command {
     /// built-in plan on it end to end.
     Demo {
         dir: Option<PathBuf>,
-        /// Only create the installation.
+        /// Only create the installation (and print the command that upgrades it).
         #[arg(long)]
         no_run: bool,
+        /// Files in the Runtime (and in the runtime zip).
+        #[arg(long, value_name = "N", default_value_t = 300)]
+        files: usize,
+        /// Total bytes of those files (K, M, G suffixes).
+        #[arg(long, value_name = "SIZE", default_value = "3M")]
+        bytes: String,
+        /// Rows per UJ table of the demo database (used by the database layer).
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        rows: u64,
     },
 }
 
@@ -126,6 +296,40 @@ pub enum JournalAction {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A plan to print or run, with the runbook around it when `--mode` was given.
+struct Loaded {
+    plan: Plan,
+    runbook: Option<runbook::Runbook>,
+}
+
+fn load(target: &Target, source: &PlanSource) -> Result<Loaded> {
+    let root = engine::canonical_root(&target.root)?;
+    match source.runbook.options(&root) {
+        Some(o) => {
+            let rb = runbook::build(&o).map_err(|mut problems| {
+                if journal_dir(&root, target)
+                    .join(crate::journal::STORE_DIR)
+                    .exists()
+                {
+                    problems.push(format!(
+                        "the journal records an earlier run on this installation: see `usercube-upgrade status --root {}`",
+                        root.display()
+                    ));
+                }
+                Error::Refused(preflight::refusal(&problems))
+            })?;
+            Ok(Loaded {
+                plan: rb.plan.clone(),
+                runbook: Some(rb),
+            })
+        }
+        None => Ok(Loaded {
+            plan: load_plan(source)?,
+            runbook: None,
+        }),
+    }
 }
 
 fn load_plan(source: &PlanSource) -> Result<Plan> {
@@ -159,25 +363,171 @@ pub fn run(args: Args) -> Result<()> {
             target,
             source,
             json,
-        } => print_plan(&target, &load_plan(&source)?, json),
+        } => {
+            let l = load(&target, &source)?;
+            print_plan(&target, &l.plan, l.runbook.as_ref(), json)
+        }
         Command::Run {
             target,
             source,
             no_auto_rollback,
             batch,
         } => {
-            let plan = load_plan(&source)?;
+            let l = load(&target, &source)?;
+            if let (Some(rb), false) = (&l.runbook, quiet) {
+                print_warnings(rb);
+            }
             let opts = Options {
                 auto_rollback: !no_auto_rollback,
                 batch,
                 ..opts
             };
-            open(&target, opts)?.run(plan)
+            let (stop, start) = match &l.runbook {
+                Some(_) => (
+                    source.runbook.stop_command.clone(),
+                    source.runbook.start_command.clone(),
+                ),
+                None => (None, None),
+            };
+            if let Some(cmd) = &stop {
+                // Check first: never stop the service for a run that would be refused.
+                let root = engine::canonical_root(&target.root)?;
+                let problems = preflight::check(&root, &journal_dir(&root, &target), &l.plan);
+                if !problems.is_empty() {
+                    return Err(Error::Refused(preflight::refusal(&problems)));
+                }
+                external("--stop-command", cmd, quiet)
+                    .map_err(|e| Error::Refused(format!("{e}\nnothing was changed")))?;
+            }
+            // Whether the installation is settled (committed, rolled back or untouched) is
+            // read from the same engine: reopening the journal at once can race with sled
+            // releasing its file lock.
+            let (result, settled) = match open(&target, opts) {
+                Err(e) => (Err(e), false),
+                Ok(mut engine) => {
+                    let result = engine.run(l.plan);
+                    let settled = engine.latest().is_ok_and(|run| {
+                        run.is_none_or(|r| {
+                            matches!(
+                                r.status,
+                                state::RunStatus::Committed | state::RunStatus::RolledBack
+                            )
+                        })
+                    });
+                    (result, settled)
+                }
+            };
+            if let Some(cmd) = &start {
+                if settled {
+                    if let Err(e) = external("--start-command", cmd, quiet) {
+                        eprintln!("warning: {e}; start the service by hand");
+                    }
+                } else {
+                    eprintln!(
+                        "warning: --start-command not run: the installation is neither upgraded nor rolled back (see `status`)"
+                    );
+                }
+            }
+            result?;
+            if let (Some(rb), false) = (&l.runbook, quiet) {
+                print_remaining(rb);
+            }
+            Ok(())
         }
         Command::Resume { target } => open(&target, opts)?.resume(),
         Command::Rollback { target, force } => open(&target, Options { force, ..opts })?.rollback(),
         Command::Finalize { target } => open(&target, opts)?.finalize(),
         Command::Status { target, json } => print_status(&target, json),
+        Command::UpgradeFiles {
+            target,
+            tool,
+            migrate_agent,
+            file_cert_file,
+            file_cert_password,
+            file_cert_thumbprint,
+            file_cert_store_location,
+            file_cert_store_name,
+            temp_folder,
+            work_folder,
+        } => {
+            let root = engine::canonical_root(&target.root)?;
+            let cert = runbook::CertArgs {
+                file: file_cert_file,
+                password: file_cert_password,
+                thumbprint: file_cert_thumbprint,
+                store_location: file_cert_store_location,
+                store_name: file_cert_store_name,
+            };
+            let rt = root.join("Runtime");
+            let (plan, notes) = runbook::tools::upgrade_files(
+                &root,
+                &tool.from_version,
+                migrate_agent,
+                &cert,
+                &runbook::normalize(&rt, &temp_folder),
+                &runbook::normalize(&rt, &work_folder),
+            )
+            .map_err(|p| Error::Refused(preflight::refusal(&p)))?;
+            for n in notes {
+                println!("note: {n}");
+            }
+            tool_run(&target, &tool, plan, opts)
+        }
+        Command::PrepareUpgradeAppsettings {
+            target,
+            tool,
+            output_path,
+            connection_string: _,
+            agent_identifier,
+        } => {
+            let root = engine::canonical_root(&target.root)?;
+            let plan = runbook::tools::prepare_upgrade_appsettings(
+                &root,
+                &tool.from_version,
+                &absolute(&output_path),
+                &agent_identifier,
+            )
+            .map_err(|p| Error::Refused(preflight::refusal(&p)))?;
+            tool_run(&target, &tool, plan, opts)
+        }
+        Command::UpgradeAppsettings {
+            target,
+            tool,
+            input_path,
+            migrate_only_agent,
+            runtime_path,
+        } => {
+            let root = engine::canonical_root(&target.root)?;
+            let plan = runbook::tools::upgrade_appsettings(
+                &root,
+                &tool.from_version,
+                &absolute(&input_path),
+                migrate_only_agent,
+                runtime_path.as_deref(),
+            )
+            .map_err(|p| Error::Refused(preflight::refusal(&p)))?;
+            tool_run(&target, &tool, plan, opts)
+        }
+        Command::UpgradeConfigurationVersion {
+            target,
+            tool,
+            xml_path,
+            output,
+            appsettings_path,
+            runtime_path,
+        } => {
+            let root = engine::canonical_root(&target.root)?;
+            let plan = runbook::tools::upgrade_configuration_version(
+                &root,
+                &tool.from_version,
+                &absolute(&xml_path),
+                &absolute(&output),
+                &absolute(&appsettings_path),
+                runtime_path.as_deref(),
+            )
+            .map_err(|p| Error::Refused(preflight::refusal(&p)))?;
+            tool_run(&target, &tool, plan, opts)
+        }
         Command::Journal { action } => match action {
             JournalAction::Verify { target } => {
                 let e = open(&target, opts)?;
@@ -207,14 +557,50 @@ pub fn run(args: Args) -> Result<()> {
                 Ok(())
             }
         },
-        Command::Demo { dir, no_run } => demo(dir, no_run, opts),
+        Command::Demo {
+            dir,
+            no_run,
+            files,
+            bytes,
+            rows,
+        } => {
+            let size = runbook::demo::DemoSize {
+                files,
+                bytes: runbook::demo::parse_size(&bytes).map_err(Error::Usage)?,
+                rows,
+            };
+            demo(dir, no_run, size, opts)
+        }
     }
 }
 
-fn print_plan(target: &Target, plan: &Plan, json: bool) -> Result<()> {
+fn print_plan(
+    target: &Target,
+    plan: &Plan,
+    rb: Option<&runbook::Runbook>,
+    json: bool,
+) -> Result<()> {
     let root = engine::canonical_root(&target.root)?;
     let problems = preflight::check(&root, &journal_dir(&root, target), plan);
-    if json {
+    if let (Some(rb), false) = (rb, json) {
+        print_runbook(&root, rb);
+    } else if let (Some(rb), true) = (rb, json) {
+        #[derive(Serialize)]
+        struct RunbookOut<'a> {
+            runbook: &'a runbook::Runbook,
+            sha256: String,
+            problems: &'a [String],
+        }
+        let out = RunbookOut {
+            runbook: rb,
+            sha256: hex::encode(plan.hash()),
+            problems: &problems,
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("runbook serializes")
+        );
+    } else if json {
         #[derive(Serialize)]
         struct PlanOut<'a> {
             plan: &'a Plan,
@@ -257,6 +643,107 @@ fn print_plan(target: &Target, plan: &Plan, json: bool) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Refused(preflight::refusal(&problems)))
+    }
+}
+
+/// Runs an administrator's command (`sh -c`), printing its output.
+fn external(what: &str, cmd: &str, quiet: bool) -> std::result::Result<(), String> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .map_err(|e| format!("{what} `{cmd}`: cannot start: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !quiet {
+        println!("{what} `{cmd}`: {}", out.status);
+        for line in text.lines() {
+            println!("  | {line}");
+        }
+    }
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} `{cmd}` failed ({}): {}",
+            out.status,
+            text.trim()
+        ))
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// A vendor-tool subcommand: print and check its plan, or run it through the engine.
+fn tool_run(target: &Target, tool: &ToolArgs, plan: Plan, opts: Options) -> Result<()> {
+    if tool.plan_only {
+        return print_plan(target, &plan, None, false);
+    }
+    Engine::open(&target.root, target.journal.as_deref(), opts)?.run(plan)
+}
+
+fn print_runbook(root: &Path, rb: &runbook::Runbook) {
+    let plan = &rb.plan;
+    println!(
+        "plan: {} ({} engine steps, sha256 {})",
+        plan.title,
+        plan.steps.len(),
+        hex::encode(plan.hash())
+    );
+    println!("  guide     what          action");
+    for item in &rb.items {
+        match &item.kind {
+            runbook::ItemKind::Step(id) => {
+                let s = &plan.steps[(*id - 1) as usize];
+                let step = crate::steps::step_for(&s.action, root);
+                println!("  {:<9} step {:<8} {}", item.seed, id, step.describe(root));
+                if let Some(note) = &s.note {
+                    println!("  {:<9} {:<13} note: {note}", "", "");
+                }
+            }
+            kind => {
+                let label = match kind {
+                    runbook::ItemKind::Checked => "checked",
+                    runbook::ItemKind::Manual => "by hand",
+                    runbook::ItemKind::Command => "command",
+                    runbook::ItemKind::NotAvailable => "NOT AVAILABLE",
+                    runbook::ItemKind::NotNeeded => "not needed",
+                    runbook::ItemKind::Step(_) => unreachable!(),
+                };
+                println!("  {:<9} {:<13} {}", item.seed, label, item.text);
+            }
+        }
+    }
+    println!("Temp -> Work move table (src/runbook/moves.rs):");
+    for m in &rb.moves {
+        println!("  - {m}");
+    }
+    print_warnings(rb);
+}
+
+fn print_warnings(rb: &runbook::Runbook) {
+    if !rb.warnings.is_empty() {
+        println!("warnings:");
+        for w in &rb.warnings {
+            println!("  - {w}");
+        }
+    }
+}
+
+fn print_remaining(rb: &runbook::Runbook) {
+    println!("still to do outside this run (see `plan`):");
+    for item in &rb.items {
+        let label = match item.kind {
+            runbook::ItemKind::Manual => "by hand",
+            runbook::ItemKind::NotAvailable => "NOT AVAILABLE",
+            _ => continue,
+        };
+        println!("  {:<9} {label}: {}", item.seed, item.text);
     }
 }
 
@@ -368,7 +855,12 @@ fn print_status_out(out: &StatusOut, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn demo(dir: Option<PathBuf>, no_run: bool, opts: Options) -> Result<()> {
+fn demo(
+    dir: Option<PathBuf>,
+    no_run: bool,
+    size: runbook::demo::DemoSize,
+    opts: Options,
+) -> Result<()> {
     let root = match dir {
         Some(d) => d,
         None => tempfile::Builder::new()
@@ -391,21 +883,45 @@ fn demo(dir: Option<PathBuf>, no_run: bool, opts: Options) -> Result<()> {
             root.display()
         )));
     }
-    sample::create_installation(&root, sample::SampleSize::default()).map_err(|source| {
-        Error::Io {
-            what: "writing the demo installation into",
-            path: root.clone(),
-            source,
-        }
+    runbook::demo::create(&root, size).map_err(|source| Error::Io {
+        what: "writing the demo installation into",
+        path: root.clone(),
+        source,
     })?;
-    println!("demo installation written to {}", root.display());
-    let run_cmd = format!("usercube-upgrade run --root {}", root.display());
+    let root = engine::canonical_root(&root)?;
+    println!(
+        "demo Usercube {} installation written to {}",
+        runbook::demo::OLD_VERSION,
+        root.display()
+    );
+    if runbook::demo::write_database(&root, size.rows).is_none() {
+        println!("(no database: this build has no database layer; the plan lists the database steps as not available)");
+    }
+    let run_cmd = runbook::demo::run_command(&root);
     if no_run {
+        println!(
+            "see the plan with:\n  {}",
+            run_cmd.replacen(" run ", " plan ", 1)
+        );
         println!("run it with:\n  {run_cmd}");
         return Ok(());
     }
     println!("running: {run_cmd}");
-    Engine::open(&root, None, opts)?.run(sample::plan())?;
+    let mut o = runbook::Options::new(
+        root.clone(),
+        runbook::Mode::Integrated,
+        root.join(runbook::demo::RUNTIME_ZIP),
+    );
+    o.runtime_path = Some(root.join("Runtime").display().to_string());
+    let rb = runbook::build(&o).map_err(|p| Error::Refused(preflight::refusal(&p)))?;
+    if !opts.quiet {
+        print_warnings(&rb);
+    }
+    let quiet = opts.quiet;
+    Engine::open(&root, None, opts)?.run(rb.plan.clone())?;
+    if !quiet {
+        print_remaining(&rb);
+    }
     println!("\nnext:\n  usercube-upgrade status --root {0}\n  usercube-upgrade journal export --json --root {0}\n  usercube-upgrade rollback --root {0}\n  usercube-upgrade finalize --root {0}", root.display());
     Ok(())
 }

@@ -3,8 +3,10 @@
 //!
 //! Layers, top to bottom (arrows point down only; see ARCHITECTURE.md):
 //! - [`cli`]: arguments, terminal output, exit codes;
-//! - [`sample`]: the built-in sample installation and plan (the embedded default until the
-//!   5.1.7 -> 5.2.3 runbook lands);
+//! - [`runbook`]: the 5.1.7 -> 5.2.3 knowledge: discovery, preflight, the three plans
+//!   (`--mode integrated|server|agent`), appsettings and configuration rules, the demo;
+//! - [`sample`]: the small sample installation and plan (the default without `--mode` or
+//!   `--plan`, and the engine tests' plan);
 //! - [`engine`]: runs a [`plan::Plan`]: run, resume, rollback, finalize, status, audit;
 //! - [`steps`]: one module per step kind behind the [`steps::Step`] trait;
 //! - [`journal`]: sled store, record frames, hash chain, durability, verification;
@@ -17,6 +19,7 @@ pub mod error;
 pub mod journal;
 pub mod manifest;
 pub mod plan;
+pub mod runbook;
 pub mod sample;
 pub mod steps;
 

@@ -48,6 +48,8 @@ pub enum StepSpec {
     },
     /// Extract a zip archive into a new folder.
     ExtractZip { archive: PathBuf, dest: PathBuf },
+    /// Create one new, empty folder (removed again by undo).
+    MakeDir { path: PathBuf },
 }
 
 impl StepSpec {
@@ -57,7 +59,9 @@ impl StepSpec {
             StepSpec::Rename { from, to }
             | StepSpec::Copy { from, to }
             | StepSpec::MoveTree { from, to } => vec![from, to],
-            StepSpec::DeleteTree { path } | StepSpec::WriteFile { path, .. } => vec![path],
+            StepSpec::DeleteTree { path }
+            | StepSpec::WriteFile { path, .. }
+            | StepSpec::MakeDir { path } => vec![path],
             StepSpec::ExtractZip { archive, dest } => vec![archive, dest],
         }
     }

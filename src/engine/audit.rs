@@ -33,6 +33,8 @@ pub struct RunAudit {
 pub struct StepAudit {
     pub id: u32,
     pub seed: Option<String>,
+    /// The planned step's note (the runbook lists every change a rule makes there).
+    pub note: Option<String>,
     pub description: String,
     pub state: &'static str,
     pub intent_ms: Option<u64>,
@@ -108,6 +110,7 @@ fn run_audit(run: &RunState) -> RunAudit {
             StepAudit {
                 id: p.id,
                 seed: p.seed.clone(),
+                note: p.note.clone(),
                 description: intent
                     .map_or_else(|| format!("{:?}", p.action), |i| i.description.clone()),
                 state,

@@ -10,6 +10,7 @@
 mod copy;
 mod delete_tree;
 mod extract_zip;
+mod make_dir;
 mod move_tree;
 mod rename;
 mod view;
@@ -262,6 +263,7 @@ pub fn step_for(spec: &StepSpec, root: &Path) -> Box<dyn Step> {
             archive: r(archive),
             dest: r(dest),
         }),
+        StepSpec::MakeDir { path } => Box::new(make_dir::MakeDir { path: r(path) }),
     }
 }
 

@@ -1,0 +1,358 @@
+//! A realistic Usercube 5.1.7 integrated installation, for `usercube-upgrade demo`, the
+//! tests and the benchmark: a Runtime with its deps.json and a few hundred files, Conf XML
+//! exercising every configuration rule, Temp with Collect and legacy-encrypted exports,
+//! Work, tracked accounts, appsettings with `InformationSystems` (one relative path, a
+//! `PageResult`, identifiers with `_`), and a `Runtime_5.2.3.<build>.zip`. Everything is
+//! deterministic: two demos of the same size are byte-identical.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::install::LEGACY_MAGIC;
+
+/// The build numbers of the demo's versions.
+pub const OLD_VERSION: &str = "5.1.7.2106";
+pub const NEW_VERSION: &str = "5.2.3.3180";
+pub const RUNTIME_ZIP: &str = "Runtime_5.2.3.3180.zip";
+
+#[derive(Clone, Copy, Debug)]
+pub struct DemoSize {
+    /// Files in Runtime (and in the runtime zip), besides the named ones.
+    pub files: usize,
+    /// Total bytes of those files (each Runtime; the zip holds as many).
+    pub bytes: u64,
+    /// Rows per UJ table, for the database layer (see [`write_database`]).
+    pub rows: u64,
+}
+
+impl Default for DemoSize {
+    fn default() -> DemoSize {
+        DemoSize {
+            files: 300,
+            bytes: 3 << 20,
+            rows: 1000,
+        }
+    }
+}
+
+/// `2G`, `300M`, `64K`, `1000` -> bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("{s}: unknown size suffix {c} (K, M, G, T)")),
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .map(|n| n * mult)
+        .map_err(|e| format!("{s}: not a size: {e}"))
+}
+
+/// Deterministic filler.
+fn filler(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed ^ 0x9E37_79B9_7F4A_7C15;
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+fn deps_json(version: &str) -> String {
+    format!(
+        r#"{{
+  "runtimeTarget": {{
+    "name": ".NETCoreApp,Version=v8.0",
+    "signature": ""
+  }},
+  "compilationOptions": {{}},
+  "targets": {{
+    ".NETCoreApp,Version=v8.0": {{
+      "Usercube-Server/{version}": {{
+        "dependencies": {{ "Usercube.Core": "{version}", "Microsoft.Data.SqlClient": "5.1.5" }},
+        "runtime": {{ "Usercube-Server.dll": {{}} }}
+      }}
+    }}
+  }},
+  "libraries": {{
+    "Usercube-Server/{version}": {{
+      "type": "project",
+      "serviceable": false,
+      "sha512": ""
+    }},
+    "Microsoft.Data.SqlClient/5.1.5": {{
+      "type": "package",
+      "serviceable": true,
+      "sha512": "sha512-6kvhQjY6uBHvFRU8YAR6zE0G0nD8Q6rVbVYxE7x1Kk4=",
+      "path": "microsoft.data.sqlclient/5.1.5"
+    }},
+    "Usercube.Core/{version}": {{
+      "type": "project",
+      "serviceable": false,
+      "sha512": ""
+    }}
+  }}
+}}
+"#
+    )
+}
+
+const APPSETTINGS: &str = r#"{
+  // Usercube server and integrated agent (demo installation written by usercube-upgrade)
+  "ApplicationUri": "http://localhost:5000",
+  "License": "DEMO-LICENSE-NOT-VALID",
+  "ConnectionString": "data source=.;Database=Usercube;Integrated Security=SSPI;Min Pool Size=10;encrypt=false;",
+  "EncryptionCertificate": {
+    // store certificate of the agent (demo: opened only by the re-encryption step)
+    "Thumbprint": "4E1F0D3C5A7B9E2D6F8A1C3E5B7D9F0A2C4E6B8D",
+    "StoreLocation": "CurrentUser",
+    "StoreName": "My"
+  },
+  "IdentityServer": {
+    "X509KeyFilePath": "../Certs/identityserver.pfx"
+  },
+  "Agents": {
+    "Local": { "Uri": "http://localhost:5000" }
+  },
+  "Serilog": {
+    "MinimumLevel": { "Default": "Error", "Override": { "Usercube": "Information" } },
+  },
+  "Scheduler": { "Disabled": false },
+}
+"#;
+
+const AGENT_SETTINGS: &str = r#"{
+  // Connections to the managed systems (5.1: "InformationSystems")
+  "OpenId": {
+    "OpenIdClients": { "Job": "secret" }
+  },
+  "InformationSystems": {
+    "AD_Paris": {
+      "Servers": [
+        { "Server": "paris.contoso.com", "BaseDN": "DC=paris,DC=com" }
+      ],
+      "AuthType": "Basic",
+      "Login": "CONTOSO\\svc-usercube",
+      "PageResult": 500
+    },
+    "HR_Csv": {
+      "Path": "../Sources/hr.csv", // relative to Runtime: the guide asks for --runtime-path
+      "Encoding": "UTF-8",
+    },
+    "SQLPayroll": {
+      "ConnectionString": "data source=payroll;Database=Payroll;Integrated Security=SSPI;",
+      "PageResult": 1000
+    }
+  }
+}
+"#;
+
+const ENCRYPTED_AGENT_SETTINGS: &str = r#"{
+  "InformationSystems": {
+    "AD_Paris": {
+      "Password": "kxABAHq3c0RlbW9FbmNyeXB0ZWRWYWx1ZU5vdEFSZWFsU2VjcmV0"
+    }
+  }
+}
+"#;
+
+const WEB_CONFIG: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<configuration>
+  <location path="." inheritInChildApplications="false">
+    <system.webServer>
+      <handlers><add name="aspNetCore" path="*" verb="*" modules="AspNetCoreModuleV2" resourceType="Unspecified" /></handlers>
+      <aspNetCore processPath=".\Usercube-Server.exe" stdoutLogEnabled="false" hostingModel="inprocess" />
+    </system.webServer>
+  </location>
+</configuration>
+"#;
+
+/// The Conf files: (relative path, content). Together they exercise every rule; one file
+/// (Settings.xml) and a non-XML file are left unchanged.
+const CONF: &[(&str, &str)] = &[
+    (
+        "Connectors/AD.xml",
+        "\u{FEFF}<?xml version=\"1.0\" encoding=\"utf-8\"?>\r\n<!-- Active Directory, Paris -->\r\n<ConfigurationFile xmlns=\"urn:schemas-usercube-com:configuration\">\r\n  <Connector Identifier=\"AD\" DisplayName_L1=\"Active Directory\" Agent=\"Local\" FilesAreNotEncrypted=\"false\"/>\r\n  <Connection Identifier=\"AD_Paris\" DisplayName_L1=\"AD Paris\" Connector=\"AD\" Package=\"Usercube.AD@0000001\"/>\r\n  <EntityType Identifier=\"AD_Entry\" DisplayName_L1=\"AD - Entry\">\r\n    <Property Identifier=\"manager\" DisplayName_L1=\"Manager\" Type=\"Option\" TargetEntityType=\"AD_Entry\"/>\r\n  </EntityType>\r\n</ConfigurationFile>\r\n",
+    ),
+    (
+        "Connectors/HR.xml",
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<ConfigurationFile xmlns=\"urn:schemas-usercube-com:configuration\">\n  <Connector Identifier=\"HR\" DisplayName_L1=\"HR\" Agent=\"Local\" FilesAreNotEncrypted=\"true\"/>\n  <Connection Identifier=\"HR_Csv\" DisplayName_L1=\"HR export\" Connector=\"HR\" Package=\"Usercube.CSV@0000001\" FilesAreNotEncrypted=\"true\"/>\n</ConfigurationFile>\n",
+    ),
+    (
+        "AccessControl/Workflows.xml",
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<ConfigurationFile xmlns=\"urn:schemas-usercube-com:configuration\">\n  <!-- notifications: 5.2 drops the trailing state -->\n  <AccessControlRule Profile=\"Administrator\" EntityType=\"Directory_User\" Identifier=\"Administrator_Notifications\">\n    <Entry Permission=\"/Custom/WorkflowsNotifications/Self_ChangeName/Review/Approved\" CanExecute=\"true\"/>\n    <Entry Permission=\"/Custom/WorkflowsNotifications/Helpdesk_Reset/Request\" CanExecute=\"true\"/>\n    <Entry Permission=\"/Connectors/SynchronizeSession\" CanExecute=\"true\"/>\n  </AccessControlRule>\n</ConfigurationFile>\n",
+    ),
+    (
+        "Risks.xml",
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<ConfigurationFile xmlns=\"urn:schemas-usercube-com:configuration\">\n  <Risk Identifier=\"R_Admins\" DisplayName_L1=\"Administrators\" TargettedRisk=\"High\"/>\n  <TargettedRisk Identifier=\"TR_1\" Risk=\"R_Admins\"></TargettedRisk>\n</ConfigurationFile>\n",
+    ),
+    (
+        "Jobs.xml",
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<ConfigurationFile xmlns=\"urn:schemas-usercube-com:configuration\">\n  <Job Identifier=\"AD_Paris_Sync\" Agent=\"Local\" CronTabExpression=\"0 */2 * * *\">\n    <Step Identifier=\"Export\" Level=\"0\" Connection=\"AD_Paris\"/>\n    <Step Identifier=\"Fulfill\" Level=\"1\" ConnectionIdentifier=\"HR_Csv\"/>\n  </Job>\n  <ExportTask Identifier=\"AD_Paris_Export\" Connection=\"AD_Paris\">\n    <TaskEntityType EntityType=\"AD_Entry\" Order=\"1\"/>\n  </ExportTask>\n</ConfigurationFile>\n",
+    ),
+    (
+        "Settings.xml",
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<ConfigurationFile xmlns=\"urn:schemas-usercube-com:configuration\">\n  <!-- nothing here changes in 5.2: copied byte for byte -->\n  <Setting Identifier=\"Theme\" Value=\"Contoso\"/>\n</ConfigurationFile>\n",
+    ),
+    (
+        "README.txt",
+        "Contoso Usercube configuration, deployed with Usercube-Deploy-Configuration.\n",
+    ),
+];
+
+/// Writes the demo installation into `root` (absent or empty).
+pub fn create(root: &Path, size: DemoSize) -> io::Result<()> {
+    let rt = root.join("Runtime");
+    for d in ["wwwroot/js", "runtimes/win-x64/native", "Sources"] {
+        fs::create_dir_all(if d == "Sources" {
+            root.join(d)
+        } else {
+            rt.join(d)
+        })?;
+    }
+    fs::write(rt.join("Usercube-Server.deps.json"), deps_json(OLD_VERSION))?;
+    fs::write(rt.join("appsettings.json"), APPSETTINGS)?;
+    fs::write(rt.join("appsettings.agent.json"), AGENT_SETTINGS)?;
+    fs::write(
+        rt.join("appsettings.encrypted.agent.json"),
+        ENCRYPTED_AGENT_SETTINGS,
+    )?;
+    fs::write(rt.join("web.config"), WEB_CONFIG)?;
+    fs::write(
+        rt.join("tracked-accounts-ADParis.csv"),
+        "dn;lastSeen\ncn=alice,ou=users,dc=paris,dc=com;2026-11-20\ncn=bob,ou=users,dc=paris,dc=com;2026-11-21\n",
+    )?;
+    fs::write(
+        root.join("Sources/hr.csv"),
+        "EmployeeId;Name\n1;Alice\n2;Bob\n",
+    )?;
+    write_runtime_files(size, 0, |name, bytes| {
+        let p = rt.join(name);
+        fs::write(p, bytes)
+    })?;
+
+    for (rel, text) in CONF {
+        let p = root.join("Conf").join(rel);
+        fs::create_dir_all(p.parent().expect("has a parent"))?;
+        fs::write(p, text)?;
+    }
+
+    let temp = root.join("Temp");
+    let plain = |seed: u64, n: usize| {
+        let mut v = b"Id;Value\n".to_vec();
+        for (i, c) in filler(seed, n).chunks(12).enumerate() {
+            v.extend_from_slice(format!("{i};{}\n", hex::encode(c)).as_bytes());
+        }
+        v
+    };
+    let encrypted = |seed: u64, n: usize| {
+        let mut v = LEGACY_MAGIC.to_vec();
+        v.extend(filler(seed, n));
+        v
+    };
+    let folders: &[(&str, usize, bool)] = &[
+        ("Collect", 6, false),
+        ("ExportOutput", 6, true),
+        ("ProvisioningOrders", 4, false),
+        ("Synchronization", 3, true),
+        ("ExportCookies", 3, false),
+        ("FulfillPowerShell", 2, false),
+        ("JobLogs", 4, false),
+    ];
+    for (k, (dir, n, enc)) in folders.iter().enumerate() {
+        let d = temp.join(dir);
+        fs::create_dir_all(&d)?;
+        for i in 0..*n {
+            let seed = (k * 100 + i) as u64;
+            let (name, bytes) = if *enc && i % 2 == 0 {
+                (format!("AD_Paris_{dir}_{i}.csv"), encrypted(seed, 600))
+            } else {
+                (format!("HR_Csv_{dir}_{i}.csv"), plain(seed, 300))
+            };
+            fs::write(d.join(name), bytes)?;
+        }
+    }
+    fs::create_dir_all(root.join("Work"))?;
+    write_zip(&root.join(RUNTIME_ZIP), size)?;
+    write_database(root, size.rows);
+    Ok(())
+}
+
+/// The Runtime's bulk files (`generation` changes their content: 0 old, 1 new).
+fn write_runtime_files(
+    size: DemoSize,
+    generation: u64,
+    mut put: impl FnMut(&str, &[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let each = (size.bytes / size.files.max(1) as u64) as usize;
+    for i in 0..size.files {
+        let name = match i % 10 {
+            0 => format!("wwwroot/js/chunk-{i:05}.js"),
+            1 => format!("runtimes/win-x64/native/Native{i:05}.dll"),
+            _ => format!("Usercube.Module{i:05}.dll"),
+        };
+        put(&name, &filler(i as u64 * 31 + generation, each))?;
+    }
+    Ok(())
+}
+
+fn write_zip(path: &Path, size: DemoSize) -> io::Result<()> {
+    let mut z = zip::ZipWriter::new(fs::File::create(path)?);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .unix_permissions(0o644);
+    z.start_file("Usercube-Server.deps.json", opts)
+        .map_err(io::Error::other)?;
+    z.write_all(deps_json(NEW_VERSION).as_bytes())?;
+    z.start_file("web.config", opts).map_err(io::Error::other)?;
+    z.write_all(WEB_CONFIG.as_bytes())?;
+    write_runtime_files(size, 1, |name, bytes| {
+        z.start_file(name, opts).map_err(io::Error::other)?;
+        z.write_all(bytes)
+    })?;
+    z.finish().map_err(io::Error::other)?;
+    Ok(())
+}
+
+/// The database seam. The database layer (`src/db`, its own branch) writes the demo's
+/// SQLite database here, with `rows` rows in each UJ table the guide deletes from. This
+/// build has no database layer: no database file is written, and the plans list the
+/// database steps as not available.
+pub fn write_database(_root: &Path, _rows: u64) -> Option<PathBuf> {
+    None
+}
+
+/// The command that upgrades the demo at `root`.
+pub fn run_command(root: &Path) -> String {
+    format!(
+        "usercube-upgrade run --root {0} --mode integrated --runtime-zip {0}/{RUNTIME_ZIP} --runtime-path {0}/Runtime",
+        root.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_size("64k").unwrap(), 64 << 10);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("3X").is_err());
+    }
+}

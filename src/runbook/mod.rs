@@ -1,0 +1,194 @@
+//! The Usercube 5.1.7 -> 5.2.3 knowledge, above the engine (see docs/runbook.md):
+//!
+//! - [`install`]: installation discovery (versions from the deps.json files, appsettings,
+//!   tracked accounts, legacy-encrypted files);
+//! - [`preflight`]: every refusal, before any change;
+//! - [`moves`]: the Temp -> Work move table;
+//! - [`plans`]: the three plans (integrated, server, agent) in the seed's order;
+//! - [`demo`]: a realistic 5.1.7 integrated installation;
+//! - [`appsettings`]: lossless JSON-with-comments parser and the appsettings rules;
+//! - [`configuration`]: byte-preserving XML configuration migration.
+//!
+//! The appsettings and configuration migrations are computed at plan time from the current
+//! files and become `WriteFile` / `Copy` / `Rename` steps: the plan shows exactly what
+//! changes, and the journal records it.
+
+pub mod appsettings;
+pub mod configuration;
+pub mod demo;
+pub mod install;
+pub mod moves;
+pub mod plans;
+pub mod preflight;
+pub mod tools;
+
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+
+pub use plans::{build, Item, ItemKind, Runbook};
+
+/// The starting version (any build).
+pub const FROM_VERSION: &str = "5.1.7";
+/// The target version (any build).
+pub const TO_VERSION: &str = "5.2.3";
+/// The seed's temporary appsettings folder, under the installation root.
+pub const APPSETTINGS_FOLDER: &str = "AppSettingsFolder";
+
+/// Which of the seed's three procedures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Server and agent on one machine.
+    Integrated,
+    /// The server only (remote agents).
+    Server,
+    /// A remote agent, after its server.
+    Agent,
+}
+
+impl Mode {
+    pub fn title(self) -> &'static str {
+        match self {
+            Mode::Integrated => "Upgrade Server and Agent (Integrated Agent Installation)",
+            Mode::Server => "Upgrade Server Only (Remote Agent Installation)",
+            Mode::Agent => "Upgrade Agent Only (Remote Agent Installation)",
+        }
+    }
+}
+
+/// The certificate options, with the vendor's names.
+#[derive(Debug, Clone, Default)]
+pub struct CertArgs {
+    pub file: Option<PathBuf>,
+    pub password: Option<String>,
+    pub thumbprint: Option<String>,
+    pub store_location: Option<String>,
+    pub store_name: Option<String>,
+}
+
+/// Everything the command line gives the runbook.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Canonical installation root.
+    pub root: PathBuf,
+    pub mode: Mode,
+    pub runtime_zip: PathBuf,
+    pub connection_string: Option<String>,
+    pub runtime_path: Option<String>,
+    pub cert: CertArgs,
+    pub agent_appsettings: Vec<PathBuf>,
+    /// As written into appsettings.json, relative to Runtime (default `../Temp`).
+    pub temp_folder: String,
+    pub work_folder: String,
+    pub stop_command: Option<String>,
+    pub start_command: Option<String>,
+    pub accept_manual_steps: bool,
+}
+
+impl Options {
+    /// Defaults for `root`, `mode` and `runtime_zip`.
+    pub fn new(root: PathBuf, mode: Mode, runtime_zip: PathBuf) -> Options {
+        Options {
+            root,
+            mode,
+            runtime_zip,
+            connection_string: None,
+            runtime_path: None,
+            cert: CertArgs::default(),
+            agent_appsettings: Vec::new(),
+            temp_folder: "../Temp".into(),
+            work_folder: "../Work".into(),
+            stop_command: None,
+            start_command: None,
+            accept_manual_steps: false,
+        }
+    }
+
+    /// The certificate to use: the command line's, else `EncryptionCertificate` of the old
+    /// `Runtime/appsettings.json`. `Err` when the command line's is incomplete or missing.
+    /// Only presence is checked here: opening it is the re-encryption step's job.
+    pub fn certificate(
+        &self,
+        settings: Option<&appsettings::JsonDoc>,
+        runtime: &Path,
+    ) -> Result<Option<String>, String> {
+        let c = &self.cert;
+        if let Some(f) = &c.file {
+            if !f.is_file() {
+                return Err(format!("--file-cert-file {}: no such file", f.display()));
+            }
+            if c.password.is_none() {
+                return Err("--file-cert-file needs --file-cert-password".into());
+            }
+            return Ok(Some(format!("certificate file {}", f.display())));
+        }
+        if let Some(t) = &c.thumbprint {
+            if c.store_location.is_none() || c.store_name.is_none() {
+                return Err("--file-cert-thumbprint needs --file-cert-store-location and --file-cert-store-name".into());
+            }
+            return Ok(Some(format!(
+                "certificate {t} in store {}/{}",
+                c.store_location.as_deref().unwrap_or_default(),
+                c.store_name.as_deref().unwrap_or_default()
+            )));
+        }
+        if c.password.is_some() || c.store_location.is_some() || c.store_name.is_some() {
+            return Err(
+                "certificate options given without --file-cert-file or --file-cert-thumbprint"
+                    .into(),
+            );
+        }
+        let Some(doc) = settings else { return Ok(None) };
+        let get = |k: &str| {
+            doc.get(&["EncryptionCertificate", k])
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+        };
+        if let Some(f) = get("File") {
+            return Ok(runtime.join(f).is_file().then(|| {
+                format!("certificate file {f} (EncryptionCertificate in Runtime/appsettings.json)")
+            }));
+        }
+        if let (Some(t), Some(l), Some(n)) = (
+            get("Thumbprint").or_else(|| get("DistinguishedName")),
+            get("StoreLocation"),
+            get("StoreName"),
+        ) {
+            return Ok(Some(format!(
+                "certificate {t} in store {l}/{n} (EncryptionCertificate in Runtime/appsettings.json)"
+            )));
+        }
+        Ok(None)
+    }
+}
+
+/// `base.join(p)` with `.` and `..` resolved lexically.
+pub fn normalize(base: &Path, p: &str) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in base.join(p).components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+pub fn temp_dir(o: &Options) -> PathBuf {
+    normalize(&o.root.join("Runtime"), &o.temp_folder)
+}
+
+pub fn work_dir(o: &Options) -> PathBuf {
+    normalize(&o.root.join("Runtime"), &o.work_folder)
+}
+
+/// A path for a plan step: relative to the root when under it, else absolute.
+pub fn plan_path(root: &Path, p: &Path) -> PathBuf {
+    p.strip_prefix(root)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| p.to_path_buf())
+}

@@ -1,0 +1,692 @@
+//! The three plans (integrated, server, agent), in the seed's order. Each engine step
+//! carries the seed step it implements and a note where the engine does it differently;
+//! what the engine does not do (database, re-encryption, service control, deployment) is
+//! listed as an [`Item`] of its own so that `plan` shows the whole procedure.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::appsettings::{migrate_server, ServerSettings};
+use super::configuration::FileOutcome;
+use super::moves::{self, COLLECT};
+use super::preflight::{self, Facts};
+use super::{plan_path, temp_dir, work_dir, Mode, Options, APPSETTINGS_FOLDER};
+use crate::plan::{Plan, PlannedStep, StepSpec};
+
+/// What a line of the runbook is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ItemKind {
+    /// An engine step of the plan (its id).
+    Step(u32),
+    /// Verified by preflight before anything changes.
+    Checked,
+    /// For the administrator, at this point of the procedure.
+    Manual,
+    /// Done by `run` with a command the administrator gave (--stop-command/--start-command).
+    Command,
+    /// Part of the procedure, but not available in this build: not executed, not pretended.
+    NotAvailable,
+    /// Not needed with this engine (the note says why).
+    NotNeeded,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub seed: String,
+    pub kind: ItemKind,
+    pub text: String,
+}
+
+/// A built runbook: the engine plan plus every other line of the procedure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Runbook {
+    pub mode: Mode,
+    pub plan: Plan,
+    pub items: Vec<Item>,
+    pub warnings: Vec<String>,
+    /// Manual items accepted with --accept-manual-steps.
+    pub manual: Vec<String>,
+    /// The Temp -> Work move table as used.
+    pub moves: Vec<String>,
+}
+
+struct B<'a> {
+    o: &'a Options,
+    steps: Vec<PlannedStep>,
+    items: Vec<Item>,
+}
+
+impl B<'_> {
+    fn step(&mut self, seed: &str, note: Option<String>, action: StepSpec) {
+        let id = self.steps.len() as u32 + 1;
+        self.steps.push(PlannedStep {
+            id,
+            seed: Some(seed.to_string()),
+            note,
+            action,
+        });
+        self.items.push(Item {
+            seed: seed.into(),
+            kind: ItemKind::Step(id),
+            text: String::new(),
+        });
+    }
+
+    fn item(&mut self, seed: &str, kind: ItemKind, text: impl Into<String>) {
+        self.items.push(Item {
+            seed: seed.into(),
+            kind,
+            text: text.into(),
+        });
+    }
+
+    fn p(&self, abs: &Path) -> PathBuf {
+        plan_path(&self.o.root, abs)
+    }
+
+    fn stop(&mut self, seed: &str, what: &str) {
+        match &self.o.stop_command {
+            Some(c) => self.item(
+                seed,
+                ItemKind::Command,
+                format!("stop {what}: `run` executes `{c}` (--stop-command) before its first step, after its checks; a failure refuses the run"),
+            ),
+            None => self.item(
+                seed,
+                ItemKind::Manual,
+                format!("stop {what} now, before `run` (no --stop-command given)"),
+            ),
+        }
+    }
+
+    fn start(&mut self, seed: &str, what: &str) {
+        match &self.o.start_command {
+            Some(c) => self.item(
+                seed,
+                ItemKind::Command,
+                format!("restart {what}: `run` executes `{c}` (--start-command) once, after its last step (or after its automatic rollback)"),
+            ),
+            None => self.item(
+                seed,
+                ItemKind::Manual,
+                format!("restart {what} after `run` (no --start-command given)"),
+            ),
+        }
+    }
+
+    fn db(&mut self, seed: &str, what: &str, f: &Facts) {
+        let cs = f
+            .connection_string_from
+            .as_deref()
+            .unwrap_or("no connection string found: give --connection-string");
+        self.item(
+            seed,
+            ItemKind::NotAvailable,
+            format!("{what} (connection string from {cs}): not yet available in this build; do it with the vendor's tool or by hand"),
+        );
+    }
+}
+
+const DB_NOTE: &str = "the database steps come with the database layer";
+
+/// `520.json` and `522.json`: our own documented content (docs/runbook.md), not the
+/// vendor's: the connection identifier mapping and the agent identifier.
+pub fn prepared_files(
+    from: Option<&str>,
+    to: Option<&str>,
+    ids: &super::configuration::IdMap,
+    agent_id: &str,
+) -> [(&'static str, String); 2] {
+    const COMMENT: &str = "written by usercube-upgrade (docs/runbook.md), not by the vendor's Prepare-UpgradeAppsettings; no byte compatibility claimed";
+    let map: serde_json::Map<String, serde_json::Value> = ids
+        .renames
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let j520 = serde_json::json!({
+        "comment": COMMENT,
+        "format": "usercube-upgrade/520/1",
+        "fromVersion": from,
+        "toVersion": to,
+        "connectionIdentifiers": map,
+    });
+    let j522 = serde_json::json!({
+        "comment": COMMENT,
+        "format": "usercube-upgrade/522/1",
+        "agentIdentifier": agent_id,
+        "agentSettings": "appsettings.agent.json",
+    });
+    let text = |v: serde_json::Value| serde_json::to_string_pretty(&v).expect("json") + "\n";
+    [("520.json", text(j520)), ("522.json", text(j522))]
+}
+
+/// Checks the installation and builds the runbook for `o.mode`. `Err`: every refusal.
+pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
+    let f = preflight::check(o)?;
+    let mut b = B {
+        o,
+        steps: Vec::new(),
+        items: Vec::new(),
+    };
+    let root = &o.root;
+    let zip = b.p(&o.runtime_zip);
+    let asf = PathBuf::from(APPSETTINGS_FOLDER);
+    let temp = temp_dir(o);
+    let work = work_dir(o);
+    let migrate_agent = o.mode != Mode::Server;
+    let old = |name: &str| PathBuf::from("RuntimeOld").join(name);
+    let new = |name: &str| PathBuf::from("Runtime").join(name);
+    let names: Vec<String> = f
+        .appsettings
+        .iter()
+        .filter_map(|d| {
+            d.file()
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+        })
+        .collect();
+    let enc = ServerSettings {
+        temp_folder: o.temp_folder.clone(),
+        work_folder: o.work_folder.clone(),
+        encrypt_file: f.encrypt_file,
+    };
+    let server_doc = f
+        .appsettings
+        .iter()
+        .find(|d| d.file().ends_with("appsettings.json"));
+    let server_migration = server_doc.map(|d| migrate_server(d, &enc));
+    let zip_has = |name: &str| f.zip.names.iter().any(|n| n == name);
+    let changes_note = |changes: Vec<String>| -> Option<String> {
+        (!changes.is_empty()).then(|| format!("changes: {}", changes.join("; ")))
+    };
+
+    // 1. Version.
+    b.item(
+        "1",
+        ItemKind::Checked,
+        format!(
+            "starting version {} ({}); the runtime zip holds {} ({})",
+            f.installed.version, f.installed.source, f.zip.found.version, f.zip.found.source
+        ),
+    );
+    // 2. Stop.
+    match o.mode {
+        Mode::Integrated => b.stop("2", "the Usercube server (and its integrated agent)"),
+        Mode::Server => b.stop("2", "the Usercube server and the remote agent(s)"),
+        Mode::Agent => b.stop("2", "the Usercube agent"),
+    }
+    // 3. Backup and install.
+    let (rename_seed, extract_seed) = if o.mode == Mode::Agent {
+        ("3.1", "3.2")
+    } else {
+        b.db("3.1", "back up the database", &f);
+        ("3.2", "3.3")
+    };
+    b.step(
+        rename_seed,
+        None,
+        StepSpec::Rename {
+            from: "Runtime".into(),
+            to: "RuntimeOld".into(),
+        },
+    );
+    b.step(
+        extract_seed,
+        Some("extracted into a staging folder, renamed into place whole".into()),
+        StepSpec::ExtractZip {
+            archive: zip.clone(),
+            dest: "Runtime".into(),
+        },
+    );
+    // Copies the old appsettings files into the new Runtime (a WriteFile of the old
+    // content where the zip ships a file of the same name).
+    let copy_into_runtime = |b: &mut B, seed: &str, skip: &[&str]| {
+        for n in names.iter().filter(|n| !skip.contains(&n.as_str())) {
+            if zip_has(n) {
+                let content = std::fs::read(root.join("Runtime").join(n)).unwrap_or_default();
+                b.step(
+                    seed,
+                    Some(format!("the runtime zip ships its own {n}: replaced by the old one (the zip's kept for rollback)")),
+                    StepSpec::WriteFile { path: new(n), content },
+                );
+            } else {
+                b.step(
+                    seed,
+                    None,
+                    StepSpec::Copy {
+                        from: old(n),
+                        to: new(n),
+                    },
+                );
+            }
+        }
+    };
+    let server_appsettings_step = |b: &mut B, seed: &str, into_new: bool| {
+        if let Some(m) = &server_migration {
+            let note = changes_note(m.changes.iter().map(|c| c.to_string()).collect());
+            match (&m.new_text, into_new) {
+                (Some(t), _) => b.step(
+                    seed,
+                    Some(format!(
+                        "written into the new Runtime's appsettings.json (RuntimeOld keeps the original); also sets EncryptionCertificate.EncryptFile={} (false only if every connector had FilesAreNotEncrypted=\"true\"){}",
+                        enc.encrypt_file,
+                        note.map(|n| format!("; {n}")).unwrap_or_default()
+                    )),
+                    StepSpec::WriteFile { path: new("appsettings.json"), content: t.clone().into_bytes() },
+                ),
+                (None, true) => b.step(
+                    seed,
+                    Some("appsettings.json already holds the wanted TempFolderPath/WorkFolderPath/EncryptFile: copied unchanged".into()),
+                    StepSpec::Copy { from: old("appsettings.json"), to: new("appsettings.json") },
+                ),
+                (None, false) => b.item(seed, ItemKind::NotNeeded, "appsettings.json already holds TempFolderPath, WorkFolderPath and EncryptFile as wanted: not rewritten"),
+            }
+        }
+    };
+    let files_steps = |b: &mut B, collect_seed: &str, move_seed: &str| {
+        let collect = temp.join(COLLECT);
+        if collect.exists() {
+            b.step(
+                collect_seed,
+                Some("moved into the journal trash, purged at finalize".into()),
+                StepSpec::DeleteTree {
+                    path: b.p(&collect),
+                },
+            );
+        } else {
+            b.item(
+                collect_seed,
+                ItemKind::NotNeeded,
+                format!("{} does not exist", b.p(&collect).display()),
+            );
+        }
+        if !work.exists() {
+            // Created as a step of its own so that rollback removes it (a move or copy
+            // into a missing folder would create it implicitly and leave it behind).
+            b.step(
+                move_seed,
+                Some("the Work folder does not exist yet".into()),
+                StepSpec::MakeDir { path: b.p(&work) },
+            );
+        }
+        for m in moves::moves_for(migrate_agent) {
+            let from = temp.join(m.from_temp);
+            if from.exists() {
+                b.step(
+                    move_seed,
+                    Some(format!("move table (src/runbook/moves.rs): {}", m.why)),
+                    StepSpec::MoveTree {
+                        from: b.p(&from),
+                        to: b.p(&work.join(m.to_work)),
+                    },
+                );
+            }
+        }
+        if migrate_agent && !f.encrypted.is_empty() {
+            b.item(
+                move_seed,
+                ItemKind::NotAvailable,
+                format!(
+                    "re-encrypt {} legacy-encrypted agent files with {}: not yet available in this build (the files are moved as they are)",
+                    f.encrypted.len(),
+                    f.certificate.as_deref().unwrap_or("the certificate")
+                ),
+            );
+        }
+    };
+    let tracked = |b: &mut B, seed: &str| {
+        for t in &f.tracked_accounts {
+            b.step(
+                seed,
+                None,
+                StepSpec::Copy {
+                    from: old(t),
+                    to: b.p(&work.join(t)),
+                },
+            );
+        }
+    };
+    let asf_copies = |b: &mut B, seed: &str| {
+        b.step(
+            seed,
+            Some(format!(
+                "the seed's temporary appsettings folder, at ROOT/{APPSETTINGS_FOLDER}"
+            )),
+            StepSpec::MakeDir { path: asf.clone() },
+        );
+        for n in &names {
+            let is_agent = n.eq_ignore_ascii_case("appsettings.agent.json");
+            match &f.agent_source {
+                Some(src) if is_agent && src.from.len() > 1 => b.step(
+                    seed,
+                    Some(format!(
+                        "the InformationSystems sections of {} concatenated into one file",
+                        src.from
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                    StepSpec::WriteFile {
+                        path: asf.join(n),
+                        content: src.text.clone().into_bytes(),
+                    },
+                ),
+                _ => b.step(
+                    seed,
+                    None,
+                    StepSpec::Copy {
+                        from: old(n),
+                        to: asf.join(n),
+                    },
+                ),
+            }
+        }
+    };
+    let prepare = |b: &mut B, seed: &str| {
+        let agent_id = f
+            .appsettings
+            .iter()
+            .find(|d| d.file().ends_with("appsettings.json"))
+            .and_then(|d| {
+                d.get(&["Agents"])
+                    .and_then(|a| a.members())
+                    .and_then(|m| m.first())
+                    .map(|m| m.key.clone())
+            })
+            .unwrap_or_else(|| "Local".into());
+        for (n, text) in prepared_files(
+            Some(&f.installed.version),
+            Some(&f.zip.found.version),
+            &f.ids,
+            &agent_id,
+        ) {
+            b.step(
+                seed,
+                Some("our own documented content (identifier mapping, agent identifier), computed from the old appsettings: no server start needed".into()),
+                StepSpec::WriteFile { path: asf.join(n), content: text.into_bytes() },
+            );
+        }
+    };
+    let agent_files = |b: &mut B, seed: &str| {
+        for (n, m) in &f.runtime_agent {
+            let changes: Vec<String> = m.changes.iter().map(|c| c.to_string()).collect();
+            match &m.new_text {
+                Some(t) => b.step(
+                    seed,
+                    changes_note(changes),
+                    StepSpec::WriteFile {
+                        path: new(n),
+                        content: t.clone().into_bytes(),
+                    },
+                ),
+                None => b.item(
+                    seed,
+                    ItemKind::NotNeeded,
+                    format!("{n}: no rule changes it: not rewritten"),
+                ),
+            }
+        }
+    };
+    let conf_steps = |b: &mut B, seeds: [&str; 4]| {
+        let Some(conf) = &f.conf else {
+            b.item(
+                seeds[0],
+                ItemKind::NotNeeded,
+                "no Conf folder: nothing to migrate",
+            );
+            return;
+        };
+        b.step(
+            seeds[0],
+            None,
+            StepSpec::Rename {
+                from: "Conf".into(),
+                to: "ConfOld".into(),
+            },
+        );
+        b.item(
+            seeds[1],
+            ItemKind::Checked,
+            format!("{APPSETTINGS_FOLDER}/appsettings.agent.json holds the pre-migration agent settings (written above, never migrated in place)"),
+        );
+        b.step(
+            seeds[2],
+            Some("the configuration is migrated at plan time: ConfOld copied to Conf, then only the files a rule changes are rewritten".into()),
+            StepSpec::Copy { from: "ConfOld".into(), to: "Conf".into() },
+        );
+        for file in &conf.files {
+            if let FileOutcome::Changed(bytes) = &file.outcome {
+                let full = root.join("Conf").join(&file.path);
+                let changes: Vec<String> = conf
+                    .changes
+                    .iter()
+                    .filter(|c| c.file == full)
+                    .map(|c| {
+                        format!(
+                            "line {} <{}{}>: {:?} {:?} -> {:?}",
+                            c.line,
+                            c.element,
+                            c.attribute
+                                .as_deref()
+                                .map(|a| format!(" {a}"))
+                                .unwrap_or_default(),
+                            c.rule,
+                            c.old,
+                            c.new.as_deref().unwrap_or("(removed)")
+                        )
+                    })
+                    .collect();
+                b.step(
+                    seeds[2],
+                    changes_note(changes),
+                    StepSpec::WriteFile {
+                        path: PathBuf::from("Conf").join(&file.path),
+                        content: bytes.clone(),
+                    },
+                );
+            }
+        }
+        b.item(
+            seeds[3],
+            ItemKind::Manual,
+            "optional: update the configuration version (change nothing else)",
+        );
+    };
+    let deploy = |b: &mut B, seed: &str, restart: &str, refresh: &str| {
+        b.item(seed, ItemKind::Manual, "deploy the configuration (unknown-attribute or missing-permission errors: see docs/runbook.md)");
+        b.start(restart, "the server");
+        b.item(
+            refresh,
+            ItemKind::Manual,
+            "go to each connector and its connections and refresh each schema",
+        );
+    };
+
+    match o.mode {
+        Mode::Integrated => {
+            b.db("4.1", "back up the database (again)", &f);
+            asf_copies(&mut b, "4.2-4.3");
+            copy_into_runtime(&mut b, "4.4", &[]);
+            b.db(
+                "4.5",
+                "upgrade the database version (AppSettingsFolder/appsettings.agent.json)",
+                &f,
+            );
+            server_appsettings_step(&mut b, "5.1", false);
+            files_steps(&mut b, "5.2", "5.3");
+            tracked(&mut b, "5.3");
+            b.item("6.1", ItemKind::NotNeeded, "starting the 5.2 server is not needed: 520.json/522.json are computed from the old appsettings");
+            prepare(&mut b, "6.2");
+            b.item("7.1", ItemKind::NotNeeded, "appsettings.connection.json is not needed: the agent settings are migrated from the old appsettings.agent.json");
+            agent_files(&mut b, "7.2");
+            b.item(
+                "7.3",
+                ItemKind::Checked,
+                "the migrated appsettings files are in the new Runtime (4.4, 5.1, 7.2)",
+            );
+            b.start("8", "the server");
+            conf_steps(&mut b, ["9.1", "9.2", "9.3", "9.4"]);
+            b.db("9.5", &format!("delete the rows of UJ_TaskResourceTypes and UJ_JobSteps (this section of the seed lists two tables; {DB_NOTE})"), &f);
+            deploy(&mut b, "9.6", "9.7", "9.8");
+        }
+        Mode::Server => {
+            copy_into_runtime(&mut b, "3.4", &[]);
+            b.db("4.1", "back up the database (again)", &f);
+            if let Some(src) = &f.agent_source {
+                b.item(
+                    "4.2",
+                    ItemKind::Checked,
+                    format!(
+                        "agent settings from --agent-appsettings: {}",
+                        o.agent_appsettings
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                b.step(
+                    "4.3",
+                    Some(format!(
+                        "the seed's temporary appsettings folder, at ROOT/{APPSETTINGS_FOLDER}"
+                    )),
+                    StepSpec::MakeDir { path: asf.clone() },
+                );
+                b.step(
+                    "4.4",
+                    (src.from.len() > 1).then(|| "the InformationSystems sections of the agents concatenated into one file".to_string()),
+                    StepSpec::WriteFile { path: asf.join("appsettings.agent.json"), content: src.text.clone().into_bytes() },
+                );
+            } else {
+                b.item("4.2-4.4", ItemKind::Manual, "no --agent-appsettings given: obtain the agent's appsettings.agent.json for the database upgrade");
+            }
+            b.item(
+                "4.5",
+                ItemKind::Checked,
+                "the server's old appsettings.json is in the new Runtime (3.4)",
+            );
+            b.db("4.6", "upgrade the database version", &f);
+            server_appsettings_step(&mut b, "5.1", false);
+            files_steps(&mut b, "5.2", "5.3");
+            b.start("6", "the server");
+            b.start("7", "the remote agent(s)");
+            b.item(
+                "8",
+                ItemKind::Manual,
+                "do not upgrade or deploy the configuration until the agent has also been upgraded",
+            );
+        }
+        Mode::Agent => {
+            server_appsettings_step(&mut b, "4.1", true);
+            files_steps(&mut b, "4.2", "4.3");
+            tracked(&mut b, "4.4");
+            asf_copies(&mut b, "5.1-5.2");
+            copy_into_runtime(&mut b, "5.2", &["appsettings.json"]);
+            if root.join("Runtime/web.config").is_file() {
+                if zip_has("web.config") {
+                    let content =
+                        std::fs::read(root.join("Runtime/web.config")).unwrap_or_default();
+                    b.step(
+                        "5.3",
+                        Some("the zip ships its own web.config: replaced by the old one".into()),
+                        StepSpec::WriteFile {
+                            path: new("web.config"),
+                            content,
+                        },
+                    );
+                } else {
+                    b.step(
+                        "5.3",
+                        None,
+                        StepSpec::Copy {
+                            from: old("web.config"),
+                            to: new("web.config"),
+                        },
+                    );
+                }
+            }
+            b.item("5.4", ItemKind::NotNeeded, "starting the server is not needed: 520.json/522.json are computed from the old appsettings");
+            prepare(&mut b, "5.5");
+            b.item("6.1", ItemKind::NotNeeded, "appsettings.connection.json is not needed: the agent settings are migrated from the old appsettings.agent.json");
+            agent_files(&mut b, "6.2");
+            b.start("7", "the agent");
+            conf_steps(&mut b, ["8.1", "8.2", "8.3", "8.4"]);
+            b.db("8.5", &format!("delete the rows of UJ_TaskEntityTypes, UJ_TaskResourceTypes and UJ_JobSteps ({DB_NOTE})"), &f);
+            deploy(&mut b, "8.6", "8.7", "8.8");
+        }
+    }
+
+    let mut manual: Vec<String> = f
+        .manual
+        .iter()
+        .map(|m| {
+            format!(
+                "{}{}: {}",
+                m.file.display(),
+                if m.key_path.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at {}", m.key_path)
+                },
+                m.action
+            )
+        })
+        .collect();
+    manual.dedup();
+    for m in &manual {
+        b.item(
+            "-",
+            ItemKind::Manual,
+            format!("accepted with --accept-manual-steps, left untouched: {m}"),
+        );
+    }
+    let moves = moves::moves_for(migrate_agent)
+        .map(|m| {
+            format!(
+                "Temp/{} -> Work/{} ({:?} side): {}",
+                m.from_temp, m.to_work, m.side, m.why
+            )
+        })
+        .collect();
+    // Preflight findings travel with the plan into the journal (and the audit export):
+    // recorded on the first step, the point from which they matter.
+    let findings: Vec<String> = f
+        .warnings
+        .iter()
+        .map(|w| format!("warning: {w}"))
+        .chain(manual.iter().map(|m| format!("accepted manual item: {m}")))
+        .collect();
+    if let (Some(first), false) = (b.steps.first_mut(), findings.is_empty()) {
+        let prior = first
+            .note
+            .take()
+            .map(|n| format!("{n}; "))
+            .unwrap_or_default();
+        first.note = Some(format!(
+            "{prior}preflight findings: {}",
+            findings.join("; ")
+        ));
+    }
+    let title = format!(
+        "Usercube {} -> {}: {} (runbook {:?})",
+        f.installed.version,
+        f.zip.found.version,
+        o.mode.title(),
+        o.mode
+    );
+    Ok(Runbook {
+        mode: o.mode,
+        plan: Plan {
+            title,
+            steps: b.steps,
+        },
+        items: b.items,
+        warnings: f.warnings,
+        manual,
+        moves,
+    })
+}

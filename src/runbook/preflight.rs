@@ -1,0 +1,302 @@
+//! The runbook's preflight: everything read from the installation before any change, and
+//! every refusal of the issue (wrong version, wrong zip, manual items, identifier clashes,
+//! missing certificate, malformed JSON or XML). A refusal names the file and line/column or
+//! key path; the caller exits 2 and nothing has changed. Free space and "already exists"
+//! are checked afterwards by the engine's own preflight on the finished plan.
+
+use std::path::{Path, PathBuf};
+
+use super::appsettings::{
+    self, concatenate_agents, find_manual_items, migrate_agent, AgentMigration, JsonDoc, ManualItem,
+};
+use super::configuration::{self, IdMap, TreeMigration};
+use super::install::{self, Found, Product, ZipInfo};
+use super::{Mode, Options, FROM_VERSION, TO_VERSION};
+
+/// What preflight learned; the plans are built from it.
+pub struct Facts {
+    pub installed: Found,
+    pub zip: ZipInfo,
+    /// The appsettings files of the old Runtime, parsed (relative to the root for display).
+    pub appsettings: Vec<JsonDoc>,
+    /// The agent settings used for the migration: the Runtime's own (integrated and agent)
+    /// followed by every `--agent-appsettings`, concatenated when more than one.
+    pub agent_source: Option<AgentSource>,
+    /// The migration of the Runtime's own `appsettings.agent.json` (and of
+    /// `appsettings.encrypted.agent.json`): file name -> migration.
+    pub runtime_agent: Vec<(String, AgentMigration)>,
+    /// Old -> new connection identifiers (from the agent source).
+    pub ids: IdMap,
+    pub conf: Option<TreeMigration>,
+    /// The value for `EncryptionCertificate.EncryptFile`.
+    pub encrypt_file: bool,
+    pub manual: Vec<ManualItem>,
+    pub encrypted: Vec<PathBuf>,
+    pub certificate: Option<String>,
+    pub warnings: Vec<String>,
+    pub tracked_accounts: Vec<String>,
+    pub connection_string_from: Option<String>,
+}
+
+pub struct AgentSource {
+    /// The text to place in the AppSettingsFolder as `appsettings.agent.json`.
+    pub text: String,
+    /// Where it came from (one file, or "concatenation of ...").
+    pub from: Vec<PathBuf>,
+    pub migration: AgentMigration,
+}
+
+fn parse(root: &Path, file: &Path, problems: &mut Vec<String>) -> Option<JsonDoc> {
+    let show = file.strip_prefix(root).unwrap_or(file);
+    let text = match std::fs::read(file) {
+        Ok(b) => match String::from_utf8(b) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(format!("{}: not UTF-8 text: {e}", show.display()));
+                return None;
+            }
+        },
+        Err(e) => {
+            problems.push(format!("{}: cannot read: {e}", show.display()));
+            return None;
+        }
+    };
+    match JsonDoc::parse(show, &text) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            problems.push(format!("malformed JSON: {e}"));
+            None
+        }
+    }
+}
+
+/// Runs every check; `Err` holds every refusal found (not just the first).
+pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let root = &o.root;
+    let runtime = root.join("Runtime");
+    let product = match o.mode {
+        Mode::Agent => Product::Agent,
+        _ => Product::Server,
+    };
+
+    // 1. Versions.
+    let installed = match install::installed(&runtime, product) {
+        Ok(f) if f.is(FROM_VERSION) => Some(f),
+        Ok(f) => {
+            problems.push(format!(
+                "{}: installed version is {}, this upgrade starts from {FROM_VERSION}.x (migrate to the latest {FROM_VERSION} first)",
+                f.source, f.version
+            ));
+            None
+        }
+        Err(e) => {
+            problems.push(e);
+            None
+        }
+    };
+    let zip = match install::runtime_zip(&o.runtime_zip, product) {
+        Ok(z) if z.found.is(TO_VERSION) => Some(z),
+        Ok(z) => {
+            problems.push(format!(
+                "{}: the runtime zip holds version {}, not {TO_VERSION}.x",
+                z.found.source, z.found.version
+            ));
+            None
+        }
+        Err(e) => {
+            problems.push(e);
+            None
+        }
+    };
+
+    // 2. appsettings files: parse (line/column on error), manual items.
+    let appsettings: Vec<JsonDoc> = install::appsettings_files(&runtime)
+        .iter()
+        .filter_map(|f| parse(root, f, &mut problems))
+        .collect();
+    let extra: Vec<JsonDoc> = o
+        .agent_appsettings
+        .iter()
+        .filter_map(|f| parse(root, f, &mut problems))
+        .collect();
+    let mut manual: Vec<ManualItem> = Vec::new();
+    for d in appsettings.iter().chain(&extra) {
+        manual.extend(find_manual_items(d));
+    }
+    if !manual.is_empty() && !o.accept_manual_steps {
+        for m in &manual {
+            let at = if m.key_path.is_empty() {
+                String::new()
+            } else {
+                format!(" at {}", m.key_path)
+            };
+            problems.push(format!(
+                "{}{at}: {} (--accept-manual-steps continues and leaves it to you)",
+                m.file.display(),
+                m.action
+            ));
+        }
+    }
+
+    // 3. Agent settings: the Runtime's own, then the further agents; clashes refused.
+    let by_name = |name: &str| {
+        appsettings.iter().find(|d| {
+            d.file()
+                .file_name()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+    };
+    let own_agent = if o.mode == Mode::Server {
+        None
+    } else {
+        by_name("appsettings.agent.json")
+    };
+    let mut sources: Vec<JsonDoc> = own_agent.into_iter().cloned().collect();
+    sources.extend(extra.iter().cloned());
+    let runtime_path = o.runtime_path.as_deref();
+    let mut agent_source = None;
+    let mut ids = IdMap::new();
+    if !sources.is_empty() {
+        let (text, doc) = if sources.len() == 1 {
+            (sources[0].text().to_string(), Some(sources[0].clone()))
+        } else {
+            match concatenate_agents(&sources) {
+                Ok(t) => {
+                    let doc =
+                        JsonDoc::parse(Path::new("AppSettingsFolder/appsettings.agent.json"), &t)
+                            .map_err(|e| problems.push(format!("concatenated agent settings: {e}")))
+                            .ok();
+                    (t, doc)
+                }
+                Err(e) => {
+                    problems.push(format!("duplicate connection identifiers: {e}"));
+                    (String::new(), None)
+                }
+            }
+        };
+        if let Some(doc) = doc {
+            match migrate_agent(&doc, runtime_path) {
+                Ok(m) => {
+                    ids = m.id_map.iter().cloned().collect();
+                    for r in &m.relative_paths {
+                        warnings.push(match &r.absolute {
+                            Some(abs) => format!(
+                                "{}: {} is the relative path {:?}: resolved to {abs:?} (--runtime-path)",
+                                r.file.display(), r.key_path, r.value
+                            ),
+                            None => format!(
+                                "{}: {} is the relative path {:?}: give --runtime-path to resolve it to an absolute path",
+                                r.file.display(), r.key_path, r.value
+                            ),
+                        });
+                    }
+                    agent_source = Some(AgentSource {
+                        text,
+                        from: sources.iter().map(|d| d.file().to_path_buf()).collect(),
+                        migration: m,
+                    });
+                }
+                Err(e) => problems.push(format!("duplicate connection identifiers: {e}")),
+            }
+        }
+    }
+    let mut runtime_agent = Vec::new();
+    if o.mode != Mode::Server {
+        for name in ["appsettings.agent.json", "appsettings.encrypted.agent.json"] {
+            if let Some(doc) = by_name(name) {
+                // Encrypted values are not paths: only keys change there.
+                let rp = if name == "appsettings.agent.json" {
+                    runtime_path
+                } else {
+                    None
+                };
+                match migrate_agent(doc, rp) {
+                    Ok(m) => runtime_agent.push((name.to_string(), m)),
+                    Err(e) => problems.push(format!("duplicate connection identifiers: {e}")),
+                }
+            }
+        }
+    }
+
+    // 4. Configuration XML (migrated at plan time; line/column on error).
+    let conf_dir = root.join("Conf");
+    let conf = if o.mode != Mode::Server && conf_dir.is_dir() {
+        match configuration::migrate_tree(&conf_dir, &ids) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let mut e = e;
+                e.file = e.file.strip_prefix(root).unwrap_or(&e.file).to_path_buf();
+                problems.push(format!("malformed XML: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // EncryptFile: false only if every connector had FilesAreNotEncrypted="true". The
+    // server mode does not migrate Conf, so a malformed file there only warns.
+    let encrypt_file = match &conf {
+        Some(t) => t.encryption.encrypt_file(),
+        None if conf_dir.is_dir() && o.mode == Mode::Server => {
+            match configuration::migrate_tree(&conf_dir, &ids) {
+                Ok(t) => t.encryption.encrypt_file(),
+                Err(e) => {
+                    warnings.push(format!(
+                        "Conf not readable ({e}): EncryptFile is set to true"
+                    ));
+                    true
+                }
+            }
+        }
+        None => true,
+    };
+
+    // 5. Encrypted files need a certificate (integrated and agent modes).
+    let mut encrypted = Vec::new();
+    let mut certificate = None;
+    if o.mode != Mode::Server {
+        for dir in [super::temp_dir(o), super::work_dir(o)] {
+            encrypted.extend(install::encrypted_files(&dir, root));
+        }
+        match o.certificate(by_name("appsettings.json"), &runtime) {
+            Ok(c) => certificate = c,
+            Err(e) => problems.push(e),
+        }
+        if !encrypted.is_empty() && certificate.is_none() {
+            problems.push(format!(
+                "{} legacy-encrypted files (first: {}) but no certificate: give --file-cert-file F --file-cert-password P, or --file-cert-thumbprint T --file-cert-store-location L --file-cert-store-name N (or set EncryptionCertificate in Runtime/appsettings.json)",
+                encrypted.len(),
+                encrypted[0].display()
+            ));
+        }
+    }
+
+    let connection_string_from = match &o.connection_string {
+        Some(_) => Some("--connection-string".to_string()),
+        None => by_name("appsettings.json")
+            .and_then(appsettings::connection_string)
+            .map(|_| "Runtime/appsettings.json ConnectionString".to_string()),
+    };
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Facts {
+        installed: installed.expect("no problem means found"),
+        zip: zip.expect("no problem means found"),
+        appsettings,
+        agent_source,
+        runtime_agent,
+        ids,
+        conf,
+        encrypt_file,
+        manual,
+        encrypted,
+        certificate,
+        warnings,
+        tracked_accounts: install::tracked_accounts(&runtime),
+        connection_string_from,
+    })
+}

@@ -1,0 +1,703 @@
+//! The 5.1.7 -> 5.2.3 runbook end to end on the realistic demo installation: preflight
+//! refusals (exit 2, tree unchanged, no journal), `run` per mode with the expected layout,
+//! and `rollback` back to a byte-identical tree.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{assert_same, bin, snapshot, text, JOURNAL};
+use usercube_upgrade::runbook::demo::{self, DemoSize, RUNTIME_ZIP};
+
+const SIZE: DemoSize = DemoSize {
+    files: 40,
+    bytes: 40 << 10,
+    rows: 10,
+};
+
+struct Demo {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    mode: &'static str,
+    extra: Vec<String>,
+}
+
+impl Demo {
+    fn new(mode: &'static str) -> Demo {
+        let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let root = tmp.path().join("root");
+        demo::create(&root, SIZE).unwrap();
+        let root = root.canonicalize().unwrap();
+        Demo {
+            _tmp: tmp,
+            root,
+            mode,
+            extra: Vec::new(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        std::fs::write(self.path(rel), text).unwrap();
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = bin();
+        c.args(args).arg("--root").arg(&self.root).arg("--quiet");
+        if matches!(args.first(), Some(&"run") | Some(&"plan")) {
+            c.args(["--mode", self.mode, "--runtime-zip"])
+                .arg(self.root.join(RUNTIME_ZIP))
+                .args(&self.extra);
+        }
+        c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
+        c
+    }
+
+    fn code(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = self.cmd(args).output().unwrap();
+        (out.status.code(), text(&out))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, msg) = self.code(args);
+        assert_eq!(code, Some(0), "{args:?} failed:\n{msg}");
+        msg
+    }
+
+    /// `plan` and `run` both refuse with exit 2 naming every `expect`; nothing changes.
+    fn refused(&self, expect: &[&str]) -> String {
+        let start = snapshot(&self.root);
+        let (code, msg) = self.code(&["plan"]);
+        assert_eq!(code, Some(2), "{msg}");
+        for e in expect {
+            assert!(msg.contains(e), "expected {e:?} in:\n{msg}");
+        }
+        let (code, msg2) = self.code(&["run"]);
+        assert_eq!(code, Some(2), "{msg2}");
+        assert!(msg2.contains("nothing was changed"), "{msg2}");
+        assert_same(&start, &snapshot(&self.root), "after a refused run");
+        assert!(
+            !self.root.join(JOURNAL).exists(),
+            "no journal for a refusal"
+        );
+        msg
+    }
+}
+
+fn rewrite_zip_version(d: &Demo, version: &str) {
+    use std::io::Write;
+    let zip = d.path(RUNTIME_ZIP);
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&zip).unwrap());
+    z.start_file(
+        "Usercube-Server.deps.json",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    write!(
+        z,
+        "{{\"libraries\": {{\"Usercube-Server/{version}\": {{\"type\": \"project\"}}}}}}"
+    )
+    .unwrap();
+    z.finish().unwrap();
+}
+
+#[test]
+fn refuses_a_starting_version_other_than_5_1_7() {
+    let d = Demo::new("integrated");
+    let deps = d.read("Runtime/Usercube-Server.deps.json");
+    d.write(
+        "Runtime/Usercube-Server.deps.json",
+        &deps.replace(demo::OLD_VERSION, "5.1.6.900"),
+    );
+    d.refused(&[
+        "Usercube-Server.deps.json",
+        "installed version is 5.1.6.900",
+    ]);
+}
+
+#[test]
+fn refuses_a_runtime_zip_other_than_5_2_3() {
+    let d = Demo::new("integrated");
+    rewrite_zip_version(&d, "5.2.2.100");
+    d.refused(&[RUNTIME_ZIP, "holds version 5.2.2.100, not 5.2.3.x"]);
+}
+
+#[test]
+fn refuses_cyberark_unless_manual_steps_are_accepted() {
+    let mut d = Demo::new("integrated");
+    d.write(
+        "Runtime/appsettings.cyberArk.agent.json",
+        "{ \"CyberArk\": { \"UseCyberArkSetting\": true } }\n",
+    );
+    d.refused(&[
+        "Runtime/appsettings.cyberArk.agent.json",
+        "at CyberArk",
+        "CyberArk integration cannot be migrated automatically",
+        "--accept-manual-steps",
+    ]);
+    d.extra.push("--accept-manual-steps".into());
+    let msg = d.ok(&["plan"]);
+    assert!(msg.contains("accepted with --accept-manual-steps"), "{msg}");
+    let start = snapshot(&d.root);
+    d.ok(&["run"]);
+    assert!(d.path("Runtime/appsettings.cyberArk.agent.json").is_file());
+    assert_eq!(
+        d.read("Runtime/appsettings.cyberArk.agent.json"),
+        d.read("RuntimeOld/appsettings.cyberArk.agent.json"),
+        "left untouched"
+    );
+    let export = d.ok(&["journal", "export", "--json"]);
+    assert!(
+        export.contains("accepted manual item"),
+        "journaled: {export}"
+    );
+    d.ok(&["rollback"]);
+    assert_same(&start, &snapshot(&d.root), "after rollback");
+}
+
+#[test]
+fn refuses_identifiers_that_clash_across_agents() {
+    let mut d = Demo::new("integrated");
+    let other = d._tmp.path().join("remote-agent.json");
+    std::fs::write(
+        &other,
+        "{\n  \"InformationSystems\": {\n    \"ADParis\": { \"Path\": \"C:/x.csv\" }\n  }\n}\n",
+    )
+    .unwrap();
+    d.extra = vec!["--agent-appsettings".into(), other.display().to_string()];
+    d.refused(&[
+        "duplicate connection identifiers",
+        "\"ADParis\"",
+        "\"AD_Paris\"",
+        "remote-agent.json",
+    ]);
+}
+
+#[test]
+fn refuses_malformed_json_naming_line_and_column() {
+    let d = Demo::new("integrated");
+    let t = d.read("Runtime/appsettings.agent.json");
+    // Line 8 is `"AuthType": "Basic",`: drop its colon.
+    let bad = t.replacen("\"AuthType\": \"Basic\"", "\"AuthType\" \"Basic\"", 1);
+    assert_ne!(t, bad);
+    d.write("Runtime/appsettings.agent.json", &bad);
+    let line = bad
+        .lines()
+        .position(|l| l.contains("\"AuthType\""))
+        .unwrap()
+        + 1;
+    d.refused(&[&format!(
+        "malformed JSON: Runtime/appsettings.agent.json:{line}:"
+    )]);
+}
+
+#[test]
+fn accepts_comments_and_trailing_commas_in_appsettings() {
+    let d = Demo::new("integrated");
+    assert!(d.read("Runtime/appsettings.json").contains("//"));
+    assert!(d.read("Runtime/appsettings.json").contains("},\n}"));
+    d.ok(&["plan"]);
+}
+
+#[test]
+fn refuses_malformed_xml_naming_line_and_column() {
+    let d = Demo::new("integrated");
+    d.write(
+        "Conf/Settings.xml",
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<ConfigurationFile>\n  <Setting Identifier=\"a\">\n</ConfigurationFile>\n",
+    );
+    d.refused(&["malformed XML: Conf/Settings.xml:4:"]);
+}
+
+#[test]
+fn refuses_encrypted_files_without_a_certificate() {
+    let d = Demo::new("integrated");
+    let t = d.read("Runtime/appsettings.json");
+    let start = t.find("\"EncryptionCertificate\"").unwrap();
+    let end = t[start..].find("},").unwrap() + start + 2;
+    d.write(
+        "Runtime/appsettings.json",
+        &format!("{}{}", &t[..start], &t[end..]),
+    );
+    d.refused(&["legacy-encrypted files", "--file-cert-file"]);
+    // The command line's certificate is enough (presence only in this build).
+    let mut d = d;
+    let pfx = d._tmp.path().join("agent.pfx");
+    std::fs::write(&pfx, "placeholder: only its presence is checked").unwrap();
+    d.extra = vec![
+        "--file-cert-file".into(),
+        pfx.display().to_string(),
+        "--file-cert-password".into(),
+        "p".into(),
+    ];
+    d.ok(&["plan"]);
+}
+
+fn integrated_layout(d: &Demo) {
+    let deps = d.read("Runtime/Usercube-Server.deps.json");
+    assert!(deps.contains(&format!("Usercube-Server/{}", demo::NEW_VERSION)));
+    assert!(d.path("RuntimeOld/Usercube-Server.deps.json").is_file());
+    let settings = d.read("Runtime/appsettings.json");
+    assert!(
+        settings.contains("\"TempFolderPath\": \"../Temp\""),
+        "{settings}"
+    );
+    assert!(
+        settings.contains("\"WorkFolderPath\": \"../Work\""),
+        "{settings}"
+    );
+    assert!(settings.contains("\"EncryptFile\": true"), "{settings}");
+    assert!(settings.contains("// Usercube server"), "comments kept");
+    let agent = d.read("Runtime/appsettings.agent.json");
+    assert!(
+        agent.contains("\"Connections\": {") && !agent.contains("\"InformationSystems\": {"),
+        "{agent}"
+    );
+    assert!(
+        agent.contains("\"ADParis\"") && agent.contains("\"HRCsv\""),
+        "{agent}"
+    );
+    assert!(agent.contains("\"PagedResult\": 500"), "{agent}");
+    let abs = d.root.join("Sources/hr.csv").display().to_string();
+    assert!(agent.contains(&abs), "relative path resolved: {agent}");
+    assert!(d
+        .read("Runtime/appsettings.encrypted.agent.json")
+        .contains("\"Connections\""));
+    assert!(!d.path("Temp/Collect").exists());
+    assert!(
+        d.path("Temp/ExportOutput").is_dir(),
+        "not in the move table"
+    );
+    for m in [
+        "ProvisioningOrders",
+        "Synchronization",
+        "ExportCookies",
+        "FulfillPowerShell",
+    ] {
+        assert!(d.path(&format!("Work/{m}")).is_dir(), "{m}");
+        assert!(!d.path(&format!("Temp/{m}")).exists(), "{m}");
+    }
+    assert!(d.path("Work/tracked-accounts-ADParis.csv").is_file());
+    // AppSettingsFolder: old settings, 520.json, 522.json.
+    assert_eq!(
+        d.read("AppSettingsFolder/appsettings.agent.json"),
+        d.read("RuntimeOld/appsettings.agent.json")
+    );
+    let j520: serde_json::Value =
+        serde_json::from_str(&d.read("AppSettingsFolder/520.json")).unwrap();
+    assert_eq!(j520["connectionIdentifiers"]["AD_Paris"], "ADParis");
+    assert_eq!(j520["connectionIdentifiers"]["HR_Csv"], "HRCsv");
+    let j522: serde_json::Value =
+        serde_json::from_str(&d.read("AppSettingsFolder/522.json")).unwrap();
+    assert_eq!(j522["agentIdentifier"], "Local");
+    // Configuration: unchanged files byte for byte, the rules applied, BOM/comments kept.
+    for same in ["Settings.xml", "README.txt"] {
+        assert_eq!(
+            std::fs::read(d.path(&format!("Conf/{same}"))).unwrap(),
+            std::fs::read(d.path(&format!("ConfOld/{same}"))).unwrap()
+        );
+    }
+    let ad = std::fs::read(d.path("Conf/Connectors/AD.xml")).unwrap();
+    assert!(ad.starts_with(b"\xEF\xBB\xBF<?xml"), "BOM kept");
+    let ad = String::from_utf8(ad).unwrap();
+    assert!(ad.contains("<!-- Active Directory, Paris -->\r\n"));
+    assert!(
+        ad.contains("Identifier=\"ADParis\"") && ad.contains("Type=\"ForeignKey\""),
+        "{ad}"
+    );
+    assert!(!ad.contains("FilesAreNotEncrypted"), "{ad}");
+    let wf = d.read("Conf/AccessControl/Workflows.xml");
+    assert!(
+        wf.contains("\"/Custom/WorkflowsNotifications/Self_ChangeName/Review\""),
+        "{wf}"
+    );
+    let risks = d.read("Conf/Risks.xml");
+    assert!(!risks.contains("Targetted"), "{risks}");
+    let jobs = d.read("Conf/Jobs.xml");
+    assert!(
+        jobs.contains("Connection=\"ADParis\"") && jobs.contains("ConnectionIdentifier=\"HRCsv\""),
+        "{jobs}"
+    );
+    assert!(
+        !jobs.contains("Level=") && !jobs.contains("Order="),
+        "{jobs}"
+    );
+}
+
+#[test]
+fn integrated_run_then_rollback() {
+    let mut d = Demo::new("integrated");
+    d.extra = vec![
+        "--runtime-path".into(),
+        d.root.join("Runtime").display().to_string(),
+    ];
+    let plan = d.ok(&["plan"]);
+    for expect in [
+        "NOT AVAILABLE",
+        "moved into the journal trash, purged at finalize",
+        "Temp -> Work move table",
+        "9.5 ",
+        "create folder AppSettingsFolder",
+    ] {
+        assert!(plan.contains(expect), "{expect:?} in\n{plan}");
+    }
+    let start = snapshot(&d.root);
+    d.ok(&["run"]);
+    integrated_layout(&d);
+    let export = d.ok(&["journal", "export", "--json"]);
+    assert!(export.contains("AD_Paris"), "changes are in the audit");
+    d.ok(&["rollback"]);
+    assert_same(&start, &snapshot(&d.root), "integrated: after rollback");
+}
+
+#[test]
+fn server_run_then_rollback() {
+    let mut d = Demo::new("server");
+    let agent = d._tmp.path().join("agent-appsettings.json");
+    std::fs::copy(d.path("Runtime/appsettings.agent.json"), &agent).unwrap();
+    d.extra = vec!["--agent-appsettings".into(), agent.display().to_string()];
+    let start = snapshot(&d.root);
+    d.ok(&["run"]);
+    assert!(d
+        .read("Runtime/Usercube-Server.deps.json")
+        .contains(demo::NEW_VERSION));
+    assert!(d
+        .read("Runtime/appsettings.json")
+        .contains("WorkFolderPath"));
+    assert_eq!(
+        d.read("Runtime/appsettings.agent.json"),
+        d.read("RuntimeOld/appsettings.agent.json"),
+        "server mode copies the agent settings as they are"
+    );
+    assert_eq!(
+        d.read("AppSettingsFolder/appsettings.agent.json"),
+        std::fs::read_to_string(&agent).unwrap()
+    );
+    assert!(
+        d.path("Work/ProvisioningOrders").is_dir(),
+        "server-side move"
+    );
+    assert!(
+        d.path("Temp/Synchronization").is_dir(),
+        "agent-side folders stay"
+    );
+    assert!(!d.path("Temp/Collect").exists());
+    assert!(d.path("Conf/Jobs.xml").is_file() && !d.path("ConfOld").exists());
+    d.ok(&["rollback"]);
+    assert_same(&start, &snapshot(&d.root), "server: after rollback");
+}
+
+/// The demo as a remote agent: the agent's deps.json instead of the server's.
+fn agentize(d: &Demo) {
+    let deps = d.read("Runtime/Usercube-Server.deps.json");
+    d.write(
+        "Runtime/Usercube-Agent.deps.json",
+        &deps.replace("Usercube-Server/", "Usercube-Agent/"),
+    );
+    usercube_upgrade::durable_fs::remove_path(&d.path("Runtime/Usercube-Server.deps.json"))
+        .unwrap();
+}
+
+#[test]
+fn agent_run_then_rollback() {
+    let d = Demo::new("agent");
+    agentize(&d);
+    let start = snapshot(&d.root);
+    d.ok(&["run"]);
+    assert!(
+        d.path("Runtime/Usercube-Server.deps.json").is_file(),
+        "from the zip"
+    );
+    assert!(d
+        .read("Runtime/appsettings.json")
+        .contains("TempFolderPath"));
+    assert_eq!(
+        d.read("RuntimeOld/appsettings.json"),
+        demo_original_appsettings()
+    );
+    assert!(d
+        .read("Runtime/appsettings.agent.json")
+        .contains("\"Connections\""));
+    assert_eq!(
+        d.read("Runtime/web.config"),
+        d.read("RuntimeOld/web.config")
+    );
+    assert!(d.path("Work/Synchronization").is_dir());
+    assert!(d.path("Work/tracked-accounts-ADParis.csv").is_file());
+    assert!(d.path("ConfOld").is_dir() && d.read("Conf/Jobs.xml").contains("ADParis"));
+    d.ok(&["rollback"]);
+    assert_same(&start, &snapshot(&d.root), "agent: after rollback");
+}
+
+fn demo_original_appsettings() -> String {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    demo::create(&tmp.path().join("r"), SIZE).unwrap();
+    std::fs::read_to_string(tmp.path().join("r/Runtime/appsettings.json")).unwrap()
+}
+
+#[test]
+fn demo_command_writes_and_runs_the_demo() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = tmp.path().join("d");
+    let out = bin()
+        .args(["demo", "--files", "20", "--bytes", "20K", "--no-run"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    assert!(
+        msg.contains("usercube-upgrade run --root") && msg.contains("--mode integrated"),
+        "{msg}"
+    );
+    assert!(dir.join(RUNTIME_ZIP).is_file());
+    let dir2 = tmp.path().join("e");
+    let out = bin()
+        .args(["demo", "--files", "20", "--bytes", "20K"])
+        .arg(&dir2)
+        .output()
+        .unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    assert!(dir2.join("RuntimeOld").is_dir() && dir2.join("AppSettingsFolder/520.json").is_file());
+    assert!(msg.contains("NOT AVAILABLE"), "{msg}");
+}
+
+#[test]
+fn vendor_tool_subcommands_run_and_roll_back() {
+    let d = Demo::new("integrated");
+    let asf = d.path("ASF");
+    std::fs::create_dir(&asf).unwrap();
+    std::fs::copy(
+        d.path("Runtime/appsettings.agent.json"),
+        asf.join("appsettings.agent.json"),
+    )
+    .unwrap();
+    usercube_upgrade::durable_fs::rename(&d.path("Conf"), &d.path("ConfOld")).unwrap();
+    let start = snapshot(&d.root);
+    let run = |args: &[&str]| {
+        let out = bin()
+            .args(args)
+            .arg("--root")
+            .arg(&d.root)
+            .arg("--quiet")
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out))
+    };
+    let (old, new, agent) = (
+        d.path("ConfOld").display().to_string(),
+        d.path("Conf").display().to_string(),
+        asf.join("appsettings.agent.json").display().to_string(),
+    );
+    let conf = [
+        "upgrade-configuration-version",
+        "--version",
+        "5.1.7",
+        "--xml-path",
+        &old,
+        "--output",
+        &new,
+        "--appsettings-path",
+        &agent,
+    ];
+    let (code, msg) = run(&conf);
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(d.read("Conf/Jobs.xml").contains("Connection=\"ADParis\""));
+    assert_eq!(d.read("Conf/Settings.xml"), d.read("ConfOld/Settings.xml"));
+    d.ok(&["rollback"]);
+    assert_same(
+        &start,
+        &snapshot(&d.root),
+        "after rollback of upgrade-configuration-version",
+    );
+    d.ok(&["finalize"]);
+
+    let (code, msg) = run(&[
+        "prepare-upgrade-appsettings",
+        "--version",
+        "5.1.7",
+        "--output-path",
+        asf.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(d.read("ASF/520.json").contains("\"AD_Paris\": \"ADParis\""));
+    d.ok(&["finalize"]);
+
+    let (code, msg) = run(&["upgrade-files", "--version", "5.1.6"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(msg.contains("--version 5.1.6"), "{msg}");
+    let (code, msg) = run(&["upgrade-files", "--version", "5.1.7", "--migrate-agent"]);
+    assert_eq!(
+        code,
+        Some(2),
+        "a certificate is needed for the encrypted files: {msg}"
+    );
+    let (code, msg) = run(&["upgrade-files", "--version", "5.1.7"]);
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(d.path("Work/ProvisioningOrders").is_dir() && d.path("Temp/Synchronization").is_dir());
+}
+
+#[test]
+fn encrypt_file_is_false_only_when_every_connector_was_not_encrypted() {
+    for mode in ["server", "integrated"] {
+        let d = Demo::new(mode);
+        let ad = d.read("Conf/Connectors/AD.xml");
+        let ad = ad
+            .replace(
+                "FilesAreNotEncrypted=\"false\"",
+                "FilesAreNotEncrypted=\"true\"",
+            )
+            .replace(
+                "Package=\"Usercube.AD@0000001\"/>",
+                "Package=\"Usercube.AD@0000001\" FilesAreNotEncrypted=\"true\"/>",
+            );
+        d.write("Conf/Connectors/AD.xml", &ad);
+        d.ok(&["run"]);
+        let settings = d.read("Runtime/appsettings.json");
+        assert!(
+            settings.contains("\"EncryptFile\": false"),
+            "{mode}: {settings}"
+        );
+    }
+}
+
+/// "4.2-4.3" -> [4, 2]; "-" (accepted manual items, listed last) -> None.
+fn seed_key(seed: &str) -> Option<Vec<u32>> {
+    let first = seed.split('-').next().filter(|s| !s.is_empty())?;
+    Some(first.split('.').map(|n| n.parse().unwrap()).collect())
+}
+
+#[test]
+fn every_plan_follows_the_seed_order() {
+    for mode in ["integrated", "server", "agent"] {
+        let d = Demo::new(mode);
+        if mode == "agent" {
+            agentize(&d);
+        }
+        let out = d.cmd(&["plan", "--json"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let items = v["runbook"]["items"].as_array().unwrap();
+        let keys: Vec<Vec<u32>> = items
+            .iter()
+            .filter_map(|i| seed_key(i["seed"].as_str().unwrap()))
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{mode}: {keys:?}");
+        let steps = v["runbook"]["plan"]["steps"].as_array().unwrap();
+        assert!(
+            steps.iter().all(|s| s["seed"].is_string()),
+            "{mode}: every step has its seed"
+        );
+        let not_available = items
+            .iter()
+            .filter(|i| i["kind"] == "not-available")
+            .count();
+        assert!(
+            not_available >= 1,
+            "{mode}: database steps listed as not available"
+        );
+    }
+}
+
+#[test]
+fn a_missing_work_folder_is_created_and_removed_by_rollback() {
+    let d = Demo::new("integrated");
+    usercube_upgrade::durable_fs::remove_path(&d.path("Work")).unwrap();
+    let start = snapshot(&d.root);
+    let plan = d.ok(&["plan"]);
+    assert!(plan.contains("create folder Work"), "{plan}");
+    d.ok(&["run"]);
+    assert!(d.path("Work/ProvisioningOrders").is_dir());
+    assert!(d.path("Work/tracked-accounts-ADParis.csv").is_file());
+    d.ok(&["rollback"]);
+    assert_same(
+        &start,
+        &snapshot(&d.root),
+        "after rollback: no Work folder left behind",
+    );
+}
+
+#[test]
+fn stop_and_start_commands_run_around_the_steps() {
+    let mut d = Demo::new("integrated");
+    let log = d._tmp.path().join("service.log");
+    let l = log.display().to_string();
+    d.extra = vec![
+        "--stop-command".into(),
+        format!("echo stopped >> {l}"),
+        "--start-command".into(),
+        format!(
+            "test -d {}/RuntimeOld && echo started >> {l}",
+            d.root.display()
+        ),
+    ];
+    let plan = d.ok(&["plan"]);
+    assert!(
+        plan.contains("command") && plan.contains("--stop-command"),
+        "{plan}"
+    );
+    assert!(!log.exists(), "`plan` runs nothing");
+    d.ok(&["run"]);
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "stopped\nstarted\n");
+    d.ok(&["rollback"]);
+
+    // A failing stop command refuses the run before any change.
+    let mut e = Demo::new("integrated");
+    e.extra = vec![
+        "--stop-command".into(),
+        "echo cannot stop >&2; exit 3".into(),
+    ];
+    let start = snapshot(&e.root);
+    let (code, msg) = e.code(&["run"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(
+        msg.contains("--stop-command") && msg.contains("cannot stop"),
+        "{msg}"
+    );
+    assert!(msg.contains("nothing was changed"), "{msg}");
+    assert_same(&start, &snapshot(&e.root), "after a failed stop command");
+    assert!(!e.root.join(JOURNAL).exists());
+}
+
+#[test]
+fn start_command_is_not_run_on_a_half_upgraded_installation() {
+    let mut d = Demo::new("integrated");
+    let zip = d.path(RUNTIME_ZIP);
+    let mut bytes = std::fs::read(&zip).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&zip, bytes).unwrap();
+    let log = d._tmp.path().join("service.log");
+    let l = log.display().to_string();
+    d.extra = vec![
+        "--stop-command".into(),
+        format!("echo stopped >> {l}"),
+        "--start-command".into(),
+        format!("echo started >> {l}"),
+    ];
+    let (code, msg) = d.code(&["run", "--no-auto-rollback"]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(msg.contains("--start-command not run"), "{msg}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "stopped\n");
+    // With the automatic rollback the installation is settled again: started.
+    d.ok(&["rollback"]);
+    let (code, msg) = d.code(&["run"]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(msg.contains("rolled back"), "{msg}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "stopped\nstopped\nstarted\n",
+        "{msg}"
+    );
+}
