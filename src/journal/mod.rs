@@ -101,12 +101,7 @@ impl Journal {
         durable_fs::create_private_dir(dir).map_err(io("creating the journal directory"))?;
         let store = dir.join(STORE_DIR);
         let fresh = !store.exists();
-        let db = sled::Config::new()
-            .path(&store)
-            // No background flusher: every durable point is ours, explicit, and counted.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| store_error(dir, e, 0))?;
+        let db = open_store(&store).map_err(|e| store_error(dir, e, 0))?;
         if fresh {
             durable_fs::fsync_dir(dir).map_err(io("syncing the journal directory"))?;
         }
@@ -403,6 +398,28 @@ impl Journal {
     }
 }
 
+/// Opens sled. Across processes the root lock already excludes a second user; within one
+/// process, sled's file lock can outlive a closed `Db` for a moment (its threads drop their
+/// handles asynchronously), so a lock refusal is retried briefly.
+fn open_store(store: &Path) -> sled::Result<sled::Db> {
+    let config = sled::Config::new()
+        .path(store)
+        // No background flusher: every durable point is ours, explicit, and counted.
+        .flush_every_ms(None);
+    let mut tries = 0;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock && tries < 100 =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// What the journal keeps in memory of a record: everything but bulky StepData payloads
 /// (row before-images), which `read_payload` fetches when needed. Memory stays flat in the
 /// number of rows a step saves.
@@ -436,7 +453,7 @@ fn now_ms() -> u64 {
 /// Test support: rewrites the raw stored value of record `seq`, bypassing every check,
 /// so tests can build torn, corrupt and re-chained journals. Never used by the engine.
 pub fn tamper_raw(dir: &Path, seq: u64, edit: impl FnOnce(Vec<u8>) -> Vec<u8>) -> sled::Result<()> {
-    let db = sled::Config::new().path(dir.join(STORE_DIR)).open()?;
+    let db = open_store(&dir.join(STORE_DIR))?;
     let tree = db.open_tree(RECORDS_TREE)?;
     let old = tree
         .get(seq.to_be_bytes())?
