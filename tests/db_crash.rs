@@ -11,9 +11,9 @@ use usercube_upgrade::journal::Journal;
 /// UJ_JobSteps spans three before-image chunks.
 const ROWS: usize = 2200;
 
-fn points() -> u64 {
+fn points(backup: bool) -> u64 {
     let db = Db::sqlite(ROWS);
-    db.plan(true, &TABLES);
+    db.plan(backup, &TABLES);
     db.ok(&["run"]);
     Journal::open(&db.journal_dir()).unwrap().last_seq()
 }
@@ -27,20 +27,21 @@ fn for_each_point(points: u64, f: impl Fn(u64) + Sync) {
     });
 }
 
-#[test]
-fn sqlite_crash_at_every_point_then_rollback_or_resume() {
-    let points = points();
+/// Without a backup step, rollback relies on the row-level undo alone.
+fn crash_run_then_recover(backup: bool) {
+    let points = points(backup);
+    eprintln!("backup {backup}: {points} crash points");
     assert!(points >= 12, "{points} durable records");
     for_each_point(points, |n| {
         let db = Db::sqlite(ROWS);
         let start = db.dump();
-        db.plan(true, &TABLES);
+        db.plan(backup, &TABLES);
         assert!(db.crash_at(&["run"], n), "crash point {n} not reached");
         db.ok(&["rollback"]);
-        assert_eq!(db.dump(), start, "crash at {n}, then rollback");
+        assert_eq!(db.dump(), start, "backup {backup}: crash at {n}, then rollback");
 
         let db = Db::sqlite(ROWS);
-        db.plan(true, &TABLES);
+        db.plan(backup, &TABLES);
         assert!(db.crash_at(&["run"], n));
         if n < points {
             db.ok(&["resume"]);
@@ -49,29 +50,53 @@ fn sqlite_crash_at_every_point_then_rollback_or_resume() {
             assert_eq!(code, Some(2), "resume after commit is refused: {msg}");
         }
         for t in TABLES {
-            assert_eq!(db.count(t), 0, "crash at {n}, then resume: {t} is empty");
+            assert_eq!(
+                db.count(t),
+                0,
+                "backup {backup}: crash at {n}, then resume: {t} is empty"
+            );
         }
         assert_eq!(db.count(IDENTITY_TABLE), 3);
     });
 }
 
 #[test]
-fn sqlite_crash_at_every_point_of_a_rollback_then_roll_back_again() {
+fn sqlite_crash_at_every_point_then_rollback_or_resume() {
+    crash_run_then_recover(false);
+}
+
+#[test]
+fn sqlite_with_backup_crash_at_every_point_then_rollback_or_resume() {
+    crash_run_then_recover(true);
+}
+
+fn crash_rollback_then_roll_back_again(backup: bool) {
     let db = Db::sqlite(ROWS);
-    db.plan(true, &TABLES);
+    db.plan(backup, &TABLES);
     db.ok(&["run"]);
     let run_points = Journal::open(&db.journal_dir()).unwrap().last_seq();
     db.ok(&["rollback"]);
     let rollback_points = Journal::open(&db.journal_dir()).unwrap().last_seq() - run_points;
+    eprintln!("backup {backup}: {rollback_points} rollback crash points");
     for_each_point(rollback_points, |m| {
         let db = Db::sqlite(ROWS);
         let start = db.dump();
-        db.plan(true, &TABLES);
+        db.plan(backup, &TABLES);
         db.ok(&["run"]);
         assert!(db.crash_at(&["rollback"], m), "rollback crash point {m}");
         db.ok(&["rollback"]);
         assert_eq!(db.dump(), start, "rollback crash at {m}, then rollback");
     });
+}
+
+#[test]
+fn sqlite_crash_at_every_point_of_a_rollback_then_roll_back_again() {
+    crash_rollback_then_roll_back_again(false);
+}
+
+#[test]
+fn sqlite_with_backup_crash_at_every_point_of_a_rollback_then_roll_back_again() {
+    crash_rollback_then_roll_back_again(true);
 }
 
 #[test]
