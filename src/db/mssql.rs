@@ -419,11 +419,18 @@ impl Database for Mssql {
     fn restore(&mut self, file: &Path) -> Result<()> {
         self.rollback()?;
         let f = file.to_str().ok_or_else(|| err("backup path is not UTF-8"))?;
-        self.exec(&format!(
-            "RESTORE DATABASE {} FROM DISK = {} WITH REPLACE",
-            q(&self.database.clone()),
+        let db = q(&self.database.clone());
+        // A session cannot restore the database it is using: step out to master (a server
+        // without `USE`, such as the test server, refuses it harmlessly), then come back.
+        let moved = self.exec("USE master").is_ok();
+        let r = self.exec(&format!(
+            "RESTORE DATABASE {db} FROM DISK = {} WITH REPLACE",
             lit(f)
-        ))
+        ));
+        if moved {
+            self.exec(&format!("USE {db}"))?;
+        }
+        r
     }
 
     fn version(&mut self) -> Result<Option<String>> {
