@@ -272,16 +272,27 @@ impl Journal {
                 continue;
             };
             let mut new_entry = false;
+            // sled's background threads remove superseded blobs and snapshots at any time:
+            // a file gone between the listing and its fsync needs no fsync.
+            let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
             for e in entries {
                 let e = e?;
-                let meta = e.metadata()?;
+                let meta = match e.metadata() {
+                    Ok(m) => m,
+                    Err(err) if gone(&err) => continue,
+                    Err(err) => return Err(err),
+                };
                 if !meta.is_file() || e.file_name() == "db" {
                     continue;
                 }
                 let stamp = (meta.len(), meta.modified()?);
                 let path = e.path();
                 if self.synced.get(&path) != Some(&stamp) {
-                    File::open(&path)?.sync_all()?;
+                    match File::open(&path) {
+                        Ok(f) => f.sync_all()?,
+                        Err(err) if gone(&err) => continue,
+                        Err(err) => return Err(err),
+                    }
                     new_entry |= self.synced.insert(path, stamp).is_none();
                 }
             }
