@@ -85,7 +85,10 @@ fn setup(b: &Backend, rows: usize) -> Setup {
             let literal = server.tiberius_connection_string();
             let pw = tds_test_server::Options::default().password.unwrap();
             std::env::set_var(PW_VAR, &pw);
-            let conn = literal.replace(&format!("Password={pw}"), &format!("Password=${{{PW_VAR}}}"));
+            let conn = literal.replace(
+                &format!("Password={pw}"),
+                &format!("Password=${{{PW_VAR}}}"),
+            );
             Setup {
                 target: Target::SqlServer(literal),
                 conn,
@@ -206,7 +209,11 @@ fn child(spec: &str) {
         );
         return;
     }
-    let b = if kind == "tds" { Backend::Tds } else { Backend::Sqlite };
+    let b = if kind == "tds" {
+        Backend::Tds
+    } else {
+        Backend::Sqlite
+    };
     let s = setup(&b, rows);
     let before = vm_hwm_kb();
     let d = reversible(&s);

@@ -18,7 +18,8 @@ fn delete_then_rollback(db: &Db) {
     let start = db.dump();
     assert!(start["UJ_JobSteps"]
         .iter()
-        .any(|r| r[0] == Value::I64(2147483648) && r[5] == Value::Str("Ünïcødé 日本語 🚀 'quoted'".into())));
+        .any(|r| r[0] == Value::I64(2147483648)
+            && r[5] == Value::Str("Ünïcødé 日本語 🚀 'quoted'".into())));
     for backup in [false, true] {
         db.plan(backup, &all_tables());
         db.ok(&["run"]);
@@ -37,12 +38,21 @@ fn delete_then_rollback(db: &Db) {
     }
     if let Some(pw) = &db.password {
         let bytes = all_bytes(&db.journal_dir());
-        assert!(!contains(&bytes, pw.as_bytes()), "the password reached the journal");
-        assert!(contains(&bytes, "Ünïcødé".as_bytes()), "before-images are in the journal");
+        assert!(
+            !contains(&bytes, pw.as_bytes()),
+            "the password reached the journal"
+        );
+        assert!(
+            contains(&bytes, "Ünïcødé".as_bytes()),
+            "before-images are in the journal"
+        );
         let (code, audit) = db.code(&["journal", "export"]);
         assert_eq!(code, Some(0), "{audit}");
         assert!(audit.contains("UJ_JobSteps"), "{audit}");
-        assert!(!audit.contains(pw.as_str()), "the password reached the audit");
+        assert!(
+            !audit.contains(pw.as_str()),
+            "the password reached the audit"
+        );
     }
 }
 
@@ -82,7 +92,10 @@ fn wrong_password_refused(db: &Db) {
     assert!(msg.contains("Login failed"), "{msg}");
     assert!(!msg.contains("not-the-password"), "{msg}");
     assert_eq!(db.dump(), start, "nothing changed");
-    assert!(std::fs::read_dir(db.root.join("backups")).unwrap().next().is_none());
+    assert!(std::fs::read_dir(db.root.join("backups"))
+        .unwrap()
+        .next()
+        .is_none());
 }
 
 #[test]
@@ -158,7 +171,9 @@ fn unreachable_server_and_literal_password_are_refused_at_preflight() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_port = dead.local_addr().unwrap().port();
     drop(dead);
-    let conn = db.conn.replace(&format!(",{port};"), &format!(",{dead_port};"));
+    let conn = db
+        .conn
+        .replace(&format!(",{port};"), &format!(",{dead_port};"));
     assert_ne!(conn, db.conn);
     let plan = usercube_upgrade::plan::Plan::new(
         "t",
@@ -180,7 +195,9 @@ fn unreachable_server_and_literal_password_are_refused_at_preflight() {
     assert_eq!(code, Some(2), "{msg}");
     assert!(msg.contains("cannot reach 127.0.0.1"), "{msg}");
 
-    let literal = db.conn.replace(&format!("${{{}}}", dbkit::PW_VAR), "hunter2");
+    let literal = db
+        .conn
+        .replace(&format!("${{{}}}", dbkit::PW_VAR), "hunter2");
     let plan = usercube_upgrade::plan::Plan::new(
         "t",
         vec![(
@@ -273,7 +290,11 @@ fn sqlite_version_upgrade_runs_is_journaled_and_rolled_back_by_the_backup() {
     ];
     version_plan(&db, cmd.clone(), false);
     let (code, msg) = db.code(&["plan"]);
-    assert_eq!(code, Some(2), "a schema upgrade needs a backup first: {msg}");
+    assert_eq!(
+        code,
+        Some(2),
+        "a schema upgrade needs a backup first: {msg}"
+    );
     assert!(msg.contains("database-backup"), "{msg}");
 
     version_plan(&db, cmd, true);
@@ -322,7 +343,10 @@ fn tds_applock_held_by_another_session_refuses_the_run() {
     db.plan(false, &TABLES);
     let (code, msg) = db.code(&["run"]);
     assert_eq!(code, Some(2), "{msg}");
-    assert!(msg.contains("locked by another usercube-upgrade run"), "{msg}");
+    assert!(
+        msg.contains("locked by another usercube-upgrade run"),
+        "{msg}"
+    );
     assert_eq!(db.dump(), start);
     drop(holder);
     db.ok(&["run"]);

@@ -38,7 +38,11 @@ fn crash_run_then_recover(backup: bool) {
         db.plan(backup, &TABLES);
         assert!(db.crash_at(&["run"], n), "crash point {n} not reached");
         db.ok(&["rollback"]);
-        assert_eq!(db.dump(), start, "backup {backup}: crash at {n}, then rollback");
+        assert_eq!(
+            db.dump(),
+            start,
+            "backup {backup}: crash at {n}, then rollback"
+        );
 
         let db = Db::sqlite(ROWS);
         db.plan(backup, &TABLES);

@@ -48,9 +48,9 @@ fn value(c: ColumnData<'static>) -> Result<Value> {
         ColumnData::Binary(v) => v.map_or(Value::Null, |b| Value::Bytes(b.into_owned())),
         ColumnData::Guid(v) => v.map_or(Value::Null, |g| Value::Guid(*g.as_bytes())),
         ColumnData::Numeric(v) => v.map_or(Value::Null, |n| Value::Numeric(n.value(), n.scale())),
-        ColumnData::DateTime(v) => {
-            v.map_or(Value::Null, |d| Value::DateTime(d.days(), d.seconds_fragments()))
-        }
+        ColumnData::DateTime(v) => v.map_or(Value::Null, |d| {
+            Value::DateTime(d.days(), d.seconds_fragments())
+        }),
         ColumnData::SmallDateTime(v) => v.map_or(Value::Null, |d| {
             Value::SmallDateTime(d.days(), d.seconds_fragments())
         }),
@@ -287,7 +287,10 @@ impl Database for Mssql {
             lit(&format!("dbo.{t}"))
         ))? == Some(1);
         for (name, ty) in &cols {
-            if matches!(ty, ColumnType::Xml | ColumnType::Udt | ColumnType::SSVariant) {
+            if matches!(
+                ty,
+                ColumnType::Xml | ColumnType::Udt | ColumnType::SSVariant
+            ) {
                 return Err(err(format!(
                     "sql server: {t}.{name} has type {ty:?}, which the reversible delete does not support"
                 )));
@@ -402,7 +405,9 @@ impl Database for Mssql {
     }
 
     fn backup(&mut self, file: &Path) -> Result<()> {
-        let f = file.to_str().ok_or_else(|| err("backup path is not UTF-8"))?;
+        let f = file
+            .to_str()
+            .ok_or_else(|| err("backup path is not UTF-8"))?;
         self.exec(&format!(
             "BACKUP DATABASE {} TO DISK = {} WITH COPY_ONLY, CHECKSUM, INIT",
             q(&self.database.clone()),
@@ -412,13 +417,17 @@ impl Database for Mssql {
     }
 
     fn verify_backup(&mut self, file: &Path) -> Result<()> {
-        let f = file.to_str().ok_or_else(|| err("backup path is not UTF-8"))?;
+        let f = file
+            .to_str()
+            .ok_or_else(|| err("backup path is not UTF-8"))?;
         self.exec(&format!("RESTORE VERIFYONLY FROM DISK = {}", lit(f)))
     }
 
     fn restore(&mut self, file: &Path) -> Result<()> {
         self.rollback()?;
-        let f = file.to_str().ok_or_else(|| err("backup path is not UTF-8"))?;
+        let f = file
+            .to_str()
+            .ok_or_else(|| err("backup path is not UTF-8"))?;
         let db = q(&self.database.clone());
         // A session cannot restore the database it is using: step out to master (a server
         // without `USE`, such as the test server, refuses it harmlessly), then come back.
@@ -438,11 +447,14 @@ impl Database for Mssql {
         if exists != Some(1) {
             return Ok(None);
         }
-        let rows = self.rows("SELECT TOP 1 Version FROM dbo.UM_DatabaseVersion ORDER BY Id DESC")?;
-        Ok(match rows.into_iter().next().and_then(|r| r.into_iter().next()) {
-            Some(Value::Str(s)) => Some(s),
-            _ => None,
-        })
+        let rows =
+            self.rows("SELECT TOP 1 Version FROM dbo.UM_DatabaseVersion ORDER BY Id DESC")?;
+        Ok(
+            match rows.into_iter().next().and_then(|r| r.into_iter().next()) {
+                Some(Value::Str(s)) => Some(s),
+                _ => None,
+            },
+        )
     }
 
     fn execute(&mut self, sql: &str) -> Result<()> {

@@ -129,9 +129,7 @@ impl Database for Sqlite {
 
     fn rollback(&mut self) -> Result<()> {
         if !self.conn.is_autocommit() {
-            self.conn
-                .execute_batch("ROLLBACK")
-                .map_err(e("ROLLBACK"))?;
+            self.conn.execute_batch("ROLLBACK").map_err(e("ROLLBACK"))?;
         }
         self.in_txn = false;
         Ok(())
@@ -249,7 +247,7 @@ impl Database for Sqlite {
 
     fn backup(&mut self, file: &Path) -> Result<()> {
         let staged = durable_fs::staging_path(file);
-        let _ = std::fs::remove_file(&staged);
+        let _ = durable_fs::remove_path(&staged);
         {
             let mut dst = Connection::open(&staged)
                 .map_err(|x| err(format!("sqlite: creating {}: {x}", staged.display())))?;

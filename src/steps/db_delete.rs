@@ -96,12 +96,8 @@ pub(crate) fn backup_marker(root: &Path, connection: &str) -> PathBuf {
 pub(crate) fn connect_check(connection: &str, root: &Path) -> std::result::Result<Target, String> {
     db::check_no_literal_password(connection).map_err(|e| e.to_string())?;
     let t = db::target(connection, root).map_err(|e| e.to_string())?;
-    db::with_session(&t, |_| Ok(())).map_err(|e| {
-        format!(
-            "cannot use the database {}: {e}",
-            db::redact(connection)
-        )
-    })?;
+    db::with_session(&t, |_| Ok(()))
+        .map_err(|e| format!("cannot use the database {}: {e}", db::redact(connection)))?;
     Ok(t)
 }
 

@@ -159,7 +159,10 @@ impl Step for DatabaseVersionUpgrade {
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
         if text.len() > MAX_OUTPUT {
-            let cut = (0..=MAX_OUTPUT).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+            let cut = (0..=MAX_OUTPUT)
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
             text.truncate(cut);
             text.push_str("\n[output truncated]");
         }

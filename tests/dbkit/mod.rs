@@ -108,7 +108,10 @@ impl Db {
         let server = tds_test_server::TestServer::start(&file, Default::default());
         let literal = server.tiberius_connection_string();
         let pw = tds_test_server::Options::default().password.unwrap();
-        let conn = literal.replace(&format!("Password={pw}"), &format!("Password=${{{PW_VAR}}}"));
+        let conn = literal.replace(
+            &format!("Password={pw}"),
+            &format!("Password=${{{PW_VAR}}}"),
+        );
         assert_ne!(conn, literal);
         Db {
             conn,
@@ -126,7 +129,9 @@ impl Db {
     /// dropped and created in its database.
     pub fn mssql(rows: usize) -> Option<Db> {
         let Ok(literal) = std::env::var("MSSQL_CONNECTION_STRING") else {
-            eprintln!("note: MSSQL_CONNECTION_STRING is not set; the real SQL Server suite is skipped");
+            eprintln!(
+                "note: MSSQL_CONNECTION_STRING is not set; the real SQL Server suite is skipped"
+            );
             return None;
         };
         let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -280,7 +285,10 @@ pub fn text(out: &Output) -> String {
 /// Every byte of every file under `dir`.
 pub fn all_bytes(dir: &Path) -> Vec<u8> {
     let mut v = Vec::new();
-    for e in walkdir::WalkDir::new(dir).into_iter().filter_map(|e| e.ok()) {
+    for e in walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+    {
         if e.file_type().is_file() {
             v.extend(std::fs::read(e.path()).unwrap_or_default());
         }
