@@ -13,6 +13,7 @@
 //! - [`durable_fs`] and [`manifest`]: every rename/write/fsync, and SHA-256 manifests.
 
 pub mod cli;
+pub mod db;
 pub mod durable_fs;
 pub mod engine;
 pub mod error;

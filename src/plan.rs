@@ -50,6 +50,23 @@ pub enum StepSpec {
     ExtractZip { archive: PathBuf, dest: PathBuf },
     /// Create one new, empty folder (removed again by undo).
     MakeDir { path: PathBuf },
+    /// Back up a database into `backup_dir` (for SQL Server, a folder the server writes);
+    /// undo restores it. `connection`: `sqlite:PATH` or an ADO.NET string (see docs/database.md).
+    DatabaseBackup {
+        connection: String,
+        backup_dir: PathBuf,
+    },
+    /// Delete every row of a table, keeping the rows in the journal so that undo re-inserts
+    /// exactly them.
+    DeleteRows { connection: String, table: String },
+    /// Run the vendor's schema upgrade (`command`: program and arguments, `${VAR}` taken from
+    /// the environment); skipped with a warning when it cannot run here. Needs a
+    /// `database-backup` of the same database earlier in the plan (its undo restores).
+    DatabaseVersionUpgrade {
+        connection: String,
+        #[serde(default)]
+        command: Vec<String>,
+    },
 }
 
 impl StepSpec {
@@ -63,6 +80,16 @@ impl StepSpec {
             | StepSpec::WriteFile { path, .. }
             | StepSpec::MakeDir { path } => vec![path],
             StepSpec::ExtractZip { archive, dest } => vec![archive, dest],
+            // Steps on one database never share a batch: each intent is taken just before
+            // its apply.
+            StepSpec::DatabaseBackup {
+                connection,
+                backup_dir,
+            } => vec![crate::db::conn_key(connection), backup_dir],
+            StepSpec::DeleteRows { connection, .. }
+            | StepSpec::DatabaseVersionUpgrade { connection, .. } => {
+                vec![crate::db::conn_key(connection)]
+            }
         }
     }
 }

@@ -267,16 +267,27 @@ impl Journal {
                 continue;
             };
             let mut new_entry = false;
+            // sled's background threads remove superseded blobs and snapshots at any time:
+            // a file gone between the listing and its fsync needs no fsync.
+            let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
             for e in entries {
                 let e = e?;
-                let meta = e.metadata()?;
+                let meta = match e.metadata() {
+                    Ok(m) => m,
+                    Err(err) if gone(&err) => continue,
+                    Err(err) => return Err(err),
+                };
                 if !meta.is_file() || e.file_name() == "db" {
                     continue;
                 }
                 let stamp = (meta.len(), meta.modified()?);
                 let path = e.path();
                 if self.synced.get(&path) != Some(&stamp) {
-                    File::open(&path)?.sync_all()?;
+                    match File::open(&path) {
+                        Ok(f) => f.sync_all()?,
+                        Err(err) if gone(&err) => continue,
+                        Err(err) => return Err(err),
+                    }
                     new_entry |= self.synced.insert(path, stamp).is_none();
                 }
             }
@@ -405,7 +416,9 @@ fn open_store(store: &Path) -> sled::Result<sled::Db> {
     let config = sled::Config::new()
         .path(store)
         // No background flusher: every durable point is ours, explicit, and counted.
-        .flush_every_ms(None);
+        .flush_every_ms(None)
+        // A small page cache: row before-images must not pile up in memory.
+        .cache_capacity(16 * 1024 * 1024);
     let mut tries = 0;
     loop {
         match config.open() {

@@ -8,6 +8,9 @@
 //! applied, after checking that what the step produced is unchanged (`--force` skips that).
 
 mod copy;
+pub mod db_backup;
+pub mod db_delete;
+pub mod db_version;
 mod delete_tree;
 mod extract_zip;
 mod make_dir;
@@ -264,6 +267,27 @@ pub fn step_for(spec: &StepSpec, root: &Path) -> Box<dyn Step> {
             dest: r(dest),
         }),
         StepSpec::MakeDir { path } => Box::new(make_dir::MakeDir { path: r(path) }),
+        StepSpec::DatabaseBackup {
+            connection,
+            backup_dir,
+        } => Box::new(db_backup::DatabaseBackup {
+            connection: connection.clone(),
+            backup_dir: backup_dir.clone(),
+            root: root.to_path_buf(),
+        }),
+        StepSpec::DeleteRows { connection, table } => Box::new(db_delete::DeleteRows {
+            connection: connection.clone(),
+            table: table.clone(),
+            root: root.to_path_buf(),
+        }),
+        StepSpec::DatabaseVersionUpgrade {
+            connection,
+            command,
+        } => Box::new(db_version::DatabaseVersionUpgrade {
+            connection: connection.clone(),
+            command: command.clone(),
+            root: root.to_path_buf(),
+        }),
     }
 }
 

@@ -1,0 +1,338 @@
+//! The database seam: one small trait ([`Database`]) with one module per backend
+//! (`sqlite`: embedded, for the demo and tests; `mssql`: SQL Server through tiberius).
+//!
+//! Connection strings: `sqlite:PATH` (relative to the installation root, or absolute) selects
+//! SQLite; anything else is an ADO.NET string for SQL Server, parsed by tiberius itself.
+//! Passwords never appear in plans (hence never in the journal, logs or audit): a plan writes
+//! `Password=${VAR}` and the value is taken from the environment variable `VAR` when
+//! connecting; a literal password is refused at preflight. Messages show [`redact`]ed strings.
+
+pub mod mssql;
+pub mod sqlite;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+/// A column value, typed as the backend delivered it, so that re-inserting it gives back
+/// exactly the same value (bigint stays bigint, NULL stays NULL, text keeps every character).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    U8(u8),
+    I16(i16),
+    I32(i32),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    Str(String),
+    Bytes(Vec<u8>),
+    /// SQL Server date/time types, kept in their wire form (exact round trip):
+    /// `datetime` (days since 1900, 1/300 s ticks), `smalldatetime` (days, minutes),
+    /// `date` (days since year 1), `time` and `datetime2` (increments of 10^-scale s).
+    DateTime(i32, u32),
+    SmallDateTime(u16, u16),
+    Date(u32),
+    Time(u64, u8),
+    DateTime2(u32, u64, u8),
+    DateTimeOffset(u32, u64, u8, i16),
+    /// `uniqueidentifier`.
+    Guid([u8; 16]),
+    /// `decimal`/`numeric`: unscaled value and scale.
+    Numeric(i128, u8),
+}
+
+/// What the engine needs to know about a table to save and restore its rows.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TableInfo {
+    pub columns: Vec<Column>,
+    /// Columns giving the key order (the primary key; else the first column).
+    pub key: Vec<String>,
+    /// True when the table has an identity column (SQL Server: `SET IDENTITY_INSERT`).
+    pub identity: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    /// Binary columns need a typed NULL on SQL Server (nvarchar does not convert).
+    pub binary: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbError(pub String);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DbError {}
+
+pub type Result<T> = std::result::Result<T, DbError>;
+
+pub(crate) fn err(msg: impl Into<String>) -> DbError {
+    DbError(msg.into())
+}
+
+/// One open session. Every method is synchronous (the SQL Server backend runs its own
+/// current-thread tokio runtime).
+pub trait Database: Send {
+    /// "sqlite" or "sqlserver".
+    fn kind(&self) -> &'static str;
+    fn begin(&mut self) -> Result<()>;
+    fn commit(&mut self) -> Result<()>;
+    /// Rolls back the open transaction, if any; never fails when there is none.
+    fn rollback(&mut self) -> Result<()>;
+    fn count(&mut self, table: &str) -> Result<u64>;
+    fn table_info(&mut self, table: &str) -> Result<TableInfo>;
+    /// Every row, columns in `info` order, in key order; locks the table until the end of
+    /// the transaction where the backend can.
+    fn scan(
+        &mut self,
+        table: &str,
+        info: &TableInfo,
+        f: &mut dyn FnMut(Vec<Value>) -> Result<()>,
+    ) -> Result<()>;
+    /// Deletes every row; returns how many were deleted.
+    fn delete_all(&mut self, table: &str) -> Result<u64>;
+    /// Inserts rows with their explicit keys (identity insert where needed).
+    fn insert(&mut self, table: &str, info: &TableInfo, rows: &[Vec<Value>]) -> Result<()>;
+    /// Full backup into `file` (a path as the server sees it), then verified.
+    fn backup(&mut self, file: &Path) -> Result<()>;
+    fn verify_backup(&mut self, file: &Path) -> Result<()>;
+    fn restore(&mut self, file: &Path) -> Result<()>;
+    /// The version recorded in the database, when it records one.
+    fn version(&mut self) -> Result<Option<String>>;
+    /// Runs a batch of statements (setup in tests; never with values from outside).
+    fn execute(&mut self, sql: &str) -> Result<()>;
+    /// True when the session still answers (after an error: keep it or open a new one).
+    fn alive(&mut self) -> bool;
+    /// Takes the run's lock on the database for the whole session (fails when held).
+    fn lock(&mut self, resource: &str) -> Result<()>;
+}
+
+/// Where a connection string points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Sqlite(PathBuf),
+    /// ADO.NET string with `${VAR}` references resolved (holds the password: never log it).
+    SqlServer(String),
+}
+
+/// Keys whose values are secrets in an ADO.NET string.
+const SECRET_KEYS: &[&str] = &["password", "pwd"];
+
+fn pairs(conn: &str) -> impl Iterator<Item = (&str, &str)> {
+    conn.split(';').filter(|p| !p.trim().is_empty()).map(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        (k.trim(), v.trim())
+    })
+}
+
+fn is_secret_key(k: &str) -> bool {
+    SECRET_KEYS.iter().any(|s| k.eq_ignore_ascii_case(s))
+}
+
+/// The connection string with every password value replaced by `***` (for messages).
+pub fn redact(conn: &str) -> String {
+    if conn.starts_with("sqlite:") {
+        return conn.to_string();
+    }
+    conn.split(';')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if is_secret_key(k.trim()) => format!("{k}=***"),
+            _ => p.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// Refuses a connection string that holds a literal password (plans are journaled whole).
+pub fn check_no_literal_password(conn: &str) -> Result<()> {
+    if conn.starts_with("sqlite:") {
+        return Ok(());
+    }
+    for (k, v) in pairs(conn) {
+        if is_secret_key(k) && !v.is_empty() && !(v.starts_with("${") && v.ends_with('}')) {
+            return Err(err(format!(
+                "the connection string holds a literal password ({}); plans are kept in the journal, so write {k}=${{VARIABLE}} and set the environment variable VARIABLE",
+                redact(conn)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Replaces `${VAR}` references with environment values.
+fn resolve_env(conn: &str) -> Result<String> {
+    let mut out = String::with_capacity(conn.len());
+    let mut rest = conn;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let j = after
+            .find('}')
+            .ok_or_else(|| err(format!("unterminated ${{ in {}", redact(conn))))?;
+        let name = &after[..j];
+        let v = std::env::var(name).map_err(|_| {
+            err(format!(
+                "environment variable {name} (referenced by the connection string) is not set"
+            ))
+        })?;
+        out.push_str(&v);
+        rest = &after[j + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Parses a connection string (see the module documentation).
+pub fn target(conn: &str, root: &Path) -> Result<Target> {
+    if let Some(p) = conn.strip_prefix("sqlite:") {
+        if p.is_empty() {
+            return Err(err("sqlite: connection string without a path"));
+        }
+        return Ok(Target::Sqlite(root.join(p)));
+    }
+    let resolved = resolve_env(conn)?;
+    // Validate now with tiberius's own parser, so errors show before anything runs.
+    tiberius::Config::from_ado_string(&resolved)
+        .map_err(|e| err(format!("{}: {e}", redact(conn))))?;
+    Ok(Target::SqlServer(resolved))
+}
+
+/// The path-like key under which plans group steps touching the same database.
+pub fn conn_key(conn: &str) -> &Path {
+    Path::new(conn.strip_prefix("sqlite:").unwrap_or(conn))
+}
+
+/// Opens a new session.
+pub fn open(t: &Target) -> Result<Box<dyn Database>> {
+    match t {
+        Target::Sqlite(p) => Ok(Box::new(sqlite::Sqlite::open(p)?)),
+        Target::SqlServer(ado) => Ok(Box::new(mssql::Mssql::connect(ado)?)),
+    }
+}
+
+/// The name of the run's lock (SQL Server `sp_getapplock` resource).
+pub const LOCK_RESOURCE: &str = "usercube-upgrade";
+
+type Shared = Arc<Mutex<Box<dyn Database>>>;
+
+/// Sessions kept for the whole process (one per database): the SQL Server applock taken at
+/// the first connection lasts for the whole run and is freed by the server when the process
+/// ends, however it ends.
+static SESSIONS: Mutex<Vec<(Target, Shared)>> = Mutex::new(Vec::new());
+
+fn session(t: &Target) -> Result<Shared> {
+    let mut all = SESSIONS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, s)) = all.iter().find(|(k, _)| k == t) {
+        return Ok(s.clone());
+    }
+    let mut db = open(t)?;
+    db.lock(LOCK_RESOURCE)?;
+    let s: Shared = Arc::new(Mutex::new(db));
+    all.push((t.clone(), s.clone()));
+    Ok(s)
+}
+
+fn forget(t: &Target) {
+    let mut all = SESSIONS.lock().unwrap_or_else(|e| e.into_inner());
+    all.retain(|(k, _)| k != t);
+}
+
+/// Runs `f` on the process's session for `t` (opened and locked on first use). On an error
+/// the transaction is rolled back; a session that no longer answers is dropped, so the next
+/// use starts from a fresh one.
+pub fn with_session<R>(t: &Target, f: impl FnOnce(&mut dyn Database) -> Result<R>) -> Result<R> {
+    let s = session(t)?;
+    let mut db = s.lock().unwrap_or_else(|e| e.into_inner());
+    match f(&mut **db) {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            let _ = db.rollback();
+            if !db.alive() {
+                drop(db);
+                forget(t);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Table names are used in SQL text: only letters, digits, `_` (and one `dbo.` prefix).
+pub fn check_table_name(table: &str) -> Result<&str> {
+    let bare = table.strip_prefix("dbo.").unwrap_or(table);
+    let ok = !bare.is_empty()
+        && bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !bare.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(bare)
+    } else {
+        Err(err(format!(
+            "table name {table:?}: only letters, digits and _ are accepted"
+        )))
+    }
+}
+
+/// Every row of a table in key order (tests, audits).
+pub fn dump(db: &mut dyn Database, table: &str) -> Result<Vec<Vec<Value>>> {
+    let info = db.table_info(table)?;
+    let mut rows = Vec::new();
+    db.scan(table, &info, &mut |r| {
+        rows.push(r);
+        Ok(())
+    })?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_and_literal_passwords() {
+        let c = "Server=tcp:h,1433;Database=Usercube;User Id=sa;Password=s3cret;Encrypt=true";
+        let r = redact(c);
+        assert!(!r.contains("s3cret"), "{r}");
+        assert!(r.contains("Password=***"), "{r}");
+        let e = check_no_literal_password(c).unwrap_err().to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(check_no_literal_password("Server=h;User Id=sa;Pwd=${DBPW}").is_ok());
+        assert!(check_no_literal_password(
+            "data source=.;Database=Usercube;Integrated Security=SSPI;Min Pool Size=10;"
+        )
+        .is_ok());
+        assert!(check_no_literal_password("sqlite:x.db").is_ok());
+    }
+
+    #[test]
+    fn targets() {
+        let root = Path::new("/inst");
+        assert_eq!(
+            target("sqlite:db/u.sqlite", root).unwrap(),
+            Target::Sqlite("/inst/db/u.sqlite".into())
+        );
+        assert_eq!(
+            target("sqlite:/abs/u.sqlite", root).unwrap(),
+            Target::Sqlite("/abs/u.sqlite".into())
+        );
+        std::env::set_var("USERCUBE_TEST_DBPW_1", "pw-x");
+        match target(
+            "Server=tcp:127.0.0.1,1433;User Id=sa;Password=${USERCUBE_TEST_DBPW_1}",
+            root,
+        ) {
+            Ok(Target::SqlServer(s)) => assert!(s.contains("Password=pw-x")),
+            other => panic!("{other:?}"),
+        }
+        let e = target("Server=h;Password=${USERCUBE_TEST_UNSET_9}", root).unwrap_err();
+        assert!(e.0.contains("USERCUBE_TEST_UNSET_9"), "{e}");
+        assert!(check_table_name("UJ_JobSteps").is_ok());
+        assert!(check_table_name("dbo.UJ_JobSteps").is_ok());
+        assert!(check_table_name("x; DROP TABLE y").is_err());
+    }
+}

@@ -1,0 +1,333 @@
+//! SQLite through rusqlite (bundled): the embedded backend for the demo and the tests.
+//! Backups use SQLite's online backup API into a staging file, checked with
+//! `PRAGMA integrity_check`, fsynced and renamed into place.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{params_from_iter, Connection, OpenFlags};
+
+use super::{err, Column, Database, Result, TableInfo, Value};
+use crate::durable_fs;
+
+pub struct Sqlite {
+    conn: Connection,
+    path: std::path::PathBuf,
+    in_txn: bool,
+}
+
+fn e(what: &str) -> impl FnOnce(rusqlite::Error) -> super::DbError + '_ {
+    move |x| err(format!("sqlite: {what}: {x}"))
+}
+
+fn q(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl Sqlite {
+    /// Opens an existing database (never creates one).
+    pub fn open(path: &Path) -> Result<Sqlite> {
+        if !path.is_file() {
+            return Err(err(format!(
+                "sqlite: {}: no such database file",
+                path.display()
+            )));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(e("opening"))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(e("busy_timeout"))?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;")
+            .map_err(e("enabling foreign keys"))?;
+        // Fails here (not later) when the file is not a database.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(e(&path.display().to_string()))?;
+        Ok(Sqlite {
+            conn,
+            path: path.to_path_buf(),
+            in_txn: false,
+        })
+    }
+
+    fn integrity_check(conn: &Connection, what: &Path) -> Result<()> {
+        let r: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|x| err(format!("sqlite: checking {}: {x}", what.display())))?;
+        if r != "ok" {
+            return Err(err(format!(
+                "sqlite: {} failed its integrity check: {r}",
+                what.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn value(v: ValueRef) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::I64(i),
+        ValueRef::Real(f) => Value::F64(f),
+        ValueRef::Text(t) => match std::str::from_utf8(t) {
+            Ok(s) => Value::Str(s.to_string()),
+            Err(_) => Value::Bytes(t.to_vec()),
+        },
+        ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+    }
+}
+
+fn param(v: &Value) -> rusqlite::types::Value {
+    use rusqlite::types::Value as S;
+    match v {
+        Value::Null => S::Null,
+        Value::Bool(b) => S::Integer(*b as i64),
+        Value::U8(i) => S::Integer(*i as i64),
+        Value::I16(i) => S::Integer(*i as i64),
+        Value::I32(i) => S::Integer(*i as i64),
+        Value::I64(i) => S::Integer(*i),
+        // Never produced by this backend; stored as text if ever given.
+        v @ (Value::DateTime(..)
+        | Value::SmallDateTime(..)
+        | Value::Date(..)
+        | Value::Time(..)
+        | Value::DateTime2(..)
+        | Value::DateTimeOffset(..)) => S::Text(format!("{v:?}")),
+        Value::F32(f) => S::Real(*f as f64),
+        Value::F64(f) => S::Real(*f),
+        Value::Str(s) => S::Text(s.clone()),
+        Value::Bytes(b) => S::Blob(b.clone()),
+        Value::Guid(g) => S::Blob(g.to_vec()),
+        Value::Numeric(v, scale) => S::Text(format!("{v}e-{scale}")),
+    }
+}
+
+impl Database for Sqlite {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        // IMMEDIATE: the write lock is taken now, so the rows read are the rows deleted.
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(e("BEGIN"))?;
+        self.in_txn = true;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        self.conn.execute_batch("COMMIT").map_err(e("COMMIT"))?;
+        self.in_txn = false;
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK").map_err(e("ROLLBACK"))?;
+        }
+        self.in_txn = false;
+        Ok(())
+    }
+
+    fn count(&mut self, table: &str) -> Result<u64> {
+        let t = super::check_table_name(table)?;
+        self.conn
+            .query_row(&format!("SELECT count(*) FROM {}", q(t)), [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(e(&format!("counting the rows of {t}")))
+    }
+
+    fn table_info(&mut self, table: &str) -> Result<TableInfo> {
+        let t = super::check_table_name(table)?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!("PRAGMA table_info({})", q(t)))
+            .map_err(e("table_info"))?;
+        let cols: Vec<(String, String, i64)> = stmt
+            .query_map([], |r| Ok((r.get(1)?, r.get(2)?, r.get(5)?)))
+            .map_err(e("table_info"))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(e("table_info"))?;
+        if cols.is_empty() {
+            return Err(err(format!("sqlite: table {t} does not exist")));
+        }
+        let mut pk: Vec<(i64, String)> = cols
+            .iter()
+            .filter(|c| c.2 > 0)
+            .map(|c| (c.2, c.0.clone()))
+            .collect();
+        pk.sort();
+        let key = if pk.is_empty() {
+            vec![cols[0].0.clone()]
+        } else {
+            pk.into_iter().map(|p| p.1).collect()
+        };
+        let identity = cols
+            .iter()
+            .any(|c| c.1.to_ascii_uppercase().contains("IDENTITY"));
+        Ok(TableInfo {
+            columns: cols
+                .iter()
+                .map(|c| Column {
+                    name: c.0.clone(),
+                    binary: {
+                        let t = c.1.to_ascii_uppercase();
+                        t.contains("BLOB") || t.contains("BINARY")
+                    },
+                })
+                .collect(),
+            key,
+            identity,
+        })
+    }
+
+    fn scan(
+        &mut self,
+        table: &str,
+        info: &TableInfo,
+        f: &mut dyn FnMut(Vec<Value>) -> Result<()>,
+    ) -> Result<()> {
+        let t = super::check_table_name(table)?;
+        let cols: Vec<String> = info.columns.iter().map(|c| q(&c.name)).collect();
+        let key: Vec<String> = info.key.iter().map(|c| q(c)).collect();
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            cols.join(", "),
+            q(t),
+            key.join(", ")
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(e("reading rows"))?;
+        let mut rows = stmt.query([]).map_err(e("reading rows"))?;
+        let n = cols.len();
+        while let Some(r) = rows.next().map_err(e("reading rows"))? {
+            let mut row = Vec::with_capacity(n);
+            for i in 0..n {
+                row.push(value(r.get_ref(i).map_err(e("reading rows"))?));
+            }
+            f(row)?;
+        }
+        Ok(())
+    }
+
+    fn delete_all(&mut self, table: &str) -> Result<u64> {
+        let t = super::check_table_name(table)?;
+        self.conn
+            .execute(&format!("DELETE FROM {}", q(t)), [])
+            .map(|n| n as u64)
+            .map_err(e(&format!("deleting the rows of {t}")))
+    }
+
+    fn insert(&mut self, table: &str, info: &TableInfo, rows: &[Vec<Value>]) -> Result<()> {
+        let t = super::check_table_name(table)?;
+        let cols: Vec<String> = info.columns.iter().map(|c| q(&c.name)).collect();
+        let marks = vec!["?"; cols.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({marks})",
+            q(t),
+            cols.join(", ")
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(e(&format!("inserting into {t}")))?;
+        for r in rows {
+            stmt.execute(params_from_iter(r.iter().map(param)))
+                .map_err(e(&format!("inserting into {t}")))?;
+        }
+        Ok(())
+    }
+
+    fn backup(&mut self, file: &Path) -> Result<()> {
+        let staged = durable_fs::staging_path(file);
+        let _ = durable_fs::remove_path(&staged);
+        {
+            let mut dst = Connection::open(&staged)
+                .map_err(|x| err(format!("sqlite: creating {}: {x}", staged.display())))?;
+            let b = rusqlite::backup::Backup::new(&self.conn, &mut dst)
+                .map_err(e("starting the backup"))?;
+            b.run_to_completion(1024, Duration::from_millis(0), None)
+                .map_err(e("backup"))?;
+            drop(b);
+            Self::integrity_check(&dst, &staged)?;
+        }
+        let io = |what: &'static str| {
+            let p = file.to_path_buf();
+            move |x: std::io::Error| err(format!("{what} {}: {x}", p.display()))
+        };
+        std::fs::File::open(&staged)
+            .and_then(|f| f.sync_all())
+            .map_err(io("syncing"))?;
+        durable_fs::rename(&staged, file).map_err(io("placing"))?;
+        self.verify_backup(file)
+    }
+
+    fn verify_backup(&mut self, file: &Path) -> Result<()> {
+        if !file.is_file() {
+            return Err(err(format!("backup {} does not exist", file.display())));
+        }
+        let c = Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|x| err(format!("sqlite: opening {}: {x}", file.display())))?;
+        Self::integrity_check(&c, file)
+    }
+
+    fn restore(&mut self, file: &Path) -> Result<()> {
+        self.verify_backup(file)?;
+        self.rollback()?;
+        self.conn
+            .restore(
+                rusqlite::DatabaseName::Main,
+                file,
+                None::<fn(rusqlite::backup::Progress)>,
+            )
+            .map_err(|x| {
+                err(format!(
+                    "sqlite: restoring {} from {}: {x}",
+                    self.path.display(),
+                    file.display()
+                ))
+            })
+    }
+
+    fn version(&mut self) -> Result<Option<String>> {
+        let exists: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'UM_DatabaseVersion'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(e("reading the version"))?;
+        if exists == 0 {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(
+                "SELECT Version FROM UM_DatabaseVersion ORDER BY rowid DESC LIMIT 1",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .map(Some)
+            .map_err(e("reading the version"))
+    }
+
+    fn execute(&mut self, sql: &str) -> Result<()> {
+        self.conn.execute_batch(sql).map_err(e("executing"))
+    }
+
+    fn alive(&mut self) -> bool {
+        self.conn.is_autocommit()
+    }
+
+    fn lock(&mut self, _resource: &str) -> Result<()> {
+        // The root lock already serializes runs on one installation; SQLite files are local.
+        Ok(())
+    }
+}

@@ -1,0 +1,145 @@
+//! Database backup before the first change. SQL Server: `BACKUP DATABASE ... TO DISK ...
+//! WITH COPY_ONLY, CHECKSUM, INIT` into the backup folder (a folder the *server* can write),
+//! verified with `RESTORE VERIFYONLY`; SQLite: the online backup API into a staging file,
+//! integrity-checked, fsynced and renamed into place.
+//!
+//! Undo restores the database from the backup: rollback runs it after every later step was
+//! undone, so it is what puts back a change that cannot be undone row by row (the vendor's
+//! schema upgrade); after row-level undos it restores the same rows. A local backup file is
+//! then moved into the journal trash (purged at finalize).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::db_delete::{backup_marker, connect_check, refused};
+use super::{Intent, Outcome, PlanView, Probe, Result, Step, StepContext};
+use crate::db::{self, Target};
+use crate::durable_fs;
+
+pub struct DatabaseBackup {
+    pub connection: String,
+    /// Resolved against the root (for SQL Server: as given, a path on the server).
+    pub backup_dir: PathBuf,
+    pub root: PathBuf,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct Detail {
+    connection: String,
+    /// The backup file (as the server sees it).
+    file: PathBuf,
+    /// The version recorded in the database, when it records one.
+    version: Option<String>,
+}
+
+impl DatabaseBackup {
+    fn target(&self) -> Result<Target> {
+        db::target(&self.connection, &self.root).map_err(refused)
+    }
+
+    fn is_sqlite(&self) -> bool {
+        self.connection.starts_with("sqlite:")
+    }
+
+    fn dir(&self) -> PathBuf {
+        if self.is_sqlite() {
+            self.root.join(&self.backup_dir)
+        } else {
+            self.backup_dir.clone()
+        }
+    }
+
+    fn detail(intent: &Intent) -> Result<Detail> {
+        serde_json::from_str(&intent.detail)
+            .map_err(|e| refused(format!("the recorded intent does not parse: {e}")))
+    }
+}
+
+impl Step for DatabaseBackup {
+    fn describe(&self, _root: &Path) -> String {
+        format!(
+            "back up the database {} into {}",
+            db::redact(&self.connection),
+            self.backup_dir.display()
+        )
+    }
+
+    fn check(&self, view: &mut PlanView) -> std::result::Result<(), String> {
+        if self.is_sqlite() {
+            view.require(&self.dir())?;
+        }
+        connect_check(&self.connection, &self.root)?;
+        view.created(&backup_marker(&self.root, &self.connection));
+        Ok(())
+    }
+
+    fn intent(&self, _ctx: &StepContext) -> Result<Intent> {
+        let t = self.target()?;
+        let version = db::with_session(&t, |d| d.version()).map_err(refused)?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let ext = if self.is_sqlite() { "sqlite" } else { "bak" };
+        let file = self.dir().join(format!("usercube-upgrade-{stamp}.{ext}"));
+        let d = Detail {
+            connection: db::redact(&self.connection),
+            file,
+            version,
+        };
+        Ok(Intent {
+            touches: Vec::new(),
+            detail: serde_json::to_string(&d).expect("detail serializes"),
+        })
+    }
+
+    fn apply(&self, _ctx: &StepContext, intent: &Intent) -> Result<Outcome> {
+        let d = Self::detail(intent)?;
+        let t = self.target()?;
+        db::with_session(&t, |db| db.backup(&d.file)).map_err(refused)?;
+        Ok(Outcome {
+            after: Vec::new(),
+            notes: vec![format!(
+                "backup written and verified: {} (database version: {})",
+                d.file.display(),
+                d.version.as_deref().unwrap_or("not recorded")
+            )],
+        })
+    }
+
+    fn settle(&self, _ctx: &StepContext, intent: &Intent, _o: Option<&Outcome>) -> Result<()> {
+        if self.is_sqlite() {
+            let d = Self::detail(intent)?;
+            let staged = durable_fs::staging_path(&d.file);
+            durable_fs::remove_path(&staged).map_err(super::io("removing", &staged))?;
+        }
+        Ok(())
+    }
+
+    fn probe(&self, _ctx: &StepContext, intent: &Intent, _o: Option<&Outcome>) -> Result<Probe> {
+        let d = Self::detail(intent)?;
+        if self.is_sqlite() && !d.file.exists() {
+            return Ok(Probe::NotApplied);
+        }
+        let t = self.target()?;
+        // A backup that does not verify is as good as none: take it again / nothing to undo.
+        Ok(match db::with_session(&t, |db| db.verify_backup(&d.file)) {
+            Ok(()) => Probe::Applied,
+            Err(_) => Probe::NotApplied,
+        })
+    }
+
+    fn undo(&self, ctx: &StepContext, intent: &Intent, _o: Option<&Outcome>) -> Result<()> {
+        let d = Self::detail(intent)?;
+        let t = self.target()?;
+        db::with_session(&t, |db| db.restore(&d.file)).map_err(refused)?;
+        if self.is_sqlite() {
+            let dest = ctx.trash_path("backup")?;
+            durable_fs::remove_path(&dest).map_err(super::io("removing", &dest))?;
+            durable_fs::move_path(&d.file, &dest, ctx.on_bytes)
+                .map_err(super::io("moving to the trash", &d.file))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,354 @@
+//! The database suite, run against SQLite directly, against the TDS test server through
+//! tiberius, and against a real SQL Server when MSSQL_CONNECTION_STRING is set: reversible
+//! deletes round-trip exactly, a foreign key blocking a delete rolls the run back, a wrong
+//! password or an unreachable server is refused at preflight with nothing changed.
+
+mod dbkit;
+
+use dbkit::{all_bytes, contains, Db, CHILD_TABLE, IDENTITY_TABLE, TABLES};
+use usercube_upgrade::db::Value;
+
+fn all_tables() -> Vec<&'static str> {
+    TABLES.iter().copied().chain([IDENTITY_TABLE]).collect()
+}
+
+/// Delete every table, check they are empty, roll back, compare full dumps: first with the
+/// row-level undo alone, then with a backup step first (whose undo restores the database).
+fn delete_then_rollback(db: &Db) {
+    let start = db.dump();
+    assert!(start["UJ_JobSteps"]
+        .iter()
+        .any(|r| r[0] == Value::I64(2147483648)
+            && r[5] == Value::Str("Ünïcødé 日本語 🚀 'quoted'".into())));
+    for backup in [false, true] {
+        db.plan(backup, &all_tables());
+        db.ok(&["run"]);
+        for t in all_tables() {
+            assert_eq!(db.count(t), 0, "{}: {t} emptied", db.name);
+        }
+        let (code, status) = db.code(&["status"]);
+        assert_eq!(code, Some(0), "{status}");
+        db.ok(&["rollback"]);
+        assert_eq!(
+            db.dump(),
+            start,
+            "{}: rollback (backup step: {backup}) restores identical rows",
+            db.name
+        );
+    }
+    if let Some(pw) = &db.password {
+        let bytes = all_bytes(&db.journal_dir());
+        assert!(
+            !contains(&bytes, pw.as_bytes()),
+            "the password reached the journal"
+        );
+        assert!(
+            contains(&bytes, "Ünïcødé".as_bytes()),
+            "before-images are in the journal"
+        );
+        let (code, audit) = db.code(&["journal", "export"]);
+        assert_eq!(code, Some(0), "{audit}");
+        assert!(audit.contains("UJ_JobSteps"), "{audit}");
+        assert!(
+            !audit.contains(pw.as_str()),
+            "the password reached the audit"
+        );
+    }
+}
+
+fn resume_after_failure_free_run_leaves_empty_tables(db: &Db) {
+    db.plan(false, &TABLES);
+    let (code, plan) = db.code(&["plan"]);
+    assert_eq!(code, Some(0), "{plan}");
+    db.ok(&["run"]);
+    for t in TABLES {
+        assert_eq!(db.count(t), 0);
+    }
+    assert_eq!(db.count(IDENTITY_TABLE), 3, "other tables untouched");
+    db.ok(&["finalize"]);
+}
+
+fn fk_blocked_delete_rolls_back(db: &Db) {
+    let start = db.dump();
+    db.plan(false, &TABLES);
+    let (code, out) = db.code(&["run"]);
+    assert_eq!(code, Some(1), "{}: the run fails:\n{out}", db.name);
+    assert!(out.contains("UJ_JobSteps"), "{out}");
+    assert!(out.contains("rolled back"), "{out}");
+    assert_eq!(db.dump(), start, "{}: the run rolled back", db.name);
+}
+
+fn wrong_password_refused(db: &Db) {
+    let start = db.dump();
+    db.plan(true, &TABLES);
+    let out = db
+        .cmd(&["run"])
+        .env(dbkit::PW_VAR, "not-the-password")
+        .output()
+        .unwrap();
+    let msg = dbkit::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(msg.contains("refused by preflight"), "{msg}");
+    assert!(msg.contains("Login failed"), "{msg}");
+    assert!(!msg.contains("not-the-password"), "{msg}");
+    assert_eq!(db.dump(), start, "nothing changed");
+    assert!(std::fs::read_dir(db.root.join("backups"))
+        .unwrap()
+        .next()
+        .is_none());
+}
+
+#[test]
+fn sqlite_delete_then_rollback_gives_identical_rows() {
+    delete_then_rollback(&Db::sqlite(2500));
+}
+
+#[test]
+fn tds_delete_then_rollback_gives_identical_rows() {
+    delete_then_rollback(&Db::tds(2500));
+}
+
+#[test]
+fn mssql_delete_then_rollback_gives_identical_rows() {
+    if let Some(db) = Db::mssql(2500) {
+        delete_then_rollback(&db);
+    }
+}
+
+#[test]
+fn sqlite_run_to_the_end_empties_the_tables() {
+    resume_after_failure_free_run_leaves_empty_tables(&Db::sqlite(10));
+}
+
+#[test]
+fn tds_run_to_the_end_empties_the_tables() {
+    resume_after_failure_free_run_leaves_empty_tables(&Db::tds(10));
+}
+
+const CHILD_ROW: &str = "INSERT INTO UJ_JobStepChildren VALUES (1, 3);";
+
+#[test]
+fn sqlite_foreign_key_blocks_delete_and_run_rolls_back() {
+    let db = Db::sqlite(10);
+    db.sqlite_exec(CHILD_ROW);
+    fk_blocked_delete_rolls_back(&db);
+}
+
+#[test]
+fn tds_foreign_key_blocks_delete_and_run_rolls_back() {
+    let db = Db::tds(10);
+    db.sqlite_exec(CHILD_ROW);
+    fk_blocked_delete_rolls_back(&db);
+}
+
+#[test]
+fn mssql_foreign_key_blocks_delete_and_run_rolls_back() {
+    if let Some(db) = Db::mssql(10) {
+        let mut d = usercube_upgrade::db::open(&db.target).unwrap();
+        d.execute(CHILD_ROW).unwrap();
+        fk_blocked_delete_rolls_back(&db);
+    }
+}
+
+#[test]
+fn tds_wrong_password_is_refused_at_preflight() {
+    wrong_password_refused(&Db::tds(10));
+}
+
+#[test]
+fn mssql_wrong_password_is_refused_at_preflight() {
+    if let Some(db) = Db::mssql(10) {
+        wrong_password_refused(&db);
+    }
+}
+
+#[test]
+fn unreachable_server_and_literal_password_are_refused_at_preflight() {
+    let db = Db::tds(10);
+    let start = db.dump();
+    let port = db.server.as_ref().unwrap().port();
+    // A port nobody listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let conn = db
+        .conn
+        .replace(&format!(",{port};"), &format!(",{dead_port};"));
+    assert_ne!(conn, db.conn);
+    let plan = usercube_upgrade::plan::Plan::new(
+        "t",
+        vec![(
+            None,
+            None,
+            usercube_upgrade::plan::StepSpec::DeleteRows {
+                connection: conn,
+                table: "UJ_JobSteps".into(),
+            },
+        )],
+    );
+    std::fs::write(
+        db.tmp.path().join("plan.json"),
+        serde_json::to_string(&plan).unwrap(),
+    )
+    .unwrap();
+    let (code, msg) = db.code(&["run"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(msg.contains("cannot reach 127.0.0.1"), "{msg}");
+
+    let literal = db
+        .conn
+        .replace(&format!("${{{}}}", dbkit::PW_VAR), "hunter2");
+    let plan = usercube_upgrade::plan::Plan::new(
+        "t",
+        vec![(
+            None,
+            None,
+            usercube_upgrade::plan::StepSpec::DeleteRows {
+                connection: literal,
+                table: "UJ_JobSteps".into(),
+            },
+        )],
+    );
+    std::fs::write(
+        db.tmp.path().join("plan.json"),
+        serde_json::to_string(&plan).unwrap(),
+    )
+    .unwrap();
+    let (code, msg) = db.code(&["run"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(msg.contains("literal password"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert_eq!(db.dump(), start);
+}
+
+#[test]
+fn sqlite_missing_table_is_refused_at_preflight() {
+    let db = Db::sqlite(10);
+    db.plan(false, &["UJ_NoSuchTable"]);
+    let (code, msg) = db.code(&["run"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(msg.contains("UJ_NoSuchTable"), "{msg}");
+}
+
+#[test]
+fn child_table_is_left_alone() {
+    let db = Db::sqlite(10);
+    db.sqlite_exec("INSERT INTO UJ_JobStepChildren VALUES (5, NULL);");
+    db.plan(false, &TABLES);
+    db.ok(&["run"]);
+    assert_eq!(db.count(CHILD_TABLE), 1);
+}
+
+fn version_plan(db: &Db, command: Vec<String>, backup: bool) {
+    use usercube_upgrade::plan::{Plan, StepSpec};
+    let mut steps = Vec::new();
+    if backup {
+        steps.push((
+            None,
+            None,
+            StepSpec::DatabaseBackup {
+                connection: db.conn.clone(),
+                backup_dir: "backups".into(),
+            },
+        ));
+    }
+    steps.push((
+        None,
+        None,
+        StepSpec::DatabaseVersionUpgrade {
+            connection: db.conn.clone(),
+            command,
+        },
+    ));
+    steps.push((
+        None,
+        None,
+        StepSpec::DeleteRows {
+            connection: db.conn.clone(),
+            table: "UJ_JobSteps".into(),
+        },
+    ));
+    let plan = Plan::new("version", steps);
+    std::fs::write(
+        db.tmp.path().join("plan.json"),
+        serde_json::to_string(&plan).unwrap(),
+    )
+    .unwrap();
+}
+
+const UPGRADE_PY: &str = "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('CREATE TABLE UM_DatabaseVersion (Version TEXT)'); c.execute(\"INSERT INTO UM_DatabaseVersion VALUES ('5.2.3')\"); c.commit(); print('Database has been upgraded to version 5.2.3')";
+
+#[test]
+fn sqlite_version_upgrade_runs_is_journaled_and_rolled_back_by_the_backup() {
+    let db = Db::sqlite(10);
+    let start = db.dump();
+    let cmd = vec![
+        "python3".to_string(),
+        "-c".into(),
+        UPGRADE_PY.into(),
+        "usercube.sqlite".into(),
+    ];
+    version_plan(&db, cmd.clone(), false);
+    let (code, msg) = db.code(&["plan"]);
+    assert_eq!(
+        code,
+        Some(2),
+        "a schema upgrade needs a backup first: {msg}"
+    );
+    assert!(msg.contains("database-backup"), "{msg}");
+
+    version_plan(&db, cmd, true);
+    db.ok(&["run"]);
+    let (code, audit) = db.code(&["journal", "export"]);
+    assert_eq!(code, Some(0), "{audit}");
+    assert!(audit.contains("upgraded to version 5.2.3"), "{audit}");
+    assert!(audit.contains("not recorded -> 5.2.3"), "{audit}");
+    db.ok(&["rollback"]);
+    assert_eq!(db.dump(), start);
+    let c = rusqlite::Connection::open(&db.file).unwrap();
+    let n: i64 = c
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'UM_DatabaseVersion'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 0, "the backup's undo restored the schema");
+}
+
+#[test]
+fn sqlite_version_upgrade_without_its_command_is_skipped_with_a_warning() {
+    let db = Db::sqlite(10);
+    version_plan(
+        &db,
+        vec!["Runtime/identitymanager-Upgrade-DatabaseVersion.exe".into()],
+        false,
+    );
+    let (code, plan) = db.code(&["plan"]);
+    assert_eq!(code, Some(0), "{plan}");
+    assert!(plan.contains("WARNING: skipped"), "{plan}");
+    db.ok(&["run"]);
+    let (_, audit) = db.code(&["journal", "export"]);
+    assert!(audit.contains("WARNING: skipped"), "{audit}");
+    assert_eq!(db.count("UJ_JobSteps"), 0, "the run went on");
+}
+
+#[test]
+fn tds_applock_held_by_another_session_refuses_the_run() {
+    use usercube_upgrade::db;
+    let db = Db::tds(10);
+    let start = db.dump();
+    let mut holder = db::open(&db.target).unwrap();
+    holder.lock(db::LOCK_RESOURCE).unwrap();
+    db.plan(false, &TABLES);
+    let (code, msg) = db.code(&["run"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(
+        msg.contains("locked by another usercube-upgrade run"),
+        "{msg}"
+    );
+    assert_eq!(db.dump(), start);
+    drop(holder);
+    db.ok(&["run"]);
+    assert_eq!(db.count("UJ_JobSteps"), 0);
+}
