@@ -1,5 +1,7 @@
 //! Shared test fixtures: keys and PFX files made once per test binary with the `openssl` CLI
 //! (fast, unlike RSA key generation in a debug build).
+// Fixture folders in the temp dir are not installation data: plain removal is fine here.
+#![allow(clippy::disallowed_methods)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
