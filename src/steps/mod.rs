@@ -11,6 +11,7 @@ mod copy;
 mod delete_tree;
 mod extract_zip;
 mod move_tree;
+pub mod reencrypt;
 mod rename;
 mod view;
 mod write_file;
@@ -272,6 +273,16 @@ pub fn step_for(spec: &StepSpec, root: &Path) -> Box<dyn Step> {
             archive: r(archive),
             dest: r(dest),
         }),
+        StepSpec::ReencryptFiles {
+            folders,
+            files,
+            certificate,
+        } => Box::new(reencrypt::ReencryptFiles::new(
+            root,
+            folders.clone(),
+            files.clone(),
+            certificate.clone(),
+        )),
     }
 }
 
