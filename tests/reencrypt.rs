@@ -317,7 +317,10 @@ fn crash_run_then_recover(group: &str) -> usize {
 fn crash_at_every_point_file_by_file() {
     // One journal flush per file: crash points between any two files (mixed states).
     let mixed = crash_run_then_recover("1");
-    assert!(mixed >= FILES.len() - 1, "{mixed} crash points left a mixed state");
+    assert!(
+        mixed >= FILES.len() - 1,
+        "{mixed} crash points left a mixed state"
+    );
 }
 
 #[test]
@@ -610,7 +613,11 @@ fn encrypt_file_and_decrypt_file() {
             assert!(msg.contains(expect), "{args:?}: {msg}");
         }
     }
-    assert_same(&before, &snapshot(d.path()), "refused commands change nothing");
+    assert_same(
+        &before,
+        &snapshot(d.path()),
+        "refused commands change nothing",
+    );
     // Decrypting a plain file among encrypted ones: refused, none replaced.
     let (code, msg) = cli(&[
         "encrypt-file",
