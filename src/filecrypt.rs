@@ -144,8 +144,10 @@ fn stage(cert: &Certificate, src: &Path, dest: &Path, dir: Direction) -> Result<
         .mode(mode)
         .open(&staged)
         .map_err(io_error("creating", &staged))?;
-    let input =
-        BufReader::with_capacity(IO_BUF, File::open(src).map_err(io_error("opening", src))?);
+    let input = File::open(src).map_err(io_error("opening", src))?;
+    crate::steps::reencrypt::keep_owner(&input, &out)
+        .map_err(io_error("setting the owner of", &staged))?;
+    let input = BufReader::with_capacity(IO_BUF, input);
     let mut w = BufWriter::with_capacity(IO_BUF, &out);
     let crypto = |e: CryptoError| refused(src, e);
     let digest = match dir {

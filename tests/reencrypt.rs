@@ -648,3 +648,36 @@ fn encrypt_file_and_decrypt_file() {
         "refused decrypt changes nothing",
     );
 }
+
+#[test]
+fn the_journal_folder_is_never_a_candidate() {
+    let s = setup();
+    // A plan over the whole root: kept originals in the journal's trash must stay legacy.
+    let plan = Plan::new(
+        "whole root",
+        vec![(
+            None,
+            None,
+            StepSpec::ReencryptFiles {
+                folders: vec![".".into()],
+                files: vec![],
+                certificate: pfx_source(),
+            },
+        )],
+    );
+    std::fs::write(
+        &s.install.plan_file,
+        serde_json::to_string_pretty(&plan).unwrap(),
+    )
+    .unwrap();
+    let kept = s.install.journal_dir().join("trash/old/1/0");
+    write_legacy(&kept, b"a kept original");
+    let before = std::fs::read(&kept).unwrap();
+    s.install.ok(&["run"]);
+    assert_eq!(std::fs::read(&kept).unwrap(), before);
+    assert!(is_new_format(
+        &std::fs::read(s.install.root.join("Conf/other.csv")).unwrap()
+    ));
+    s.install.ok(&["rollback"]);
+    assert_eq!(std::fs::read(&kept).unwrap(), before);
+}

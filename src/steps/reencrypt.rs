@@ -123,8 +123,19 @@ impl ReencryptFiles {
             .map_err(StepError::Refused)
     }
 
-    /// Every candidate file now on disk, sorted, without duplicates or staging leftovers.
-    fn candidates(&self, resolve: &dyn Fn(&Path) -> Option<PathBuf>) -> Result<Vec<PathBuf>> {
+    /// Every candidate file now on disk, sorted, without duplicates or staging leftovers, and
+    /// never inside the journal folder (its trash holds the kept originals): `trash` is this
+    /// step's trash folder when known, `<journal>/trash/<run>/<step>`.
+    fn candidates(
+        &self,
+        resolve: &dyn Fn(&Path) -> Option<PathBuf>,
+        trash: Option<&Path>,
+    ) -> Result<Vec<PathBuf>> {
+        let is_journal = |dir: &Path| {
+            dir.file_name()
+                .is_some_and(|n| n == crate::engine::JOURNAL_DIR_NAME)
+                || trash.is_some_and(|t| t.starts_with(dir.join("trash")))
+        };
         let mut out = Vec::new();
         for folder in &self.folders {
             let Some(origin) = resolve(folder) else {
@@ -133,7 +144,11 @@ impl ReencryptFiles {
             if !origin.is_dir() {
                 continue;
             }
-            for e in walkdir::WalkDir::new(&origin).sort_by_file_name() {
+            let walk = walkdir::WalkDir::new(&origin)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_entry(|e| !(e.file_type().is_dir() && is_journal(e.path())));
+            for e in walk {
                 let e = e.map_err(|e| StepError::Invalid {
                     path: origin.clone(),
                     message: e.to_string(),
@@ -284,6 +299,7 @@ pub fn stage_one(
         .mode(mode)
         .open(&staged)
         .map_err(io_err("creating", &staged))?;
+    keep_owner(&src, &out).map_err(io_err("setting the owner of", &staged))?;
     let written = (|| {
         let mut w = BufWriter::with_capacity(IO_BUF, &out);
         let reader = Tap {
@@ -334,6 +350,16 @@ pub fn stage_one(
         let _ = durable_fs::remove_path(&staged);
     }
     verified
+}
+
+/// Gives `out` the owner and group of `src` (the agent's service account must still read its
+/// files when the upgrade runs as root). Without the right to, leaves them as created.
+pub fn keep_owner(src: &File, out: &File) -> io::Result<()> {
+    let m = src.metadata()?;
+    match std::os::unix::fs::fchown(out, Some(m.uid()), Some(m.gid())) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(()),
+        other => other,
+    }
 }
 
 fn kept_path(trash: &Path, i: usize) -> PathBuf {
@@ -465,7 +491,7 @@ impl Step for ReencryptFiles {
     }
 
     fn bytes_needed(&self, view: &PlanView) -> u64 {
-        let Ok(files) = self.candidates(&|p| view.origin(p)) else {
+        let Ok(files) = self.candidates(&|p| view.origin(p), None) else {
             return 0;
         };
         files
@@ -476,12 +502,12 @@ impl Step for ReencryptFiles {
             .sum()
     }
 
-    fn intent(&self, _ctx: &StepContext) -> Result<Intent> {
+    fn intent(&self, ctx: &StepContext) -> Result<Intent> {
         let cert = self.cert()?;
         let mut touches = Vec::new();
         let mut not_legacy = 0;
         let mut bytes = 0;
-        for path in self.candidates(&|p| Some(p.to_path_buf()))? {
+        for path in self.candidates(&|p| Some(p.to_path_buf()), Some(&ctx.trash))? {
             let h = head(&path, LEGACY_MAGIC.len()).map_err(io_err("reading", &path))?;
             if !is_legacy(&h) {
                 not_legacy += 1;
