@@ -274,6 +274,53 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 1000)]
         rows: u64,
     },
+    /// Encrypt files in the new format for a certificate (like the vendor's Encrypt-File).
+    /// All files are written and verified before any is replaced; on error nothing changes.
+    EncryptFile {
+        /// Files to encrypt (replaced in place unless --output-path is given).
+        #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Write the results into this folder (same file names) instead.
+        #[arg(long, value_name = "DIR")]
+        output_path: Option<PathBuf>,
+        #[command(flatten)]
+        cert: FileCert,
+    },
+    /// Decrypt files encrypted in the new or the legacy (5.1) format (like the vendor's
+    /// Decrypt-File). All files are decrypted before any is replaced; on error nothing changes.
+    DecryptFile {
+        /// Files to decrypt (replaced in place unless --output-path is given).
+        #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Write the results into this folder (same file names) instead.
+        #[arg(long, value_name = "DIR")]
+        output_path: Option<PathBuf>,
+        #[command(flatten)]
+        cert: FileCert,
+    },
+}
+
+/// The vendor's certificate options: a PFX file and its password, or a store lookup.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct FileCert {
+    /// PFX file holding the certificate and its RSA private key.
+    #[arg(long, value_name = "FILE", conflicts_with = "file_cert_store_name")]
+    pub file_cert_file: Option<PathBuf>,
+    /// Password of --file-cert-file [default: $USERCUBE_UPGRADE_CERT_PASSWORD].
+    #[arg(long, value_name = "PASSWORD", requires = "file_cert_file")]
+    pub file_cert_password: Option<String>,
+    /// Thumbprint of the certificate (with --file-cert-file: checked against it).
+    #[arg(long, value_name = "THUMBPRINT")]
+    pub file_cert_thumbprint: Option<String>,
+    /// CurrentUser or LocalMachine.
+    #[arg(long, value_name = "LOCATION", default_value = "CurrentUser")]
+    pub file_cert_store_location: String,
+    /// Store name, for example My.
+    #[arg(long, value_name = "NAME")]
+    pub file_cert_store_name: Option<String>,
+    /// Folder holding the store's PFX files (overrides the .NET convention).
+    #[arg(long, value_name = "DIR")]
+    pub file_cert_store_path: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -434,7 +481,11 @@ pub fn run(args: Args) -> Result<()> {
             }
             Ok(())
         }
-        Command::Resume { target } => open(&target, opts)?.resume(),
+        Command::Resume { target } => {
+            let mut e = open(&target, opts)?;
+            check_certificates_for_resume(&e)?;
+            e.resume()
+        }
         Command::Rollback { target, force } => open(&target, Options { force, ..opts })?.rollback(),
         Command::Finalize { target } => open(&target, opts)?.finalize(),
         Command::Status { target, json } => print_status(&target, json),
@@ -571,7 +622,87 @@ pub fn run(args: Args) -> Result<()> {
             };
             demo(dir, no_run, size, opts)
         }
+        Command::EncryptFile {
+            files,
+            output_path,
+            cert,
+        } => crate::filecrypt::encrypt_files(&cert.load()?, &files, output_path.as_deref(), quiet),
+        Command::DecryptFile {
+            files,
+            output_path,
+            cert,
+        } => crate::filecrypt::decrypt_files(&cert.load()?, &files, output_path.as_deref(), quiet),
     }
+}
+
+impl FileCert {
+    /// Loads the certificate; every failure is a refusal (exit 2, nothing changed).
+    pub fn load(&self) -> Result<crate::crypto::Certificate> {
+        use crate::crypto::CertificateSource;
+        let source = match (&self.file_cert_file, &self.file_cert_store_name) {
+            (Some(path), _) => {
+                if let Some(p) = &self.file_cert_password {
+                    crate::crypto::set_cert_password(p.clone());
+                }
+                CertificateSource::Pfx {
+                    path: path.clone(),
+                    thumbprint: self.file_cert_thumbprint.clone(),
+                }
+            }
+            (None, Some(name)) => CertificateSource::Store {
+                thumbprint: self.file_cert_thumbprint.clone().ok_or_else(|| {
+                    Error::Usage("--file-cert-store-name needs --file-cert-thumbprint".into())
+                })?,
+                location: self.file_cert_store_location.clone(),
+                name: name.clone(),
+                path: self.file_cert_store_path.clone(),
+            },
+            (None, None) if self.file_cert_thumbprint.is_some() => CertificateSource::Store {
+                thumbprint: self.file_cert_thumbprint.clone().unwrap_or_default(),
+                location: self.file_cert_store_location.clone(),
+                name: "My".into(),
+                path: self.file_cert_store_path.clone(),
+            },
+            (None, None) => {
+                return Err(Error::Usage(
+                    "give a certificate: --file-cert-file F --file-cert-password P, or --file-cert-thumbprint T --file-cert-store-location L --file-cert-store-name N".into(),
+                ))
+            }
+        };
+        source
+            .load(Path::new("."))
+            .map_err(|e| Error::Refused(format!("{e}; nothing was changed")))
+    }
+}
+
+/// A resumed run needs the certificates of its unfinished re-encryption steps (their PFX
+/// password is never journaled): check them before the engine acts, so that a missing
+/// password is a refusal rather than a failed, rolled-back run.
+fn check_certificates_for_resume(e: &Engine) -> Result<()> {
+    let Some(run) = e.latest()? else {
+        return Ok(());
+    };
+    if !matches!(
+        run.status,
+        state::RunStatus::Interrupted | state::RunStatus::Failed
+    ) || run.rollback_started()
+    {
+        return Ok(());
+    }
+    for s in &run.started.plan.steps {
+        if run.step(s.id).is_some_and(|x| x.done.is_some()) {
+            continue;
+        }
+        if let crate::plan::StepSpec::ReencryptFiles { certificate, .. } = &s.action {
+            certificate.load(e.root()).map_err(|err| {
+                Error::Refused(format!(
+                    "step {} needs its certificate to resume: {err}; nothing was changed (`rollback` needs no key)",
+                    s.id
+                ))
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn print_plan(

@@ -10,13 +10,17 @@
 //! - [`engine`]: runs a [`plan::Plan`]: run, resume, rollback, finalize, status, audit;
 //! - [`steps`]: one module per step kind behind the [`steps::Step`] trait;
 //! - [`journal`]: sled store, record frames, hash chain, durability, verification;
-//! - [`durable_fs`] and [`manifest`]: every rename/write/fsync, and SHA-256 manifests.
+//! - [`durable_fs`] and [`manifest`]: every rename/write/fsync, and SHA-256 manifests;
+//! - [`crypto`]: certificates, the legacy and new encrypted formats (used by the
+//!   re-encryption step and `filecrypt`).
 
 pub mod cli;
+pub mod crypto;
 pub mod db;
 pub mod durable_fs;
 pub mod engine;
 pub mod error;
+pub mod filecrypt;
 pub mod journal;
 pub mod manifest;
 pub mod plan;

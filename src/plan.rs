@@ -67,6 +67,17 @@ pub enum StepSpec {
         #[serde(default)]
         command: Vec<String>,
     },
+    /// Re-encrypt every legacy-encrypted file under `folders` and among `files` (the last
+    /// component may hold `*`/`?`) into the new format, staged and verified; originals kept
+    /// in the journal trash (issue 5, docs/encryption.md). The certificate is referenced,
+    /// never its password.
+    ReencryptFiles {
+        #[serde(default)]
+        folders: Vec<PathBuf>,
+        #[serde(default)]
+        files: Vec<PathBuf>,
+        certificate: crate::crypto::CertificateSource,
+    },
 }
 
 impl StepSpec {
@@ -90,6 +101,17 @@ impl StepSpec {
             | StepSpec::DatabaseVersionUpgrade { connection, .. } => {
                 vec![crate::db::conn_key(connection)]
             }
+            StepSpec::ReencryptFiles {
+                folders,
+                files,
+                certificate,
+            } => folders
+                .iter()
+                .map(PathBuf::as_path)
+                // A pattern's folder: the pattern itself would not overlap the files it names.
+                .chain(files.iter().map(|f| f.parent().unwrap_or(f)))
+                .chain(certificate.paths())
+                .collect(),
         }
     }
 }

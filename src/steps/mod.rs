@@ -15,6 +15,7 @@ mod delete_tree;
 mod extract_zip;
 mod make_dir;
 mod move_tree;
+pub mod reencrypt;
 mod rename;
 mod view;
 mod write_file;
@@ -288,6 +289,16 @@ pub fn step_for(spec: &StepSpec, root: &Path) -> Box<dyn Step> {
             command: command.clone(),
             root: root.to_path_buf(),
         }),
+        StepSpec::ReencryptFiles {
+            folders,
+            files,
+            certificate,
+        } => Box::new(reencrypt::ReencryptFiles::new(
+            root,
+            folders.clone(),
+            files.clone(),
+            certificate.clone(),
+        )),
     }
 }
 

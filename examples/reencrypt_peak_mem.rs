@@ -1,0 +1,175 @@
+//! Peak memory of re-encrypting one large file (issue 5: at most 64 MiB for 4 GiB).
+//!
+//! `cargo run --release --example reencrypt_peak_mem -- SIZE_MIB [DIR]`: writes a legacy
+//! file of SIZE_MIB MiB in DIR (default: the target folder), then runs the step's per-file
+//! work on it (`stage_one`: decrypt, re-encrypt to a staging file, fsync, verify) and prints
+//! the process's peak resident set (VmHWM from /proc/self/status) before and after, and the
+//! time taken. Needs the `openssl` command line. Both files are removed at the end.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use usercube_upgrade::crypto::{encrypt_legacy, Certificate};
+use usercube_upgrade::durable_fs;
+use usercube_upgrade::steps::reencrypt::stage_one;
+
+/// (user, system) CPU seconds of this process so far.
+fn cpu_secs() -> (f64, f64) {
+    // SAFETY: getrusage fills the zeroed struct we pass.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    (t(u.ru_utime), t(u.ru_stime))
+}
+
+fn vm_hwm_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+struct Gen {
+    left: u64,
+    x: u64,
+}
+
+impl std::io::Read for Gen {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.left as usize);
+        for b in &mut buf[..n] {
+            self.x ^= self.x << 13;
+            self.x ^= self.x >> 7;
+            self.x ^= self.x << 17;
+            *b = self.x as u8;
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mib: u64 = args.next().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let base = args
+        .next()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    std::fs::create_dir_all(&base).unwrap();
+    let dir = tempfile::tempdir_in(&base).unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let run = |a: &[&str]| assert!(Command::new("openssl").args(a).status().unwrap().success());
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p("k.pem"),
+        "-out",
+        &p("c.pem"),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mem",
+    ]);
+    run(&[
+        "pkcs12",
+        "-export",
+        "-in",
+        &p("c.pem"),
+        "-inkey",
+        &p("k.pem"),
+        "-out",
+        &p("a.pfx"),
+        "-passout",
+        "pass:m",
+    ]);
+    let cert = Certificate::from_pfx(p("a.pfx"), "m").unwrap();
+    let file = dir.path().join("legacy.bin");
+    let t = Instant::now();
+    {
+        let out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        encrypt_legacy(
+            &cert,
+            Gen {
+                left: mib << 20,
+                x: 88172645463325252,
+            },
+            out,
+        )
+        .unwrap();
+    }
+    let bytes = std::fs::metadata(&file).unwrap().len();
+    let before = vm_hwm_kib();
+    println!(
+        "legacy file: {bytes} bytes written in {:.1} s; VmHWM before re-encryption: {} KiB",
+        t.elapsed().as_secs_f64(),
+        before
+    );
+    let t = Instant::now();
+    let (u0, s0) = cpu_secs();
+    let m = stage_one(&cert, &file, 0o600, &|_| {}).unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let (u1, s1) = cpu_secs();
+    let mib_f = bytes as f64 / (1 << 20) as f64;
+    println!(
+        "CPU time of the re-encryption: user {:.2} s + system {:.2} s ({:.0} MiB per CPU-second)",
+        u1 - u0,
+        s1 - s0,
+        mib_f / ((u1 - u0) + (s1 - s0))
+    );
+    let after = vm_hwm_kib();
+    println!(
+        "re-encrypted + fsync + verified {} MiB in {secs:.1} s ({:.0} MiB/s); new file {} bytes",
+        mib,
+        (bytes as f64 / (1 << 20) as f64) / secs,
+        m.total_bytes()
+    );
+    println!(
+        "peak RSS (VmHWM): {after} KiB = {:.1} MiB (target <= 64 MiB)",
+        after as f64 / 1024.0
+    );
+    let _ = durable_fs::remove_path(&durable_fs::staging_path(&file));
+    cpu_breakdown(&cert);
+}
+
+/// Where the CPU goes, in memory (no I/O), on 64 MiB, per CPU-second: the re-encryption pass, the
+/// verification pass, and plain SHA-256 for scale.
+fn cpu_breakdown(cert: &Certificate) {
+    use sha2::Digest;
+    let n = 64usize << 20;
+    let mut plain = vec![0u8; n];
+    std::io::Read::read_exact(
+        &mut Gen {
+            left: n as u64,
+            x: 7,
+        },
+        &mut plain,
+    )
+    .unwrap();
+    let mut legacy = Vec::with_capacity(n + 4096);
+    encrypt_legacy(cert, &plain[..], &mut legacy).unwrap();
+    // Per CPU-second of this process (the machine may be shared; wall time would lie).
+    let now = || {
+        let (u, s) = cpu_secs();
+        u + s
+    };
+    let rate = |t: f64| (n >> 20) as f64 / (now() - t);
+    let t = now();
+    let mut new = Vec::with_capacity(n + (n >> 10));
+    usercube_upgrade::crypto::reencrypt(cert, &legacy[..], &mut new).unwrap();
+    let r1 = rate(t);
+    let t = now();
+    usercube_upgrade::crypto::verify_new(cert, &new[..]).unwrap();
+    let r2 = rate(t);
+    let t = now();
+    let _ = sha2::Sha256::digest(&new);
+    let r3 = rate(t);
+    println!(
+        "in memory, per CPU-second: re-encrypt pass {r1:.0} MiB, verify pass {r2:.0} MiB, SHA-256 alone {r3:.0} MiB"
+    );
+}

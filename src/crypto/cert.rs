@@ -1,0 +1,268 @@
+//! Certificates with an RSA private key, loaded from PFX (PKCS#12) files.
+//!
+//! Both PFX flavours are read (through `p12-keystore`): OpenSSL 3's default (PBES2 with
+//! AES-256-CBC + PBKDF2, HMAC-SHA256 MAC) and the legacy Windows-export form
+//! (pbeWithSHAAnd3-KeyTripleDES-CBC keys, pbeWithSHAAnd40BitRC2-CBC certificates, SHA-1 MAC).
+
+use std::fmt;
+use std::path::Path;
+
+use p12_keystore::error::Error as P12Error;
+use p12_keystore::Pkcs12Archive;
+use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::traits::PublicKeyParts;
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use sha1::{Digest, Sha1};
+
+use super::{CryptoError, MIN_RSA_BITS};
+
+const RSA_ENCRYPTION_OID: &str = "1.2.840.113549.1.1.1";
+
+/// An X.509 certificate and its RSA private key.
+#[derive(Clone)]
+pub struct Certificate {
+    der: Vec<u8>,
+    thumbprint: [u8; 20],
+    subject: String,
+    private_key: RsaPrivateKey,
+    public_key: RsaPublicKey,
+}
+
+impl fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Certificate")
+            .field("thumbprint", &self.thumbprint())
+            .field("subject", &self.subject)
+            .field("key_bits", &self.key_bits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Certificate {
+    /// Loads the first certificate that has an RSA private key from a PFX file.
+    pub fn from_pfx(path: impl AsRef<Path>, password: &str) -> Result<Certificate, CryptoError> {
+        let path = path.as_ref();
+        let data =
+            std::fs::read(path).map_err(|e| CryptoError::io(path.display().to_string(), e))?;
+        Self::from_pfx_bytes(&data, password, &path.display().to_string())
+    }
+
+    /// Same as [`Certificate::from_pfx`] on bytes; `source` names them in errors.
+    pub fn from_pfx_bytes(
+        data: &[u8],
+        password: &str,
+        source: &str,
+    ) -> Result<Certificate, CryptoError> {
+        let path = source.to_string();
+        let archive = Pkcs12Archive::from_pkcs12(data, password).map_err(|e| match e {
+            P12Error::MacError(_) | P12Error::UnpadError => {
+                CryptoError::WrongPassword { path: path.clone() }
+            }
+            other => CryptoError::InvalidPfx {
+                path: path.clone(),
+                reason: other.to_string(),
+            },
+        })?;
+        if archive.keys.is_empty() || archive.certs.is_empty() {
+            return Err(CryptoError::NoPrivateKey { path });
+        }
+
+        let mut first_error = None;
+        for key_bag in &archive.keys {
+            let oid = key_bag.key.oid().to_string();
+            if oid != RSA_ENCRYPTION_OID {
+                first_error.get_or_insert(CryptoError::KeyNotRsa {
+                    path: path.clone(),
+                    algorithm: oid,
+                });
+                continue;
+            }
+            let private_key = RsaPrivateKey::from_pkcs8_der(key_bag.key.as_der()).map_err(|e| {
+                CryptoError::InvalidKey {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            let public_key = private_key.to_public_key();
+            // Prefer the certificate linked by localKeyId, else the one holding the same public key.
+            let by_id =
+                archive
+                    .certs
+                    .iter()
+                    .find(|c| match (&c.local_key_id, &key_bag.local_key_id) {
+                        (Some(a), Some(b)) => a.as_slice() == b.0.as_slice(),
+                        _ => false,
+                    });
+            let cert_bag = by_id.or_else(|| {
+                archive
+                    .certs
+                    .iter()
+                    .find(|c| cert_public_key(c.cert.as_der()).as_ref() == Some(&public_key))
+            });
+            let Some(cert_bag) = cert_bag else { continue };
+            let bits = public_key.n().bits();
+            if bits < MIN_RSA_BITS {
+                first_error.get_or_insert(CryptoError::KeyTooSmall {
+                    path: path.clone(),
+                    bits,
+                    min: MIN_RSA_BITS,
+                });
+                continue;
+            }
+            let der = cert_bag.cert.as_der().to_vec();
+            let thumbprint: [u8; 20] = Sha1::digest(&der).into();
+            return Ok(Certificate {
+                der,
+                thumbprint,
+                subject: cert_bag.cert.subject().to_string(),
+                private_key,
+                public_key,
+            });
+        }
+        Err(first_error.unwrap_or(CryptoError::NoPrivateKey { path }))
+    }
+
+    /// Thumbprint as .NET shows it: uppercase hex SHA-1 of the DER certificate.
+    pub fn thumbprint(&self) -> String {
+        hex::encode_upper(self.thumbprint)
+    }
+
+    /// Raw 20-byte SHA-1 thumbprint.
+    pub fn thumbprint_bytes(&self) -> [u8; 20] {
+        self.thumbprint
+    }
+
+    /// DER encoding of the certificate.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// Subject distinguished name (RFC 4514 style, as printed by x509-parser).
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// RSA modulus size in bits.
+    pub fn key_bits(&self) -> usize {
+        self.public_key.n().bits()
+    }
+
+    /// RSA modulus size in bytes (= length of an RSA-wrapped key).
+    pub fn key_len(&self) -> usize {
+        self.public_key.size()
+    }
+
+    pub(crate) fn private_key(&self) -> &RsaPrivateKey {
+        &self.private_key
+    }
+
+    pub(crate) fn public_key(&self) -> &RsaPublicKey {
+        &self.public_key
+    }
+}
+
+fn cert_public_key(der: &[u8]) -> Option<RsaPublicKey> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    RsaPublicKey::from_public_key_der(cert.public_key().raw).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::test_support::{fixture, openssl};
+
+    #[test]
+    fn loads_openssl3_default_pfx() {
+        let f = fixture();
+        let c = Certificate::from_pfx(&f.pfx_default, "pass-A").unwrap();
+        assert_eq!(c.key_bits(), 2048);
+        assert_eq!(c.key_len(), 256);
+        assert!(c.subject().contains("Usercube Test A"), "{}", c.subject());
+    }
+
+    #[test]
+    fn loads_legacy_3des_rc2_pfx() {
+        let f = fixture();
+        let c = Certificate::from_pfx(&f.pfx_legacy, "pass-A").unwrap();
+        let d = Certificate::from_pfx(&f.pfx_default, "pass-A").unwrap();
+        assert_eq!(c.thumbprint(), d.thumbprint());
+        assert_eq!(c.private_key(), d.private_key());
+    }
+
+    #[test]
+    fn thumbprint_matches_openssl_fingerprint() {
+        let f = fixture();
+        let out = openssl(&[
+            "x509",
+            "-noout",
+            "-fingerprint",
+            "-sha1",
+            "-in",
+            f.cert_a_pem.to_str().unwrap(),
+        ]);
+        let text = String::from_utf8(out).unwrap();
+        let fp = text.trim().rsplit('=').next().unwrap().replace(':', "");
+        let c = Certificate::from_pfx(&f.pfx_default, "pass-A").unwrap();
+        assert_eq!(c.thumbprint(), fp.to_uppercase());
+        assert_eq!(c.thumbprint().len(), 40);
+        assert_eq!(c.thumbprint(), c.thumbprint().to_uppercase());
+    }
+
+    #[test]
+    fn wrong_password_is_typed() {
+        let f = fixture();
+        for p in [&f.pfx_default, &f.pfx_legacy] {
+            match Certificate::from_pfx(p, "nope") {
+                Err(CryptoError::WrongPassword { path }) => {
+                    assert!(path.contains(p.file_name().unwrap().to_str().unwrap()))
+                }
+                other => panic!("expected WrongPassword, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn pfx_without_key_is_rejected() {
+        let f = fixture();
+        match Certificate::from_pfx(&f.pfx_nokeys, "pass-A") {
+            Err(CryptoError::NoPrivateKey { path }) => assert!(path.contains("nokeys")),
+            other => panic!("expected NoPrivateKey, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn small_key_is_rejected() {
+        let f = fixture();
+        match Certificate::from_pfx(&f.pfx_small, "pass-S") {
+            Err(CryptoError::KeyTooSmall { bits, path, .. }) => {
+                assert_eq!(bits, 1024);
+                assert!(path.contains("small"));
+            }
+            other => panic!("expected KeyTooSmall, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn non_rsa_key_is_rejected() {
+        let f = fixture();
+        match Certificate::from_pfx(&f.pfx_ec, "pass-E") {
+            Err(CryptoError::KeyNotRsa { path, .. }) => assert!(path.contains("ec")),
+            other => panic!("expected KeyNotRsa, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_and_missing_files_are_typed() {
+        let f = fixture();
+        let junk = f.dir.join("junk.pfx");
+        std::fs::write(&junk, b"this is not a pfx").unwrap();
+        assert!(matches!(
+            Certificate::from_pfx(&junk, ""),
+            Err(CryptoError::InvalidPfx { .. })
+        ));
+        match Certificate::from_pfx(f.dir.join("missing.pfx"), "") {
+            Err(CryptoError::Io { what, .. }) => assert!(what.contains("missing.pfx")),
+            other => panic!("expected Io, got {other:?}"),
+        }
+    }
+}

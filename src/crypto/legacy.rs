@@ -1,0 +1,499 @@
+//! The 5.1 ("legacy") encrypted file format, as this project models it:
+//!
+//! | bytes | content |
+//! |---|---|
+//! | 4 | magic `93 10 01 00` |
+//! | k | AES-256 key wrapped with RSA-OAEP (SHA-1, MGF1-SHA-1, empty label); k = RSA modulus bytes (256 for RSA-2048) |
+//! | 16 | AES-CBC IV |
+//! | rest | AES-256-CBC ciphertext, PKCS#7 padding (at least one block) |
+//!
+//! The format has no integrity protection: only a wrong key (RSA unwrap), truncation to a
+//! non-block length and a bad final padding are detectable.
+
+use std::io::{self, Read, Write};
+
+use aes::cipher::generic_array::GenericArray;
+use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use rsa::Oaep;
+use sha1::Sha1;
+
+use super::{read_full, Certificate, CryptoError};
+
+/// Magic bytes that open a legacy encrypted file (and base64-decoded appsettings values).
+pub const LEGACY_MAGIC: [u8; 4] = [0x93, 0x10, 0x01, 0x00];
+
+const FORMAT: &str = "legacy";
+const BLOCK: usize = 16;
+const IO_BUF: usize = 64 * 1024;
+
+type Aes256CbcDec = cbc::Decryptor<aes::Aes256>;
+type Aes256CbcEnc = cbc::Encryptor<aes::Aes256>;
+
+/// True if `first_bytes` starts with the legacy magic.
+pub fn is_legacy(first_bytes: &[u8]) -> bool {
+    first_bytes.starts_with(&LEGACY_MAGIC)
+}
+
+fn truncated(what: &str) -> CryptoError {
+    CryptoError::Truncated {
+        format: FORMAT,
+        what: what.to_string(),
+    }
+}
+
+/// Streaming decryptor of the legacy format. Reads the header and unwraps the key in
+/// [`LegacyReader::new`]; then `read` yields plaintext. Errors found while reading (bad
+/// padding, truncation) come as `io::Error`s carrying a [`CryptoError`]
+/// (`CryptoError::from(io_err)` recovers it). Memory use is bounded (about 128 KiB).
+pub struct LegacyReader<R: Read> {
+    inner: R,
+    dec: Aes256CbcDec,
+    /// Ciphertext not yet decrypted (the last full block is held back until EOF).
+    pending: Vec<u8>,
+    out: Vec<u8>,
+    out_pos: usize,
+    finished: bool,
+    plaintext_len: u64,
+    failed: bool,
+}
+
+impl<R: Read> LegacyReader<R> {
+    /// Reads the header from `inner` and unwraps the data key with `cert`.
+    pub fn new(cert: &Certificate, mut inner: R) -> Result<Self, CryptoError> {
+        let mut magic = [0u8; 4];
+        let n =
+            read_full(&mut inner, &mut magic).map_err(|e| CryptoError::io("legacy header", e))?;
+        if n < magic.len() {
+            return Err(truncated("file shorter than the magic bytes"));
+        }
+        if magic != LEGACY_MAGIC {
+            return Err(CryptoError::BadMagic { format: FORMAT });
+        }
+        let mut wrapped = vec![0u8; cert.key_len()];
+        let n =
+            read_full(&mut inner, &mut wrapped).map_err(|e| CryptoError::io("legacy header", e))?;
+        if n < wrapped.len() {
+            return Err(truncated("header ends inside the wrapped key"));
+        }
+        let mut iv = [0u8; BLOCK];
+        let n = read_full(&mut inner, &mut iv).map_err(|e| CryptoError::io("legacy header", e))?;
+        if n < iv.len() {
+            return Err(truncated("header ends inside the IV"));
+        }
+        let key = cert
+            .private_key()
+            .decrypt(Oaep::new::<Sha1>(), &wrapped)
+            .map_err(|_| CryptoError::KeyUnwrap {
+                format: FORMAT,
+                thumbprint: cert.thumbprint(),
+            })?;
+        if key.len() != 32 {
+            return Err(CryptoError::BadHeader {
+                format: FORMAT,
+                reason: format!("unwrapped key is {} bytes, expected 32", key.len()),
+            });
+        }
+        let dec = Aes256CbcDec::new(
+            GenericArray::from_slice(&key),
+            GenericArray::from_slice(&iv),
+        );
+        Ok(LegacyReader {
+            inner,
+            dec,
+            pending: Vec::with_capacity(IO_BUF + BLOCK),
+            out: Vec::with_capacity(IO_BUF + BLOCK),
+            out_pos: 0,
+            finished: false,
+            plaintext_len: 0,
+            failed: false,
+        })
+    }
+
+    /// Plaintext bytes returned so far.
+    pub fn plaintext_len(&self) -> u64 {
+        self.plaintext_len
+    }
+
+    /// Returns the underlying reader.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    fn decrypt_into_out(&mut self, len: usize) {
+        self.out.clear();
+        self.out_pos = 0;
+        self.out.extend_from_slice(&self.pending[..len]);
+        for block in self.out.chunks_exact_mut(BLOCK) {
+            self.dec
+                .decrypt_block_mut(GenericArray::from_mut_slice(block));
+        }
+        self.pending.drain(..len);
+    }
+
+    /// Refills `out`; returns Ok(false) at the end of the plaintext.
+    fn refill(&mut self) -> Result<bool, CryptoError> {
+        loop {
+            if self.finished {
+                return Ok(false);
+            }
+            let start = self.pending.len();
+            self.pending.resize(start + IO_BUF, 0);
+            let n = loop {
+                match self.inner.read(&mut self.pending[start..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.pending.truncate(start);
+                        return Err(CryptoError::io("legacy input", e));
+                    }
+                }
+            };
+            self.pending.truncate(start + n);
+            if n == 0 {
+                // End of input: everything left must be whole blocks, the last one padded.
+                self.finished = true;
+                if self.pending.is_empty() {
+                    return Err(truncated("no ciphertext block"));
+                }
+                if !self.pending.len().is_multiple_of(BLOCK) {
+                    return Err(truncated("ciphertext is not a whole number of blocks"));
+                }
+                let len = self.pending.len();
+                self.decrypt_into_out(len);
+                let pad = *self.out.last().expect("non-empty") as usize;
+                if pad == 0
+                    || pad > BLOCK
+                    || !self.out[self.out.len() - pad..]
+                        .iter()
+                        .all(|&b| b as usize == pad)
+                {
+                    self.out.clear();
+                    return Err(CryptoError::BadPadding);
+                }
+                self.out.truncate(self.out.len() - pad);
+                return Ok(!self.out.is_empty());
+            }
+            let full = self.pending.len() / BLOCK * BLOCK;
+            // Hold back the last block while it may be the padded one.
+            let ready = if full == self.pending.len() {
+                full.saturating_sub(BLOCK)
+            } else {
+                full
+            };
+            if ready > 0 {
+                self.decrypt_into_out(ready);
+                return Ok(true);
+            }
+        }
+    }
+}
+
+impl<R: Read> Read for LegacyReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.failed {
+            return Err(CryptoError::Usage("legacy: read after a decryption error".into()).into());
+        }
+        if self.out_pos >= self.out.len() {
+            match self.refill() {
+                Ok(true) => {}
+                Ok(false) => return Ok(0),
+                Err(e) => {
+                    self.failed = true;
+                    return Err(e.into());
+                }
+            }
+        }
+        let n = buf.len().min(self.out.len() - self.out_pos);
+        buf[..n].copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
+        self.out_pos += n;
+        self.plaintext_len += n as u64;
+        Ok(n)
+    }
+}
+
+/// Encrypts `plaintext` to `out` in the legacy format for `cert` (streaming). Meant for tests
+/// and demo data. Returns the plaintext length.
+pub fn encrypt_legacy<R: Read, W: Write>(
+    cert: &Certificate,
+    mut plaintext: R,
+    mut out: W,
+) -> Result<u64, CryptoError> {
+    let mut key = [0u8; 32];
+    let mut iv = [0u8; BLOCK];
+    OsRng.fill_bytes(&mut key);
+    OsRng.fill_bytes(&mut iv);
+    let wrapped = cert
+        .public_key()
+        .encrypt(&mut OsRng, Oaep::new::<Sha1>(), &key)
+        .map_err(|e| CryptoError::Rsa(e.to_string()))?;
+    let werr = |e| CryptoError::io("legacy output", e);
+    out.write_all(&LEGACY_MAGIC).map_err(werr)?;
+    out.write_all(&wrapped).map_err(werr)?;
+    out.write_all(&iv).map_err(werr)?;
+    let mut enc = Aes256CbcEnc::new(
+        GenericArray::from_slice(&key),
+        GenericArray::from_slice(&iv),
+    );
+    let mut buf = vec![0u8; IO_BUF + BLOCK];
+    let mut have = 0usize;
+    let mut total = 0u64;
+    loop {
+        let n = read_full(&mut plaintext, &mut buf[have..IO_BUF])
+            .map_err(|e| CryptoError::io("legacy plaintext input", e))?;
+        total += n as u64;
+        have += n;
+        if have < IO_BUF {
+            // EOF: pad (PKCS#7) and flush everything.
+            let pad = BLOCK - have % BLOCK;
+            buf[have..have + pad].fill(pad as u8);
+            have += pad;
+            for block in buf[..have].chunks_exact_mut(BLOCK) {
+                enc.encrypt_block_mut(GenericArray::from_mut_slice(block));
+            }
+            out.write_all(&buf[..have]).map_err(werr)?;
+            out.flush().map_err(werr)?;
+            return Ok(total);
+        }
+        for block in buf[..have].chunks_exact_mut(BLOCK) {
+            enc.encrypt_block_mut(GenericArray::from_mut_slice(block));
+        }
+        out.write_all(&buf[..have]).map_err(werr)?;
+        have = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::test_support::{cert_a, cert_b, data, fixture, openssl};
+
+    fn enc(plain: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        assert_eq!(
+            encrypt_legacy(cert_a(), plain, &mut out).unwrap(),
+            plain.len() as u64
+        );
+        out
+    }
+
+    fn dec(cert: &Certificate, file: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut r = LegacyReader::new(cert, file)?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out)?;
+        assert_eq!(r.plaintext_len(), out.len() as u64);
+        Ok(out)
+    }
+
+    #[test]
+    fn round_trip_sizes() {
+        for len in [
+            0,
+            1,
+            15,
+            16,
+            17,
+            IO_BUF - 1,
+            IO_BUF,
+            IO_BUF + 1,
+            3 * 1024 * 1024 + 7,
+        ] {
+            let plain = data(len, len as u64);
+            let file = enc(&plain);
+            assert!(is_legacy(&file));
+            assert_eq!(file.len(), 4 + 256 + 16 + (len / 16 + 1) * 16);
+            assert_eq!(dec(cert_a(), &file).unwrap(), plain, "len {len}");
+        }
+    }
+
+    #[test]
+    fn small_reads_work() {
+        let plain = data(100_003, 9);
+        let file = enc(&plain);
+        let mut r = LegacyReader::new(cert_a(), &file[..]).unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 7];
+        loop {
+            let n = r.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(out, plain);
+    }
+
+    #[test]
+    fn decrypts_file_made_by_openssl_cli() {
+        let f = fixture();
+        for (i, len) in [0usize, 1, 31, 100_000].into_iter().enumerate() {
+            let dir = f.dir.join(format!("legacy-cli-{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+            let plain = data(len, 77 + i as u64);
+            std::fs::write(p("plain"), &plain).unwrap();
+            let key_hex = String::from_utf8(openssl(&["rand", "-hex", "32"])).unwrap();
+            let iv_hex = String::from_utf8(openssl(&["rand", "-hex", "16"])).unwrap();
+            let (key_hex, iv_hex) = (key_hex.trim(), iv_hex.trim());
+            std::fs::write(p("key.bin"), hex::decode(key_hex).unwrap()).unwrap();
+            openssl(&[
+                "pkeyutl",
+                "-encrypt",
+                "-certin",
+                "-inkey",
+                f.cert_a_pem.to_str().unwrap(),
+                "-pkeyopt",
+                "rsa_padding_mode:oaep",
+                "-pkeyopt",
+                "rsa_oaep_md:sha1",
+                "-in",
+                &p("key.bin"),
+                "-out",
+                &p("wrapped.bin"),
+            ]);
+            openssl(&[
+                "enc",
+                "-aes-256-cbc",
+                "-K",
+                key_hex,
+                "-iv",
+                iv_hex,
+                "-in",
+                &p("plain"),
+                "-out",
+                &p("ct.bin"),
+            ]);
+            let mut file = LEGACY_MAGIC.to_vec();
+            file.extend(std::fs::read(p("wrapped.bin")).unwrap());
+            file.extend(hex::decode(iv_hex).unwrap());
+            file.extend(std::fs::read(p("ct.bin")).unwrap());
+            assert_eq!(dec(cert_a(), &file).unwrap(), plain, "len {len}");
+        }
+    }
+
+    #[test]
+    fn openssl_cli_decrypts_our_output() {
+        let f = fixture();
+        let dir = f.dir.join("legacy-ours");
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+        let plain = data(70_001, 5);
+        let file = enc(&plain);
+        std::fs::write(p("wrapped.bin"), &file[4..260]).unwrap();
+        std::fs::write(p("ct.bin"), &file[276..]).unwrap();
+        openssl(&[
+            "pkeyutl",
+            "-decrypt",
+            "-inkey",
+            f.key_a_pem.to_str().unwrap(),
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-pkeyopt",
+            "rsa_oaep_md:sha1",
+            "-in",
+            &p("wrapped.bin"),
+            "-out",
+            &p("key.bin"),
+        ]);
+        let key = std::fs::read(p("key.bin")).unwrap();
+        openssl(&[
+            "enc",
+            "-d",
+            "-aes-256-cbc",
+            "-K",
+            &hex::encode(key),
+            "-iv",
+            &hex::encode(&file[260..276]),
+            "-in",
+            &p("ct.bin"),
+            "-out",
+            &p("plain.out"),
+        ]);
+        assert_eq!(std::fs::read(p("plain.out")).unwrap(), plain);
+    }
+
+    #[test]
+    fn wrong_certificate_is_rejected() {
+        let file = enc(b"secret");
+        match dec(cert_b(), &file) {
+            Err(CryptoError::KeyUnwrap { thumbprint, .. }) => {
+                assert_eq!(thumbprint, cert_b().thumbprint())
+            }
+            other => panic!("expected KeyUnwrap, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tampered_wrapped_key_is_rejected() {
+        let mut file = enc(b"secret");
+        file[100] ^= 1;
+        assert!(matches!(
+            dec(cert_a(), &file),
+            Err(CryptoError::KeyUnwrap { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_magic_and_short_header() {
+        let mut file = enc(b"x");
+        assert!(matches!(
+            dec(cert_a(), &file[..2]),
+            Err(CryptoError::Truncated { .. })
+        ));
+        assert!(matches!(
+            dec(cert_a(), &file[..200]),
+            Err(CryptoError::Truncated { .. })
+        ));
+        assert!(matches!(
+            dec(cert_a(), &file[..270]),
+            Err(CryptoError::Truncated { .. })
+        ));
+        // Header only, no ciphertext block.
+        assert!(matches!(
+            dec(cert_a(), &file[..276]),
+            Err(CryptoError::Truncated { .. })
+        ));
+        file[0] = 0;
+        assert!(matches!(
+            dec(cert_a(), &file),
+            Err(CryptoError::BadMagic { .. })
+        ));
+        assert!(!is_legacy(&file));
+    }
+
+    #[test]
+    fn truncation_is_rejected() {
+        // Zero plaintext: dropping the padding block leaves a zero byte where the pad length is.
+        let plain = vec![0u8; 100_000];
+        let file = enc(&plain);
+        let cut_mid = &file[..file.len() - 5];
+        assert!(matches!(
+            dec(cert_a(), cut_mid),
+            Err(CryptoError::Truncated { .. })
+        ));
+        let drop_block = &file[..file.len() - 16];
+        assert!(matches!(
+            dec(cert_a(), drop_block),
+            Err(CryptoError::BadPadding)
+        ));
+        let drop_much = &file[..file.len() - 64 * 1024];
+        assert!(matches!(
+            dec(cert_a(), drop_much),
+            Err(CryptoError::BadPadding)
+        ));
+    }
+
+    #[test]
+    fn bad_padding_is_rejected() {
+        // Tamper the next-to-last ciphertext block: CBC flips the same bit of the last plaintext
+        // block, here its padding byte (16 x 0x10 becomes 0x11).
+        let mut file = enc(&[7u8; 32]);
+        let n = file.len();
+        file[n - 17] ^= 0x01;
+        assert!(matches!(dec(cert_a(), &file), Err(CryptoError::BadPadding)));
+    }
+}

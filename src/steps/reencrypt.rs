@@ -1,0 +1,744 @@
+//! Re-encrypt legacy (5.1) encrypted files into the new format (`encryption-format.md`),
+//! staged, verified and undoable. One journal intent covers every file.
+//!
+//! Per file `F` (touch `i`), in this order:
+//! 1. (parallel) decrypt `F` and write it re-encrypted to `F.ucu-staging` beside it, fsync;
+//!    read the staged file back, decrypt and authenticate it, and compare the SHA-256 of its
+//!    plaintext with the digest computed while writing (plaintext and digest stay in memory);
+//!    the staged file's own SHA-256 (the new ciphertext) is computed in the same pass.
+//! 2. (in plan order, groups of [`GROUP`]) a StepData record `{i, new manifest}` for each
+//!    file of the group, made durable with one flush: the write-ahead rule for step 3.
+//! 3. (parallel within the group) hard-link `F` as `trash/<i>` (the original inode, kept for
+//!    undo), then rename `F.ucu-staging` over `F` (atomic) and fsync the folder. `F` always
+//!    holds either the whole original or the whole new file.
+//!
+//! Per-file state is derived from disk + trash + recorded hashes, never from memory:
+//! - *original*: `F` has its `before` manifest and `trash/<i>` does not exist;
+//! - *linked*: `trash/<i>` exists and `F` is still the original (crash between 3a and 3b);
+//! - *converted*: `trash/<i>` holds the `before` bytes and `F` starts with the new magic (and,
+//!   when recorded, has the recorded new hash).
+//!
+//! The engine's probe is binary (applied or not), so `settle` brings an interrupted run to
+//! one of the two whole states without any key: it removes staging files and dangling
+//! links, and when some files are converted and others not it restores the converted ones
+//! from the trash. Resume then re-encrypts every file; rollback finds nothing to undo. A run
+//! whose files are all converted is left as it is (probe: applied). Undo restores each
+//! original from the trash after checking its hash.
+//!
+//! The certificate is loaded at run time from a [`CertificateSource`] (PFX path or store
+//! lookup; the PFX password from `$USERCUBE_UPGRADE_CERT_PASSWORD` or
+//! [`crate::crypto::set_cert_password`], never stored). Rollback needs no key.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{
+    io as io_err, show, Intent, OnBytes, Outcome, PlanView, Probe, Result, Step, StepContext,
+    StepError, Touch,
+};
+use crate::crypto::{
+    is_legacy, is_new_format, reencrypt, verify_new, Certificate, CertificateSource, LegacyReader,
+    LEGACY_MAGIC, NEW_MAGIC,
+};
+use crate::durable_fs;
+use crate::manifest::{Entry, Kind, Manifest};
+
+/// Files whose StepData records share one journal flush before their renames.
+pub const GROUP: usize = 16;
+
+/// [`GROUP`], or with the `failpoints` feature `$USERCUBE_UPGRADE_REENCRYPT_GROUP` (tests use
+/// 1 to put a crash point between any two files).
+fn group_size() -> usize {
+    #[cfg(feature = "failpoints")]
+    if let Some(n) = std::env::var("USERCUBE_UPGRADE_REENCRYPT_GROUP")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        return n.max(1);
+    }
+    GROUP
+}
+const IO_BUF: usize = 256 * 1024;
+
+pub struct ReencryptFiles {
+    pub root: PathBuf,
+    /// Every regular file under these folders (recursively) is a candidate.
+    pub folders: Vec<PathBuf>,
+    /// Files; the last component may hold `*` and `?` wildcards.
+    pub files: Vec<PathBuf>,
+    pub certificate: CertificateSource,
+    cert: OnceLock<std::result::Result<Arc<Certificate>, String>>,
+}
+
+/// Step-specific facts in the intent (`Intent::detail`, JSON).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Detail {
+    /// Thumbprint of the certificate the files are encrypted for (old and new).
+    pub thumbprint: String,
+    pub files: usize,
+    pub bytes: u64,
+    /// Candidates left alone because they do not start with the legacy magic.
+    pub not_legacy: usize,
+}
+
+/// StepData record: the new file of touch `index`, durable before it replaces the original.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+struct Converted {
+    index: usize,
+    after: Manifest,
+}
+
+impl ReencryptFiles {
+    pub fn new(
+        root: &Path,
+        folders: Vec<PathBuf>,
+        files: Vec<PathBuf>,
+        certificate: CertificateSource,
+    ) -> ReencryptFiles {
+        ReencryptFiles {
+            root: root.to_path_buf(),
+            folders: folders.iter().map(|p| root.join(p)).collect(),
+            files: files.iter().map(|p| root.join(p)).collect(),
+            certificate,
+            cert: OnceLock::new(),
+        }
+    }
+
+    fn cert(&self) -> Result<Arc<Certificate>> {
+        self.cert
+            .get_or_init(|| {
+                self.certificate
+                    .load(&self.root)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(StepError::Refused)
+    }
+
+    /// Every candidate file now on disk, sorted, without duplicates or staging leftovers, and
+    /// never inside the journal folder (its trash holds the kept originals): `trash` is this
+    /// step's trash folder when known, `<journal>/trash/<run>/<step>`.
+    fn candidates(
+        &self,
+        resolve: &dyn Fn(&Path) -> Option<PathBuf>,
+        trash: Option<&Path>,
+    ) -> Result<Vec<PathBuf>> {
+        let is_journal = |dir: &Path| {
+            dir.file_name()
+                .is_some_and(|n| n == crate::engine::JOURNAL_DIR_NAME)
+                || trash.is_some_and(|t| t.starts_with(dir.join("trash")))
+        };
+        let mut out = Vec::new();
+        for folder in &self.folders {
+            let Some(origin) = resolve(folder) else {
+                continue;
+            };
+            if !origin.is_dir() {
+                continue;
+            }
+            let walk = walkdir::WalkDir::new(&origin)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_entry(|e| !(e.file_type().is_dir() && is_journal(e.path())));
+            for e in walk {
+                let e = e.map_err(|e| StepError::Invalid {
+                    path: origin.clone(),
+                    message: e.to_string(),
+                })?;
+                if e.file_type().is_file() && !is_staging(e.path()) {
+                    out.push(e.into_path());
+                }
+            }
+        }
+        for pattern in &self.files {
+            let (Some(parent), Some(name)) = (pattern.parent(), pattern.file_name()) else {
+                continue;
+            };
+            let name = name.to_string_lossy();
+            let Some(parent) = resolve(parent) else {
+                continue;
+            };
+            if !name.contains(['*', '?']) {
+                let p = parent.join(&*name);
+                if p.symlink_metadata().is_ok_and(|m| m.is_file()) {
+                    out.push(p);
+                }
+                continue;
+            }
+            let entries = match std::fs::read_dir(&parent) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("listing", &parent)(e)),
+            };
+            for e in entries {
+                let e = e.map_err(io_err("listing", &parent))?;
+                let n = e.file_name().to_string_lossy().into_owned();
+                if wildcard_match(&name, &n)
+                    && e.file_type().is_ok_and(|t| t.is_file())
+                    && !is_staging(&e.path())
+                {
+                    out.push(e.path());
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    fn describe_targets(&self, root: &Path) -> String {
+        self.folders
+            .iter()
+            .chain(&self.files)
+            .map(|p| show(root, p))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn is_staging(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().ends_with(durable_fs::STAGING_SUFFIX))
+}
+
+/// `*` matches any run of characters, `?` one character.
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    let (mut pi, mut ni) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// The first bytes of a file (fewer if it is shorter).
+fn head(path: &Path, n: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    let mut f = File::open(path)?;
+    let mut got = 0;
+    while got < n {
+        match f.read(&mut buf[got..])? {
+            0 => break,
+            k => got += k,
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
+fn starts_with_new_magic(path: &Path) -> bool {
+    head(path, NEW_MAGIC.len()).is_ok_and(|h| is_new_format(&h))
+}
+
+/// Counts and hashes every byte read through it; reports progress.
+struct Tap<'a, R> {
+    inner: R,
+    hash: Option<Sha256>,
+    count: u64,
+    on_bytes: Option<OnBytes<'a>>,
+}
+
+impl<R: Read> Read for Tap<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = &mut self.hash {
+            h.update(&buf[..n]);
+        }
+        self.count += n as u64;
+        if let Some(f) = self.on_bytes {
+            f(n as u64);
+        }
+        Ok(n)
+    }
+}
+
+fn crypto_failure(path: &Path, what: &str, e: impl std::fmt::Display) -> StepError {
+    StepError::Invalid {
+        path: path.to_path_buf(),
+        message: format!("{what}: {e}"),
+    }
+}
+
+/// Re-encrypts `path` into its staging file, fsyncs it, verifies it; returns the staged
+/// file's manifest (as it will be once renamed into place).
+pub fn stage_one(
+    cert: &Certificate,
+    path: &Path,
+    mode: u32,
+    on_bytes: OnBytes,
+) -> Result<Manifest> {
+    let staged = durable_fs::staging_path(path);
+    durable_fs::remove_path(&staged).map_err(io_err("removing", &staged))?;
+    let src = File::open(path).map_err(io_err("opening", path))?;
+    let out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&staged)
+        .map_err(io_err("creating", &staged))?;
+    keep_owner(&src, &out).map_err(io_err("setting the owner of", &staged))?;
+    let written = (|| {
+        let mut w = BufWriter::with_capacity(IO_BUF, &out);
+        let reader = Tap {
+            inner: BufReader::with_capacity(IO_BUF, src),
+            hash: None,
+            count: 0,
+            on_bytes: Some(on_bytes),
+        };
+        let summary = reencrypt(cert, reader, &mut w)
+            .map_err(|e| crypto_failure(path, "cannot re-encrypt", e))?;
+        w.flush().map_err(io_err("writing", &staged))?;
+        drop(w);
+        out.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(io_err("setting the mode of", &staged))?;
+        out.sync_all().map_err(io_err("syncing", &staged))?;
+        Ok(summary)
+    })();
+    drop(out);
+    let verified = written.and_then(|summary| {
+        let f = File::open(&staged).map_err(io_err("opening", &staged))?;
+        let mut tap = Tap {
+            inner: f,
+            hash: Some(Sha256::new()),
+            count: 0,
+            on_bytes: None,
+        };
+        let digest = verify_new(cert, BufReader::with_capacity(IO_BUF, &mut tap))
+            .map_err(|e| crypto_failure(&staged, "the staged file does not verify", e))?;
+        io::copy(&mut tap, &mut io::sink()).map_err(io_err("reading", &staged))?;
+        if digest != summary.plaintext_sha256 {
+            return Err(crypto_failure(
+                &staged,
+                "the staged file does not verify",
+                "its plaintext differs from the original's",
+            ));
+        }
+        Ok(Manifest {
+            entries: vec![Entry {
+                rel: String::new(),
+                kind: Kind::File,
+                size: tap.count,
+                mode,
+                sha256: tap.hash.take().expect("set").finalize().into(),
+            }],
+        })
+    });
+    if verified.is_err() {
+        let _ = durable_fs::remove_path(&staged);
+    }
+    verified
+}
+
+/// Gives `out` the owner and group of `src` (the agent's service account must still read its
+/// files when the upgrade runs as root). Without the right to, leaves them as created.
+pub fn keep_owner(src: &File, out: &File) -> io::Result<()> {
+    let m = src.metadata()?;
+    match std::os::unix::fs::fchown(out, Some(m.uid()), Some(m.gid())) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(()),
+        other => other,
+    }
+}
+
+fn kept_path(trash: &Path, i: usize) -> PathBuf {
+    trash.join(i.to_string())
+}
+
+fn same_inode(a: &Path, b: &Path) -> bool {
+    match (a.symlink_metadata(), b.symlink_metadata()) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+fn single_file_mode(m: &Manifest) -> u32 {
+    m.entries.first().map_or(0o600, |e| e.mode & 0o7777)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum FileState {
+    Original,
+    Converted,
+    Other(String),
+}
+
+impl ReencryptFiles {
+    /// The recorded new manifests: the outcome's, else the StepData records (last wins).
+    fn recorded_after(
+        &self,
+        ctx: &StepContext,
+        n: usize,
+        outcome: Option<&Outcome>,
+    ) -> Result<Vec<Option<Manifest>>> {
+        let mut after = vec![None; n];
+        ctx.journal.saved(&mut |payload| {
+            if let Ok(c) = serde_json::from_slice::<Converted>(payload) {
+                if c.index < n {
+                    after[c.index] = Some(c.after);
+                }
+            }
+            Ok(())
+        })?;
+        if let Some(o) = outcome {
+            for (i, m) in &o.after {
+                if *i < n {
+                    after[*i] = Some(m.clone());
+                }
+            }
+        }
+        Ok(after)
+    }
+
+    fn file_state(
+        &self,
+        t: &Touch,
+        kept: &Path,
+        expected_after: Option<&Manifest>,
+    ) -> Result<FileState> {
+        let now = Manifest::of(&t.path).map_err(io_err("reading", &t.path))?;
+        let kept_m = Manifest::of(kept).map_err(io_err("reading", kept))?;
+        if !kept_m.exists() {
+            return Ok(if now == t.before {
+                FileState::Original
+            } else {
+                FileState::Other(format!(
+                    "{} is neither the original nor re-encrypted ({})",
+                    t.path.display(),
+                    t.before
+                        .first_difference(&now)
+                        .map(|d| d.to_string())
+                        .unwrap_or_default()
+                ))
+            });
+        }
+        if kept_m != t.before {
+            return Ok(FileState::Other(format!(
+                "the kept original of {} ({}) is not the recorded one",
+                t.path.display(),
+                kept.display()
+            )));
+        }
+        if now == t.before {
+            // Linked, not yet replaced.
+            return Ok(FileState::Original);
+        }
+        if !starts_with_new_magic(&t.path) {
+            return Ok(FileState::Other(format!(
+                "{} is not in the new format",
+                t.path.display()
+            )));
+        }
+        match expected_after {
+            Some(a) if *a != now => Ok(FileState::Other(format!(
+                "{} changed since it was re-encrypted ({})",
+                t.path.display(),
+                a.first_difference(&now)
+                    .map(|d| d.to_string())
+                    .unwrap_or_default()
+            ))),
+            _ => Ok(FileState::Converted),
+        }
+    }
+
+    fn restore(&self, t: &Touch, kept: &Path) -> Result<()> {
+        let m = Manifest::of(kept).map_err(io_err("reading", kept))?;
+        if let Some(d) = t.before.first_difference(&m) {
+            return Err(StepError::Refused(format!(
+                "the kept original of {} is missing or altered ({d}); cannot restore it",
+                t.path.display()
+            )));
+        }
+        durable_fs::replace(kept, &t.path).map_err(io_err("restoring", &t.path))
+    }
+}
+
+impl Step for ReencryptFiles {
+    fn describe(&self, root: &Path) -> String {
+        format!(
+            "re-encrypt legacy-encrypted files in {} to the new format ({}; originals kept)",
+            self.describe_targets(root),
+            self.certificate.describe()
+        )
+    }
+
+    fn check(&self, view: &mut PlanView) -> std::result::Result<(), String> {
+        for f in &self.folders {
+            view.require(f)?;
+        }
+        self.cert().map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    fn bytes_needed(&self, view: &PlanView) -> u64 {
+        let Ok(files) = self.candidates(&|p| view.origin(p), None) else {
+            return 0;
+        };
+        files
+            .iter()
+            .filter(|p| head(p, 4).is_ok_and(|h| is_legacy(&h)))
+            .filter_map(|p| p.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    fn intent(&self, ctx: &StepContext) -> Result<Intent> {
+        let cert = self.cert()?;
+        let mut touches = Vec::new();
+        let mut not_legacy = 0;
+        let mut bytes = 0;
+        for path in self.candidates(&|p| Some(p.to_path_buf()), Some(&ctx.trash))? {
+            let h = head(&path, LEGACY_MAGIC.len()).map_err(io_err("reading", &path))?;
+            if !is_legacy(&h) {
+                not_legacy += 1;
+                continue;
+            }
+            // The data key must unwrap with this certificate: refuse before anything changes.
+            let f = File::open(&path).map_err(io_err("opening", &path))?;
+            LegacyReader::new(&cert, BufReader::new(f))
+                .map_err(|e| crypto_failure(&path, "cannot decrypt", e))?;
+            let before = Manifest::of(&path).map_err(io_err("reading", &path))?;
+            bytes += before.total_bytes();
+            touches.push(Touch {
+                path,
+                before,
+                after: None,
+            });
+        }
+        let detail = Detail {
+            thumbprint: cert.thumbprint(),
+            files: touches.len(),
+            bytes,
+            not_legacy,
+        };
+        Ok(Intent {
+            touches,
+            detail: serde_json::to_string(&detail).expect("detail serializes"),
+        })
+    }
+
+    fn apply(&self, ctx: &StepContext, intent: &Intent) -> Result<Outcome> {
+        let cert = self.cert()?;
+        if let Ok(d) = serde_json::from_str::<Detail>(&intent.detail) {
+            if d.thumbprint != cert.thumbprint() {
+                return Err(StepError::Refused(format!(
+                    "the run started with certificate {}, but {} was loaded",
+                    d.thumbprint,
+                    cert.thumbprint()
+                )));
+            }
+        }
+        let trash = &ctx.trash;
+        if !intent.touches.is_empty() {
+            durable_fs::create_dir_all(trash).map_err(io_err("creating", trash))?;
+        }
+        // Files already converted by an earlier attempt (settle leaves none in practice).
+        let mut after: Vec<(usize, Manifest)> = Vec::new();
+        let mut todo = Vec::new();
+        for (i, t) in intent.touches.iter().enumerate() {
+            let kept = kept_path(trash, i);
+            if kept.symlink_metadata().is_ok() {
+                if starts_with_new_magic(&t.path) {
+                    let m = Manifest::of(&t.path).map_err(io_err("reading", &t.path))?;
+                    after.push((i, m));
+                    continue;
+                }
+                let now = Manifest::of(&t.path).map_err(io_err("reading", &t.path))?;
+                if now != t.before {
+                    return Err(StepError::Refused(format!(
+                        "{} changed since the step started; resolve by hand",
+                        t.path.display()
+                    )));
+                }
+                durable_fs::remove_path(&kept).map_err(io_err("removing", &kept))?;
+            }
+            todo.push(i);
+        }
+
+        // 1. Stage and verify every file, in parallel.
+        let on_bytes = ctx.on_bytes;
+        let staged: Vec<Result<Manifest>> = todo
+            .par_iter()
+            .map(|&i| {
+                let t = &intent.touches[i];
+                stage_one(&cert, &t.path, single_file_mode(&t.before), on_bytes)
+            })
+            .collect();
+        if let Some(pos) = staged.iter().position(|r| r.is_err()) {
+            for &i in &todo {
+                let s = durable_fs::staging_path(&intent.touches[i].path);
+                let _ = durable_fs::remove_path(&s);
+            }
+            let mut staged = staged;
+            return Err(staged.swap_remove(pos).unwrap_err());
+        }
+        let staged: Vec<(usize, Manifest)> = todo
+            .iter()
+            .copied()
+            .zip(staged.into_iter().map(|r| r.expect("checked")))
+            .collect();
+
+        // 2 + 3. Per group: new hashes durable in the journal, then link and replace.
+        for group in staged.chunks(group_size()) {
+            for (i, m) in group {
+                let rec = Converted {
+                    index: *i,
+                    after: m.clone(),
+                };
+                ctx.journal
+                    .save(serde_json::to_vec(&rec).expect("record serializes"))?;
+            }
+            ctx.journal.sync()?;
+            group
+                .par_iter()
+                .map(|(i, _)| {
+                    let t = &intent.touches[*i];
+                    let kept = kept_path(trash, *i);
+                    durable_fs::link_or_copy(&t.path, &kept)
+                        .map_err(io_err("keeping the original of", &t.path))?;
+                    let s = durable_fs::staging_path(&t.path);
+                    durable_fs::replace(&s, &t.path).map_err(io_err("renaming into place", &s))
+                })
+                .collect::<Result<Vec<()>>>()?;
+            after.extend(group.iter().cloned());
+        }
+        after.sort_by_key(|(i, _)| *i);
+        let notes = if intent.touches.is_empty() {
+            vec!["no legacy-encrypted file found".to_string()]
+        } else {
+            vec![format!(
+                "{} files re-encrypted for certificate {}",
+                intent.touches.len(),
+                cert.thumbprint()
+            )]
+        };
+        Ok(Outcome { after, notes })
+    }
+
+    fn settle(&self, ctx: &StepContext, intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
+        let mut converted = Vec::new();
+        let mut others = 0;
+        for (i, t) in intent.touches.iter().enumerate() {
+            let staged = durable_fs::staging_path(&t.path);
+            durable_fs::remove_path(&staged).map_err(io_err("removing", &staged))?;
+            let kept = kept_path(&ctx.trash, i);
+            if kept.symlink_metadata().is_err() {
+                others += 1;
+                continue;
+            }
+            if starts_with_new_magic(&t.path) {
+                converted.push(i);
+                continue;
+            }
+            // Linked but not replaced: the file is still the original; drop the link.
+            let still_original = same_inode(&kept, &t.path)
+                || Manifest::of(&t.path).map_err(io_err("reading", &t.path))? == t.before;
+            if still_original {
+                durable_fs::remove_path(&kept).map_err(io_err("removing", &kept))?;
+            }
+            others += 1;
+        }
+        if others > 0 && !converted.is_empty() {
+            // Half done: back to the whole starting state (no key needed).
+            for i in converted {
+                let t = &intent.touches[i];
+                let kept = kept_path(&ctx.trash, i);
+                if Manifest::of(&kept).map_err(io_err("reading", &kept))? == t.before {
+                    durable_fs::replace(&kept, &t.path).map_err(io_err("restoring", &t.path))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn probe(
+        &self,
+        ctx: &StepContext,
+        intent: &Intent,
+        outcome: Option<&Outcome>,
+    ) -> Result<Probe> {
+        let after = self.recorded_after(ctx, intent.touches.len(), outcome)?;
+        let (mut original, mut converted) = (0, 0);
+        let mut problem = None;
+        for (i, t) in intent.touches.iter().enumerate() {
+            match self.file_state(t, &kept_path(&ctx.trash, i), after[i].as_ref())? {
+                FileState::Original => original += 1,
+                FileState::Converted => converted += 1,
+                FileState::Other(why) => {
+                    problem.get_or_insert(why);
+                }
+            }
+        }
+        let n = intent.touches.len();
+        Ok(match problem {
+            Some(why) => Probe::Inconsistent(why),
+            None if converted == n => Probe::Applied,
+            None if original == n => Probe::NotApplied,
+            None => Probe::Inconsistent(format!(
+                "{converted} of {n} files re-encrypted, {original} not"
+            )),
+        })
+    }
+
+    fn undo(&self, ctx: &StepContext, intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
+        for (i, t) in intent.touches.iter().enumerate() {
+            let kept = kept_path(&ctx.trash, i);
+            if kept.symlink_metadata().is_err() {
+                let now = Manifest::of(&t.path).map_err(io_err("reading", &t.path))?;
+                if now == t.before {
+                    continue;
+                }
+                return Err(StepError::Refused(format!(
+                    "the kept original of {} is missing; cannot restore it",
+                    t.path.display()
+                )));
+            }
+            self.restore(t, &kept)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match(
+            "tracked-accounts-*.csv",
+            "tracked-accounts-1.csv"
+        ));
+        assert!(wildcard_match(
+            "tracked-accounts-*.csv",
+            "tracked-accounts-.csv"
+        ));
+        assert!(!wildcard_match(
+            "tracked-accounts-*.csv",
+            "tracked-accounts-1.txt"
+        ));
+        assert!(wildcard_match("a?c*", "abcdef"));
+        assert!(!wildcard_match("a?c", "ac"));
+        assert!(wildcard_match("*", ""));
+    }
+}
