@@ -140,6 +140,15 @@ impl Engine {
         self.journal.borrow()
     }
 
+    fn sink(&self, run_id: &[u8; 16], id: u32) -> JournalSink<'_> {
+        let dir = self
+            .dir
+            .join("data")
+            .join(hex::encode(&run_id[..8]))
+            .join(id.to_string());
+        JournalSink::new(&self.journal, dir, *run_id, id)
+    }
+
     fn step_ctx<'a>(
         &'a self,
         run_id: &[u8; 16],
@@ -304,7 +313,7 @@ impl Engine {
         let step = &a.steps[k];
         let progress = self.progress.clone();
         let on_bytes = |n| progress.add_bytes(n);
-        let sink = JournalSink::new(&self.journal, a.run_id, id);
+        let sink = self.sink(&a.run_id, id);
         let ctx = self.step_ctx(&a.run_id, id, &on_bytes, &sink);
         let fail = |e: StepError| StepFailure {
             id,
@@ -438,7 +447,7 @@ impl Engine {
         let mut failure = None;
         for &k in ks {
             let id = a.plan.steps[k].id;
-            let sink = JournalSink::new(&self.journal, a.run_id, id);
+            let sink = self.sink(&a.run_id, id);
             let ctx = self.step_ctx(&a.run_id, id, &on_bytes, &sink);
             match a.steps[k].intent(&ctx) {
                 Ok(intent) => {
@@ -471,7 +480,7 @@ impl Engine {
             let label = step.describe(&self.root);
             self.progress.start_step(&label);
             let t = Instant::now();
-            let sink = JournalSink::new(&self.journal, a.run_id, id);
+            let sink = self.sink(&a.run_id, id);
             let ctx = self.step_ctx(&a.run_id, id, &on_bytes, &sink);
             match step
                 .apply(&ctx, intent)
@@ -619,7 +628,7 @@ impl Engine {
             let s = run.step(id).expect("filtered on intent");
             let intent = &state::intent_of(s).expect("filtered on intent").intent;
             let outcome = state::done_of(s).map(|d| &d.outcome);
-            let sink = JournalSink::new(&self.journal, a.run_id, id);
+            let sink = self.sink(&a.run_id, id);
             let ctx = self.step_ctx(&a.run_id, id, &on_bytes, &sink);
             match self.undo_step(&*a.steps[k], &ctx, intent, outcome) {
                 Ok(how) => {

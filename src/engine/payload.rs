@@ -43,6 +43,13 @@ pub struct StepUndone {
     pub how: String,
 }
 
+/// Payload of StepData: the saved data lives in `<journal>/data/<run>/<step>/<sha256 hex>`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DataRef {
+    pub sha256: [u8; 32],
+    pub len: u64,
+}
+
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     codec().serialize(v).expect("payload is serializable")
 }

@@ -1,8 +1,20 @@
-//! The journal as a step sees it: StepData records (for example row before-images) that a
-//! step saves before its side effect, and reads back for probe and undo.
+//! The journal as a step sees it: data a step saves before its side effect (for example row
+//! before-images) and reads back for probe and undo.
+//!
+//! Each saved payload is written to its own file under `<journal>/data/<run>/<step>/`, named
+//! by its SHA-256 and fsynced; the journal gets a small StepData record holding that hash and
+//! the length. `sync` fsyncs the folder, then makes the records durable — so a record never
+//! names a file that is not durable, and sled never holds bulk data (its memory use grows
+//! with what it stores). Reading back checks length and hash: a damaged file is reported,
+//! never trusted.
 
 use std::cell::RefCell;
+use std::path::PathBuf;
 
+use sha2::{Digest, Sha256};
+
+use super::payload::{self, DataRef};
+use crate::durable_fs;
 use crate::journal::{Journal, NewRecord, Phase};
 use crate::steps::{self, StepError, StepJournal};
 
@@ -11,19 +23,31 @@ const MAX_PENDING: usize = 64;
 
 pub struct JournalSink<'a> {
     journal: &'a RefCell<Journal>,
+    /// `<journal>/data/<run>/<step>`.
+    dir: PathBuf,
     run_id: [u8; 16],
     step: u32,
     pending: RefCell<Vec<NewRecord>>,
 }
 
 impl<'a> JournalSink<'a> {
-    pub fn new(journal: &'a RefCell<Journal>, run_id: [u8; 16], step: u32) -> JournalSink<'a> {
+    pub fn new(
+        journal: &'a RefCell<Journal>,
+        dir: PathBuf,
+        run_id: [u8; 16],
+        step: u32,
+    ) -> JournalSink<'a> {
         JournalSink {
             journal,
+            dir,
             run_id,
             step,
             pending: RefCell::new(Vec::new()),
         }
+    }
+
+    fn file(&self, sha256: &[u8; 32]) -> PathBuf {
+        self.dir.join(hex::encode(sha256))
     }
 }
 
@@ -32,14 +56,22 @@ fn journal_error(e: crate::journal::JournalError) -> StepError {
 }
 
 impl StepJournal for JournalSink<'_> {
-    fn save(&self, payload: Vec<u8>) -> steps::Result<()> {
+    fn save(&self, data: Vec<u8>) -> steps::Result<()> {
+        let sha256: [u8; 32] = Sha256::digest(&data).into();
+        durable_fs::create_dir_all(&self.dir).map_err(steps::io("creating", &self.dir))?;
+        let path = self.file(&sha256);
+        durable_fs::write_synced(&path, &data).map_err(steps::io("saving", &path))?;
+        let reference = DataRef {
+            sha256,
+            len: data.len() as u64,
+        };
         let full = {
             let mut p = self.pending.borrow_mut();
             p.push(NewRecord {
                 run_id: self.run_id,
                 step: Some(self.step),
                 phase: Phase::StepData,
-                payload,
+                payload: payload::encode(&reference),
             });
             p.len() >= MAX_PENDING
         };
@@ -51,6 +83,10 @@ impl StepJournal for JournalSink<'_> {
 
     fn sync(&self) -> steps::Result<()> {
         let batch = std::mem::take(&mut *self.pending.borrow_mut());
+        if batch.is_empty() {
+            return Ok(());
+        }
+        durable_fs::fsync_dir(&self.dir).map_err(steps::io("syncing", &self.dir))?;
         self.journal
             .borrow_mut()
             .append_batch(batch)
@@ -60,9 +96,25 @@ impl StepJournal for JournalSink<'_> {
     fn saved(&self, f: &mut dyn FnMut(&[u8]) -> steps::Result<()>) -> steps::Result<()> {
         let journal = self.journal.borrow();
         for r in journal.records() {
-            if r.phase == Phase::StepData && r.run_id == self.run_id && r.step == Some(self.step) {
-                f(&journal.read_payload(r.seq).map_err(journal_error)?)?;
+            if r.phase != Phase::StepData || r.run_id != self.run_id || r.step != Some(self.step) {
+                continue;
             }
+            let bytes = journal.read_payload(r.seq).map_err(journal_error)?;
+            let reference: DataRef =
+                payload::decode(r.seq, &bytes).map_err(|e| StepError::Refused(e.to_string()))?;
+            let path = self.file(&reference.sha256);
+            let data = std::fs::read(&path).map_err(steps::io("reading saved data", &path))?;
+            let sha256: [u8; 32] = Sha256::digest(&data).into();
+            if data.len() as u64 != reference.len || sha256 != reference.sha256 {
+                return Err(StepError::Refused(format!(
+                    "{}: saved data damaged (journal record {} expects {} bytes with SHA-256 {})",
+                    path.display(),
+                    r.seq,
+                    reference.len,
+                    hex::encode(reference.sha256)
+                )));
+            }
+            f(&data)?;
         }
         Ok(())
     }
