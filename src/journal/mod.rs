@@ -93,7 +93,41 @@ pub struct Journal {
 
 impl Journal {
     /// Opens (creating if needed) the journal in `dir` and verifies the whole chain.
+    ///
+    /// One case is repaired rather than refused: a store that cannot be read (sled has open
+    /// reports of corruption after a crash) while the head file holds no mark. No append has
+    /// ever completed then, and the engine acts only after an append completes, so nothing
+    /// was done on the strength of that store: it is moved aside (`store.damaged-<ms>`, kept
+    /// for inspection) and a new one is created.
     pub fn open(dir: &Path) -> Result<Journal, JournalError> {
+        match Self::open_once(dir) {
+            Err(e) if (e.is_corruption() || matches!(e, JournalError::Store { .. })) => {
+                let head = dir.join("head");
+                let unmarked = head::Head::open(&head)
+                    .map(|(_, mark)| mark.is_none())
+                    .unwrap_or(false);
+                let store = dir.join(STORE_DIR);
+                if !unmarked || !store.exists() {
+                    return Err(e);
+                }
+                let aside = dir.join(format!("{STORE_DIR}.damaged-{}", now_ms()));
+                durable_fs::rename(&store, &aside).map_err(|source| JournalError::Io {
+                    dir: dir.to_path_buf(),
+                    what: "moving a damaged, never-used store aside",
+                    source,
+                })?;
+                eprintln!(
+                    "warning: the journal store in {} could not be read ({e}), but no append had ever completed in it (nothing was done on its strength); moved aside to {} and started anew",
+                    dir.display(),
+                    aside.display()
+                );
+                Self::open_once(dir)
+            }
+            other => other,
+        }
+    }
+
+    fn open_once(dir: &Path) -> Result<Journal, JournalError> {
         let io = |what: &'static str| {
             let dir = dir.to_path_buf();
             move |source| JournalError::Io { dir, what, source }
@@ -354,11 +388,8 @@ impl Journal {
             reason,
         };
         match mark {
-            None if last > 0 => Err(corrupt(
-                last,
-                last,
-                "the head file is missing or unreadable".into(),
-            )),
+            // No valid slot: the process stopped between the first flush and the first head
+            // write (nothing can have acted yet: actions wait for the head write).
             None => Ok(()),
             Some((seq, _)) if seq > last => Err(corrupt(
                 last + 1,
@@ -611,5 +642,68 @@ mod tests {
         })
         .unwrap();
         assert_corrupt(dir.path(), 3, 2, "");
+    }
+}
+
+#[cfg(test)]
+mod repair_tests {
+    use super::*;
+
+    fn damage_store(dir: &Path) {
+        // Garbage in sled's config makes it refuse to open the store.
+        std::fs::write(dir.join(STORE_DIR).join("conf"), b"\x00garbage\xff").unwrap();
+    }
+
+    #[test]
+    fn a_damaged_store_that_never_completed_an_append_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Journal::open(dir.path()).unwrap());
+        damage_store(dir.path());
+        let mut j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.records().len(), 0);
+        let aside = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("store.damaged-")
+            })
+            .count();
+        assert_eq!(aside, 1);
+        j.append(NewRecord {
+            run_id: [1; 16],
+            step: None,
+            phase: Phase::RunStarted,
+            payload: vec![],
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_damaged_store_after_a_completed_append_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut j = Journal::open(dir.path()).unwrap();
+            j.append(NewRecord {
+                run_id: [1; 16],
+                step: None,
+                phase: Phase::RunStarted,
+                payload: vec![],
+            })
+            .unwrap();
+        }
+        damage_store(dir.path());
+        match Journal::open(dir.path()) {
+            Err(e) => assert!(
+                e.is_corruption() || matches!(e, JournalError::Store { .. }),
+                "{e}"
+            ),
+            Ok(j) => panic!("damaged store opened with {} records", j.records().len()),
+        }
+        assert!(
+            dir.path().join(STORE_DIR).exists(),
+            "a used store is never moved aside"
+        );
     }
 }
