@@ -56,6 +56,15 @@ pub struct RunbookArgs {
     /// Database connection [default: ConnectionString of Runtime/appsettings.json].
     #[arg(long, value_name = "CS")]
     pub connection_string: Option<String>,
+    /// Database backup folder [default: ROOT/DatabaseBackup]; for SQL Server, a folder the
+    /// server writes, as the server sees it.
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// The database schema upgrade command (program and arguments, quoted like a shell)
+    /// [default: Runtime/identitymanager-Upgrade-DatabaseVersion.exe with the seed's
+    /// arguments, skipped with a warning where it cannot run].
+    #[arg(long, value_name = "CMD")]
+    pub database_upgrade_command: Option<String>,
     /// Resolve relative paths of the agent's connections against this Runtime folder.
     #[arg(long, value_name = "DIR")]
     pub runtime_path: Option<String>,
@@ -119,6 +128,8 @@ impl RunbookArgs {
         let zip = abs(self.runtime_zip.as_ref()?);
         let mut o = runbook::Options::new(root.to_path_buf(), mode, zip);
         o.connection_string = self.connection_string.clone();
+        o.backup_dir = self.backup_dir.as_ref().map(abs);
+        o.database_upgrade_command = self.database_upgrade_command.clone();
         o.runtime_path = self.runtime_path.clone();
         o.cert = runbook::CertArgs {
             file: self.file_cert_file.as_ref().map(abs),
@@ -270,7 +281,7 @@ pub enum Command {
         /// Total bytes of those files (K, M, G suffixes).
         #[arg(long, value_name = "SIZE", default_value = "3M")]
         bytes: String,
-        /// Rows per UJ table of the demo database (used by the database layer).
+        /// Rows per UJ table of the demo database.
         #[arg(long, value_name = "N", default_value_t = 1000)]
         rows: u64,
     },
@@ -1025,9 +1036,12 @@ fn demo(
         runbook::demo::OLD_VERSION,
         root.display()
     );
-    if runbook::demo::write_database(&root, size.rows).is_none() {
-        println!("(no database: this build has no database layer; the plan lists the database steps as not available)");
-    }
+    println!(
+        "demo database: {} ({} rows in each of {})",
+        root.join(runbook::demo::DATABASE).display(),
+        size.rows,
+        runbook::plans::DELETE_TABLES.join(", ")
+    );
     let run_cmd = runbook::demo::run_command(&root);
     if no_run {
         println!(

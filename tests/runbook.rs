@@ -340,8 +340,17 @@ fn integrated_run_then_rollback() {
         d.root.join("Runtime").display().to_string(),
     ];
     let plan = d.ok(&["plan"]);
+    assert!(
+        !plan
+            .lines()
+            .any(|l| l.contains("NOT AVAILABLE") && l.contains("database")),
+        "{plan}"
+    );
     for expect in [
-        "NOT AVAILABLE",
+        "back up the database sqlite:Database/Usercube.sqlite",
+        "delete every row of UJ_TaskEntityTypes",
+        "delete every row of UJ_JobSteps",
+        "identitymanager-Upgrade-DatabaseVersion.exe",
         "moved into the journal trash, purged at finalize",
         "Temp -> Work move table",
         "9.5 ",
@@ -350,12 +359,42 @@ fn integrated_run_then_rollback() {
         assert!(plan.contains(expect), "{expect:?} in\n{plan}");
     }
     let start = snapshot(&d.root);
+    let rows_before = common::db_dump(&d.path(demo::DATABASE));
     d.ok(&["run"]);
     integrated_layout(&d);
+    for t in ["UJ_TaskEntityTypes", "UJ_TaskResourceTypes", "UJ_JobSteps"] {
+        assert_eq!(count(&d, t), 0, "{t} emptied");
+    }
+    assert_eq!(count(&d, "UJ_Jobs"), 2, "other tables untouched");
+    assert!(
+        d.path("DatabaseBackup").is_dir(),
+        "the backup folder is under the root"
+    );
     let export = d.ok(&["journal", "export", "--json"]);
     assert!(export.contains("AD_Paris"), "changes are in the audit");
     d.ok(&["rollback"]);
     assert_same(&start, &snapshot(&d.root), "integrated: after rollback");
+    assert_eq!(
+        rows_before,
+        common::db_dump(&d.path(demo::DATABASE)),
+        "identical rows after rollback (full dump)"
+    );
+    assert!(!d.path("DatabaseBackup").exists());
+}
+
+fn count(d: &Demo, table: &str) -> i64 {
+    rusqlite::Connection::open(d.path(demo::DATABASE))
+        .unwrap()
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+/// The demo database as the server upgrade leaves it (the agent plan runs after it).
+fn set_db_version(d: &Demo, version: &str) {
+    rusqlite::Connection::open(d.path(demo::DATABASE))
+        .unwrap()
+        .execute("UPDATE UM_DatabaseVersion SET Version = ?1", [version])
+        .unwrap();
 }
 
 #[test]
@@ -404,6 +443,18 @@ fn agentize(d: &Demo) {
     );
     usercube_upgrade::durable_fs::remove_path(&d.path("Runtime/Usercube-Server.deps.json"))
         .unwrap();
+    set_db_version(d, demo::NEW_VERSION);
+}
+
+#[test]
+fn agent_plan_refuses_while_the_database_reports_5_1() {
+    let d = Demo::new("agent");
+    agentize(&d);
+    set_db_version(&d, demo::OLD_VERSION);
+    d.refused(&[
+        "still reports version 5.1.7.2106",
+        "upgrade the server first",
+    ]);
 }
 
 #[test]
@@ -433,6 +484,9 @@ fn agent_run_then_rollback() {
     assert!(d.path("Work/Synchronization").is_dir());
     assert!(d.path("Work/tracked-accounts-ADParis.csv").is_file());
     assert!(d.path("ConfOld").is_dir() && d.read("Conf/Jobs.xml").contains("ADParis"));
+    for t in ["UJ_TaskEntityTypes", "UJ_TaskResourceTypes", "UJ_JobSteps"] {
+        assert_eq!(count(&d, t), 0, "agent: {t} emptied");
+    }
     d.ok(&["rollback"]);
     assert_same(&start, &snapshot(&d.root), "agent: after rollback");
 }
@@ -597,13 +651,44 @@ fn every_plan_follows_the_seed_order() {
             steps.iter().all(|s| s["seed"].is_string()),
             "{mode}: every step has its seed"
         );
-        let not_available = items
+        let kinds: Vec<&str> = steps
             .iter()
-            .filter(|i| i["kind"] == "not-available")
-            .count();
+            .map(|s| {
+                s["action"]
+                    .as_object()
+                    .and_then(|o| o.keys().next())
+                    .map(String::as_str)
+                    .unwrap_or("")
+            })
+            .collect();
+        assert_eq!(
+            kinds.iter().position(|k| *k == "database-backup"),
+            kinds.iter().position(|k| *k != "make-dir"),
+            "{mode}: the database backup comes before the first change: {kinds:?}"
+        );
+        let deleted: Vec<&str> = steps
+            .iter()
+            .filter_map(|s| s["action"]["delete-rows"]["table"].as_str())
+            .collect();
+        if mode == "server" {
+            assert!(deleted.is_empty(), "server: no deletes: {deleted:?}");
+        } else {
+            assert_eq!(
+                deleted,
+                ["UJ_TaskEntityTypes", "UJ_TaskResourceTypes", "UJ_JobSteps"],
+                "{mode}"
+            );
+        }
+        if mode != "agent" {
+            assert!(
+                kinds.contains(&"database-version-upgrade"),
+                "{mode}: {kinds:?}"
+            );
+        }
         assert!(
-            not_available >= 1,
-            "{mode}: database steps listed as not available"
+            items.iter().all(|i| i["kind"] != "not-available"
+                || !i["text"].as_str().unwrap_or("").contains("database")),
+            "{mode}: no database line is left as not available: {items:?}"
         );
     }
 }

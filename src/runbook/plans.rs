@@ -116,20 +116,114 @@ impl B<'_> {
         }
     }
 
-    fn db(&mut self, seed: &str, what: &str, f: &Facts) {
-        let cs = f
-            .connection_string_from
-            .as_deref()
-            .unwrap_or("no connection string found: give --connection-string");
+    /// Without a connection string the database lines are the administrator's.
+    fn no_db(&mut self, seed: &str, what: &str) {
         self.item(
             seed,
-            ItemKind::NotAvailable,
-            format!("{what} (connection string from {cs}): not yet available in this build; do it with the vendor's tool or by hand"),
+            ItemKind::Manual,
+            format!("{what}: no connection string (give --connection-string, or set ConnectionString in Runtime/appsettings.json): do it with the vendor's tool or by hand"),
         );
+    }
+
+    /// The database backup, before the first change (a MakeDir first when the backup
+    /// folder is under the root and does not exist yet, so that rollback removes it).
+    fn backup(&mut self, seed: &str, f: &Facts, note: Option<&str>) {
+        let Some(cs) = f.connection_string.clone() else {
+            return self.no_db(seed, "back up the database");
+        };
+        let dir = self
+            .o
+            .backup_dir
+            .clone()
+            .unwrap_or_else(|| self.o.root.join(super::BACKUP_FOLDER));
+        let sqlite = cs.starts_with("sqlite:");
+        let dir = if sqlite || dir.starts_with(&self.o.root) {
+            self.p(&dir)
+        } else {
+            dir
+        };
+        if sqlite && !self.o.root.join(&dir).exists() {
+            self.step(
+                seed,
+                Some("the backup folder does not exist yet (removed again by rollback)".into()),
+                StepSpec::MakeDir { path: dir.clone() },
+            );
+        }
+        let from = f.connection_string_from.as_deref().unwrap_or_default();
+        let mut n = format!("connection string from {from}; SQLite: online backup API + integrity check; SQL Server: BACKUP DATABASE ... WITH COPY_ONLY, CHECKSUM, INIT + RESTORE VERIFYONLY; its undo restores the database");
+        if let Some(extra) = note {
+            n = format!("{extra}; {n}");
+        }
+        self.step(
+            seed,
+            Some(n),
+            StepSpec::DatabaseBackup {
+                connection: cs,
+                backup_dir: dir,
+            },
+        );
+    }
+
+    /// The vendor's schema upgrade (skipped with a warning where it cannot run).
+    fn version_upgrade(&mut self, seed: &str, f: &Facts, agent_settings: Option<&Path>) {
+        let Some(cs) = f.connection_string.clone() else {
+            return self.no_db(seed, "upgrade the database version");
+        };
+        let (command, note) = match &self.o.database_upgrade_command {
+            Some(c) => (
+                super::split_command(c).unwrap_or_default(),
+                "command from --database-upgrade-command; its output is kept in the journal; rollback restores the backup".to_string(),
+            ),
+            None => {
+                let mut c = vec![
+                    super::DATABASE_UPGRADE_TOOL.to_string(),
+                    "--connection-string".to_string(),
+                    cs.clone(),
+                ];
+                if let Some(a) = agent_settings {
+                    c.push("--appsettings-path".into());
+                    c.push(self.o.root.join(a).display().to_string());
+                }
+                if let Some(rp) = &self.o.runtime_path {
+                    c.push("--runtime-path".into());
+                    c.push(rp.clone());
+                }
+                (c, "the new runtime's tool with the seed's arguments (no --database-upgrade-command); skipped with a warning where it cannot run (a Windows executable elsewhere, or absent); rollback restores the backup".to_string())
+            }
+        };
+        self.step(
+            seed,
+            Some(note),
+            StepSpec::DatabaseVersionUpgrade {
+                connection: cs,
+                command,
+            },
+        );
+    }
+
+    /// The seed's SQL deletes, one reversible step per table, in the issue's order.
+    fn deletes(&mut self, seed: &str, f: &Facts, note: &str) {
+        let Some(cs) = f.connection_string.clone() else {
+            return self.no_db(
+                seed,
+                &format!("delete every row of {}", DELETE_TABLES.join(", ")),
+            );
+        };
+        for t in DELETE_TABLES {
+            self.step(
+                seed,
+                Some(format!("DELETE FROM {t}, the rows kept in the journal as before-images (rollback re-inserts them); {note}")),
+                StepSpec::DeleteRows {
+                    connection: cs.clone(),
+                    table: t.to_string(),
+                },
+            );
+        }
     }
 }
 
-const DB_NOTE: &str = "the database steps come with the database layer";
+/// The tables whose rows the seed deletes, in that order (issue 4).
+pub const DELETE_TABLES: [&str; 3] = ["UJ_TaskEntityTypes", "UJ_TaskResourceTypes", "UJ_JobSteps"];
 
 /// `520.json` and `522.json`: our own documented content (docs/runbook.md), not the
 /// vendor's: the connection identifier mapping and the agent identifier.
@@ -220,9 +314,16 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
     }
     // 3. Backup and install.
     let (rename_seed, extract_seed) = if o.mode == Mode::Agent {
+        if f.connection_string.is_some() {
+            b.backup(
+                "3.0",
+                &f,
+                Some("not in the seed's agent section: added before the first change because 8.5 deletes rows"),
+            );
+        }
         ("3.1", "3.2")
     } else {
-        b.db("3.1", "back up the database", &f);
+        b.backup("3.1", &f, None);
         ("3.2", "3.3")
     };
     b.step(
@@ -508,14 +609,10 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
 
     match o.mode {
         Mode::Integrated => {
-            b.db("4.1", "back up the database (again)", &f);
+            b.item("4.1", ItemKind::NotNeeded, "a second backup is not needed: the backup of 3.1 is still current (nothing changed the database since)");
             asf_copies(&mut b, "4.2-4.3");
             copy_into_runtime(&mut b, "4.4", &[]);
-            b.db(
-                "4.5",
-                "upgrade the database version (AppSettingsFolder/appsettings.agent.json)",
-                &f,
-            );
+            b.version_upgrade("4.5", &f, Some(&asf.join("appsettings.agent.json")));
             server_appsettings_step(&mut b, "5.1", false);
             files_steps(&mut b, "5.2", "5.3");
             tracked(&mut b, "5.3");
@@ -530,12 +627,12 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
             );
             b.start("8", "the server");
             conf_steps(&mut b, ["9.1", "9.2", "9.3", "9.4"]);
-            b.db("9.5", &format!("delete the rows of UJ_TaskResourceTypes and UJ_JobSteps (this section of the seed lists two tables; {DB_NOTE})"), &f);
+            b.deletes("9.5", &f, "this section of the seed lists UJ_TaskResourceTypes and UJ_JobSteps, its agent section all three: all three are emptied");
             deploy(&mut b, "9.6", "9.7", "9.8");
         }
         Mode::Server => {
             copy_into_runtime(&mut b, "3.4", &[]);
-            b.db("4.1", "back up the database (again)", &f);
+            b.item("4.1", ItemKind::NotNeeded, "a second backup is not needed: the backup of 3.1 is still current (nothing changed the database since)");
             if let Some(src) = &f.agent_source {
                 b.item(
                     "4.2",
@@ -569,7 +666,11 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
                 ItemKind::Checked,
                 "the server's old appsettings.json is in the new Runtime (3.4)",
             );
-            b.db("4.6", "upgrade the database version", &f);
+            let agent_settings = f
+                .agent_source
+                .is_some()
+                .then(|| asf.join("appsettings.agent.json"));
+            b.version_upgrade("4.6", &f, agent_settings.as_deref());
             server_appsettings_step(&mut b, "5.1", false);
             files_steps(&mut b, "5.2", "5.3");
             b.start("6", "the server");
@@ -615,7 +716,11 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
             agent_files(&mut b, "6.2");
             b.start("7", "the agent");
             conf_steps(&mut b, ["8.1", "8.2", "8.3", "8.4"]);
-            b.db("8.5", &format!("delete the rows of UJ_TaskEntityTypes, UJ_TaskResourceTypes and UJ_JobSteps ({DB_NOTE})"), &f);
+            b.deletes(
+                "8.5",
+                &f,
+                "the database was backed up before the first change (3.0)",
+            );
             deploy(&mut b, "8.6", "8.7", "8.8");
         }
     }

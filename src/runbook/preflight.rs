@@ -36,6 +36,9 @@ pub struct Facts {
     pub warnings: Vec<String>,
     pub tracked_accounts: Vec<String>,
     pub connection_string_from: Option<String>,
+    /// The database connection string (`--connection-string`, else `ConnectionString` of
+    /// the old `Runtime/appsettings.json`).
+    pub connection_string: Option<String>,
 }
 
 pub struct AgentSource {
@@ -273,12 +276,53 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
         }
     }
 
-    let connection_string_from = match &o.connection_string {
-        Some(_) => Some("--connection-string".to_string()),
-        None => by_name("appsettings.json")
+    let (connection_string, connection_string_from) = match &o.connection_string {
+        Some(c) => (Some(c.clone()), Some("--connection-string".to_string())),
+        None => match by_name("appsettings.json")
             .and_then(appsettings::connection_string)
-            .map(|_| "Runtime/appsettings.json ConnectionString".to_string()),
+            .filter(|c| !c.trim().is_empty())
+        {
+            Some(c) => (
+                Some(c.to_string()),
+                Some("Runtime/appsettings.json ConnectionString".to_string()),
+            ),
+            None => (None, None),
+        },
     };
+    if let Some(c) = &connection_string {
+        if let Err(e) = crate::db::check_no_literal_password(c) {
+            problems.push(e.to_string());
+        }
+    }
+
+    if let Some(Err(e)) = o
+        .database_upgrade_command
+        .as_deref()
+        .map(super::split_command)
+    {
+        problems.push(format!("--database-upgrade-command: {e}"));
+    }
+
+    // 6. The agent plan runs after its server: refused while the database reports 5.1.
+    if o.mode == Mode::Agent {
+        match connection_string.as_deref().map(|c| database_version(c, root)) {
+            Some(Ok(Some(v))) if v.starts_with("5.1") => problems.push(format!(
+                "the database ({}) still reports version {v}: upgrade the server first (--mode server), then its agents",
+                crate::db::redact(connection_string.as_deref().unwrap_or_default())
+            )),
+            Some(Ok(Some(_))) => {}
+            Some(Ok(None)) => warnings.push(format!(
+                "the database ({}) records no version: cannot check that the server was upgraded first; make sure it was",
+                crate::db::redact(connection_string.as_deref().unwrap_or_default())
+            )),
+            Some(Err(e)) => warnings.push(format!(
+                "the database version cannot be read ({e}): cannot check that the server was upgraded first; make sure it was"
+            )),
+            None => warnings.push(
+                "no connection string (--connection-string, or ConnectionString in Runtime/appsettings.json): cannot check that the server was upgraded first; make sure it was".into(),
+            ),
+        }
+    }
 
     if !problems.is_empty() {
         return Err(problems);
@@ -298,5 +342,13 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
         warnings,
         tracked_accounts: install::tracked_accounts(&runtime),
         connection_string_from,
+        connection_string,
     })
+}
+
+/// The version the database records (a fresh session of its own, closed at once).
+fn database_version(conn: &str, root: &Path) -> Result<Option<String>, String> {
+    let t = crate::db::target(conn, root).map_err(|e| e.to_string())?;
+    let mut db = crate::db::open(&t).map_err(|e| e.to_string())?;
+    db.version().map_err(|e| e.to_string())
 }
