@@ -129,6 +129,10 @@ impl RunbookArgs {
         let mut o = runbook::Options::new(root.to_path_buf(), mode, zip);
         o.connection_string = self.connection_string.clone();
         o.backup_dir = self.backup_dir.as_ref().map(abs);
+        if let Some(p) = &self.file_cert_password {
+            // For the re-encryption step, process-wide: never into the plan or the journal.
+            crate::crypto::set_cert_password(p.clone());
+        }
         o.database_upgrade_command = self.database_upgrade_command.clone();
         o.runtime_path = self.runtime_path.clone();
         o.cert = runbook::CertArgs {
@@ -1058,6 +1062,9 @@ fn demo(
         root.join(runbook::demo::RUNTIME_ZIP),
     );
     o.runtime_path = Some(root.join("Runtime").display().to_string());
+    o.cert.file = Some(root.join(runbook::demo::DEMO_CERT));
+    o.cert.password = Some(runbook::demo::DEMO_CERT_PASSWORD.into());
+    crate::crypto::set_cert_password(runbook::demo::DEMO_CERT_PASSWORD.into());
     let rb = runbook::build(&o).map_err(|p| Error::Refused(preflight::refusal(&p)))?;
     if !opts.quiet {
         print_warnings(&rb);

@@ -58,6 +58,11 @@ impl Demo {
                 .args(&self.extra);
         }
         c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
+        // The demo certificate's PFX password (the plan references the file only).
+        c.env(
+            usercube_upgrade::crypto::PASSWORD_ENV,
+            demo::DEMO_CERT_PASSWORD,
+        );
         c
     }
 
@@ -228,16 +233,25 @@ fn refuses_encrypted_files_without_a_certificate() {
         &format!("{}{}", &t[..start], &t[end..]),
     );
     d.refused(&["legacy-encrypted files", "--file-cert-file"]);
-    // The command line's certificate is enough (presence only in this build).
+    // The command line's certificate is enough; a wrong password is refused at preflight.
     let mut d = d;
     let pfx = d._tmp.path().join("agent.pfx");
-    std::fs::write(&pfx, "placeholder: only its presence is checked").unwrap();
+    std::fs::copy(d.path(demo::DEMO_CERT), &pfx).unwrap();
     d.extra = vec![
         "--file-cert-file".into(),
         pfx.display().to_string(),
         "--file-cert-password".into(),
-        "p".into(),
+        "wrong".into(),
     ];
+    let before = snapshot(&d.root);
+    let (code, msg) = d.code(&["run"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(
+        msg.contains("agent.pfx") && msg.contains("nothing was changed"),
+        "{msg}"
+    );
+    assert_same(&before, &snapshot(&d.root), "after a wrong PFX password");
+    d.extra[3] = demo::DEMO_CERT_PASSWORD.into();
     d.ok(&["plan"]);
 }
 
@@ -360,7 +374,18 @@ fn integrated_run_then_rollback() {
     }
     let start = snapshot(&d.root);
     let rows_before = common::db_dump(&d.path(demo::DATABASE));
+    let legacy = legacy_plaintexts(&d, &["Temp", "Runtime"]);
+    assert!(
+        legacy.len() >= 5,
+        "the demo has legacy-encrypted files: {:?}",
+        legacy.keys()
+    );
     d.ok(&["run"]);
+    let reencrypted = new_format_plaintexts(&d, &["Temp", "Work"]);
+    assert_eq!(
+        legacy, reencrypted,
+        "every legacy file re-encrypted, decrypting to the original plaintext"
+    );
     integrated_layout(&d);
     for t in ["UJ_TaskEntityTypes", "UJ_TaskResourceTypes", "UJ_JobSteps"] {
         assert_eq!(count(&d, t), 0, "{t} emptied");
@@ -380,6 +405,61 @@ fn integrated_run_then_rollback() {
         "identical rows after rollback (full dump)"
     );
     assert!(!d.path("DatabaseBackup").exists());
+}
+
+fn files_under(d: &Demo, dirs: &[&str]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        for e in walkdir::WalkDir::new(d.path(dir)) {
+            let e = e.unwrap();
+            if e.file_type().is_file() {
+                out.push(e.into_path());
+            }
+        }
+    }
+    out
+}
+
+/// File name -> plaintext of every legacy-encrypted file under `dirs` (decrypted with the
+/// demo certificate, independently of the step).
+fn legacy_plaintexts(d: &Demo, dirs: &[&str]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    use usercube_upgrade::crypto::{is_legacy, LegacyReader};
+    let mut out = std::collections::BTreeMap::new();
+    for p in files_under(d, dirs) {
+        let bytes = std::fs::read(&p).unwrap();
+        if is_legacy(&bytes) {
+            let mut plain = Vec::new();
+            LegacyReader::new(demo::demo_certificate(), &bytes[..])
+                .unwrap()
+                .read_to_end(&mut plain)
+                .unwrap();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(out.insert(name, plain).is_none(), "unique names");
+        }
+    }
+    out
+}
+
+/// File name -> plaintext of every new-format file under `dirs`; no legacy file remains.
+fn new_format_plaintexts(d: &Demo, dirs: &[&str]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    use usercube_upgrade::crypto::{is_legacy, is_new_format, NewFormatReader};
+    let mut out = std::collections::BTreeMap::new();
+    for p in files_under(d, dirs) {
+        let bytes = std::fs::read(&p).unwrap();
+        assert!(!is_legacy(&bytes), "{}: still legacy", p.display());
+        if is_new_format(&bytes) {
+            let mut plain = Vec::new();
+            NewFormatReader::new(demo::demo_certificate(), &bytes[..])
+                .unwrap()
+                .read_to_end(&mut plain)
+                .unwrap();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(out.insert(name, plain).is_none(), "unique names");
+        }
+    }
+    out
 }
 
 fn count(d: &Demo, table: &str) -> i64 {
@@ -522,7 +602,14 @@ fn demo_command_writes_and_runs_the_demo() {
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(0), "{msg}");
     assert!(dir2.join("RuntimeOld").is_dir() && dir2.join("AppSettingsFolder/520.json").is_file());
-    assert!(msg.contains("NOT AVAILABLE"), "{msg}");
+    for expect in [
+        "back up the database sqlite:Database/Usercube.sqlite",
+        "re-encrypt legacy-encrypted files",
+        "delete every row of UJ_JobSteps",
+    ] {
+        assert!(msg.contains(expect), "{expect:?} in {msg}");
+    }
+    assert!(!msg.contains("NOT AVAILABLE"), "{msg}");
 }
 
 #[test]

@@ -42,6 +42,11 @@ impl Demo {
                 .arg(self.root.join(RUNTIME_ZIP));
         }
         c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
+        // The demo certificate's PFX password (the plan references the file only).
+        c.env(
+            usercube_upgrade::crypto::PASSWORD_ENV,
+            demo::DEMO_CERT_PASSWORD,
+        );
         c
     }
 

@@ -2,19 +2,50 @@
 //! tests and the benchmark: a Runtime with its deps.json and a few hundred files, Conf XML
 //! exercising every configuration rule, Temp with Collect and legacy-encrypted exports,
 //! Work, tracked accounts, appsettings with `InformationSystems` (one relative path, a
-//! `PageResult`, identifiers with `_`), and a `Runtime_5.2.3.<build>.zip`. Everything is
-//! deterministic: two demos of the same size are byte-identical.
+//! `PageResult`, identifiers with `_`), a `Runtime_5.2.3.<build>.zip`, an SQLite database
+//! with the UJ tables filled, and a demo agent certificate (`Certs/demo-agent.pfx`, whose
+//! key is published: demo only) for which the Temp exports and one tracked-accounts file
+//! are legacy-encrypted. Everything is deterministic: two demos of the same size are
+//! byte-identical (the legacy encryption uses a seeded generator).
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::install::LEGACY_MAGIC;
+use rand::SeedableRng;
+
+use crate::crypto::{encrypt_legacy_with_rng, Certificate};
 
 /// The build numbers of the demo's versions.
 pub const OLD_VERSION: &str = "5.1.7.2106";
 pub const NEW_VERSION: &str = "5.2.3.3180";
 pub const RUNTIME_ZIP: &str = "Runtime_5.2.3.3180.zip";
+
+/// The demo's agent certificate (RSA-2048, self-signed, PFX as OpenSSL 3 writes it), relative
+/// to the root. Its private key is published with this source code: demo use only.
+pub const DEMO_CERT: &str = "Certs/demo-agent.pfx";
+/// The demo certificate's PFX password.
+pub const DEMO_CERT_PASSWORD: &str = "usercube-demo";
+const DEMO_PFX: &[u8] = include_bytes!("demo-agent.pfx");
+
+/// The demo certificate (parsed once).
+pub fn demo_certificate() -> &'static Certificate {
+    static C: std::sync::OnceLock<Certificate> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        Certificate::from_pfx_bytes(DEMO_PFX, DEMO_CERT_PASSWORD, DEMO_CERT)
+            .expect("the embedded demo certificate loads")
+    })
+}
+
+/// The legacy (5.1) encryption of `plaintext` for the demo certificate, byte-identical for
+/// the same `seed` (a seeded generator: demo data only).
+pub fn legacy_encrypted(seed: u64, plaintext: &[u8]) -> io::Result<Vec<u8>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5EED_DE70);
+    let mut out = Vec::with_capacity(plaintext.len() + 300);
+    encrypt_legacy_with_rng(demo_certificate(), &mut rng, plaintext, &mut out)
+        .map_err(io::Error::other)?;
+    Ok(out)
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct DemoSize {
@@ -118,10 +149,9 @@ const APPSETTINGS: &str = r#"{
   // demo: the embedded SQLite database (a real installation: "data source=.;Database=Usercube;Integrated Security=SSPI;Min Pool Size=10;")
   "ConnectionString": "sqlite:Database/Usercube.sqlite",
   "EncryptionCertificate": {
-    // store certificate of the agent (demo: opened only by the re-encryption step)
-    "Thumbprint": "4E1F0D3C5A7B9E2D6F8A1C3E5B7D9F0A2C4E6B8D",
-    "StoreLocation": "CurrentUser",
-    "StoreName": "My"
+    // the agent's certificate (demo: a published key, see Certs/README.txt); its password
+    // is given with --file-cert-password or USERCUBE_UPGRADE_CERT_PASSWORD
+    "File": "../Certs/demo-agent.pfx"
   },
   "IdentityServer": {
     "X509KeyFilePath": "../Certs/identityserver.pfx"
@@ -235,7 +265,20 @@ pub fn create(root: &Path, size: DemoSize) -> io::Result<()> {
     fs::write(rt.join("web.config"), WEB_CONFIG)?;
     fs::write(
         rt.join("tracked-accounts-ADParis.csv"),
-        "dn;lastSeen\ncn=alice,ou=users,dc=paris,dc=com;2026-11-20\ncn=bob,ou=users,dc=paris,dc=com;2026-11-21\n",
+        legacy_encrypted(
+            7,
+            b"dn;lastSeen\ncn=alice,ou=users,dc=paris,dc=com;2026-11-20\ncn=bob,ou=users,dc=paris,dc=com;2026-11-21\n",
+        )?,
+    )?;
+    fs::write(
+        rt.join("tracked-accounts-HR.csv"),
+        "EmployeeId;lastSeen\n1;2026-11-20\n2;2026-11-21\n",
+    )?;
+    fs::create_dir_all(root.join("Certs"))?;
+    fs::write(root.join(DEMO_CERT), DEMO_PFX)?;
+    fs::write(
+        root.join("Certs/README.txt"),
+        format!("demo-agent.pfx: the demo's agent certificate (password {DEMO_CERT_PASSWORD}).\nIts private key is published with usercube-upgrade's source code: demo use only.\n"),
     )?;
     fs::write(
         root.join("Sources/hr.csv"),
@@ -260,11 +303,7 @@ pub fn create(root: &Path, size: DemoSize) -> io::Result<()> {
         }
         v
     };
-    let encrypted = |seed: u64, n: usize| {
-        let mut v = LEGACY_MAGIC.to_vec();
-        v.extend(filler(seed, n));
-        v
-    };
+    let encrypted = |seed: u64, n: usize| legacy_encrypted(seed, &plain(seed, n));
     let folders: &[(&str, usize, bool)] = &[
         ("Collect", 6, false),
         ("ExportOutput", 6, true),
@@ -280,7 +319,7 @@ pub fn create(root: &Path, size: DemoSize) -> io::Result<()> {
         for i in 0..*n {
             let seed = (k * 100 + i) as u64;
             let (name, bytes) = if *enc && i % 2 == 0 {
-                (format!("AD_Paris_{dir}_{i}.csv"), encrypted(seed, 600))
+                (format!("AD_Paris_{dir}_{i}.csv"), encrypted(seed, 600)?)
             } else {
                 (format!("HR_Csv_{dir}_{i}.csv"), plain(seed, 300))
             };
@@ -424,7 +463,7 @@ pub fn write_database(root: &Path, rows: u64) -> io::Result<PathBuf> {
 /// The command that upgrades the demo at `root`.
 pub fn run_command(root: &Path) -> String {
     format!(
-        "usercube-upgrade run --root {0} --mode integrated --runtime-zip {0}/{RUNTIME_ZIP} --runtime-path {0}/Runtime",
+        "usercube-upgrade run --root {0} --mode integrated --runtime-zip {0}/{RUNTIME_ZIP} --runtime-path {0}/Runtime --file-cert-file {0}/{DEMO_CERT} --file-cert-password {DEMO_CERT_PASSWORD}",
         root.display()
     )
 }

@@ -230,6 +230,63 @@ pub fn split_command(cmd: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+impl Options {
+    /// The certificate as a plan stores it (no password): the command line's, else
+    /// `EncryptionCertificate` of the old `Runtime/appsettings.json`. A file under Runtime is
+    /// referenced under RuntimeOld, where the plan's first steps move it.
+    pub fn certificate_source(
+        &self,
+        settings: Option<&appsettings::JsonDoc>,
+    ) -> Option<crate::crypto::CertificateSource> {
+        use crate::crypto::CertificateSource;
+        let under_root = |abs: &Path| {
+            let p = plan_path(&self.root, abs);
+            match p.strip_prefix("Runtime") {
+                Ok(rest) if p.is_relative() => Path::new("RuntimeOld").join(rest),
+                _ => p,
+            }
+        };
+        let c = &self.cert;
+        if let Some(f) = &c.file {
+            return Some(CertificateSource::Pfx {
+                path: under_root(f),
+                thumbprint: c.thumbprint.clone(),
+            });
+        }
+        if let (Some(t), Some(l), Some(n)) = (&c.thumbprint, &c.store_location, &c.store_name) {
+            return Some(CertificateSource::Store {
+                thumbprint: t.clone(),
+                location: l.clone(),
+                name: n.clone(),
+                path: None,
+            });
+        }
+        let doc = settings?;
+        let get = |k: &str| {
+            doc.get(&["EncryptionCertificate", k])
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+        };
+        if let Some(f) = get("File") {
+            return Some(CertificateSource::Pfx {
+                path: under_root(&normalize(&self.root.join("Runtime"), f)),
+                thumbprint: None,
+            });
+        }
+        if let (Some(t), Some(l), Some(n)) =
+            (get("Thumbprint"), get("StoreLocation"), get("StoreName"))
+        {
+            return Some(CertificateSource::Store {
+                thumbprint: t.to_string(),
+                location: l.to_string(),
+                name: n.to_string(),
+                path: None,
+            });
+        }
+        None
+    }
+}
+
 /// `base.join(p)` with `.` and `..` resolved lexically.
 pub fn normalize(base: &Path, p: &str) -> PathBuf {
     let mut out = PathBuf::new();

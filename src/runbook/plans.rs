@@ -426,17 +426,6 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
                 );
             }
         }
-        if migrate_agent && !f.encrypted.is_empty() {
-            b.item(
-                move_seed,
-                ItemKind::NotAvailable,
-                format!(
-                    "re-encrypt {} legacy-encrypted agent files with {}: not yet available in this build (the files are moved as they are)",
-                    f.encrypted.len(),
-                    f.certificate.as_deref().unwrap_or("the certificate")
-                ),
-            );
-        }
     };
     let tracked = |b: &mut B, seed: &str| {
         for t in &f.tracked_accounts {
@@ -448,6 +437,33 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
                     to: b.p(&work.join(t)),
                 },
             );
+        }
+    };
+    // Re-encryption (issue 5): after the moves and the tracked-accounts copies, every
+    // legacy-encrypted file under Temp and Work and every Work/tracked-accounts-*.csv.
+    let reencrypt = |b: &mut B, seed: &str| {
+        if !migrate_agent {
+            return;
+        }
+        let n = f.encrypted.len() + f.tracked_encrypted;
+        match &f.certificate_source {
+            Some(cert) if n > 0 => b.step(
+                seed,
+                Some(format!(
+                    "{n} legacy-encrypted agent files found at plan time; each staged, verified and renamed into place, the original kept in the journal trash; the PFX password comes from --file-cert-password or {} (never in the plan)",
+                    crate::crypto::PASSWORD_ENV
+                )),
+                StepSpec::ReencryptFiles {
+                    folders: vec![b.p(&temp), b.p(&work)],
+                    files: vec![b.p(&work.join("tracked-accounts-*.csv"))],
+                    certificate: cert.clone(),
+                },
+            ),
+            _ => b.item(
+                seed,
+                ItemKind::NotNeeded,
+                "no legacy-encrypted agent files: nothing to re-encrypt",
+            ),
         }
     };
     let asf_copies = |b: &mut B, seed: &str| {
@@ -616,6 +632,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
             server_appsettings_step(&mut b, "5.1", false);
             files_steps(&mut b, "5.2", "5.3");
             tracked(&mut b, "5.3");
+            reencrypt(&mut b, "5.3");
             b.item("6.1", ItemKind::NotNeeded, "starting the 5.2 server is not needed: 520.json/522.json are computed from the old appsettings");
             prepare(&mut b, "6.2");
             b.item("7.1", ItemKind::NotNeeded, "appsettings.connection.json is not needed: the agent settings are migrated from the old appsettings.agent.json");
@@ -685,6 +702,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
             server_appsettings_step(&mut b, "4.1", true);
             files_steps(&mut b, "4.2", "4.3");
             tracked(&mut b, "4.4");
+            reencrypt(&mut b, "4.4");
             asf_copies(&mut b, "5.1-5.2");
             copy_into_runtime(&mut b, "5.2", &["appsettings.json"]);
             if root.join("Runtime/web.config").is_file() {

@@ -33,6 +33,10 @@ pub struct Facts {
     pub manual: Vec<ManualItem>,
     pub encrypted: Vec<PathBuf>,
     pub certificate: Option<String>,
+    /// The certificate as the re-encryption step references it (integrated and agent).
+    pub certificate_source: Option<crate::crypto::CertificateSource>,
+    /// `tracked-accounts-*.csv` of the old Runtime that are legacy-encrypted.
+    pub tracked_encrypted: usize,
     pub warnings: Vec<String>,
     pub tracked_accounts: Vec<String>,
     pub connection_string_from: Option<String>,
@@ -259,6 +263,17 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
     // 5. Encrypted files need a certificate (integrated and agent modes).
     let mut encrypted = Vec::new();
     let mut certificate = None;
+    let mut certificate_source = None;
+    let tracked_accounts = install::tracked_accounts(&runtime);
+    let tracked_encrypted = tracked_accounts
+        .iter()
+        .filter(|t| {
+            let mut h = [0u8; 4];
+            std::fs::File::open(runtime.join(t))
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut h))
+                .is_ok_and(|()| crate::crypto::is_legacy(&h))
+        })
+        .count();
     if o.mode != Mode::Server {
         for dir in [super::temp_dir(o), super::work_dir(o)] {
             encrypted.extend(install::encrypted_files(&dir, root));
@@ -267,11 +282,17 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
             Ok(c) => certificate = c,
             Err(e) => problems.push(e),
         }
-        if !encrypted.is_empty() && certificate.is_none() {
+        if certificate.is_some() {
+            certificate_source = o.certificate_source(by_name("appsettings.json"));
+        }
+        if (!encrypted.is_empty() || tracked_encrypted > 0) && certificate.is_none() {
             problems.push(format!(
                 "{} legacy-encrypted files (first: {}) but no certificate: give --file-cert-file F --file-cert-password P, or --file-cert-thumbprint T --file-cert-store-location L --file-cert-store-name N (or set EncryptionCertificate in Runtime/appsettings.json)",
-                encrypted.len(),
-                encrypted[0].display()
+                encrypted.len() + tracked_encrypted,
+                encrypted
+                    .first()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "a Runtime/tracked-accounts-*.csv".into())
             ));
         }
     }
@@ -339,8 +360,10 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
         manual,
         encrypted,
         certificate,
+        certificate_source,
+        tracked_encrypted,
         warnings,
-        tracked_accounts: install::tracked_accounts(&runtime),
+        tracked_accounts,
         connection_string_from,
         connection_string,
     })

@@ -96,6 +96,12 @@ pub fn bin() -> Command {
 pub fn snapshot(root: &Path) -> Manifest {
     let mut m = Manifest::of_excluding(root, Some(JOURNAL)).unwrap();
     for e in &mut m.entries {
+        if e.kind == usercube_upgrade::manifest::Kind::File {
+            if let Some(h) = new_format_plaintext_hash(&root.join(&e.rel)) {
+                e.sha256 = h;
+                e.size = 0;
+            }
+        }
         if e.rel.ends_with(".sqlite") {
             let dump = db_dump(&root.join(&e.rel));
             e.size = dump.len() as u64;
@@ -111,6 +117,25 @@ pub fn snapshot(root: &Path) -> Manifest {
         }
     }
     m
+}
+
+/// Files in the new encryption format hold a random data key: those the demo certificate
+/// decrypts are compared by the SHA-256 of their plaintext.
+fn new_format_plaintext_hash(path: &Path) -> Option<[u8; 32]> {
+    use std::io::Read;
+    use usercube_upgrade::crypto::{is_new_format, NewFormatReader, NEW_MAGIC};
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut head = [0u8; NEW_MAGIC.len()];
+    f.read_exact(&mut head).ok()?;
+    if !is_new_format(&head) {
+        return None;
+    }
+    let f = std::fs::File::open(path).ok()?;
+    let mut r =
+        NewFormatReader::new(usercube_upgrade::runbook::demo::demo_certificate(), f).ok()?;
+    let mut plain = Vec::new();
+    r.read_to_end(&mut plain).ok()?;
+    Some(<sha2::Sha256 as sha2::Digest>::digest(&plain).into())
 }
 
 /// Every row of every table of an SQLite database, in key order, as text (tests compare it
