@@ -1,7 +1,8 @@
 //! The three plans (integrated, server, agent), in the seed's order. Each engine step
-//! carries the seed step it implements and a note where the engine does it differently;
-//! what the engine does not do (database, re-encryption, service control, deployment) is
-//! listed as an [`Item`] of its own so that `plan` shows the whole procedure.
+//! carries the seed step it implements and a note where the engine does it differently
+//! (the database steps and the re-encryption included); what the engine does not do
+//! (service control without a command, deployment, schema refresh) is listed as an [`Item`]
+//! of its own so that `plan` shows the whole procedure.
 
 use std::path::{Path, PathBuf};
 
@@ -26,7 +27,8 @@ pub enum ItemKind {
     Manual,
     /// Done by `run` with a command the administrator gave (--stop-command/--start-command).
     Command,
-    /// Part of the procedure, but not available in this build: not executed, not pretended.
+    /// Part of the procedure, but not available in this build: not executed, not pretended
+    /// (the vendor-tool subcommands still use it for re-encryption).
     NotAvailable,
     /// Not needed with this engine (the note says why).
     NotNeeded,
