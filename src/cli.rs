@@ -517,6 +517,10 @@ pub fn run(args: Args) -> Result<()> {
             work_folder,
         } => {
             let root = engine::canonical_root(&target.root)?;
+            if let Some(p) = &file_cert_password {
+                // For the re-encryption step, process-wide: never into the plan or the journal.
+                crate::crypto::set_cert_password(p.clone());
+            }
             let cert = runbook::CertArgs {
                 file: file_cert_file,
                 password: file_cert_password,

@@ -685,6 +685,26 @@ fn vendor_tool_subcommands_run_and_roll_back() {
     let (code, msg) = run(&["upgrade-files", "--version", "5.1.7"]);
     assert_eq!(code, Some(0), "{msg}");
     assert!(d.path("Work/ProvisioningOrders").is_dir() && d.path("Temp/Synchronization").is_dir());
+    // With the agent rows and a certificate, the agent files are re-encrypted too.
+    let e = Demo::new("integrated");
+    let legacy = legacy_plaintexts(&e, &["Temp"]);
+    let cert = e.path(demo::DEMO_CERT).display().to_string();
+    let out = e
+        .cmd(&[
+            "upgrade-files",
+            "--version",
+            "5.1.7",
+            "--migrate-agent",
+            "--file-cert-file",
+            &cert,
+            "--file-cert-password",
+            demo::DEMO_CERT_PASSWORD,
+        ])
+        .env_remove(usercube_upgrade::crypto::PASSWORD_ENV)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(legacy, new_format_plaintexts(&e, &["Temp", "Work"]));
 }
 
 #[test]

@@ -28,7 +28,7 @@ pub enum ItemKind {
     /// Done by `run` with a command the administrator gave (--stop-command/--start-command).
     Command,
     /// Part of the procedure, but not available in this build: not executed, not pretended
-    /// (the vendor-tool subcommands still use it for re-encryption).
+    /// (no plan line uses it at present; kept for lines a build cannot do).
     NotAvailable,
     /// Not needed with this engine (the note says why).
     NotNeeded,
