@@ -893,3 +893,41 @@ fn start_command_is_not_run_on_a_half_upgraded_installation() {
         "{msg}"
     );
 }
+
+#[test]
+fn backup_dir_and_connection_string_options() {
+    let mut d = Demo::new("integrated");
+    let bk = d._tmp.path().join("backups");
+    // The database moved: only --connection-string finds it.
+    std::fs::create_dir_all(d._tmp.path().join("db")).unwrap();
+    let moved = d._tmp.path().join("db/U.sqlite");
+    usercube_upgrade::durable_fs::rename(&d.path(demo::DATABASE), &moved).unwrap();
+    d.extra = vec![
+        "--backup-dir".into(),
+        bk.display().to_string(),
+        "--connection-string".into(),
+        format!("sqlite:{}", moved.display()),
+    ];
+    let before = common::db_dump(&moved);
+    d.ok(&["run"]);
+    let backups: Vec<_> = std::fs::read_dir(&bk).unwrap().collect();
+    assert_eq!(backups.len(), 1, "one backup in --backup-dir");
+    assert!(common::db_dump(&moved).contains("UJ_JobSteps: []"));
+    d.ok(&["rollback"]);
+    assert_eq!(before, common::db_dump(&moved), "rows put back");
+    assert!(
+        !bk.exists(),
+        "the backup folder made by the run is removed by rollback"
+    );
+}
+
+#[test]
+fn refuses_a_literal_database_password() {
+    let mut d = Demo::new("integrated");
+    d.extra = vec![
+        "--connection-string".into(),
+        "Server=tcp:127.0.0.1,1;Database=Usercube;User Id=sa;Password=s3cret-pw".into(),
+    ];
+    let msg = d.refused(&["literal password", "Password=${"]);
+    assert!(!msg.contains("s3cret-pw"), "{msg}");
+}
