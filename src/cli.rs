@@ -180,6 +180,10 @@ pub enum Command {
     Resume {
         #[command(flatten)]
         target: Target,
+        /// The PFX password of an unfinished re-encryption step (else
+        /// USERCUBE_UPGRADE_CERT_PASSWORD); never journaled.
+        #[arg(long, value_name = "P")]
+        file_cert_password: Option<String>,
     },
     /// Restore the exact starting state of the latest run.
     Rollback {
@@ -496,7 +500,13 @@ pub fn run(args: Args) -> Result<()> {
             }
             Ok(())
         }
-        Command::Resume { target } => {
+        Command::Resume {
+            target,
+            file_cert_password,
+        } => {
+            if let Some(p) = file_cert_password {
+                crate::crypto::set_cert_password(p);
+            }
             let mut e = open(&target, opts)?;
             check_certificates_for_resume(&e)?;
             e.resume()

@@ -931,3 +931,23 @@ fn refuses_a_literal_database_password() {
     let msg = d.refused(&["literal password", "Password=${"]);
     assert!(!msg.contains("s3cret-pw"), "{msg}");
 }
+
+#[test]
+fn run_without_the_pfx_password_is_refused_before_any_change() {
+    let d = Demo::new("integrated");
+    let start = snapshot(&d.root);
+    // The plan references the PFX only; without its password (no --file-cert-password, no
+    // environment variable) the engine's preflight refuses before the first step.
+    let out = d
+        .cmd(&["run"])
+        .env_remove(usercube_upgrade::crypto::PASSWORD_ENV)
+        .output()
+        .unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains(usercube_upgrade::crypto::PASSWORD_ENV),
+        "{msg}"
+    );
+    assert_same(&start, &snapshot(&d.root), "refused: nothing changed");
+}
