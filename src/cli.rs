@@ -56,6 +56,15 @@ pub struct RunbookArgs {
     /// Database connection [default: ConnectionString of Runtime/appsettings.json].
     #[arg(long, value_name = "CS")]
     pub connection_string: Option<String>,
+    /// Database backup folder [default: ROOT/DatabaseBackup]; for SQL Server, a folder the
+    /// server writes, as the server sees it.
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// The database schema upgrade command (program and arguments, quoted like a shell)
+    /// [default: Runtime/identitymanager-Upgrade-DatabaseVersion.exe with the seed's
+    /// arguments, skipped with a warning where it cannot run].
+    #[arg(long, value_name = "CMD")]
+    pub database_upgrade_command: Option<String>,
     /// Resolve relative paths of the agent's connections against this Runtime folder.
     #[arg(long, value_name = "DIR")]
     pub runtime_path: Option<String>,
@@ -119,6 +128,12 @@ impl RunbookArgs {
         let zip = abs(self.runtime_zip.as_ref()?);
         let mut o = runbook::Options::new(root.to_path_buf(), mode, zip);
         o.connection_string = self.connection_string.clone();
+        o.backup_dir = self.backup_dir.as_ref().map(abs);
+        if let Some(p) = &self.file_cert_password {
+            // For the re-encryption step, process-wide: never into the plan or the journal.
+            crate::crypto::set_cert_password(p.clone());
+        }
+        o.database_upgrade_command = self.database_upgrade_command.clone();
         o.runtime_path = self.runtime_path.clone();
         o.cert = runbook::CertArgs {
             file: self.file_cert_file.as_ref().map(abs),
@@ -165,6 +180,10 @@ pub enum Command {
     Resume {
         #[command(flatten)]
         target: Target,
+        /// The PFX password of an unfinished re-encryption step (else
+        /// USERCUBE_UPGRADE_CERT_PASSWORD); never journaled.
+        #[arg(long, value_name = "P")]
+        file_cert_password: Option<String>,
     },
     /// Restore the exact starting state of the latest run.
     Rollback {
@@ -270,7 +289,7 @@ pub enum Command {
         /// Total bytes of those files (K, M, G suffixes).
         #[arg(long, value_name = "SIZE", default_value = "3M")]
         bytes: String,
-        /// Rows per UJ table of the demo database (used by the database layer).
+        /// Rows per UJ table of the demo database.
         #[arg(long, value_name = "N", default_value_t = 1000)]
         rows: u64,
     },
@@ -481,7 +500,13 @@ pub fn run(args: Args) -> Result<()> {
             }
             Ok(())
         }
-        Command::Resume { target } => {
+        Command::Resume {
+            target,
+            file_cert_password,
+        } => {
+            if let Some(p) = file_cert_password {
+                crate::crypto::set_cert_password(p);
+            }
             let mut e = open(&target, opts)?;
             check_certificates_for_resume(&e)?;
             e.resume()
@@ -502,6 +527,10 @@ pub fn run(args: Args) -> Result<()> {
             work_folder,
         } => {
             let root = engine::canonical_root(&target.root)?;
+            if let Some(p) = &file_cert_password {
+                // For the re-encryption step, process-wide: never into the plan or the journal.
+                crate::crypto::set_cert_password(p.clone());
+            }
             let cert = runbook::CertArgs {
                 file: file_cert_file,
                 password: file_cert_password,
@@ -1025,9 +1054,12 @@ fn demo(
         runbook::demo::OLD_VERSION,
         root.display()
     );
-    if runbook::demo::write_database(&root, size.rows).is_none() {
-        println!("(no database: this build has no database layer; the plan lists the database steps as not available)");
-    }
+    println!(
+        "demo database: {} ({} rows in each of {})",
+        root.join(runbook::demo::DATABASE).display(),
+        size.rows,
+        runbook::plans::DELETE_TABLES.join(", ")
+    );
     let run_cmd = runbook::demo::run_command(&root);
     if no_run {
         println!(
@@ -1044,6 +1076,9 @@ fn demo(
         root.join(runbook::demo::RUNTIME_ZIP),
     );
     o.runtime_path = Some(root.join("Runtime").display().to_string());
+    o.cert.file = Some(root.join(runbook::demo::DEMO_CERT));
+    o.cert.password = Some(runbook::demo::DEMO_CERT_PASSWORD.into());
+    crate::crypto::set_cert_password(runbook::demo::DEMO_CERT_PASSWORD.into());
     let rb = runbook::build(&o).map_err(|p| Error::Refused(preflight::refusal(&p)))?;
     if !opts.quiet {
         print_warnings(&rb);

@@ -58,6 +58,11 @@ impl Demo {
                 .args(&self.extra);
         }
         c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
+        // The demo certificate's PFX password (the plan references the file only).
+        c.env(
+            usercube_upgrade::crypto::PASSWORD_ENV,
+            demo::DEMO_CERT_PASSWORD,
+        );
         c
     }
 
@@ -228,16 +233,25 @@ fn refuses_encrypted_files_without_a_certificate() {
         &format!("{}{}", &t[..start], &t[end..]),
     );
     d.refused(&["legacy-encrypted files", "--file-cert-file"]);
-    // The command line's certificate is enough (presence only in this build).
+    // The command line's certificate is enough; a wrong password is refused at preflight.
     let mut d = d;
     let pfx = d._tmp.path().join("agent.pfx");
-    std::fs::write(&pfx, "placeholder: only its presence is checked").unwrap();
+    std::fs::copy(d.path(demo::DEMO_CERT), &pfx).unwrap();
     d.extra = vec![
         "--file-cert-file".into(),
         pfx.display().to_string(),
         "--file-cert-password".into(),
-        "p".into(),
+        "wrong".into(),
     ];
+    let before = snapshot(&d.root);
+    let (code, msg) = d.code(&["run"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(
+        msg.contains("agent.pfx") && msg.contains("nothing was changed"),
+        "{msg}"
+    );
+    assert_same(&before, &snapshot(&d.root), "after a wrong PFX password");
+    d.extra[3] = demo::DEMO_CERT_PASSWORD.into();
     d.ok(&["plan"]);
 }
 
@@ -340,8 +354,17 @@ fn integrated_run_then_rollback() {
         d.root.join("Runtime").display().to_string(),
     ];
     let plan = d.ok(&["plan"]);
+    assert!(
+        !plan
+            .lines()
+            .any(|l| l.contains("NOT AVAILABLE") && l.contains("database")),
+        "{plan}"
+    );
     for expect in [
-        "NOT AVAILABLE",
+        "back up the database sqlite:Database/Usercube.sqlite",
+        "delete every row of UJ_TaskEntityTypes",
+        "delete every row of UJ_JobSteps",
+        "identitymanager-Upgrade-DatabaseVersion.exe",
         "moved into the journal trash, purged at finalize",
         "Temp -> Work move table",
         "9.5 ",
@@ -350,12 +373,108 @@ fn integrated_run_then_rollback() {
         assert!(plan.contains(expect), "{expect:?} in\n{plan}");
     }
     let start = snapshot(&d.root);
+    let rows_before = common::db_dump(&d.path(demo::DATABASE));
+    let legacy = legacy_plaintexts(&d, &["Temp", "Runtime"]);
+    assert!(
+        legacy.len() >= 5,
+        "the demo has legacy-encrypted files: {:?}",
+        legacy.keys()
+    );
     d.ok(&["run"]);
+    let reencrypted = new_format_plaintexts(&d, &["Temp", "Work"]);
+    assert_eq!(
+        legacy, reencrypted,
+        "every legacy file re-encrypted, decrypting to the original plaintext"
+    );
     integrated_layout(&d);
+    for t in ["UJ_TaskEntityTypes", "UJ_TaskResourceTypes", "UJ_JobSteps"] {
+        assert_eq!(count(&d, t), 0, "{t} emptied");
+    }
+    assert_eq!(count(&d, "UJ_Jobs"), 2, "other tables untouched");
+    assert!(
+        d.path("DatabaseBackup").is_dir(),
+        "the backup folder is under the root"
+    );
     let export = d.ok(&["journal", "export", "--json"]);
     assert!(export.contains("AD_Paris"), "changes are in the audit");
     d.ok(&["rollback"]);
     assert_same(&start, &snapshot(&d.root), "integrated: after rollback");
+    assert_eq!(
+        rows_before,
+        common::db_dump(&d.path(demo::DATABASE)),
+        "identical rows after rollback (full dump)"
+    );
+    assert!(!d.path("DatabaseBackup").exists());
+}
+
+fn files_under(d: &Demo, dirs: &[&str]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        for e in walkdir::WalkDir::new(d.path(dir)) {
+            let e = e.unwrap();
+            if e.file_type().is_file() {
+                out.push(e.into_path());
+            }
+        }
+    }
+    out
+}
+
+/// File name -> plaintext of every legacy-encrypted file under `dirs` (decrypted with the
+/// demo certificate, independently of the step).
+fn legacy_plaintexts(d: &Demo, dirs: &[&str]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    use usercube_upgrade::crypto::{is_legacy, LegacyReader};
+    let mut out = std::collections::BTreeMap::new();
+    for p in files_under(d, dirs) {
+        let bytes = std::fs::read(&p).unwrap();
+        if is_legacy(&bytes) {
+            let mut plain = Vec::new();
+            LegacyReader::new(demo::demo_certificate(), &bytes[..])
+                .unwrap()
+                .read_to_end(&mut plain)
+                .unwrap();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(out.insert(name, plain).is_none(), "unique names");
+        }
+    }
+    out
+}
+
+/// File name -> plaintext of every new-format file under `dirs`; no legacy file remains.
+fn new_format_plaintexts(d: &Demo, dirs: &[&str]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    use usercube_upgrade::crypto::{is_legacy, is_new_format, NewFormatReader};
+    let mut out = std::collections::BTreeMap::new();
+    for p in files_under(d, dirs) {
+        let bytes = std::fs::read(&p).unwrap();
+        assert!(!is_legacy(&bytes), "{}: still legacy", p.display());
+        if is_new_format(&bytes) {
+            let mut plain = Vec::new();
+            NewFormatReader::new(demo::demo_certificate(), &bytes[..])
+                .unwrap()
+                .read_to_end(&mut plain)
+                .unwrap();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(out.insert(name, plain).is_none(), "unique names");
+        }
+    }
+    out
+}
+
+fn count(d: &Demo, table: &str) -> i64 {
+    rusqlite::Connection::open(d.path(demo::DATABASE))
+        .unwrap()
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+/// The demo database as the server upgrade leaves it (the agent plan runs after it).
+fn set_db_version(d: &Demo, version: &str) {
+    rusqlite::Connection::open(d.path(demo::DATABASE))
+        .unwrap()
+        .execute("UPDATE UM_DatabaseVersion SET Version = ?1", [version])
+        .unwrap();
 }
 
 #[test]
@@ -404,6 +523,18 @@ fn agentize(d: &Demo) {
     );
     usercube_upgrade::durable_fs::remove_path(&d.path("Runtime/Usercube-Server.deps.json"))
         .unwrap();
+    set_db_version(d, demo::NEW_VERSION);
+}
+
+#[test]
+fn agent_plan_refuses_while_the_database_reports_5_1() {
+    let d = Demo::new("agent");
+    agentize(&d);
+    set_db_version(&d, demo::OLD_VERSION);
+    d.refused(&[
+        "still reports version 5.1.7.2106",
+        "upgrade the server first",
+    ]);
 }
 
 #[test]
@@ -433,6 +564,9 @@ fn agent_run_then_rollback() {
     assert!(d.path("Work/Synchronization").is_dir());
     assert!(d.path("Work/tracked-accounts-ADParis.csv").is_file());
     assert!(d.path("ConfOld").is_dir() && d.read("Conf/Jobs.xml").contains("ADParis"));
+    for t in ["UJ_TaskEntityTypes", "UJ_TaskResourceTypes", "UJ_JobSteps"] {
+        assert_eq!(count(&d, t), 0, "agent: {t} emptied");
+    }
     d.ok(&["rollback"]);
     assert_same(&start, &snapshot(&d.root), "agent: after rollback");
 }
@@ -468,7 +602,14 @@ fn demo_command_writes_and_runs_the_demo() {
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(0), "{msg}");
     assert!(dir2.join("RuntimeOld").is_dir() && dir2.join("AppSettingsFolder/520.json").is_file());
-    assert!(msg.contains("NOT AVAILABLE"), "{msg}");
+    for expect in [
+        "back up the database sqlite:Database/Usercube.sqlite",
+        "re-encrypt legacy-encrypted files",
+        "delete every row of UJ_JobSteps",
+    ] {
+        assert!(msg.contains(expect), "{expect:?} in {msg}");
+    }
+    assert!(!msg.contains("NOT AVAILABLE"), "{msg}");
 }
 
 #[test]
@@ -544,6 +685,26 @@ fn vendor_tool_subcommands_run_and_roll_back() {
     let (code, msg) = run(&["upgrade-files", "--version", "5.1.7"]);
     assert_eq!(code, Some(0), "{msg}");
     assert!(d.path("Work/ProvisioningOrders").is_dir() && d.path("Temp/Synchronization").is_dir());
+    // With the agent rows and a certificate, the agent files are re-encrypted too.
+    let e = Demo::new("integrated");
+    let legacy = legacy_plaintexts(&e, &["Temp"]);
+    let cert = e.path(demo::DEMO_CERT).display().to_string();
+    let out = e
+        .cmd(&[
+            "upgrade-files",
+            "--version",
+            "5.1.7",
+            "--migrate-agent",
+            "--file-cert-file",
+            &cert,
+            "--file-cert-password",
+            demo::DEMO_CERT_PASSWORD,
+        ])
+        .env_remove(usercube_upgrade::crypto::PASSWORD_ENV)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(legacy, new_format_plaintexts(&e, &["Temp", "Work"]));
 }
 
 #[test]
@@ -597,13 +758,44 @@ fn every_plan_follows_the_seed_order() {
             steps.iter().all(|s| s["seed"].is_string()),
             "{mode}: every step has its seed"
         );
-        let not_available = items
+        let kinds: Vec<&str> = steps
             .iter()
-            .filter(|i| i["kind"] == "not-available")
-            .count();
+            .map(|s| {
+                s["action"]
+                    .as_object()
+                    .and_then(|o| o.keys().next())
+                    .map(String::as_str)
+                    .unwrap_or("")
+            })
+            .collect();
+        assert_eq!(
+            kinds.iter().position(|k| *k == "database-backup"),
+            kinds.iter().position(|k| *k != "make-dir"),
+            "{mode}: the database backup comes before the first change: {kinds:?}"
+        );
+        let deleted: Vec<&str> = steps
+            .iter()
+            .filter_map(|s| s["action"]["delete-rows"]["table"].as_str())
+            .collect();
+        if mode == "server" {
+            assert!(deleted.is_empty(), "server: no deletes: {deleted:?}");
+        } else {
+            assert_eq!(
+                deleted,
+                ["UJ_TaskEntityTypes", "UJ_TaskResourceTypes", "UJ_JobSteps"],
+                "{mode}"
+            );
+        }
+        if mode != "agent" {
+            assert!(
+                kinds.contains(&"database-version-upgrade"),
+                "{mode}: {kinds:?}"
+            );
+        }
         assert!(
-            not_available >= 1,
-            "{mode}: database steps listed as not available"
+            items.iter().all(|i| i["kind"] != "not-available"
+                || !i["text"].as_str().unwrap_or("").contains("database")),
+            "{mode}: no database line is left as not available: {items:?}"
         );
     }
 }
@@ -700,4 +892,62 @@ fn start_command_is_not_run_on_a_half_upgraded_installation() {
         "stopped\nstopped\nstarted\n",
         "{msg}"
     );
+}
+
+#[test]
+fn backup_dir_and_connection_string_options() {
+    let mut d = Demo::new("integrated");
+    let bk = d._tmp.path().join("backups");
+    // The database moved: only --connection-string finds it.
+    std::fs::create_dir_all(d._tmp.path().join("db")).unwrap();
+    let moved = d._tmp.path().join("db/U.sqlite");
+    usercube_upgrade::durable_fs::rename(&d.path(demo::DATABASE), &moved).unwrap();
+    d.extra = vec![
+        "--backup-dir".into(),
+        bk.display().to_string(),
+        "--connection-string".into(),
+        format!("sqlite:{}", moved.display()),
+    ];
+    let before = common::db_dump(&moved);
+    d.ok(&["run"]);
+    let backups: Vec<_> = std::fs::read_dir(&bk).unwrap().collect();
+    assert_eq!(backups.len(), 1, "one backup in --backup-dir");
+    assert!(common::db_dump(&moved).contains("UJ_JobSteps: []"));
+    d.ok(&["rollback"]);
+    assert_eq!(before, common::db_dump(&moved), "rows put back");
+    assert!(
+        !bk.exists(),
+        "the backup folder made by the run is removed by rollback"
+    );
+}
+
+#[test]
+fn refuses_a_literal_database_password() {
+    let mut d = Demo::new("integrated");
+    d.extra = vec![
+        "--connection-string".into(),
+        "Server=tcp:127.0.0.1,1;Database=Usercube;User Id=sa;Password=s3cret-pw".into(),
+    ];
+    let msg = d.refused(&["literal password", "Password=${"]);
+    assert!(!msg.contains("s3cret-pw"), "{msg}");
+}
+
+#[test]
+fn run_without_the_pfx_password_is_refused_before_any_change() {
+    let d = Demo::new("integrated");
+    let start = snapshot(&d.root);
+    // The plan references the PFX only; without its password (no --file-cert-password, no
+    // environment variable) the engine's preflight refuses before the first step.
+    let out = d
+        .cmd(&["run"])
+        .env_remove(usercube_upgrade::crypto::PASSWORD_ENV)
+        .output()
+        .unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains(usercube_upgrade::crypto::PASSWORD_ENV),
+        "{msg}"
+    );
+    assert_same(&start, &snapshot(&d.root), "refused: nothing changed");
 }

@@ -42,6 +42,11 @@ impl Demo {
                 .arg(self.root.join(RUNTIME_ZIP));
         }
         c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
+        // The demo certificate's PFX password (the plan references the file only).
+        c.env(
+            usercube_upgrade::crypto::PASSWORD_ENV,
+            demo::DEMO_CERT_PASSWORD,
+        );
         c
     }
 
@@ -118,7 +123,13 @@ fn crash_run_then_recover(batch: &str) {
         let e = Demo::new();
         assert!(e.crash_at(&["run", "--batch", batch], n));
         if n < r.points {
-            e.ok(&["resume"]);
+            // The PFX password given on the command line this time, not in the environment.
+            let out = e
+                .cmd(&["resume", "--file-cert-password", demo::DEMO_CERT_PASSWORD])
+                .env_remove(usercube_upgrade::crypto::PASSWORD_ENV)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(0), "resume:\n{}", text(&out));
         }
         assert_same(
             &r.done,

@@ -220,16 +220,27 @@ impl<R: Read> Read for LegacyReader<R> {
 /// and demo data. Returns the plaintext length.
 pub fn encrypt_legacy<R: Read, W: Write>(
     cert: &Certificate,
+    plaintext: R,
+    out: W,
+) -> Result<u64, CryptoError> {
+    encrypt_legacy_with_rng(cert, &mut OsRng, plaintext, out)
+}
+
+/// [`encrypt_legacy`] with the randomness (data key, IV, OAEP seed) taken from `rng`: a
+/// seeded generator makes byte-identical files (the demo installation). Never for real data.
+pub fn encrypt_legacy_with_rng<G: rand::CryptoRng + RngCore, R: Read, W: Write>(
+    cert: &Certificate,
+    rng: &mut G,
     mut plaintext: R,
     mut out: W,
 ) -> Result<u64, CryptoError> {
     let mut key = [0u8; 32];
     let mut iv = [0u8; BLOCK];
-    OsRng.fill_bytes(&mut key);
-    OsRng.fill_bytes(&mut iv);
+    rng.fill_bytes(&mut key);
+    rng.fill_bytes(&mut iv);
     let wrapped = cert
         .public_key()
-        .encrypt(&mut OsRng, Oaep::new::<Sha1>(), &key)
+        .encrypt(rng, Oaep::new::<Sha1>(), &key)
         .map_err(|e| CryptoError::Rsa(e.to_string()))?;
     let werr = |e| CryptoError::io("legacy output", e);
     out.write_all(&LEGACY_MAGIC).map_err(werr)?;

@@ -29,7 +29,7 @@ pub use format::{
     is_new_format, reencrypt, reencrypt_with, verify_new, NewFormatReader, NewFormatWriter,
     ReencryptSummary, CHUNK_SIZE, NEW_MAGIC,
 };
-pub use legacy::{encrypt_legacy, is_legacy, LegacyReader, LEGACY_MAGIC};
+pub use legacy::{encrypt_legacy, encrypt_legacy_with_rng, is_legacy, LegacyReader, LEGACY_MAGIC};
 pub use source::{cert_password, set_cert_password, CertificateSource, SourceError, PASSWORD_ENV};
 pub use store::{find_in_store, normalize_thumbprint, store_folder, StoreLocation};
 

@@ -2,19 +2,50 @@
 //! tests and the benchmark: a Runtime with its deps.json and a few hundred files, Conf XML
 //! exercising every configuration rule, Temp with Collect and legacy-encrypted exports,
 //! Work, tracked accounts, appsettings with `InformationSystems` (one relative path, a
-//! `PageResult`, identifiers with `_`), and a `Runtime_5.2.3.<build>.zip`. Everything is
-//! deterministic: two demos of the same size are byte-identical.
+//! `PageResult`, identifiers with `_`), a `Runtime_5.2.3.<build>.zip`, an SQLite database
+//! with the UJ tables filled, and a demo agent certificate (`Certs/demo-agent.pfx`, whose
+//! key is published: demo only) for which the Temp exports and one tracked-accounts file
+//! are legacy-encrypted. Everything is deterministic: two demos of the same size are
+//! byte-identical (the legacy encryption uses a seeded generator).
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::install::LEGACY_MAGIC;
+use rand::SeedableRng;
+
+use crate::crypto::{encrypt_legacy_with_rng, Certificate};
 
 /// The build numbers of the demo's versions.
 pub const OLD_VERSION: &str = "5.1.7.2106";
 pub const NEW_VERSION: &str = "5.2.3.3180";
 pub const RUNTIME_ZIP: &str = "Runtime_5.2.3.3180.zip";
+
+/// The demo's agent certificate (RSA-2048, self-signed, PFX as OpenSSL 3 writes it), relative
+/// to the root. Its private key is published with this source code: demo use only.
+pub const DEMO_CERT: &str = "Certs/demo-agent.pfx";
+/// The demo certificate's PFX password.
+pub const DEMO_CERT_PASSWORD: &str = "usercube-demo";
+const DEMO_PFX: &[u8] = include_bytes!("demo-agent.pfx");
+
+/// The demo certificate (parsed once).
+pub fn demo_certificate() -> &'static Certificate {
+    static C: std::sync::OnceLock<Certificate> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        Certificate::from_pfx_bytes(DEMO_PFX, DEMO_CERT_PASSWORD, DEMO_CERT)
+            .expect("the embedded demo certificate loads")
+    })
+}
+
+/// The legacy (5.1) encryption of `plaintext` for the demo certificate, byte-identical for
+/// the same `seed` (a seeded generator: demo data only).
+pub fn legacy_encrypted(seed: u64, plaintext: &[u8]) -> io::Result<Vec<u8>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5EED_DE70);
+    let mut out = Vec::with_capacity(plaintext.len() + 300);
+    encrypt_legacy_with_rng(demo_certificate(), &mut rng, plaintext, &mut out)
+        .map_err(io::Error::other)?;
+    Ok(out)
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct DemoSize {
@@ -115,12 +146,12 @@ const APPSETTINGS: &str = r#"{
   // Usercube server and integrated agent (demo installation written by usercube-upgrade)
   "ApplicationUri": "http://localhost:5000",
   "License": "DEMO-LICENSE-NOT-VALID",
-  "ConnectionString": "data source=.;Database=Usercube;Integrated Security=SSPI;Min Pool Size=10;encrypt=false;",
+  // demo: the embedded SQLite database (a real installation: "data source=.;Database=Usercube;Integrated Security=SSPI;Min Pool Size=10;")
+  "ConnectionString": "sqlite:Database/Usercube.sqlite",
   "EncryptionCertificate": {
-    // store certificate of the agent (demo: opened only by the re-encryption step)
-    "Thumbprint": "4E1F0D3C5A7B9E2D6F8A1C3E5B7D9F0A2C4E6B8D",
-    "StoreLocation": "CurrentUser",
-    "StoreName": "My"
+    // the agent's certificate (demo: a published key, see Certs/README.txt); its password
+    // is given with --file-cert-password or USERCUBE_UPGRADE_CERT_PASSWORD
+    "File": "../Certs/demo-agent.pfx"
   },
   "IdentityServer": {
     "X509KeyFilePath": "../Certs/identityserver.pfx"
@@ -234,7 +265,20 @@ pub fn create(root: &Path, size: DemoSize) -> io::Result<()> {
     fs::write(rt.join("web.config"), WEB_CONFIG)?;
     fs::write(
         rt.join("tracked-accounts-ADParis.csv"),
-        "dn;lastSeen\ncn=alice,ou=users,dc=paris,dc=com;2026-11-20\ncn=bob,ou=users,dc=paris,dc=com;2026-11-21\n",
+        legacy_encrypted(
+            7,
+            b"dn;lastSeen\ncn=alice,ou=users,dc=paris,dc=com;2026-11-20\ncn=bob,ou=users,dc=paris,dc=com;2026-11-21\n",
+        )?,
+    )?;
+    fs::write(
+        rt.join("tracked-accounts-HR.csv"),
+        "EmployeeId;lastSeen\n1;2026-11-20\n2;2026-11-21\n",
+    )?;
+    fs::create_dir_all(root.join("Certs"))?;
+    fs::write(root.join(DEMO_CERT), DEMO_PFX)?;
+    fs::write(
+        root.join("Certs/README.txt"),
+        format!("demo-agent.pfx: the demo's agent certificate (password {DEMO_CERT_PASSWORD}).\nIts private key is published with usercube-upgrade's source code: demo use only.\n"),
     )?;
     fs::write(
         root.join("Sources/hr.csv"),
@@ -259,11 +303,7 @@ pub fn create(root: &Path, size: DemoSize) -> io::Result<()> {
         }
         v
     };
-    let encrypted = |seed: u64, n: usize| {
-        let mut v = LEGACY_MAGIC.to_vec();
-        v.extend(filler(seed, n));
-        v
-    };
+    let encrypted = |seed: u64, n: usize| legacy_encrypted(seed, &plain(seed, n));
     let folders: &[(&str, usize, bool)] = &[
         ("Collect", 6, false),
         ("ExportOutput", 6, true),
@@ -279,7 +319,7 @@ pub fn create(root: &Path, size: DemoSize) -> io::Result<()> {
         for i in 0..*n {
             let seed = (k * 100 + i) as u64;
             let (name, bytes) = if *enc && i % 2 == 0 {
-                (format!("AD_Paris_{dir}_{i}.csv"), encrypted(seed, 600))
+                (format!("AD_Paris_{dir}_{i}.csv"), encrypted(seed, 600)?)
             } else {
                 (format!("HR_Csv_{dir}_{i}.csv"), plain(seed, 300))
             };
@@ -288,7 +328,7 @@ pub fn create(root: &Path, size: DemoSize) -> io::Result<()> {
     }
     fs::create_dir_all(root.join("Work"))?;
     write_zip(&root.join(RUNTIME_ZIP), size)?;
-    write_database(root, size.rows);
+    write_database(root, size.rows)?;
     Ok(())
 }
 
@@ -328,18 +368,102 @@ fn write_zip(path: &Path, size: DemoSize) -> io::Result<()> {
     Ok(())
 }
 
-/// The database seam. The database layer (`src/db`, its own branch) writes the demo's
-/// SQLite database here, with `rows` rows in each UJ table the guide deletes from. This
-/// build has no database layer: no database file is written, and the plans list the
-/// database steps as not available.
-pub fn write_database(_root: &Path, _rows: u64) -> Option<PathBuf> {
-    None
+/// The demo database, relative to the root (the demo's `ConnectionString` is
+/// `sqlite:Database/Usercube.sqlite`).
+pub const DATABASE: &str = "Database/Usercube.sqlite";
+
+/// The demo's schema: the three UJ tables the guide empties (shaped like Usercube's), a
+/// table the upgrade leaves alone, and the version table the database steps read.
+const SCHEMA: &str = "
+CREATE TABLE UM_DatabaseVersion (Id INTEGER NOT NULL PRIMARY KEY, Version NVARCHAR(32) NOT NULL, AppliedAt NVARCHAR(32) NOT NULL);
+CREATE TABLE UJ_Jobs (Id BIGINT NOT NULL PRIMARY KEY, Identifier NVARCHAR(442) NOT NULL, DisplayName_L1 NVARCHAR(442) NULL);
+CREATE TABLE UJ_TaskEntityTypes (Id BIGINT NOT NULL PRIMARY KEY, Task_Id BIGINT NOT NULL, EntityType_Id BIGINT NULL, ValidFrom NVARCHAR(32) NULL);
+CREATE TABLE UJ_TaskResourceTypes (Id BIGINT NOT NULL PRIMARY KEY, Task_Id BIGINT NOT NULL, ResourceType_Id BIGINT NULL, Comment NVARCHAR(200) NULL);
+CREATE TABLE UJ_JobSteps (Id BIGINT NOT NULL PRIMARY KEY, Task_Id BIGINT NULL, Job_Id BIGINT NOT NULL, LaunchOrder INT NULL, [Level] INT NULL, Name NVARCHAR(200) NULL, Data VARBINARY(64) NULL, Weight FLOAT NULL);
+";
+
+/// The `i`-th demo id: large (beyond 32 bits), negative and small ids, all distinct.
+fn demo_id(i: u64) -> i64 {
+    let i = i as i64;
+    match i % 3 {
+        0 => 2_147_483_648 + i,
+        1 => -i,
+        _ => i,
+    }
+}
+
+/// Writes the demo's SQLite database at `root/DATABASE` with `rows` rows in each UJ table
+/// the guide empties: ids past 2^31 and negative ids, NULLs, non-ASCII text, blobs.
+/// Deterministic: the same `rows` gives the same rows.
+pub fn write_database(root: &Path, rows: u64) -> io::Result<PathBuf> {
+    let path = root.join(DATABASE);
+    fs::create_dir_all(path.parent().expect("has a parent"))?;
+    let sq = |e: rusqlite::Error| io::Error::other(format!("{}: {e}", path.display()));
+    let mut conn = rusqlite::Connection::open(&path).map_err(sq)?;
+    conn.execute_batch(SCHEMA).map_err(sq)?;
+    let tx = conn.transaction().map_err(sq)?;
+    tx.execute(
+        "INSERT INTO UM_DatabaseVersion (Id, Version, AppliedAt) VALUES (1, ?1, '2026-06-01T08:00:00')",
+        [OLD_VERSION],
+    )
+    .map_err(sq)?;
+    tx.execute_batch(
+        "INSERT INTO UJ_Jobs VALUES (1, 'AD_Paris_Sync', 'Synchronisation AD Paris — complète');
+         INSERT INTO UJ_Jobs VALUES (2147483648, 'HR_Csv_Export', NULL);",
+    )
+    .map_err(sq)?;
+    {
+        let mut te = tx
+            .prepare("INSERT INTO UJ_TaskEntityTypes VALUES (?1, ?2, ?3, ?4)")
+            .map_err(sq)?;
+        let mut tr = tx
+            .prepare("INSERT INTO UJ_TaskResourceTypes VALUES (?1, ?2, ?3, ?4)")
+            .map_err(sq)?;
+        let mut js = tx
+            .prepare("INSERT INTO UJ_JobSteps VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+            .map_err(sq)?;
+        for i in 0..rows {
+            let id = demo_id(i);
+            let task = (i / 4) as i64 + 1;
+            let null_every = |k: u64, v: i64| (i % k != k - 1).then_some(v);
+            te.execute(rusqlite::params![
+                id,
+                task,
+                null_every(5, i as i64 * 7),
+                (i % 2 == 0).then(|| format!("2026-{:02}-{:02}", i % 12 + 1, i % 28 + 1)),
+            ])
+            .map_err(sq)?;
+            tr.execute(rusqlite::params![
+                id,
+                task,
+                null_every(4, -(i as i64)),
+                (i % 3 != 2).then(|| format!("ressource n°{i} — Zürich 東京 ✓")),
+            ])
+            .map_err(sq)?;
+            js.execute(rusqlite::params![
+                id,
+                null_every(6, task),
+                if i % 2 == 0 { 1i64 } else { 2_147_483_648 },
+                (i % 10) as i64,
+                null_every(3, (i % 4) as i64),
+                (i % 7 != 6).then(|| format!("Étape {i}: exporter « AD_Paris » → Work")),
+                (i % 5 != 4).then(|| filler(i, 16 + (i % 48) as usize)),
+                (i % 8 != 7).then_some(i as f64 / 8.0 - 3.25),
+            ])
+            .map_err(sq)?;
+        }
+    }
+    tx.commit().map_err(sq)?;
+    drop(conn);
+    // The database file is durable before the demo says it is written.
+    fs::File::open(&path)?.sync_all()?;
+    Ok(path)
 }
 
 /// The command that upgrades the demo at `root`.
 pub fn run_command(root: &Path) -> String {
     format!(
-        "usercube-upgrade run --root {0} --mode integrated --runtime-zip {0}/{RUNTIME_ZIP} --runtime-path {0}/Runtime",
+        "usercube-upgrade run --root {0} --mode integrated --runtime-zip {0}/{RUNTIME_ZIP} --runtime-path {0}/Runtime --file-cert-file {0}/{DEMO_CERT} --file-cert-password {DEMO_CERT_PASSWORD}",
         root.display()
     )
 }

@@ -75,6 +75,14 @@ pub struct Options {
     pub mode: Mode,
     pub runtime_zip: PathBuf,
     pub connection_string: Option<String>,
+    /// Where the database backup goes (default `ROOT/DatabaseBackup`; for SQL Server a folder
+    /// the server writes, as the server sees it).
+    pub backup_dir: Option<PathBuf>,
+    /// The database schema upgrade command (program and arguments, split like a shell
+    /// would, without expansion). None: the new runtime's
+    /// `identitymanager-Upgrade-DatabaseVersion.exe` with the seed's arguments (skipped with a
+    /// warning where it cannot run).
+    pub database_upgrade_command: Option<String>,
     pub runtime_path: Option<String>,
     pub cert: CertArgs,
     pub agent_appsettings: Vec<PathBuf>,
@@ -94,6 +102,8 @@ impl Options {
             mode,
             runtime_zip,
             connection_string: None,
+            backup_dir: None,
+            database_upgrade_command: None,
             runtime_path: None,
             cert: CertArgs::default(),
             agent_appsettings: Vec::new(),
@@ -163,6 +173,120 @@ impl Options {
     }
 }
 
+/// The default backup folder, under the root and outside the journal folder.
+pub const BACKUP_FOLDER: &str = "DatabaseBackup";
+
+/// The vendor's schema upgrade tool, in the new Runtime.
+pub const DATABASE_UPGRADE_TOOL: &str = "Runtime/identitymanager-Upgrade-DatabaseVersion.exe";
+
+/// Splits a command line into program and arguments: whitespace separates, `"..."` and
+/// `'...'` group (no escapes inside single quotes; `\"` inside double quotes), nothing is
+/// expanded. `Err` on an unterminated quote.
+pub fn split_command(cmd: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut any = false;
+    let mut chars = cmd.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if any {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            '\'' => {
+                any = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err(format!("unterminated ' in {cmd:?}")),
+                    }
+                }
+            }
+            '"' => {
+                any = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') if matches!(chars.peek(), Some('"') | Some('\\')) => {
+                            cur.push(chars.next().expect("peeked"))
+                        }
+                        Some(c) => cur.push(c),
+                        None => return Err(format!("unterminated \" in {cmd:?}")),
+                    }
+                }
+            }
+            c => {
+                any = true;
+                cur.push(c);
+            }
+        }
+    }
+    if any {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+impl Options {
+    /// The certificate as a plan stores it (no password): the command line's, else
+    /// `EncryptionCertificate` of the old `Runtime/appsettings.json`. A file under Runtime is
+    /// referenced under RuntimeOld, where the plan's first steps move it.
+    pub fn certificate_source(
+        &self,
+        settings: Option<&appsettings::JsonDoc>,
+    ) -> Option<crate::crypto::CertificateSource> {
+        use crate::crypto::CertificateSource;
+        let under_root = |abs: &Path| {
+            let p = plan_path(&self.root, abs);
+            match p.strip_prefix("Runtime") {
+                Ok(rest) if p.is_relative() => Path::new("RuntimeOld").join(rest),
+                _ => p,
+            }
+        };
+        let c = &self.cert;
+        if let Some(f) = &c.file {
+            return Some(CertificateSource::Pfx {
+                path: under_root(f),
+                thumbprint: c.thumbprint.clone(),
+            });
+        }
+        if let (Some(t), Some(l), Some(n)) = (&c.thumbprint, &c.store_location, &c.store_name) {
+            return Some(CertificateSource::Store {
+                thumbprint: t.clone(),
+                location: l.clone(),
+                name: n.clone(),
+                path: None,
+            });
+        }
+        let doc = settings?;
+        let get = |k: &str| {
+            doc.get(&["EncryptionCertificate", k])
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+        };
+        if let Some(f) = get("File") {
+            return Some(CertificateSource::Pfx {
+                path: under_root(&normalize(&self.root.join("Runtime"), f)),
+                thumbprint: None,
+            });
+        }
+        if let (Some(t), Some(l), Some(n)) =
+            (get("Thumbprint"), get("StoreLocation"), get("StoreName"))
+        {
+            return Some(CertificateSource::Store {
+                thumbprint: t.to_string(),
+                location: l.to_string(),
+                name: n.to_string(),
+                path: None,
+            });
+        }
+        None
+    }
+}
+
 /// `base.join(p)` with `.` and `..` resolved lexically.
 pub fn normalize(base: &Path, p: &str) -> PathBuf {
     let mut out = PathBuf::new();
@@ -191,4 +315,28 @@ pub fn plan_path(root: &Path, p: &Path) -> PathBuf {
     p.strip_prefix(root)
         .map(Path::to_path_buf)
         .unwrap_or_else(|_| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_command;
+
+    #[test]
+    fn commands_split_like_a_shell() {
+        assert_eq!(
+            split_command(r#"./up --cs "data source=.;Database=U" --x 'a b' c\d "q\"x""#).unwrap(),
+            vec![
+                "./up",
+                "--cs",
+                "data source=.;Database=U",
+                "--x",
+                "a b",
+                "c\\d",
+                "q\"x"
+            ]
+        );
+        assert_eq!(split_command(r#"a "" b"#).unwrap(), vec!["a", "", "b"]);
+        assert!(split_command("a 'b").is_err());
+        assert!(split_command("   ").unwrap().is_empty());
+    }
 }

@@ -1,7 +1,8 @@
 //! The three plans (integrated, server, agent), in the seed's order. Each engine step
-//! carries the seed step it implements and a note where the engine does it differently;
-//! what the engine does not do (database, re-encryption, service control, deployment) is
-//! listed as an [`Item`] of its own so that `plan` shows the whole procedure.
+//! carries the seed step it implements and a note where the engine does it differently
+//! (the database steps and the re-encryption included); what the engine does not do
+//! (service control without a command, deployment, schema refresh) is listed as an [`Item`]
+//! of its own so that `plan` shows the whole procedure.
 
 use std::path::{Path, PathBuf};
 
@@ -26,7 +27,8 @@ pub enum ItemKind {
     Manual,
     /// Done by `run` with a command the administrator gave (--stop-command/--start-command).
     Command,
-    /// Part of the procedure, but not available in this build: not executed, not pretended.
+    /// Part of the procedure, but not available in this build: not executed, not pretended
+    /// (no plan line uses it at present; kept for lines a build cannot do).
     NotAvailable,
     /// Not needed with this engine (the note says why).
     NotNeeded,
@@ -116,20 +118,114 @@ impl B<'_> {
         }
     }
 
-    fn db(&mut self, seed: &str, what: &str, f: &Facts) {
-        let cs = f
-            .connection_string_from
-            .as_deref()
-            .unwrap_or("no connection string found: give --connection-string");
+    /// Without a connection string the database lines are the administrator's.
+    fn no_db(&mut self, seed: &str, what: &str) {
         self.item(
             seed,
-            ItemKind::NotAvailable,
-            format!("{what} (connection string from {cs}): not yet available in this build; do it with the vendor's tool or by hand"),
+            ItemKind::Manual,
+            format!("{what}: no connection string (give --connection-string, or set ConnectionString in Runtime/appsettings.json): do it with the vendor's tool or by hand"),
         );
+    }
+
+    /// The database backup, before the first change (a MakeDir first when the backup
+    /// folder is under the root and does not exist yet, so that rollback removes it).
+    fn backup(&mut self, seed: &str, f: &Facts, note: Option<&str>) {
+        let Some(cs) = f.connection_string.clone() else {
+            return self.no_db(seed, "back up the database");
+        };
+        let dir = self
+            .o
+            .backup_dir
+            .clone()
+            .unwrap_or_else(|| self.o.root.join(super::BACKUP_FOLDER));
+        let sqlite = cs.starts_with("sqlite:");
+        let dir = if sqlite || dir.starts_with(&self.o.root) {
+            self.p(&dir)
+        } else {
+            dir
+        };
+        if sqlite && !self.o.root.join(&dir).exists() {
+            self.step(
+                seed,
+                Some("the backup folder does not exist yet (removed again by rollback)".into()),
+                StepSpec::MakeDir { path: dir.clone() },
+            );
+        }
+        let from = f.connection_string_from.as_deref().unwrap_or_default();
+        let mut n = format!("connection string from {from}; SQLite: online backup API + integrity check; SQL Server: BACKUP DATABASE ... WITH COPY_ONLY, CHECKSUM, INIT + RESTORE VERIFYONLY; its undo restores the database");
+        if let Some(extra) = note {
+            n = format!("{extra}; {n}");
+        }
+        self.step(
+            seed,
+            Some(n),
+            StepSpec::DatabaseBackup {
+                connection: cs,
+                backup_dir: dir,
+            },
+        );
+    }
+
+    /// The vendor's schema upgrade (skipped with a warning where it cannot run).
+    fn version_upgrade(&mut self, seed: &str, f: &Facts, agent_settings: Option<&Path>) {
+        let Some(cs) = f.connection_string.clone() else {
+            return self.no_db(seed, "upgrade the database version");
+        };
+        let (command, note) = match &self.o.database_upgrade_command {
+            Some(c) => (
+                super::split_command(c).unwrap_or_default(),
+                "command from --database-upgrade-command; its output is kept in the journal; rollback restores the backup".to_string(),
+            ),
+            None => {
+                let mut c = vec![
+                    super::DATABASE_UPGRADE_TOOL.to_string(),
+                    "--connection-string".to_string(),
+                    cs.clone(),
+                ];
+                if let Some(a) = agent_settings {
+                    c.push("--appsettings-path".into());
+                    c.push(self.o.root.join(a).display().to_string());
+                }
+                if let Some(rp) = &self.o.runtime_path {
+                    c.push("--runtime-path".into());
+                    c.push(rp.clone());
+                }
+                (c, "the new runtime's tool with the seed's arguments (no --database-upgrade-command); skipped with a warning where it cannot run (a Windows executable elsewhere, or absent); rollback restores the backup".to_string())
+            }
+        };
+        self.step(
+            seed,
+            Some(note),
+            StepSpec::DatabaseVersionUpgrade {
+                connection: cs,
+                command,
+            },
+        );
+    }
+
+    /// The seed's SQL deletes, one reversible step per table, in the issue's order.
+    fn deletes(&mut self, seed: &str, f: &Facts, note: &str) {
+        let Some(cs) = f.connection_string.clone() else {
+            return self.no_db(
+                seed,
+                &format!("delete every row of {}", DELETE_TABLES.join(", ")),
+            );
+        };
+        for t in DELETE_TABLES {
+            self.step(
+                seed,
+                Some(format!("DELETE FROM {t}, the rows kept in the journal as before-images (rollback re-inserts them); {note}")),
+                StepSpec::DeleteRows {
+                    connection: cs.clone(),
+                    table: t.to_string(),
+                },
+            );
+        }
     }
 }
 
-const DB_NOTE: &str = "the database steps come with the database layer";
+/// The tables whose rows the seed deletes, in that order (issue 4).
+pub const DELETE_TABLES: [&str; 3] = ["UJ_TaskEntityTypes", "UJ_TaskResourceTypes", "UJ_JobSteps"];
 
 /// `520.json` and `522.json`: our own documented content (docs/runbook.md), not the
 /// vendor's: the connection identifier mapping and the agent identifier.
@@ -220,9 +316,16 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
     }
     // 3. Backup and install.
     let (rename_seed, extract_seed) = if o.mode == Mode::Agent {
+        if f.connection_string.is_some() {
+            b.backup(
+                "3.0",
+                &f,
+                Some("not in the seed's agent section: added before the first change because 8.5 deletes rows"),
+            );
+        }
         ("3.1", "3.2")
     } else {
-        b.db("3.1", "back up the database", &f);
+        b.backup("3.1", &f, None);
         ("3.2", "3.3")
     };
     b.step(
@@ -325,17 +428,6 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
                 );
             }
         }
-        if migrate_agent && !f.encrypted.is_empty() {
-            b.item(
-                move_seed,
-                ItemKind::NotAvailable,
-                format!(
-                    "re-encrypt {} legacy-encrypted agent files with {}: not yet available in this build (the files are moved as they are)",
-                    f.encrypted.len(),
-                    f.certificate.as_deref().unwrap_or("the certificate")
-                ),
-            );
-        }
     };
     let tracked = |b: &mut B, seed: &str| {
         for t in &f.tracked_accounts {
@@ -347,6 +439,33 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
                     to: b.p(&work.join(t)),
                 },
             );
+        }
+    };
+    // Re-encryption (issue 5): after the moves and the tracked-accounts copies, every
+    // legacy-encrypted file under Temp and Work and every Work/tracked-accounts-*.csv.
+    let reencrypt = |b: &mut B, seed: &str| {
+        if !migrate_agent {
+            return;
+        }
+        let n = f.encrypted.len() + f.tracked_encrypted;
+        match &f.certificate_source {
+            Some(cert) if n > 0 => b.step(
+                seed,
+                Some(format!(
+                    "{n} legacy-encrypted agent files found at plan time; each staged, verified and renamed into place, the original kept in the journal trash; the PFX password comes from --file-cert-password or {} (never in the plan)",
+                    crate::crypto::PASSWORD_ENV
+                )),
+                StepSpec::ReencryptFiles {
+                    folders: vec![b.p(&temp), b.p(&work)],
+                    files: vec![b.p(&work.join("tracked-accounts-*.csv"))],
+                    certificate: cert.clone(),
+                },
+            ),
+            _ => b.item(
+                seed,
+                ItemKind::NotNeeded,
+                "no legacy-encrypted agent files: nothing to re-encrypt",
+            ),
         }
     };
     let asf_copies = |b: &mut B, seed: &str| {
@@ -508,17 +627,14 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
 
     match o.mode {
         Mode::Integrated => {
-            b.db("4.1", "back up the database (again)", &f);
+            b.item("4.1", ItemKind::NotNeeded, "a second backup is not needed: the backup of 3.1 is still current (nothing changed the database since)");
             asf_copies(&mut b, "4.2-4.3");
             copy_into_runtime(&mut b, "4.4", &[]);
-            b.db(
-                "4.5",
-                "upgrade the database version (AppSettingsFolder/appsettings.agent.json)",
-                &f,
-            );
+            b.version_upgrade("4.5", &f, Some(&asf.join("appsettings.agent.json")));
             server_appsettings_step(&mut b, "5.1", false);
             files_steps(&mut b, "5.2", "5.3");
             tracked(&mut b, "5.3");
+            reencrypt(&mut b, "5.3");
             b.item("6.1", ItemKind::NotNeeded, "starting the 5.2 server is not needed: 520.json/522.json are computed from the old appsettings");
             prepare(&mut b, "6.2");
             b.item("7.1", ItemKind::NotNeeded, "appsettings.connection.json is not needed: the agent settings are migrated from the old appsettings.agent.json");
@@ -530,12 +646,12 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
             );
             b.start("8", "the server");
             conf_steps(&mut b, ["9.1", "9.2", "9.3", "9.4"]);
-            b.db("9.5", &format!("delete the rows of UJ_TaskResourceTypes and UJ_JobSteps (this section of the seed lists two tables; {DB_NOTE})"), &f);
+            b.deletes("9.5", &f, "this section of the seed lists UJ_TaskResourceTypes and UJ_JobSteps, its agent section all three: all three are emptied");
             deploy(&mut b, "9.6", "9.7", "9.8");
         }
         Mode::Server => {
             copy_into_runtime(&mut b, "3.4", &[]);
-            b.db("4.1", "back up the database (again)", &f);
+            b.item("4.1", ItemKind::NotNeeded, "a second backup is not needed: the backup of 3.1 is still current (nothing changed the database since)");
             if let Some(src) = &f.agent_source {
                 b.item(
                     "4.2",
@@ -569,7 +685,11 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
                 ItemKind::Checked,
                 "the server's old appsettings.json is in the new Runtime (3.4)",
             );
-            b.db("4.6", "upgrade the database version", &f);
+            let agent_settings = f
+                .agent_source
+                .is_some()
+                .then(|| asf.join("appsettings.agent.json"));
+            b.version_upgrade("4.6", &f, agent_settings.as_deref());
             server_appsettings_step(&mut b, "5.1", false);
             files_steps(&mut b, "5.2", "5.3");
             b.start("6", "the server");
@@ -584,6 +704,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
             server_appsettings_step(&mut b, "4.1", true);
             files_steps(&mut b, "4.2", "4.3");
             tracked(&mut b, "4.4");
+            reencrypt(&mut b, "4.4");
             asf_copies(&mut b, "5.1-5.2");
             copy_into_runtime(&mut b, "5.2", &["appsettings.json"]);
             if root.join("Runtime/web.config").is_file() {
@@ -615,7 +736,11 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
             agent_files(&mut b, "6.2");
             b.start("7", "the agent");
             conf_steps(&mut b, ["8.1", "8.2", "8.3", "8.4"]);
-            b.db("8.5", &format!("delete the rows of UJ_TaskEntityTypes, UJ_TaskResourceTypes and UJ_JobSteps ({DB_NOTE})"), &f);
+            b.deletes(
+                "8.5",
+                &f,
+                "the database was backed up before the first change (3.0)",
+            );
             deploy(&mut b, "8.6", "8.7", "8.8");
         }
     }

@@ -33,9 +33,16 @@ pub struct Facts {
     pub manual: Vec<ManualItem>,
     pub encrypted: Vec<PathBuf>,
     pub certificate: Option<String>,
+    /// The certificate as the re-encryption step references it (integrated and agent).
+    pub certificate_source: Option<crate::crypto::CertificateSource>,
+    /// `tracked-accounts-*.csv` of the old Runtime that are legacy-encrypted.
+    pub tracked_encrypted: usize,
     pub warnings: Vec<String>,
     pub tracked_accounts: Vec<String>,
     pub connection_string_from: Option<String>,
+    /// The database connection string (`--connection-string`, else `ConnectionString` of
+    /// the old `Runtime/appsettings.json`).
+    pub connection_string: Option<String>,
 }
 
 pub struct AgentSource {
@@ -256,6 +263,17 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
     // 5. Encrypted files need a certificate (integrated and agent modes).
     let mut encrypted = Vec::new();
     let mut certificate = None;
+    let mut certificate_source = None;
+    let tracked_accounts = install::tracked_accounts(&runtime);
+    let tracked_encrypted = tracked_accounts
+        .iter()
+        .filter(|t| {
+            let mut h = [0u8; 4];
+            std::fs::File::open(runtime.join(t))
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut h))
+                .is_ok_and(|()| crate::crypto::is_legacy(&h))
+        })
+        .count();
     if o.mode != Mode::Server {
         for dir in [super::temp_dir(o), super::work_dir(o)] {
             encrypted.extend(install::encrypted_files(&dir, root));
@@ -264,21 +282,68 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
             Ok(c) => certificate = c,
             Err(e) => problems.push(e),
         }
-        if !encrypted.is_empty() && certificate.is_none() {
+        if certificate.is_some() {
+            certificate_source = o.certificate_source(by_name("appsettings.json"));
+        }
+        if (!encrypted.is_empty() || tracked_encrypted > 0) && certificate.is_none() {
             problems.push(format!(
                 "{} legacy-encrypted files (first: {}) but no certificate: give --file-cert-file F --file-cert-password P, or --file-cert-thumbprint T --file-cert-store-location L --file-cert-store-name N (or set EncryptionCertificate in Runtime/appsettings.json)",
-                encrypted.len(),
-                encrypted[0].display()
+                encrypted.len() + tracked_encrypted,
+                encrypted
+                    .first()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "a Runtime/tracked-accounts-*.csv".into())
             ));
         }
     }
 
-    let connection_string_from = match &o.connection_string {
-        Some(_) => Some("--connection-string".to_string()),
-        None => by_name("appsettings.json")
+    let (connection_string, connection_string_from) = match &o.connection_string {
+        Some(c) => (Some(c.clone()), Some("--connection-string".to_string())),
+        None => match by_name("appsettings.json")
             .and_then(appsettings::connection_string)
-            .map(|_| "Runtime/appsettings.json ConnectionString".to_string()),
+            .filter(|c| !c.trim().is_empty())
+        {
+            Some(c) => (
+                Some(c.to_string()),
+                Some("Runtime/appsettings.json ConnectionString".to_string()),
+            ),
+            None => (None, None),
+        },
     };
+    if let Some(c) = &connection_string {
+        if let Err(e) = crate::db::check_no_literal_password(c) {
+            problems.push(e.to_string());
+        }
+    }
+
+    if let Some(Err(e)) = o
+        .database_upgrade_command
+        .as_deref()
+        .map(super::split_command)
+    {
+        problems.push(format!("--database-upgrade-command: {e}"));
+    }
+
+    // 6. The agent plan runs after its server: refused while the database reports 5.1.
+    if o.mode == Mode::Agent {
+        match connection_string.as_deref().map(|c| database_version(c, root)) {
+            Some(Ok(Some(v))) if v.starts_with("5.1") => problems.push(format!(
+                "the database ({}) still reports version {v}: upgrade the server first (--mode server), then its agents",
+                crate::db::redact(connection_string.as_deref().unwrap_or_default())
+            )),
+            Some(Ok(Some(_))) => {}
+            Some(Ok(None)) => warnings.push(format!(
+                "the database ({}) records no version: cannot check that the server was upgraded first; make sure it was",
+                crate::db::redact(connection_string.as_deref().unwrap_or_default())
+            )),
+            Some(Err(e)) => warnings.push(format!(
+                "the database version cannot be read ({e}): cannot check that the server was upgraded first; make sure it was"
+            )),
+            None => warnings.push(
+                "no connection string (--connection-string, or ConnectionString in Runtime/appsettings.json): cannot check that the server was upgraded first; make sure it was".into(),
+            ),
+        }
+    }
 
     if !problems.is_empty() {
         return Err(problems);
@@ -295,8 +360,18 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
         manual,
         encrypted,
         certificate,
+        certificate_source,
+        tracked_encrypted,
         warnings,
-        tracked_accounts: install::tracked_accounts(&runtime),
+        tracked_accounts,
         connection_string_from,
+        connection_string,
     })
+}
+
+/// The version the database records (a fresh session of its own, closed at once).
+fn database_version(conn: &str, root: &Path) -> Result<Option<String>, String> {
+    let t = crate::db::target(conn, root).map_err(|e| e.to_string())?;
+    let mut db = crate::db::open(&t).map_err(|e| e.to_string())?;
+    db.version().map_err(|e| e.to_string())
 }

@@ -258,7 +258,7 @@ pub fn upgrade_files(
     work: &Path,
 ) -> Result<(Plan, Vec<String>), Refusals> {
     let mut problems = Vec::new();
-    let mut notes = Vec::new();
+    let notes = Vec::new();
     check_version(version, &mut problems);
     let mut s = Steps { steps: Vec::new() };
     for m in moves::moves_for(migrate_agent) {
@@ -287,10 +287,35 @@ pub fn upgrade_files(
                     encrypted[0].display()
                 ));
             } else {
-                notes.push(format!(
-                    "re-encryption of {} legacy-encrypted files: not yet available in this build (moved as they are)",
-                    encrypted.len()
-                ));
+                let certificate = match (&cert.file, &cert.thumbprint) {
+                    (Some(f), t) => crate::crypto::CertificateSource::Pfx {
+                        path: plan_path(root, &std::path::absolute(f).unwrap_or(f.clone())),
+                        thumbprint: t.clone(),
+                    },
+                    (None, Some(t)) => crate::crypto::CertificateSource::Store {
+                        thumbprint: t.clone(),
+                        location: cert
+                            .store_location
+                            .clone()
+                            .unwrap_or_else(|| "CurrentUser".into()),
+                        name: cert.store_name.clone().unwrap_or_else(|| "My".into()),
+                        path: None,
+                    },
+                    (None, None) => unreachable!("checked above"),
+                };
+                s.add(
+                    "5.3",
+                    Some(format!(
+                        "{} legacy-encrypted files found; each staged, verified and renamed into place, the original kept in the journal trash; the PFX password from --file-cert-password or {}",
+                        encrypted.len(),
+                        crate::crypto::PASSWORD_ENV
+                    )),
+                    StepSpec::ReencryptFiles {
+                        folders: vec![plan_path(root, temp), plan_path(root, work)],
+                        files: Vec::new(),
+                        certificate,
+                    },
+                );
             }
         }
     }

@@ -89,8 +89,75 @@ pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_usercube-upgrade"))
 }
 
+/// The tree under `root` (journal excluded). SQLite database files (`*.sqlite`) are
+/// compared by their rows, not their bytes (a restore or a re-insert rewrites pages): their
+/// entry holds the SHA-256 of a full dump of every table, in key order (and a backup's
+/// time-stamped name is replaced by `usercube-upgrade-TIME.sqlite`).
 pub fn snapshot(root: &Path) -> Manifest {
-    Manifest::of_excluding(root, Some(JOURNAL)).unwrap()
+    let mut m = Manifest::of_excluding(root, Some(JOURNAL)).unwrap();
+    for e in &mut m.entries {
+        if e.kind == usercube_upgrade::manifest::Kind::File {
+            if let Some(h) = new_format_plaintext_hash(&root.join(&e.rel)) {
+                e.sha256 = h;
+                e.size = 0;
+            }
+        }
+        if e.rel.ends_with(".sqlite") {
+            let dump = db_dump(&root.join(&e.rel));
+            e.size = dump.len() as u64;
+            e.sha256 = <sha2::Sha256 as sha2::Digest>::digest(dump.as_bytes()).into();
+            // A backup's name holds the time it was taken: compared by content only.
+            if let Some(dir) = e.rel.strip_suffix(".sqlite").and_then(|r| {
+                let (dir, name) = r.rsplit_once('/')?;
+                name.strip_prefix("usercube-upgrade-")?;
+                Some(dir.to_string())
+            }) {
+                e.rel = format!("{dir}/usercube-upgrade-TIME.sqlite");
+            }
+        }
+    }
+    m
+}
+
+/// Files in the new encryption format hold a random data key: those the demo certificate
+/// decrypts are compared by the SHA-256 of their plaintext.
+fn new_format_plaintext_hash(path: &Path) -> Option<[u8; 32]> {
+    use std::io::Read;
+    use usercube_upgrade::crypto::{is_new_format, NewFormatReader, NEW_MAGIC};
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut head = [0u8; NEW_MAGIC.len()];
+    f.read_exact(&mut head).ok()?;
+    if !is_new_format(&head) {
+        return None;
+    }
+    let f = std::fs::File::open(path).ok()?;
+    let mut r =
+        NewFormatReader::new(usercube_upgrade::runbook::demo::demo_certificate(), f).ok()?;
+    let mut plain = Vec::new();
+    r.read_to_end(&mut plain).ok()?;
+    Some(<sha2::Sha256 as sha2::Digest>::digest(&plain).into())
+}
+
+/// Every row of every table of an SQLite database, in key order, as text (tests compare it
+/// whole). Dead code in test binaries without a database.
+#[allow(dead_code)]
+pub fn db_dump(path: &Path) -> String {
+    use usercube_upgrade::db::{self, Target};
+    let mut d = db::open(&Target::Sqlite(path.to_path_buf())).unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut st = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap();
+    let tables: Vec<String> = st
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let mut out = String::new();
+    for t in tables {
+        out.push_str(&format!("{t}: {:?}\n", db::dump(&mut *d, &t).unwrap()));
+    }
+    out
 }
 
 pub fn text(out: &Output) -> String {
