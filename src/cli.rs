@@ -87,10 +87,10 @@ pub struct RunbookArgs {
     /// WorkFolderPath, relative to Runtime.
     #[arg(long, value_name = "DIR", default_value = "../Work")]
     pub work_folder: String,
-    /// How to stop the service (shown in the plan; not executed by this build).
+    /// How to stop the service: run after every check passed, before the first change.
     #[arg(long, value_name = "CMD")]
     pub stop_command: Option<String>,
-    /// How to start the service (shown in the plan; not executed by this build).
+    /// How to start the service: run at the end when the installation is upgraded or unchanged.
     #[arg(long, value_name = "CMD")]
     pub start_command: Option<String>,
     /// Continue when CyberArk, Azure Key Vault, SAP or SharePoint settings are found,
@@ -410,6 +410,15 @@ fn load_plan(source: &PlanSource) -> Result<Plan> {
     }
 }
 
+/// The journal folder `run` would create, if it does not exist yet.
+fn fresh_journal_dir(target: &Target) -> Option<PathBuf> {
+    let dir = match &target.journal {
+        Some(d) => d.clone(),
+        None => engine::default_journal_dir(&target.root.canonicalize().ok()?),
+    };
+    (!dir.exists()).then_some(dir)
+}
+
 fn journal_dir(root: &Path, target: &Target) -> PathBuf {
     target
         .journal
@@ -465,6 +474,7 @@ pub fn run(args: Args) -> Result<()> {
                 external("--stop-command", cmd, quiet)
                     .map_err(|e| Error::Refused(format!("{e}\nnothing was changed")))?;
             }
+            let fresh_journal = fresh_journal_dir(&target);
             // Whether the installation is settled (committed, rolled back or untouched) is
             // read from the same engine: reopening the journal at once can race with sled
             // releasing its file lock.
@@ -493,6 +503,11 @@ pub fn run(args: Args) -> Result<()> {
                         "warning: --start-command not run: the installation is neither upgraded nor rolled back (see `status`)"
                     );
                 }
+            }
+            if let (Err(Error::Refused(_) | Error::Usage(_)), Some(dir)) = (&result, &fresh_journal)
+            {
+                // Refused before the first record: leave no trace, not even the journal.
+                let _ = crate::durable_fs::remove_path(dir);
             }
             result?;
             if let (Some(rb), false) = (&l.runbook, quiet) {
