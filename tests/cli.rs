@@ -176,7 +176,10 @@ fn preflight_refuses_and_changes_nothing() {
     assert_eq!(code, Some(2), "{msg}");
     assert!(msg.contains("nothing was changed"), "{msg}");
     assert_same(&start, &i.snapshot(), "after refused run");
-    assert!(!i.journal_dir().exists(), "a refused run leaves no journal behind");
+    assert!(
+        !i.journal_dir().exists(),
+        "a refused run leaves no journal behind"
+    );
 }
 
 #[test]
