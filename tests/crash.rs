@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{assert_same, Install};
+use common::{assert_same, for_each_point, Install};
 use usercube_upgrade::journal::Journal;
 use usercube_upgrade::manifest::Manifest;
 use usercube_upgrade::sample::SampleSize;
@@ -33,16 +33,6 @@ fn reference(batch: &str) -> Reference {
         done: i.snapshot(),
         points,
     }
-}
-
-/// Runs `f` for every n in 1..=points, spread over two threads.
-fn for_each_point(points: u64, f: impl Fn(u64) + Sync) {
-    std::thread::scope(|s| {
-        for lane in 0..2 {
-            let f = &f;
-            s.spawn(move || (1..=points).filter(|n| n % 2 == lane).for_each(f));
-        }
-    });
 }
 
 fn crash_run_then_recover(batch: &str) {

@@ -5,6 +5,8 @@
 
 mod dbkit;
 
+mod common;
+use common::for_each_point;
 use dbkit::{Db, IDENTITY_TABLE, TABLES};
 use usercube_upgrade::journal::Journal;
 
@@ -16,15 +18,6 @@ fn points(backup: bool) -> u64 {
     db.plan(backup, &TABLES);
     db.ok(&["run"]);
     Journal::open(&db.journal_dir()).unwrap().last_seq()
-}
-
-fn for_each_point(points: u64, f: impl Fn(u64) + Sync) {
-    std::thread::scope(|s| {
-        for lane in 0..2 {
-            let f = &f;
-            s.spawn(move || (1..=points).filter(|n| n % 2 == lane).for_each(f));
-        }
-    });
 }
 
 /// Without a backup step, rollback relies on the row-level undo alone.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{assert_same, bin, snapshot, text, Install};
+use common::{assert_same, bin, for_each_point, snapshot, text, Install};
 use usercube_upgrade::crypto::{
     encrypt_legacy, is_new_format, Certificate, CertificateSource, NewFormatReader, PASSWORD_ENV,
 };
@@ -265,15 +265,6 @@ fn reference_points(group: &str) -> u64 {
     let s = setup();
     ok(&s, &["run", "--batch", "1"], group);
     Journal::open(&s.install.journal_dir()).unwrap().last_seq()
-}
-
-fn for_each_point(points: u64, f: impl Fn(u64) + Sync) {
-    std::thread::scope(|sc| {
-        for lane in 0..2 {
-            let f = &f;
-            sc.spawn(move || (1..=points).filter(|n| n % 2 == lane).for_each(f));
-        }
-    });
 }
 
 /// Crashes at every point; returns how many left some legacy files converted and others not.

@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{assert_same, bin, snapshot, text};
+use common::{assert_same, bin, for_each_point, snapshot, text};
 use usercube_upgrade::journal::Journal;
 use usercube_upgrade::manifest::Manifest;
 use usercube_upgrade::runbook::demo::{self, DemoSize, RUNTIME_ZIP};
@@ -92,15 +92,6 @@ fn reference(batch: &str) -> Reference {
         done: d.snapshot(),
         points,
     }
-}
-
-fn for_each_point(points: u64, f: impl Fn(u64) + Sync) {
-    std::thread::scope(|s| {
-        for lane in 0..2 {
-            let f = &f;
-            s.spawn(move || (1..=points).filter(|n| n % 2 == lane).for_each(f));
-        }
-    });
 }
 
 fn crash_run_then_recover(batch: &str) {

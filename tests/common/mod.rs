@@ -175,3 +175,14 @@ pub fn assert_same(expected: &Manifest, found: &Manifest, context: &str) {
         panic!("{context}: tree differs: {d}");
     }
 }
+
+/// Runs `f` for every crash point n in 1..=points, spread over two threads (the machine's
+/// two cores); each call works on its own installation.
+pub fn for_each_point(points: u64, f: impl Fn(u64) + Sync) {
+    std::thread::scope(|s| {
+        for lane in 0..2 {
+            let f = &f;
+            s.spawn(move || (1..=points).filter(|n| n % 2 == lane).for_each(f));
+        }
+    });
+}
