@@ -107,8 +107,11 @@ impl Journal {
                     .map(|(_, mark)| mark.is_none())
                     .unwrap_or(false);
                 let store = dir.join(STORE_DIR);
-                if !unmarked || !store.exists() {
+                if !store.exists() {
                     return Err(e);
+                }
+                if !unmarked {
+                    return Self::open_without_snapshots(dir, e);
                 }
                 let aside = dir.join(format!("{STORE_DIR}.damaged-{}", now_ms()));
                 durable_fs::rename(&store, &aside).map_err(|source| JournalError::Io {
@@ -124,6 +127,45 @@ impl Journal {
                 Self::open_once(dir)
             }
             other => other,
+        }
+    }
+
+    /// sled sometimes cannot read its own store after a kill (open upstream reports). Its
+    /// snapshots are only a shortcut over its log: keep a copy of the store for inspection,
+    /// remove the snapshots and open again. The result is trusted only if it passes every
+    /// check of `open_once` (checksums, chain, head mark); otherwise the first error stands.
+    fn open_without_snapshots(dir: &Path, first: JournalError) -> Result<Journal, JournalError> {
+        let store = dir.join(STORE_DIR);
+        let copy = dir.join(format!("{STORE_DIR}.before-repair-{}", now_ms()));
+        if durable_fs::copy_path(&store, &copy, &|_| {}).is_err() {
+            return Err(first);
+        }
+        let snapshots: Vec<PathBuf> = match std::fs::read_dir(&store) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("snap."))
+                })
+                .collect(),
+            Err(_) => return Err(first),
+        };
+        for snap in &snapshots {
+            if durable_fs::remove_path(snap).is_err() {
+                return Err(first);
+            }
+        }
+        match Self::open_once(dir) {
+            Ok(journal) => {
+                eprintln!(
+                    "warning: the journal store in {} could not be read ({first}); it was reopened from its log without sled's snapshots and verified in full (a copy of the store as found: {})",
+                    dir.display(),
+                    copy.display()
+                );
+                Ok(journal)
+            }
+            Err(_) => Err(first),
         }
     }
 
