@@ -70,15 +70,21 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
-/// Renames `from` to `to` (same filesystem), refusing to replace anything, then fsyncs both
-/// parent folders.
-pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+/// Steps never overwrite: an existing target is an error.
+fn ensure_absent(to: &Path) -> io::Result<()> {
     if to.symlink_metadata().is_ok() {
         return Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
             format!("{} already exists", to.display()),
         ));
     }
+    Ok(())
+}
+
+/// Renames `from` to `to` (same filesystem), refusing to replace anything, then fsyncs both
+/// parent folders.
+pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    ensure_absent(to)?;
     fs::rename(from, to)?;
     fsync_parent(to)?;
     if from.parent() != to.parent() {
@@ -95,12 +101,7 @@ static PENDING_DIRS: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 /// before it journals any step as done, so the outcome never becomes durable before the
 /// rename does, and one fsync per folder covers a whole group of renames.
 pub fn rename_deferred(from: &Path, to: &Path) -> io::Result<()> {
-    if to.symlink_metadata().is_ok() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{} already exists", to.display()),
-        ));
-    }
+    ensure_absent(to)?;
     fs::rename(from, to)?;
     let mut pending = PENDING_DIRS.lock().unwrap_or_else(|e| e.into_inner());
     for p in [from, to] {
@@ -193,12 +194,7 @@ pub type OnBytes<'a> = &'a (dyn Fn(u64) + Sync);
 /// Copies a file or a tree to `to` (which must not exist) through a staging name, so `to`
 /// appears complete or not at all. Modes and symlinks are kept.
 pub fn copy_path(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
-    if to.symlink_metadata().is_ok() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{} already exists", to.display()),
-        ));
-    }
+    ensure_absent(to)?;
     let staged = staging_path(to);
     remove_path(&staged)?;
     if let Some(parent) = to.parent() {
