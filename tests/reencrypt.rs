@@ -288,18 +288,32 @@ fn crash_run_then_recover(group: &str) -> usize {
         let s = setup();
         let start = s.install.snapshot();
         assert!(crash_at(&s, &["run", "--batch", "1"], group, n));
-        let converted = s
+        // Files already converted: resume must keep them byte for byte (a redone file would
+        // differ: every new file has a fresh random data key and nonce prefix).
+        let converted: Vec<(String, Vec<u8>)> = s
             .plain
             .keys()
-            .filter(|rel| is_new_format(&std::fs::read(s.install.root.join(rel)).unwrap()))
-            .count();
-        if converted > 0 && converted < s.plain.len() {
+            .map(|rel| {
+                (
+                    rel.clone(),
+                    std::fs::read(s.install.root.join(rel)).unwrap(),
+                )
+            })
+            .filter(|(_, bytes)| is_new_format(bytes))
+            .collect();
+        if !converted.is_empty() && converted.len() < s.plain.len() {
             mixed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         if n < points {
             ok(&s, &["resume"], group);
         }
         check_converted(&s, &start);
+        for (rel, bytes) in &converted {
+            assert!(
+                std::fs::read(s.install.root.join(rel)).unwrap() == *bytes,
+                "group {group}, crash at {n}: resume kept the already re-encrypted {rel}"
+            );
+        }
     });
     mixed.into_inner()
 }

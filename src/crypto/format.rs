@@ -59,6 +59,111 @@ fn truncated(what: &str) -> CryptoError {
     }
 }
 
+/// A file's header and what it yields: the data key's cipher and the nonce prefix.
+pub(crate) struct Header {
+    /// The header bytes exactly as in the file (also every chunk's associated data).
+    pub bytes: Vec<u8>,
+    pub cipher: Aes256Gcm,
+    pub prefix: [u8; NONCE_PREFIX_LEN],
+}
+
+impl Header {
+    /// A new random data key and nonce prefix, the key wrapped for `cert`.
+    pub fn fresh(cert: &Certificate) -> Result<Header, CryptoError> {
+        let mut key = [0u8; 32];
+        let mut prefix = [0u8; NONCE_PREFIX_LEN];
+        OsRng.fill_bytes(&mut key);
+        OsRng.fill_bytes(&mut prefix);
+        let wrapped = cert
+            .public_key()
+            .encrypt(&mut OsRng, Oaep::new::<Sha256>(), &key)
+            .map_err(|e| CryptoError::Rsa(e.to_string()))?;
+        let wrapped_len = u16::try_from(wrapped.len())
+            .map_err(|_| CryptoError::Rsa("RSA key too large".into()))?;
+        let mut bytes = Vec::with_capacity(35 + wrapped.len());
+        bytes.extend_from_slice(&NEW_MAGIC);
+        bytes.push(VERSION);
+        bytes.extend_from_slice(&cert.thumbprint_bytes());
+        bytes.extend_from_slice(&wrapped_len.to_be_bytes());
+        bytes.extend_from_slice(&wrapped);
+        bytes.extend_from_slice(&prefix);
+        Ok(Header {
+            bytes,
+            cipher: Aes256Gcm::new(&key.into()),
+            prefix,
+        })
+    }
+
+    /// Reads the header from `inner`, checks it names `cert`, unwraps the data key.
+    pub fn read<R: Read>(cert: &Certificate, inner: &mut R) -> Result<Header, CryptoError> {
+        let herr = |e| CryptoError::io("new format header", e);
+        let mut fixed = [0u8; 28];
+        let n = read_full(inner, &mut fixed).map_err(herr)?;
+        if n < NEW_MAGIC.len() || fixed[..NEW_MAGIC.len()] != NEW_MAGIC {
+            return Err(CryptoError::BadMagic { format: FORMAT });
+        }
+        if n < fixed.len() {
+            return Err(truncated("file ends inside the header"));
+        }
+        if fixed[5] != VERSION {
+            return Err(CryptoError::UnsupportedVersion {
+                format: FORMAT,
+                version: fixed[5],
+            });
+        }
+        let thumbprint = &fixed[6..26];
+        if thumbprint != cert.thumbprint_bytes() {
+            return Err(CryptoError::WrongCertificate {
+                file_thumbprint: hex::encode_upper(thumbprint),
+                cert_thumbprint: cert.thumbprint(),
+            });
+        }
+        let wrapped_len = u16::from_be_bytes([fixed[26], fixed[27]]) as usize;
+        if !(WRAPPED_MIN..=WRAPPED_MAX).contains(&wrapped_len) || wrapped_len != cert.key_len() {
+            return Err(CryptoError::BadHeader {
+                format: FORMAT,
+                reason: format!(
+                    "wrapped key length {wrapped_len} does not match the {}-byte RSA key",
+                    cert.key_len()
+                ),
+            });
+        }
+        let mut rest = vec![0u8; wrapped_len + NONCE_PREFIX_LEN];
+        let n = read_full(inner, &mut rest).map_err(herr)?;
+        if n < rest.len() {
+            return Err(truncated("file ends inside the header"));
+        }
+        let wrapped = &rest[..wrapped_len];
+        let key = cert
+            .private_key()
+            .decrypt(Oaep::new::<Sha256>(), wrapped)
+            .map_err(|_| CryptoError::KeyUnwrap {
+                format: FORMAT,
+                thumbprint: cert.thumbprint(),
+            })?;
+        if key.len() != 32 {
+            return Err(CryptoError::BadHeader {
+                format: FORMAT,
+                reason: format!("unwrapped key is {} bytes, expected 32", key.len()),
+            });
+        }
+        let mut prefix = [0u8; NONCE_PREFIX_LEN];
+        prefix.copy_from_slice(&rest[wrapped_len..]);
+        let mut bytes = fixed.to_vec();
+        bytes.extend_from_slice(&rest);
+        Ok(Header {
+            bytes,
+            cipher: Aes256Gcm::new_from_slice(&key).expect("32-byte key"),
+            prefix,
+        })
+    }
+
+    /// The nonce of chunk `counter`.
+    pub fn nonce(&self, counter: u32, last: bool) -> [u8; 12] {
+        nonce(&self.prefix, counter, last)
+    }
+}
+
 /// Streaming encryptor. The header is written by [`NewFormatWriter::new`]; call
 /// [`NewFormatWriter::finish`] to write the final chunk — a writer dropped without `finish`
 /// leaves a file that readers reject as truncated. Memory: one chunk.
@@ -75,31 +180,15 @@ pub struct NewFormatWriter<W: Write> {
 impl<W: Write> NewFormatWriter<W> {
     /// Generates a data key and nonce prefix, wraps the key for `cert`, writes the header.
     pub fn new(cert: &Certificate, mut inner: W) -> Result<Self, CryptoError> {
-        let mut key = [0u8; 32];
-        let mut prefix = [0u8; NONCE_PREFIX_LEN];
-        OsRng.fill_bytes(&mut key);
-        OsRng.fill_bytes(&mut prefix);
-        let wrapped = cert
-            .public_key()
-            .encrypt(&mut OsRng, Oaep::new::<Sha256>(), &key)
-            .map_err(|e| CryptoError::Rsa(e.to_string()))?;
-        let wrapped_len = u16::try_from(wrapped.len())
-            .map_err(|_| CryptoError::Rsa("RSA key too large".into()))?;
-        let mut header = Vec::with_capacity(35 + wrapped.len());
-        header.extend_from_slice(&NEW_MAGIC);
-        header.push(VERSION);
-        header.extend_from_slice(&cert.thumbprint_bytes());
-        header.extend_from_slice(&wrapped_len.to_be_bytes());
-        header.extend_from_slice(&wrapped);
-        header.extend_from_slice(&prefix);
+        let fresh = Header::fresh(cert)?;
         inner
-            .write_all(&header)
+            .write_all(&fresh.bytes)
             .map_err(|e| CryptoError::io("new format output", e))?;
         Ok(NewFormatWriter {
             inner,
-            cipher: Aes256Gcm::new(&key.into()),
-            header,
-            prefix,
+            cipher: fresh.cipher,
+            header: fresh.bytes,
+            prefix: fresh.prefix,
             counter: 0,
             buf: Vec::with_capacity(ENC_CHUNK),
             plaintext_len: 0,
@@ -181,66 +270,12 @@ pub struct NewFormatReader<R: Read> {
 impl<R: Read> NewFormatReader<R> {
     /// Reads the header from `inner`, checks it names `cert`, unwraps the data key.
     pub fn new(cert: &Certificate, mut inner: R) -> Result<Self, CryptoError> {
-        let herr = |e| CryptoError::io("new format header", e);
-        let mut fixed = [0u8; 28];
-        let n = read_full(&mut inner, &mut fixed).map_err(herr)?;
-        if n < NEW_MAGIC.len() || fixed[..NEW_MAGIC.len()] != NEW_MAGIC {
-            return Err(CryptoError::BadMagic { format: FORMAT });
-        }
-        if n < fixed.len() {
-            return Err(truncated("file ends inside the header"));
-        }
-        if fixed[5] != VERSION {
-            return Err(CryptoError::UnsupportedVersion {
-                format: FORMAT,
-                version: fixed[5],
-            });
-        }
-        let thumbprint = &fixed[6..26];
-        if thumbprint != cert.thumbprint_bytes() {
-            return Err(CryptoError::WrongCertificate {
-                file_thumbprint: hex::encode_upper(thumbprint),
-                cert_thumbprint: cert.thumbprint(),
-            });
-        }
-        let wrapped_len = u16::from_be_bytes([fixed[26], fixed[27]]) as usize;
-        if !(WRAPPED_MIN..=WRAPPED_MAX).contains(&wrapped_len) || wrapped_len != cert.key_len() {
-            return Err(CryptoError::BadHeader {
-                format: FORMAT,
-                reason: format!(
-                    "wrapped key length {wrapped_len} does not match the {}-byte RSA key",
-                    cert.key_len()
-                ),
-            });
-        }
-        let mut rest = vec![0u8; wrapped_len + NONCE_PREFIX_LEN];
-        let n = read_full(&mut inner, &mut rest).map_err(herr)?;
-        if n < rest.len() {
-            return Err(truncated("file ends inside the header"));
-        }
-        let wrapped = &rest[..wrapped_len];
-        let key = cert
-            .private_key()
-            .decrypt(Oaep::new::<Sha256>(), wrapped)
-            .map_err(|_| CryptoError::KeyUnwrap {
-                format: FORMAT,
-                thumbprint: cert.thumbprint(),
-            })?;
-        if key.len() != 32 {
-            return Err(CryptoError::BadHeader {
-                format: FORMAT,
-                reason: format!("unwrapped key is {} bytes, expected 32", key.len()),
-            });
-        }
-        let mut prefix = [0u8; NONCE_PREFIX_LEN];
-        prefix.copy_from_slice(&rest[wrapped_len..]);
-        let mut header = fixed.to_vec();
-        header.extend_from_slice(&rest);
+        let h = Header::read(cert, &mut inner)?;
         Ok(NewFormatReader {
             inner,
-            cipher: Aes256Gcm::new_from_slice(&key).expect("32-byte key"),
-            header,
-            prefix,
+            cipher: h.cipher,
+            header: h.bytes,
+            prefix: h.prefix,
             counter: 0,
             enc: Vec::with_capacity(ENC_CHUNK + 1),
             out: Vec::with_capacity(ENC_CHUNK),

@@ -43,6 +43,65 @@ fn truncated(what: &str) -> CryptoError {
     }
 }
 
+/// Header length of a legacy file for `cert`: magic, wrapped key, IV.
+pub(crate) fn header_len(cert: &Certificate) -> usize {
+    LEGACY_MAGIC.len() + cert.key_len() + BLOCK
+}
+
+/// Reads a legacy header from `inner`; returns the unwrapped AES key and the IV.
+pub(crate) fn read_header<R: Read>(
+    cert: &Certificate,
+    inner: &mut R,
+) -> Result<([u8; 32], [u8; BLOCK]), CryptoError> {
+    let herr = |e| CryptoError::io("legacy header", e);
+    let mut magic = [0u8; 4];
+    let n = read_full(inner, &mut magic).map_err(herr)?;
+    if n < magic.len() {
+        return Err(truncated("file shorter than the magic bytes"));
+    }
+    if magic != LEGACY_MAGIC {
+        return Err(CryptoError::BadMagic { format: FORMAT });
+    }
+    let mut wrapped = vec![0u8; cert.key_len()];
+    let n = read_full(inner, &mut wrapped).map_err(herr)?;
+    if n < wrapped.len() {
+        return Err(truncated("header ends inside the wrapped key"));
+    }
+    let mut iv = [0u8; BLOCK];
+    let n = read_full(inner, &mut iv).map_err(herr)?;
+    if n < iv.len() {
+        return Err(truncated("header ends inside the IV"));
+    }
+    let key = cert
+        .private_key()
+        .decrypt(Oaep::new::<Sha1>(), &wrapped)
+        .map_err(|_| CryptoError::KeyUnwrap {
+            format: FORMAT,
+            thumbprint: cert.thumbprint(),
+        })?;
+    let key: [u8; 32] = key
+        .try_into()
+        .map_err(|k: Vec<u8>| CryptoError::BadHeader {
+            format: FORMAT,
+            reason: format!("unwrapped key is {} bytes, expected 32", k.len()),
+        })?;
+    Ok((key, iv))
+}
+
+/// The PKCS#7 padding length of a decrypted last block, or [`CryptoError::BadPadding`].
+pub(crate) fn padding(last_block: &[u8]) -> Result<usize, CryptoError> {
+    let pad = *last_block.last().ok_or(CryptoError::BadPadding)? as usize;
+    if pad == 0
+        || pad > BLOCK
+        || !last_block[last_block.len() - pad..]
+            .iter()
+            .all(|&b| b as usize == pad)
+    {
+        return Err(CryptoError::BadPadding);
+    }
+    Ok(pad)
+}
+
 /// Streaming decryptor of the legacy format. Reads the header and unwraps the key in
 /// [`LegacyReader::new`]; then `read` yields plaintext. Errors found while reading (bad
 /// padding, truncation) come as `io::Error`s carrying a [`CryptoError`]
@@ -62,46 +121,10 @@ pub struct LegacyReader<R: Read> {
 impl<R: Read> LegacyReader<R> {
     /// Reads the header from `inner` and unwraps the data key with `cert`.
     pub fn new(cert: &Certificate, mut inner: R) -> Result<Self, CryptoError> {
-        let mut magic = [0u8; 4];
-        let n =
-            read_full(&mut inner, &mut magic).map_err(|e| CryptoError::io("legacy header", e))?;
-        if n < magic.len() {
-            return Err(truncated("file shorter than the magic bytes"));
-        }
-        if magic != LEGACY_MAGIC {
-            return Err(CryptoError::BadMagic { format: FORMAT });
-        }
-        let mut wrapped = vec![0u8; cert.key_len()];
-        let n =
-            read_full(&mut inner, &mut wrapped).map_err(|e| CryptoError::io("legacy header", e))?;
-        if n < wrapped.len() {
-            return Err(truncated("header ends inside the wrapped key"));
-        }
-        let mut iv = [0u8; BLOCK];
-        let n = read_full(&mut inner, &mut iv).map_err(|e| CryptoError::io("legacy header", e))?;
-        if n < iv.len() {
-            return Err(truncated("header ends inside the IV"));
-        }
-        let key = cert
-            .private_key()
-            .decrypt(Oaep::new::<Sha1>(), &wrapped)
-            .map_err(|_| CryptoError::KeyUnwrap {
-                format: FORMAT,
-                thumbprint: cert.thumbprint(),
-            })?;
-        if key.len() != 32 {
-            return Err(CryptoError::BadHeader {
-                format: FORMAT,
-                reason: format!("unwrapped key is {} bytes, expected 32", key.len()),
-            });
-        }
-        let dec = Aes256CbcDec::new(
-            GenericArray::from_slice(&key),
-            GenericArray::from_slice(&iv),
-        );
+        let (key, iv) = read_header(cert, &mut inner)?;
         Ok(LegacyReader {
             inner,
-            dec,
+            dec: Aes256CbcDec::new(&key.into(), &iv.into()),
             pending: Vec::with_capacity(IO_BUF + BLOCK),
             out: Vec::with_capacity(IO_BUF + BLOCK),
             out_pos: 0,
@@ -162,16 +185,13 @@ impl<R: Read> LegacyReader<R> {
                 }
                 let len = self.pending.len();
                 self.decrypt_into_out(len);
-                let pad = *self.out.last().expect("non-empty") as usize;
-                if pad == 0
-                    || pad > BLOCK
-                    || !self.out[self.out.len() - pad..]
-                        .iter()
-                        .all(|&b| b as usize == pad)
-                {
-                    self.out.clear();
-                    return Err(CryptoError::BadPadding);
-                }
+                let pad = match padding(&self.out[self.out.len() - BLOCK..]) {
+                    Ok(pad) => pad,
+                    Err(e) => {
+                        self.out.clear();
+                        return Err(e);
+                    }
+                };
                 self.out.truncate(self.out.len() - pad);
                 return Ok(!self.out.is_empty());
             }

@@ -7,6 +7,8 @@
 //! * [`legacy`]: the 5.1 file format as this project models it (RSA-OAEP-SHA1 + AES-256-CBC).
 //! * [`format`]: our own streaming format (RSA-OAEP-SHA256 + AES-256-GCM STREAM), documented
 //!   byte by byte in `encryption-format.md`, plus [`reencrypt`] and [`verify_new`].
+//! * [`parallel`]: the same re-encryption and verification for whole files, chunks on every
+//!   core (what the re-encryption step uses).
 //!
 //! Every reader/writer streams with memory independent of the file size. Errors are typed
 //! ([`CryptoError`]); when they travel through `std::io::Read`/`Write` they are wrapped in an
@@ -15,6 +17,7 @@
 pub mod cert;
 pub mod format;
 pub mod legacy;
+pub mod parallel;
 pub mod source;
 pub mod store;
 

@@ -331,9 +331,13 @@ impl Engine {
                 ));
                 (step.recovered_outcome(&ctx, intent).map_err(fail)?, true)
             }
-            Probe::NotApplied => {
+            Probe::NotApplied | Probe::Partial(_) => {
+                let done = match &probe {
+                    Probe::Partial(how_far) => format!(" (continuing: {how_far})"),
+                    _ => String::new(),
+                };
                 self.progress.say(format!(
-                    "[{id}/{}] {}",
+                    "[{id}/{}] {}{done}",
                     a.steps.len(),
                     step.describe(&self.root)
                 ));
@@ -676,6 +680,9 @@ impl Engine {
         match probe {
             Probe::NotApplied => Ok("was not applied"),
             Probe::Applied => step.undo(ctx, intent, outcome).map(|()| "undone"),
+            Probe::Partial(_) => step
+                .undo(ctx, intent, outcome)
+                .map(|()| "undone (it was part applied)"),
             Probe::Inconsistent(why) if self.opts.force => step
                 .undo(ctx, intent, outcome)
                 .map(|()| "undone (forced)")

@@ -71,6 +71,10 @@ impl Intent {
 pub enum Probe {
     NotApplied,
     Applied,
+    /// Part applied in a state the step itself can both continue (`apply` skips what is
+    /// done) and undo (`undo` reverts what is done); the text says how far it got. Only steps
+    /// made of independent, individually recorded parts return it (re-encryption).
+    Partial(String),
     /// Neither the before nor the after state: someone or something else changed the tree.
     Inconsistent(String),
 }

@@ -2,10 +2,11 @@
 //! staged, verified and undoable. One journal intent covers every file.
 //!
 //! Per file `F` (touch `i`), in this order:
-//! 1. (parallel) decrypt `F` and write it re-encrypted to `F.ucu-staging` beside it, fsync;
-//!    read the staged file back, decrypt and authenticate it, and compare the SHA-256 of its
-//!    plaintext with the digest computed while writing (plaintext and digest stay in memory);
-//!    the staged file's own SHA-256 (the new ciphertext) is computed in the same pass.
+//! 1. (parallel across files, and across the chunks of each file: [`parallel`]) decrypt `F`
+//!    and write it re-encrypted to `F.ucu-staging` beside it, fsync; read the staged file
+//!    back, decrypt and authenticate every chunk, and compare each chunk's plaintext digest
+//!    with the one computed while writing (plaintext and digests stay in memory); the staged
+//!    file's own SHA-256 (the new ciphertext) is computed in the same pass.
 //! 2. (in plan order, groups of [`GROUP`]) a StepData record `{i, new manifest}` for each
 //!    file of the group, made durable with one flush: the write-ahead rule for step 3.
 //! 3. (parallel within the group) hard-link `F` as `trash/<i>` (the original inode, kept for
@@ -18,34 +19,33 @@
 //! - *converted*: `trash/<i>` holds the `before` bytes and `F` starts with the new magic (and,
 //!   when recorded, has the recorded new hash).
 //!
-//! The engine's probe is binary (applied or not), so `settle` brings an interrupted run to
-//! one of the two whole states without any key: it removes staging files and dangling
-//! links, and when some files are converted and others not it restores the converted ones
-//! from the trash. Resume then re-encrypts every file; rollback finds nothing to undo. A run
-//! whose files are all converted is left as it is (probe: applied). Undo restores each
-//! original from the trash after checking its hash.
+//! After a crash, `settle` (no key needed) removes staging files and links whose file was
+//! not yet replaced, so every file is either *original* or *converted*. The probe then says
+//! applied (all converted), not applied (none) or [`Probe::Partial`] (some): `resume` goes on
+//! with the files still original and keeps the converted ones as they are; `rollback`
+//! restores the converted ones. Undo restores each original from the trash after checking
+//! its hash.
 //!
 //! The certificate is loaded at run time from a [`CertificateSource`] (PFX path or store
 //! lookup; the PFX password from `$USERCUBE_UPGRADE_CERT_PASSWORD` or
 //! [`crate::crypto::set_cert_password`], never stored). Rollback needs no key.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{
     io as io_err, show, Intent, OnBytes, Outcome, PlanView, Probe, Result, Step, StepContext,
     StepError, Touch,
 };
 use crate::crypto::{
-    is_legacy, is_new_format, reencrypt, verify_new, Certificate, CertificateSource, LegacyReader,
-    LEGACY_MAGIC, NEW_MAGIC,
+    is_legacy, is_new_format, parallel, Certificate, CertificateSource, LegacyReader, LEGACY_MAGIC,
+    NEW_MAGIC,
 };
 use crate::durable_fs;
 use crate::manifest::{Entry, Kind, Manifest};
@@ -65,7 +65,6 @@ fn group_size() -> usize {
     }
     GROUP
 }
-const IO_BUF: usize = 256 * 1024;
 
 pub struct ReencryptFiles {
     pub root: PathBuf,
@@ -253,28 +252,6 @@ fn starts_with_new_magic(path: &Path) -> bool {
     head(path, NEW_MAGIC.len()).is_ok_and(|h| is_new_format(&h))
 }
 
-/// Counts and hashes every byte read through it; reports progress.
-struct Tap<'a, R> {
-    inner: R,
-    hash: Option<Sha256>,
-    count: u64,
-    on_bytes: Option<OnBytes<'a>>,
-}
-
-impl<R: Read> Read for Tap<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(h) = &mut self.hash {
-            h.update(&buf[..n]);
-        }
-        self.count += n as u64;
-        if let Some(f) = self.on_bytes {
-            f(n as u64);
-        }
-        Ok(n)
-    }
-}
-
 fn crypto_failure(path: &Path, what: &str, e: impl std::fmt::Display) -> StepError {
     StepError::Invalid {
         path: path.to_path_buf(),
@@ -282,8 +259,10 @@ fn crypto_failure(path: &Path, what: &str, e: impl std::fmt::Display) -> StepErr
     }
 }
 
-/// Re-encrypts `path` into its staging file, fsyncs it, verifies it; returns the staged
-/// file's manifest (as it will be once renamed into place).
+/// Re-encrypts `path` into its staging file (chunks on every core), fsyncs it, verifies it;
+/// returns the staged file's manifest (as it will be once renamed into place). The check
+/// reads the staged file back while its fsync runs: it reads the same bytes either way (from
+/// the page cache), and the step renames the file into place only after both succeeded.
 pub fn stage_one(
     cert: &Certificate,
     path: &Path,
@@ -294,58 +273,37 @@ pub fn stage_one(
     durable_fs::remove_path(&staged).map_err(io_err("removing", &staged))?;
     let src = File::open(path).map_err(io_err("opening", path))?;
     let out = OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .mode(mode)
         .open(&staged)
         .map_err(io_err("creating", &staged))?;
-    keep_owner(&src, &out).map_err(io_err("setting the owner of", &staged))?;
-    let written = (|| {
-        let mut w = BufWriter::with_capacity(IO_BUF, &out);
-        let reader = Tap {
-            inner: BufReader::with_capacity(IO_BUF, src),
-            hash: None,
-            count: 0,
-            on_bytes: Some(on_bytes),
-        };
-        let summary = reencrypt(cert, reader, &mut w)
+    let verified = (|| {
+        keep_owner(&src, &out).map_err(io_err("setting the owner of", &staged))?;
+        let summary = parallel::reencrypt_file(cert, cert, &src, &out, on_bytes)
             .map_err(|e| crypto_failure(path, "cannot re-encrypt", e))?;
-        w.flush().map_err(io_err("writing", &staged))?;
-        drop(w);
         out.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(io_err("setting the mode of", &staged))?;
-        out.sync_all().map_err(io_err("syncing", &staged))?;
-        Ok(summary)
-    })();
-    drop(out);
-    let verified = written.and_then(|summary| {
-        let f = File::open(&staged).map_err(io_err("opening", &staged))?;
-        let mut tap = Tap {
-            inner: f,
-            hash: Some(Sha256::new()),
-            count: 0,
-            on_bytes: None,
-        };
-        let digest = verify_new(cert, BufReader::with_capacity(IO_BUF, &mut tap))
-            .map_err(|e| crypto_failure(&staged, "the staged file does not verify", e))?;
-        io::copy(&mut tap, &mut io::sink()).map_err(io_err("reading", &staged))?;
-        if digest != summary.plaintext_sha256 {
-            return Err(crypto_failure(
-                &staged,
-                "the staged file does not verify",
-                "its plaintext differs from the original's",
-            ));
-        }
+        let (synced, checked) = std::thread::scope(|s| {
+            let sync = s.spawn(|| durable_fs::sync_open_file(&out));
+            let checked = parallel::verify_file(cert, &out, &summary);
+            (sync.join().expect("fsync thread"), checked)
+        });
+        synced.map_err(io_err("syncing", &staged))?;
+        let (sha256, size) =
+            checked.map_err(|e| crypto_failure(&staged, "the staged file does not verify", e))?;
         Ok(Manifest {
             entries: vec![Entry {
                 rel: String::new(),
                 kind: Kind::File,
-                size: tap.count,
+                size,
                 mode,
-                sha256: tap.hash.take().expect("set").finalize().into(),
+                sha256,
             }],
         })
-    });
+    })();
+    drop(out);
     if verified.is_err() {
         let _ = durable_fs::remove_path(&staged);
     }
@@ -552,7 +510,8 @@ impl Step for ReencryptFiles {
         if !intent.touches.is_empty() {
             durable_fs::create_dir_all(trash).map_err(io_err("creating", trash))?;
         }
-        // Files already converted by an earlier attempt (settle leaves none in practice).
+        // Files converted by an interrupted attempt stay as they are (resume goes on).
+        let recorded = self.recorded_after(ctx, intent.touches.len(), None)?;
         let mut after: Vec<(usize, Manifest)> = Vec::new();
         let mut todo = Vec::new();
         for (i, t) in intent.touches.iter().enumerate() {
@@ -560,6 +519,12 @@ impl Step for ReencryptFiles {
             if kept.symlink_metadata().is_ok() {
                 if starts_with_new_magic(&t.path) {
                     let m = Manifest::of(&t.path).map_err(io_err("reading", &t.path))?;
+                    if recorded[i].as_ref() != Some(&m) {
+                        return Err(StepError::Refused(format!(
+                            "{} is in the new format but not as this step recorded it; resolve by hand",
+                            t.path.display()
+                        )));
+                    }
                     after.push((i, m));
                     continue;
                 }
@@ -636,18 +601,11 @@ impl Step for ReencryptFiles {
     }
 
     fn settle(&self, ctx: &StepContext, intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
-        let mut converted = Vec::new();
-        let mut others = 0;
         for (i, t) in intent.touches.iter().enumerate() {
             let staged = durable_fs::staging_path(&t.path);
             durable_fs::remove_path(&staged).map_err(io_err("removing", &staged))?;
             let kept = kept_path(&ctx.trash, i);
-            if kept.symlink_metadata().is_err() {
-                others += 1;
-                continue;
-            }
-            if starts_with_new_magic(&t.path) {
-                converted.push(i);
+            if kept.symlink_metadata().is_err() || starts_with_new_magic(&t.path) {
                 continue;
             }
             // Linked but not replaced: the file is still the original; drop the link.
@@ -655,17 +613,6 @@ impl Step for ReencryptFiles {
                 || Manifest::of(&t.path).map_err(io_err("reading", &t.path))? == t.before;
             if still_original {
                 durable_fs::remove_path(&kept).map_err(io_err("removing", &kept))?;
-            }
-            others += 1;
-        }
-        if others > 0 && !converted.is_empty() {
-            // Half done: back to the whole starting state (no key needed).
-            for i in converted {
-                let t = &intent.touches[i];
-                let kept = kept_path(&ctx.trash, i);
-                if Manifest::of(&kept).map_err(io_err("reading", &kept))? == t.before {
-                    durable_fs::replace(&kept, &t.path).map_err(io_err("restoring", &t.path))?;
-                }
             }
         }
         Ok(())
@@ -694,8 +641,8 @@ impl Step for ReencryptFiles {
             Some(why) => Probe::Inconsistent(why),
             None if converted == n => Probe::Applied,
             None if original == n => Probe::NotApplied,
-            None => Probe::Inconsistent(format!(
-                "{converted} of {n} files re-encrypted, {original} not"
+            None => Probe::Partial(format!(
+                "{converted} of {n} files already re-encrypted, {original} to go"
             )),
         })
     }
