@@ -4,8 +4,9 @@
 //! target directory; measured per iteration:
 //! - `cp`: the `cp` command copying it (page cache, no fsync: cp's own behaviour);
 //! - `cp+fsync`: the same, then an fsync of the copy (what a durable copy costs);
-//! - `reencrypt`: the step's per-file work (`steps::reencrypt::stage_one`): decrypt, re-encrypt
-//!   to the staging file, fsync, read back, decrypt and authenticate, compare digests.
+//! - `reencrypt`: the step's per-file work (`steps::reencrypt::stage_one`, chunks on every
+//!   core): decrypt, re-encrypt to the staging file, fsync while reading it back, decrypt and
+//!   authenticate, compare digests.
 //!
 //! Needs the `openssl` command line (to make the certificate).
 
