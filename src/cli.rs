@@ -87,10 +87,12 @@ pub struct RunbookArgs {
     /// WorkFolderPath, relative to Runtime.
     #[arg(long, value_name = "DIR", default_value = "../Work")]
     pub work_folder: String,
-    /// How to stop the service: run after every check passed, before the first change.
+    /// How to stop the service (`sh -c`): the plan's first step, after every check and
+    /// before any change; journaled; rollback runs the start command after its last undo.
     #[arg(long, value_name = "CMD")]
     pub stop_command: Option<String>,
-    /// How to start the service: run at the end when the installation is upgraded or unchanged.
+    /// How to start the service (`sh -c`): the plan's last step; journaled; rollback runs
+    /// the stop command before its first undo.
     #[arg(long, value_name = "CMD")]
     pub start_command: Option<String>,
     /// Continue when CyberArk, Azure Key Vault, SAP or SharePoint settings are found,
@@ -457,53 +459,8 @@ pub fn run(args: Args) -> Result<()> {
                 batch,
                 ..opts
             };
-            let (stop, start) = match &l.runbook {
-                Some(_) => (
-                    source.runbook.stop_command.clone(),
-                    source.runbook.start_command.clone(),
-                ),
-                None => (None, None),
-            };
-            if let Some(cmd) = &stop {
-                // Check first: never stop the service for a run that would be refused.
-                let root = engine::canonical_root(&target.root)?;
-                let problems = preflight::check(&root, &journal_dir(&root, &target), &l.plan);
-                if !problems.is_empty() {
-                    return Err(Error::Refused(preflight::refusal(&problems)));
-                }
-                external("--stop-command", cmd, quiet)
-                    .map_err(|e| Error::Refused(format!("{e}\nnothing was changed")))?;
-            }
             let fresh_journal = fresh_journal_dir(&target);
-            // Whether the installation is settled (committed, rolled back or untouched) is
-            // read from the same engine: reopening the journal at once can race with sled
-            // releasing its file lock.
-            let (result, settled) = match open(&target, opts) {
-                Err(e) => (Err(e), false),
-                Ok(mut engine) => {
-                    let result = engine.run(l.plan);
-                    let settled = engine.latest().is_ok_and(|run| {
-                        run.is_none_or(|r| {
-                            matches!(
-                                r.status,
-                                state::RunStatus::Committed | state::RunStatus::RolledBack
-                            )
-                        })
-                    });
-                    (result, settled)
-                }
-            };
-            if let Some(cmd) = &start {
-                if settled {
-                    if let Err(e) = external("--start-command", cmd, quiet) {
-                        eprintln!("warning: {e}; start the service by hand");
-                    }
-                } else {
-                    eprintln!(
-                        "warning: --start-command not run: the installation is neither upgraded nor rolled back (see `status`)"
-                    );
-                }
-            }
+            let result = open(&target, opts).and_then(|mut engine| engine.run(l.plan));
             if let (Err(Error::Refused(_) | Error::Usage(_)), Some(dir)) = (&result, &fresh_journal)
             {
                 // Refused before the first record: leave no trace, not even the journal.
@@ -818,35 +775,6 @@ fn print_plan(
         Ok(())
     } else {
         Err(Error::Refused(preflight::refusal(&problems)))
-    }
-}
-
-/// Runs an administrator's command (`sh -c`), printing its output.
-fn external(what: &str, cmd: &str, quiet: bool) -> std::result::Result<(), String> {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .map_err(|e| format!("{what} `{cmd}`: cannot start: {e}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !quiet {
-        println!("{what} `{cmd}`: {}", out.status);
-        for line in text.lines() {
-            println!("  | {line}");
-        }
-    }
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} `{cmd}` failed ({}): {}",
-            out.status,
-            text.trim()
-        ))
     }
 }
 

@@ -78,6 +78,23 @@ pub enum StepSpec {
         files: Vec<PathBuf>,
         certificate: crate::crypto::CertificateSource,
     },
+    /// Run the administrator's command that stops or starts the service (`sh -c`, in the
+    /// root); undo runs `undo` (the opposite command) when given. Exit status and output
+    /// are journaled.
+    Service {
+        action: ServiceAction,
+        command: String,
+        #[serde(default)]
+        undo: Option<String>,
+    },
+}
+
+/// What a [`StepSpec::Service`] step does to the service.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceAction {
+    Stop,
+    Start,
 }
 
 impl StepSpec {
@@ -112,6 +129,9 @@ impl StepSpec {
                 .chain(files.iter().map(|f| f.parent().unwrap_or(f)))
                 .chain(certificate.paths())
                 .collect(),
+            // The empty path overlaps every path: a service step is a group of its own, so
+            // no other step's intent is taken while the service may still be running.
+            StepSpec::Service { .. } => vec![Path::new("")],
         }
     }
 }

@@ -818,50 +818,93 @@ fn a_missing_work_folder_is_created_and_removed_by_rollback() {
     );
 }
 
-#[test]
-fn stop_and_start_commands_run_around_the_steps() {
-    let mut d = Demo::new("integrated");
+/// `--stop-command`/`--start-command` writing into a log outside the root; the stop
+/// command also prints a line, which the journal must keep.
+fn with_service(d: &mut Demo, start_guard: Option<&str>) -> PathBuf {
     let log = d._tmp.path().join("service.log");
     let l = log.display().to_string();
+    let guard = start_guard
+        .map(|g| format!("test -e {g} && "))
+        .unwrap_or_default();
     d.extra = vec![
         "--stop-command".into(),
-        format!("echo stopped >> {l}"),
+        format!("echo service-stop-output-7; echo stopped >> {l}"),
         "--start-command".into(),
-        format!(
-            "test -d {}/RuntimeOld && echo started >> {l}",
-            d.root.display()
-        ),
+        format!("{guard}echo started >> {l}"),
     ];
-    let plan = d.ok(&["plan"]);
-    assert!(
-        plan.contains("command") && plan.contains("--stop-command"),
-        "{plan}"
-    );
-    assert!(!log.exists(), "`plan` runs nothing");
-    d.ok(&["run"]);
-    assert_eq!(std::fs::read_to_string(&log).unwrap(), "stopped\nstarted\n");
-    d.ok(&["rollback"]);
+    log
+}
 
-    // A failing stop command refuses the run before any change.
-    let mut e = Demo::new("integrated");
-    e.extra = vec![
-        "--stop-command".into(),
-        "echo cannot stop >&2; exit 3".into(),
-    ];
-    let start = snapshot(&e.root);
-    let (code, msg) = e.code(&["run"]);
-    assert_eq!(code, Some(2), "{msg}");
-    assert!(
-        msg.contains("--stop-command") && msg.contains("cannot stop"),
-        "{msg}"
-    );
-    assert!(msg.contains("nothing was changed"), "{msg}");
-    assert_same(&start, &snapshot(&e.root), "after a failed stop command");
-    assert!(!e.root.join(JOURNAL).exists());
+fn log_of(log: &std::path::Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
 }
 
 #[test]
-fn start_command_is_not_run_on_a_half_upgraded_installation() {
+fn stop_and_start_commands_are_journaled_steps() {
+    let mut d = Demo::new("integrated");
+    let log = with_service(&mut d, None);
+    let start = snapshot(&d.root);
+    let plan = d.ok(&["plan"]);
+    assert!(!log.exists(), "`plan` runs nothing");
+    let steps: Vec<&str> = plan.lines().filter(|l| l.contains(" step ")).collect();
+    assert!(
+        steps.first().unwrap().contains("stop the service"),
+        "the first step stops the service:\n{plan}"
+    );
+    assert!(
+        steps.last().unwrap().contains("start the service"),
+        "the last step starts it:\n{plan}"
+    );
+    d.ok(&["run"]);
+    assert_eq!(log_of(&log), "stopped\nstarted\n");
+    let audit = d.ok(&["journal", "export", "--json"]);
+    assert!(
+        audit.contains("service-stop-output-7"),
+        "output journaled:\n{audit}"
+    );
+    assert!(
+        audit.contains("exit status 0"),
+        "status journaled:\n{audit}"
+    );
+    // Rollback in undo order: the new service stopped first, the old one started last.
+    d.ok(&["rollback"]);
+    assert_eq!(log_of(&log), "stopped\nstarted\nstopped\nstarted\n");
+    assert_same(&start, &snapshot(&d.root), "after rollback");
+}
+
+#[test]
+fn a_failing_stop_command_changes_nothing() {
+    let mut d = Demo::new("integrated");
+    let log = d._tmp.path().join("service.log");
+    d.extra = vec![
+        "--stop-command".into(),
+        "echo cannot stop >&2; exit 3".into(),
+        "--start-command".into(),
+        format!("echo started >> {}", log.display()),
+    ];
+    let start = snapshot(&d.root);
+    let (code, msg) = d.code(&["run"]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(
+        msg.contains("cannot stop") && msg.contains("exit status 3"),
+        "{msg}"
+    );
+    assert!(msg.contains("rolled back"), "{msg}");
+    assert_same(&start, &snapshot(&d.root), "after a failed stop command");
+    assert!(
+        !log.exists(),
+        "nothing was stopped, so nothing is started: {}",
+        log_of(&log)
+    );
+    let audit = d.ok(&["journal", "export", "--json"]);
+    assert!(
+        audit.contains("cannot stop"),
+        "the failure is journaled:\n{audit}"
+    );
+}
+
+#[test]
+fn a_failed_run_is_rolled_back_and_the_service_started_again() {
     let mut d = Demo::new("integrated");
     let zip = d.path(RUNTIME_ZIP);
     let mut bytes = std::fs::read(&zip).unwrap();
@@ -870,27 +913,43 @@ fn start_command_is_not_run_on_a_half_upgraded_installation() {
         *b ^= 0x5a;
     }
     std::fs::write(&zip, bytes).unwrap();
-    let log = d._tmp.path().join("service.log");
-    let l = log.display().to_string();
-    d.extra = vec![
-        "--stop-command".into(),
-        format!("echo stopped >> {l}"),
-        "--start-command".into(),
-        format!("echo started >> {l}"),
-    ];
-    let (code, msg) = d.code(&["run", "--no-auto-rollback"]);
-    assert_eq!(code, Some(1), "{msg}");
-    assert!(msg.contains("--start-command not run"), "{msg}");
-    assert_eq!(std::fs::read_to_string(&log).unwrap(), "stopped\n");
-    // With the automatic rollback the installation is settled again: started.
-    d.ok(&["rollback"]);
+    let log = with_service(&mut d, None);
+    let start = snapshot(&d.root);
     let (code, msg) = d.code(&["run"]);
     assert_eq!(code, Some(1), "{msg}");
     assert!(msg.contains("rolled back"), "{msg}");
-    assert_eq!(
-        std::fs::read_to_string(&log).unwrap(),
-        "stopped\nstopped\nstarted\n",
-        "{msg}"
+    assert_eq!(log_of(&log), "stopped\nstarted\n", "{msg}");
+    assert_same(&start, &snapshot(&d.root), "after the automatic rollback");
+
+    // Without the automatic rollback the service stays stopped; a later `rollback` stops
+    // it again first (a reboot may have started it), then starts it once all is undone.
+    std::fs::remove_file(&log).unwrap();
+    let (code, msg) = d.code(&["run", "--no-auto-rollback"]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert_eq!(log_of(&log), "stopped\n", "{msg}");
+    d.ok(&["rollback"]);
+    assert_eq!(log_of(&log), "stopped\nstopped\nstarted\n");
+    assert_same(&start, &snapshot(&d.root), "after rollback");
+}
+
+#[test]
+fn resume_stops_the_service_again_then_finishes_and_starts_it() {
+    let mut d = Demo::new("integrated");
+    let ok = d._tmp.path().join("may-start");
+    let log = with_service(&mut d, Some(&ok.display().to_string()));
+    // The start command fails until `ok` exists: the run stops at its last step.
+    let (code, msg) = d.code(&["run", "--no-auto-rollback"]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(msg.contains("start the service"), "{msg}");
+    assert_eq!(log_of(&log), "stopped\n");
+    std::fs::write(&ok, "").unwrap();
+    d.ok(&["resume"]);
+    assert_eq!(log_of(&log), "stopped\nstopped\nstarted\n");
+    assert!(d.path("RuntimeOld").is_dir());
+    let status = d.ok(&["status"]);
+    assert!(
+        status.contains("committed") || status.contains("completed"),
+        "{status}"
     );
 }
 

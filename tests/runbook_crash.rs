@@ -22,6 +22,8 @@ const SIZE: DemoSize = DemoSize {
 struct Demo {
     _tmp: tempfile::TempDir,
     root: PathBuf,
+    /// Extra `run` arguments.
+    extra: Vec<String>,
 }
 
 impl Demo {
@@ -29,7 +31,25 @@ impl Demo {
         let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let root = tmp.path().join("root");
         demo::create(&root, SIZE).unwrap();
-        Demo { _tmp: tmp, root }
+        Demo {
+            _tmp: tmp,
+            root,
+            extra: Vec::new(),
+        }
+    }
+
+    /// With `--stop-command`/`--start-command` appending to a log outside the root.
+    fn with_service() -> (Demo, PathBuf) {
+        let mut d = Demo::new();
+        let log = d._tmp.path().join("service.log");
+        let l = log.display();
+        d.extra = vec![
+            "--stop-command".into(),
+            format!("echo stopped >> {l}"),
+            "--start-command".into(),
+            format!("echo started >> {l}"),
+        ];
+        (d, log)
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
@@ -39,7 +59,8 @@ impl Demo {
             // No --runtime-path: the migrated files then hold no path of this temp folder,
             // so every demo upgrades to the same bytes.
             c.args(["--mode", "integrated", "--runtime-zip"])
-                .arg(self.root.join(RUNTIME_ZIP));
+                .arg(self.root.join(RUNTIME_ZIP))
+                .args(&self.extra);
         }
         c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
         // The demo certificate's PFX password (the plan references the file only).
@@ -159,4 +180,77 @@ fn integrated_plan_crash_during_rollback_then_roll_back_again() {
             }
         }
     }
+}
+
+/// With service commands: a crash at every point of the run, then `rollback` or `resume`.
+/// The service ends started (unless the crash came before the stop command ran), and the
+/// last command before any undo or further change is a stop.
+#[test]
+fn integrated_plan_with_service_commands_crash_at_every_point() {
+    let (d, _) = Demo::with_service();
+    let start = d.snapshot();
+    d.ok(&["run", "--batch", "1"]);
+    let done = d.snapshot();
+    let points = Journal::open(&d.root.join(common::JOURNAL))
+        .unwrap()
+        .last_seq();
+    let lines = |log: &PathBuf| -> Vec<String> {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    for_each_point(points, |n| {
+        let (d, log) = Demo::with_service();
+        assert!(d.crash_at(&["run", "--batch", "1"], n));
+        let before = lines(&log);
+        d.ok(&["rollback"]);
+        assert_same(
+            &start,
+            &d.snapshot(),
+            &format!("crash at {n}, then rollback"),
+        );
+        let after = lines(&log);
+        if before.is_empty() {
+            assert!(
+                after.is_empty(),
+                "crash at {n}: nothing stopped, nothing started: {after:?}"
+            );
+        } else {
+            assert_eq!(
+                after.last().map(String::as_str),
+                Some("started"),
+                "crash at {n}: {after:?}"
+            );
+            // Stopped again before any undo, unless the crash came within the stop step
+            // itself (nothing else to undo: it is a group of its own).
+            let new = &after[before.len()..];
+            assert!(
+                new[0] == "stopped" || (before == ["stopped"] && new == ["started"]),
+                "crash at {n}: {before:?} then {new:?}"
+            );
+        }
+
+        let (e, log) = Demo::with_service();
+        assert!(e.crash_at(&["run", "--batch", "1"], n));
+        let before = lines(&log);
+        if n < points {
+            e.ok(&["resume"]);
+        }
+        assert_same(&done, &e.snapshot(), &format!("crash at {n}, then resume"));
+        let after = lines(&log);
+        assert_eq!(
+            after.last().map(String::as_str),
+            Some("started"),
+            "crash at {n}: {after:?}"
+        );
+        if n < points {
+            assert_eq!(
+                after[before.len()],
+                "stopped",
+                "crash at {n}: stopped before going on: {after:?}"
+            );
+        }
+    });
 }

@@ -278,6 +278,7 @@ impl Engine {
         }
         let active = self.activate(&run)?;
         self.settle_page_cache()?;
+        self.reassert(&active, &run)?;
         self.progress.say(format!(
             "resuming run {} ({} of {} steps done)",
             run.run_hex(),
@@ -299,6 +300,43 @@ impl Engine {
             }
         }
         self.go_forward(&active, first_fresh)
+    }
+
+    /// Steps done earlier re-establish what a restart may have reverted (`Step::reassert`),
+    /// before anything else is touched.
+    fn reassert(&self, a: &Active, run: &RunState) -> Result<()> {
+        let progress = self.progress.clone();
+        let on_bytes = |n| progress.add_bytes(n);
+        for (k, planned) in a.plan.steps.iter().enumerate() {
+            let Some(s) = run.step(planned.id) else {
+                continue;
+            };
+            let (Some(recorded), true, None) = (state::intent_of(s), s.done.is_some(), &s.undone)
+            else {
+                continue;
+            };
+            let sink = self.sink(&a.run_id, planned.id);
+            let ctx = self.step_ctx(&a.run_id, planned.id, &on_bytes, &sink);
+            let acted = a.steps[k]
+                .reassert(&ctx, &recorded.intent)
+                .and_then(|acted| sink.sync().map(|()| acted))
+                .map_err(|e| {
+                    Error::RunFailed(format!(
+                        "step {} ({}): {e}\nnothing else was done; fix that and try again",
+                        planned.id,
+                        a.steps[k].describe(&self.root)
+                    ))
+                })?;
+            if !acted {
+                continue;
+            }
+            self.progress.say(format!(
+                "[{}] {}: run again before going on",
+                planned.id,
+                a.steps[k].describe(&self.root)
+            ));
+        }
+        Ok(())
     }
 
     /// A step whose intent is durable but whose outcome is not: settle, probe, then record
@@ -557,7 +595,7 @@ impl Engine {
             )));
         }
         self.progress.say(format!("{message}\nrolling back..."));
-        match self.rollback() {
+        match self.rollback_run() {
             Ok(()) => Err(Error::RunFailed(format!(
                 "{message}\nThe run was rolled back: the installation is exactly as it was before."
             ))),
@@ -586,6 +624,22 @@ impl Engine {
             }
             _ => {}
         }
+        if run.status != RunStatus::Committed || run.rollback_started() {
+            // Unfinished: a restart since may have undone what earlier steps did outside
+            // the tree (a committed run's own last steps are undone first instead).
+            let a = self.activate(&run)?;
+            self.settle_page_cache()?;
+            self.reassert(&a, &run)?;
+        }
+        self.rollback_run()
+    }
+
+    /// The rollback itself (also the automatic one after a failed step, in the same process:
+    /// nothing to re-establish there).
+    fn rollback_run(&mut self) -> Result<()> {
+        let run = self
+            .latest()?
+            .ok_or_else(|| Error::Refused("nothing to roll back: no run in the journal".into()))?;
         let a = self.activate(&run)?;
         self.settle_page_cache()?;
         let order: Vec<usize> = (0..a.steps.len())

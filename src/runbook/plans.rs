@@ -13,7 +13,7 @@ use super::configuration::FileOutcome;
 use super::moves::{self, COLLECT};
 use super::preflight::{self, Facts};
 use super::{plan_path, temp_dir, work_dir, Mode, Options, APPSETTINGS_FOLDER};
-use crate::plan::{Plan, PlannedStep, StepSpec};
+use crate::plan::{Plan, PlannedStep, ServiceAction, StepSpec};
 
 /// What a line of the runbook is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -88,13 +88,25 @@ impl B<'_> {
         plan_path(&self.o.root, abs)
     }
 
+    /// The plan's first step when a stop command is given: the service is down before any
+    /// change (every check has passed by then).
     fn stop(&mut self, seed: &str, what: &str) {
         match &self.o.stop_command {
-            Some(c) => self.item(
-                seed,
-                ItemKind::Command,
-                format!("stop {what}: `run` executes `{c}` (--stop-command) before its first step, after its checks; a failure refuses the run"),
-            ),
+            Some(c) => {
+                let undo = match &self.o.start_command {
+                    Some(s) => format!("rollback ends by running the --start-command `{s}` (the old service comes back)"),
+                    None => "no --start-command: after a rollback, restart the service by hand".into(),
+                };
+                self.step(
+                    seed,
+                    Some(format!("stop {what} with the --stop-command, after every check and before any change; exit status and output are journaled; a failure fails the run before any change; {undo}")),
+                    StepSpec::Service {
+                        action: ServiceAction::Stop,
+                        command: c.clone(),
+                        undo: self.o.start_command.clone(),
+                    },
+                )
+            }
             None => self.item(
                 seed,
                 ItemKind::Manual,
@@ -103,18 +115,38 @@ impl B<'_> {
         }
     }
 
+    /// Where the seed restarts: with a start command, a pointer to the plan's last step.
     fn start(&mut self, seed: &str, what: &str) {
         match &self.o.start_command {
             Some(c) => self.item(
                 seed,
                 ItemKind::Command,
-                format!("restart {what}: `run` executes `{c}` (--start-command) once, after its last step (or after its automatic rollback)"),
+                format!("restart {what}: the plan's last step runs `{c}` (--start-command) once, after every change of `run` (the steps in between touch only the stopped installation's files and database)"),
             ),
             None => self.item(
                 seed,
                 ItemKind::Manual,
                 format!("restart {what} after `run` (no --start-command given)"),
             ),
+        }
+    }
+
+    /// The plan's last step when a start command is given.
+    fn start_step(&mut self, seed: &str, what: &str) {
+        if let Some(c) = &self.o.start_command {
+            let undo = match &self.o.stop_command {
+                Some(s) => format!("rollback begins by running the --stop-command `{s}`, so nothing is undone under a running service"),
+                None => "no --stop-command: stop the service by hand before a rollback".into(),
+            };
+            self.step(
+                seed,
+                Some(format!("start {what} with the --start-command, once, after every change; exit status and output are journaled; {undo}")),
+                StepSpec::Service {
+                    action: ServiceAction::Start,
+                    command: c.clone(),
+                    undo: self.o.stop_command.clone(),
+                },
+            );
         }
     }
 
@@ -617,7 +649,11 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
     };
     let deploy = |b: &mut B, seed: &str, restart: &str, refresh: &str| {
         b.item(seed, ItemKind::Manual, "deploy the configuration (unknown-attribute or missing-permission errors: see docs/runbook.md)");
-        b.start(restart, "the server");
+        b.item(
+            restart,
+            ItemKind::Manual,
+            "restart the server after deploying the configuration",
+        );
         b.item(
             refresh,
             ItemKind::Manual,
@@ -647,6 +683,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
             b.start("8", "the server");
             conf_steps(&mut b, ["9.1", "9.2", "9.3", "9.4"]);
             b.deletes("9.5", &f, "this section of the seed lists UJ_TaskResourceTypes and UJ_JobSteps, its agent section all three: all three are emptied");
+            b.start_step("8", "the server");
             deploy(&mut b, "9.6", "9.7", "9.8");
         }
         Mode::Server => {
@@ -692,8 +729,16 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
             b.version_upgrade("4.6", &f, agent_settings.as_deref());
             server_appsettings_step(&mut b, "5.1", false);
             files_steps(&mut b, "5.2", "5.3");
-            b.start("6", "the server");
-            b.start("7", "the remote agent(s)");
+            if o.start_command.is_some() {
+                b.start_step("6", "the server");
+            } else {
+                b.start("6", "the server");
+            }
+            b.item(
+                "7",
+                ItemKind::Manual,
+                "restart the remote agent(s) (unless the --start-command does)",
+            );
             b.item(
                 "8",
                 ItemKind::Manual,
@@ -741,6 +786,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
                 &f,
                 "the database was backed up before the first change (3.0)",
             );
+            b.start_step("7", "the agent");
             deploy(&mut b, "8.6", "8.7", "8.8");
         }
     }

@@ -17,6 +17,7 @@ mod make_dir;
 mod move_tree;
 pub mod reencrypt;
 mod rename;
+pub mod service;
 mod view;
 mod write_file;
 
@@ -182,6 +183,14 @@ pub trait Step: Send + Sync {
         Ok(Outcome::default())
     }
 
+    /// Before `resume`, or a `rollback` of a run that did not commit (or whose rollback was
+    /// interrupted), for each step done and not undone, in plan order: re-establish an
+    /// effect outside the tree that a restart may have reverted (a stopped service started
+    /// again by a reboot). Most steps have none. True when it acted.
+    fn reassert(&self, _ctx: &StepContext, _intent: &Intent) -> Result<bool> {
+        Ok(false)
+    }
+
     /// Reverses an applied step. The engine has probed it `Applied` (every touched path in
     /// its recorded after state) or the user forced it.
     fn undo(&self, ctx: &StepContext, intent: &Intent, outcome: Option<&Outcome>) -> Result<()>;
@@ -303,6 +312,16 @@ pub fn step_for(spec: &StepSpec, root: &Path) -> Box<dyn Step> {
             files.clone(),
             certificate.clone(),
         )),
+        StepSpec::Service {
+            action,
+            command,
+            undo,
+        } => Box::new(service::Service {
+            action: *action,
+            command: command.clone(),
+            undo: undo.clone(),
+            root: root.to_path_buf(),
+        }),
     }
 }
 

@@ -1,0 +1,203 @@
+//! Stop or start the Usercube service with the administrator's own command (`sh -c`, run
+//! in the installation root). The runbook puts "stop" first and "start" last, so the service
+//! is down for every change; undo runs the opposite command, so a rollback stops the new
+//! service before undoing anything and starts the old one once everything is undone.
+//!
+//! A command's effect cannot be observed, so probing relies on the journal alone: the
+//! step counts as applied when its outcome, or the record of a successful run of its
+//! command (saved right after the command ends), is in the journal. Recovery runs commands
+//! again rather than trusting an effect a reboot may have reverted: stopping a stopped
+//! service and starting a started one are assumed to be harmless (`systemctl`, `sc`,
+//! `net start/stop` behave so; commands given here must too).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Intent, Outcome, PlanView, Probe, Result, Step, StepContext, StepError};
+use crate::plan::ServiceAction;
+
+/// Most output bytes kept (the end of it: where a failing command says why).
+pub const MAX_OUTPUT: usize = 64 * 1024;
+
+pub struct Service {
+    pub action: ServiceAction,
+    pub command: String,
+    pub undo: Option<String>,
+    pub root: PathBuf,
+}
+
+/// One run of a command, saved as a StepData record.
+#[derive(Serialize, Deserialize, Debug)]
+struct Ran {
+    /// "apply", "reassert" or "undo".
+    phase: String,
+    command: String,
+    /// None: killed by a signal.
+    status: Option<i32>,
+    success: bool,
+    output: String,
+}
+
+fn verb(a: ServiceAction) -> &'static str {
+    match a {
+        ServiceAction::Stop => "stop",
+        ServiceAction::Start => "start",
+    }
+}
+
+/// The last `MAX_OUTPUT` bytes of `text`, cut on a character boundary.
+fn tail(text: &str) -> String {
+    if text.len() <= MAX_OUTPUT {
+        return text.to_string();
+    }
+    let from = (text.len() - MAX_OUTPUT..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    format!(
+        "[output truncated to its last {MAX_OUTPUT} bytes]\n{}",
+        &text[from..]
+    )
+}
+
+impl Service {
+    /// Runs `command`, saves (and syncs) what happened, and fails on a non-zero exit.
+    fn execute(&self, ctx: &StepContext, phase: &str, command: &str) -> Result<Ran> {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .current_dir(&self.root)
+            .output()
+            .map_err(|e| StepError::Refused(format!("`{command}`: cannot start sh: {e}")))?;
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        let ran = Ran {
+            phase: phase.into(),
+            command: command.into(),
+            status: out.status.code(),
+            success: out.status.success(),
+            output: tail(&text),
+        };
+        ctx.journal
+            .save(serde_json::to_vec(&ran).expect("serializes"))?;
+        ctx.journal.sync()?;
+        if !ran.success {
+            return Err(StepError::Refused(format!(
+                "`{command}` failed ({}); output: {}",
+                status_text(ran.status),
+                ran.output.trim()
+            )));
+        }
+        Ok(ran)
+    }
+}
+
+fn status_text(code: Option<i32>) -> String {
+    code.map_or_else(
+        || "killed by a signal".into(),
+        |c| format!("exit status {c}"),
+    )
+}
+
+impl Step for Service {
+    fn describe(&self, _root: &Path) -> String {
+        format!("{} the service: `{}`", verb(self.action), self.command)
+    }
+
+    fn check(&self, _view: &mut PlanView) -> std::result::Result<(), String> {
+        if self.command.trim().is_empty() {
+            return Err(format!("the {} command is empty", verb(self.action)));
+        }
+        Ok(())
+    }
+
+    fn intent(&self, _ctx: &StepContext) -> Result<Intent> {
+        Ok(Intent {
+            touches: Vec::new(),
+            detail: serde_json::json!({
+                "service": verb(self.action),
+                "command": self.command,
+                "undo": self.undo,
+            })
+            .to_string(),
+        })
+    }
+
+    fn apply(&self, ctx: &StepContext, _intent: &Intent) -> Result<Outcome> {
+        let ran = self.execute(ctx, "apply", &self.command)?;
+        Ok(Outcome {
+            after: Vec::new(),
+            notes: vec![
+                format!("`{}`: {}", ran.command, status_text(ran.status)),
+                format!("output: {}", ran.output),
+            ],
+        })
+    }
+
+    fn settle(&self, _ctx: &StepContext, _intent: &Intent, _o: Option<&Outcome>) -> Result<()> {
+        Ok(())
+    }
+
+    fn probe(
+        &self,
+        ctx: &StepContext,
+        _intent: &Intent,
+        outcome: Option<&Outcome>,
+    ) -> Result<Probe> {
+        if outcome.is_some() {
+            return Ok(Probe::Applied);
+        }
+        let mut ran = false;
+        ctx.journal.saved(&mut |bytes| {
+            if let Ok(r) = serde_json::from_slice::<Ran>(bytes) {
+                ran |= r.phase == "apply" && r.success;
+            }
+            Ok(())
+        })?;
+        Ok(if ran {
+            Probe::Applied
+        } else {
+            Probe::NotApplied
+        })
+    }
+
+    /// Found applied after an interruption: run again (harmless, see above), since a reboot
+    /// may have reverted it; the outcome then holds this run's output.
+    fn recovered_outcome(&self, ctx: &StepContext, intent: &Intent) -> Result<Outcome> {
+        self.apply(ctx, intent)
+    }
+
+    /// Before a resume or the rollback of an unfinished run, in plan order: the stop runs
+    /// again (a reboot may have started the service), and a start already done runs again
+    /// after it, so the service is as the journal says before anything else happens.
+    fn reassert(&self, ctx: &StepContext, _intent: &Intent) -> Result<bool> {
+        self.execute(ctx, "reassert", &self.command).map(|_| true)
+    }
+
+    fn undo(&self, ctx: &StepContext, _intent: &Intent, _o: Option<&Outcome>) -> Result<()> {
+        match &self.undo {
+            Some(c) => self.execute(ctx, "undo", c).map(|_| ()),
+            None => {
+                tracing::warn!("no command to reverse `{}`: do it by hand", self.command);
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_end_on_a_char_boundary() {
+        let short = "stopped\n";
+        assert_eq!(tail(short), short);
+        let long = format!("{}é{}", "a".repeat(MAX_OUTPUT), "z".repeat(MAX_OUTPUT - 1));
+        let t = tail(&long);
+        assert!(t.ends_with('z'));
+        assert!(t.starts_with("[output truncated"));
+        assert!(t.len() <= MAX_OUTPUT + 64);
+    }
+}
