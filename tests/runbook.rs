@@ -923,7 +923,7 @@ fn a_failed_run_is_rolled_back_and_the_service_started_again() {
 
     // Without the automatic rollback the service stays stopped; a later `rollback` stops
     // it again first (a reboot may have started it), then starts it once all is undone.
-    std::fs::remove_file(&log).unwrap();
+    usercube_upgrade::durable_fs::remove_path(&log).unwrap();
     let (code, msg) = d.code(&["run", "--no-auto-rollback"]);
     assert_eq!(code, Some(1), "{msg}");
     assert_eq!(log_of(&log), "stopped\n", "{msg}");
