@@ -873,6 +873,18 @@ fn stop_and_start_commands_are_journaled_steps() {
 }
 
 #[test]
+fn a_refused_run_does_not_stop_the_service() {
+    let mut d = Demo::new("integrated");
+    let log = with_service(&mut d, None);
+    // The engine's own preflight refuses: RuntimeOld is in the way of step 3.
+    std::fs::create_dir(d.path("RuntimeOld")).unwrap();
+    let (code, msg) = d.code(&["run"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(msg.contains("RuntimeOld"), "{msg}");
+    assert!(!log.exists(), "stopped although refused: {}", log_of(&log));
+}
+
+#[test]
 fn a_failing_stop_command_changes_nothing() {
     let mut d = Demo::new("integrated");
     let log = d._tmp.path().join("service.log");
