@@ -873,6 +873,18 @@ fn stop_and_start_commands_are_journaled_steps() {
 }
 
 #[test]
+fn a_refused_run_does_not_stop_the_service() {
+    let mut d = Demo::new("integrated");
+    let log = with_service(&mut d, None);
+    // The engine's own preflight refuses: RuntimeOld is in the way of step 3.
+    std::fs::create_dir(d.path("RuntimeOld")).unwrap();
+    let (code, msg) = d.code(&["run"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(msg.contains("RuntimeOld"), "{msg}");
+    assert!(!log.exists(), "stopped although refused: {}", log_of(&log));
+}
+
+#[test]
 fn a_failing_stop_command_changes_nothing() {
     let mut d = Demo::new("integrated");
     let log = d._tmp.path().join("service.log");
@@ -923,7 +935,7 @@ fn a_failed_run_is_rolled_back_and_the_service_started_again() {
 
     // Without the automatic rollback the service stays stopped; a later `rollback` stops
     // it again first (a reboot may have started it), then starts it once all is undone.
-    std::fs::remove_file(&log).unwrap();
+    usercube_upgrade::durable_fs::remove_path(&log).unwrap();
     let (code, msg) = d.code(&["run", "--no-auto-rollback"]);
     assert_eq!(code, Some(1), "{msg}");
     assert_eq!(log_of(&log), "stopped\n", "{msg}");
