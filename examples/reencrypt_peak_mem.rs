@@ -151,7 +151,12 @@ fn main() {
 fn cp_fsync(file: &std::path::Path, copy: &std::path::Path) -> f64 {
     let _ = durable_fs::remove_path(copy);
     let t = Instant::now();
-    assert!(Command::new("cp").arg(file).arg(copy).status().unwrap().success());
+    assert!(Command::new("cp")
+        .arg(file)
+        .arg(copy)
+        .status()
+        .unwrap()
+        .success());
     durable_fs::fsync_file(copy).unwrap();
     let secs = t.elapsed().as_secs_f64();
     durable_fs::remove_path(copy).unwrap();
