@@ -108,6 +108,14 @@ impl Layout {
     }
 }
 
+/// The windows `a..b` covering chunks `0..chunks`.
+fn windows(chunks: usize) -> Vec<(usize, usize)> {
+    (0..chunks)
+        .step_by(WINDOW)
+        .map(|a| (a, (a + WINDOW).min(chunks)))
+        .collect()
+}
+
 fn read_at(f: &File, buf: &mut [u8], offset: u64, what: &str) -> Result<(), CryptoError> {
     f.read_exact_at(buf, offset).map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -247,10 +255,7 @@ pub fn reencrypt_file(
         digests
     };
 
-    let windows: Vec<(usize, usize)> = (0..layout.chunks)
-        .step_by(WINDOW)
-        .map(|a| (a, (a + WINDOW).min(layout.chunks)))
-        .collect();
+    let windows = windows(layout.chunks);
     let mut digests = Vec::with_capacity(layout.chunks);
     let (mut input, mut next_input) = (Vec::new(), Vec::new());
     let (mut output, mut done_output) = (Vec::new(), Vec::<u8>::new());
@@ -354,10 +359,7 @@ pub fn verify_file(
             })
     };
 
-    let windows: Vec<(usize, usize)> = (0..n)
-        .step_by(WINDOW)
-        .map(|a| (a, (a + WINDOW).min(n)))
-        .collect();
+    let windows = windows(n);
     let (mut input, mut next_input) = (Vec::new(), Vec::new());
     read_window(windows[0].0, windows[0].1, &mut input)?;
     sha.update(&input);
