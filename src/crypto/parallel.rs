@@ -10,7 +10,7 @@
 //!
 //! Work goes in windows of [`WINDOW`] chunks: while the chunks of one window are decrypted,
 //! hashed and encrypted in parallel, the previous window is written and the next one read.
-//! Memory: four window buffers per file (about 16 MiB), whatever the file size, plus 32 bytes
+//! Memory: four window buffers per file (about 8 MiB), whatever the file size, plus 32 bytes
 //! of plaintext digest per chunk.
 //!
 //! Verification reads the staged file back, checks its header and length, decrypts and
