@@ -484,7 +484,8 @@ impl Journal {
 
 /// Opens sled. Across processes the root lock already excludes a second user; within one
 /// process, sled's file lock can outlive a closed `Db` for a moment (its threads drop their
-/// handles asynchronously), so a lock refusal is retried briefly.
+/// handles asynchronously, later still on a loaded machine), so a lock refusal is retried
+/// for up to 10 s.
 fn open_store(store: &Path) -> sled::Result<sled::Db> {
     let config = sled::Config::new()
         .path(store)
@@ -496,7 +497,7 @@ fn open_store(store: &Path) -> sled::Result<sled::Db> {
     loop {
         match config.open() {
             Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock && tries < 100 =>
+                if e.kind() == std::io::ErrorKind::WouldBlock && tries < 500 =>
             {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(20));

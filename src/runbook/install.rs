@@ -101,12 +101,8 @@ pub fn runtime_zip(zip_path: &Path, prefer: Product) -> Result<ZipInfo, String> 
     let mut z =
         zip::ZipArchive::new(f).map_err(|e| format!("{show}: not a readable zip archive: {e}"))?;
     let names: Vec<String> = z.file_names().map(str::to_string).collect();
-    let mut uncompressed = 0;
-    for i in 0..z.len() {
-        if let Ok(e) = z.by_index_raw(i) {
-            uncompressed += e.size();
-        }
-    }
+    let uncompressed = crate::steps::extract_zip::entries_size(&mut z)
+        .map_err(|e| format!("{show}: not a readable zip archive: {e}"))?;
     let order = match prefer {
         Product::Server => [Product::Server, Product::Agent],
         Product::Agent => [Product::Agent, Product::Server],

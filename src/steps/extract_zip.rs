@@ -40,10 +40,20 @@ pub fn open_archive(archive: &Path) -> Result<zip::ZipArchive<File>> {
 /// Sum of the uncompressed sizes of every entry.
 pub fn uncompressed_size(archive: &Path) -> Result<u64> {
     let mut z = open_archive(archive)?;
+    entries_size(&mut z).map_err(|e| zip_error(archive, None, e))
+}
+
+/// Sum of the uncompressed sizes of `z`'s entries: from the central directory alone when it
+/// has them all (one read of the index, not one seek and read per entry's local header).
+pub fn entries_size<R: std::io::Read + std::io::Seek>(
+    z: &mut zip::ZipArchive<R>,
+) -> zip::result::ZipResult<u64> {
+    if let Some(total) = z.decompressed_size() {
+        return Ok(u64::try_from(total).unwrap_or(u64::MAX));
+    }
     let mut total = 0u64;
     for i in 0..z.len() {
-        let e = z.by_index_raw(i).map_err(|e| zip_error(archive, None, e))?;
-        total += e.size();
+        total = total.saturating_add(z.by_index_raw(i)?.size());
     }
     Ok(total)
 }

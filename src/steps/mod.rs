@@ -12,7 +12,7 @@ pub mod db_backup;
 pub mod db_delete;
 pub mod db_version;
 mod delete_tree;
-mod extract_zip;
+pub(crate) mod extract_zip;
 mod make_dir;
 mod move_tree;
 pub mod reencrypt;
