@@ -116,15 +116,16 @@ fn windows(chunks: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
-fn read_at(f: &File, buf: &mut [u8], offset: u64, what: &str) -> Result<(), CryptoError> {
+/// `buf.len()` bytes of `f` at `offset`; a short file is a truncated `format` file.
+fn read_at(f: &File, buf: &mut [u8], offset: u64, format: &'static str) -> Result<(), CryptoError> {
     f.read_exact_at(buf, offset).map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             CryptoError::Truncated {
-                format: what_format(what),
-                what: format!("{what} changed while it was read"),
+                format,
+                what: format!("{format} input changed while it was read"),
             }
         } else {
-            CryptoError::io(what, e)
+            CryptoError::io(format!("{format} input"), e)
         }
     })
 }
@@ -143,14 +144,6 @@ impl std::io::Read for At<'_> {
     }
 }
 
-fn what_format(what: &str) -> &'static str {
-    if what.starts_with("legacy") {
-        "legacy"
-    } else {
-        "new format"
-    }
-}
-
 /// Decrypts the legacy file `src` (for `legacy_cert`) and writes it to `out` in the new
 /// format (for `new_cert`), chunks in parallel. `out` is written from its current position
 /// and not synced; `on_bytes` gets the legacy bytes done. Fails without finishing `out` if
@@ -162,13 +155,16 @@ pub fn reencrypt_file(
     out: &File,
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<Staged, CryptoError> {
-    const WHAT: &str = "legacy input";
+    const FORMAT: &str = "legacy";
     let (key, iv) = legacy::read_header(legacy_cert, &mut At { file: src, pos: 0 })?;
     let hdr = legacy::header_len(legacy_cert) as u64;
-    let len = src.metadata().map_err(|e| CryptoError::io(WHAT, e))?.len();
+    let len = src
+        .metadata()
+        .map_err(|e| CryptoError::io(format!("{FORMAT} input"), e))?
+        .len();
     let ct_len = len.saturating_sub(hdr);
     let truncated = |what: &str| CryptoError::Truncated {
-        format: "legacy",
+        format: FORMAT,
         what: what.into(),
     };
     if ct_len == 0 {
@@ -181,10 +177,10 @@ pub fn reencrypt_file(
     // The padding, from the last block and the one before it (or the IV).
     let mut tail = [0u8; 2 * BLOCK];
     if ct_len >= 2 * BLOCK as u64 {
-        read_at(src, &mut tail, hdr + ct_len - 2 * BLOCK as u64, WHAT)?;
+        read_at(src, &mut tail, hdr + ct_len - 2 * BLOCK as u64, FORMAT)?;
     } else {
         tail[..BLOCK].copy_from_slice(&iv);
-        read_at(src, &mut tail[BLOCK..], hdr, WHAT)?;
+        read_at(src, &mut tail[BLOCK..], hdr, FORMAT)?;
     }
     let (prev, last) = tail.split_at_mut(BLOCK);
     aes.decrypt_block(GenericArray::from_mut_slice(last));
@@ -203,9 +199,9 @@ pub fn reencrypt_file(
         buf.resize(BLOCK + (end - start) as usize, 0);
         if a == 0 {
             buf[..BLOCK].copy_from_slice(&iv);
-            read_at(src, &mut buf[BLOCK..], hdr, WHAT)
+            read_at(src, &mut buf[BLOCK..], hdr, FORMAT)
         } else {
-            read_at(src, buf, hdr + start - BLOCK as u64, WHAT)
+            read_at(src, buf, hdr + start - BLOCK as u64, FORMAT)
         }
     };
     // Chunk `i` from its legacy bytes `ct` (IV first) into `dst`; returns its digest.
@@ -299,7 +295,7 @@ pub fn verify_file(
     staged: &File,
     expect: &Staged,
 ) -> Result<([u8; 32], u64), CryptoError> {
-    const WHAT: &str = "new format input";
+    const FORMAT: &str = "new format";
     let h = Header::read(
         cert,
         &mut At {
@@ -312,7 +308,7 @@ pub fn verify_file(
     let want = hdr + (n as u64 - 1) * ENC_CHUNK as u64 + expect.enc_len(n - 1) as u64;
     let len = staged
         .metadata()
-        .map_err(|e| CryptoError::io(WHAT, e))?
+        .map_err(|e| CryptoError::io(format!("{FORMAT} input"), e))?
         .len();
     if len < want {
         return Err(CryptoError::Truncated {
@@ -331,7 +327,7 @@ pub fn verify_file(
     let read_window = |a: usize, b: usize, buf: &mut Vec<u8>| {
         let size: usize = (a..b).map(|i| expect.enc_len(i)).sum();
         buf.resize(size, 0);
-        read_at(staged, buf, hdr + (a * ENC_CHUNK) as u64, WHAT)
+        read_at(staged, buf, hdr + (a * ENC_CHUNK) as u64, FORMAT)
     };
     // Decrypts window `a..` in place: its SHA-256 was taken when it was read.
     let check_window = |a: usize, input: &mut [u8]| -> Result<(), CryptoError> {
