@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -127,8 +127,32 @@ static PENDING_DIRS: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 pub fn rename_deferred(from: &Path, to: &Path) -> io::Result<()> {
     ensure_absent(to)?;
     fs::rename(from, to)?;
+    defer_parents(&[from, to]);
+    Ok(())
+}
+
+/// Like `replace`, but the folder fsync is left to the next `barrier` (see `rename_deferred`).
+pub fn replace_deferred(staged: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(staged, to)?;
+    defer_parents(&[to]);
+    Ok(())
+}
+
+/// Like `link_or_copy`, but the folder fsync is left to the next `barrier` (a copy's own
+/// data is still synced at once). The caller calls `barrier` before anything that relies
+/// on the link being durable.
+pub fn link_or_copy_deferred(from: &Path, to: &Path) -> io::Result<()> {
+    if fs::hard_link(from, to).is_err() {
+        fs::copy(from, to)?;
+        fsync_file(to)?;
+    }
+    defer_parents(&[to]);
+    Ok(())
+}
+
+fn defer_parents(paths: &[&Path]) {
     let mut pending = PENDING_DIRS.lock().unwrap_or_else(|e| e.into_inner());
-    for p in [from, to] {
+    for p in paths {
         pending.insert(
             p.parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -136,7 +160,6 @@ pub fn rename_deferred(from: &Path, to: &Path) -> io::Result<()> {
                 .to_path_buf(),
         );
     }
-    Ok(())
 }
 
 /// Makes every deferred folder change durable (see `rename_deferred`).
@@ -159,6 +182,18 @@ pub fn sync_filesystem(path: &Path) -> io::Result<()> {
     // SAFETY: syncfs takes a valid open descriptor, borrowed for the call.
     if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) } != 0 {
         return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// One `syncfs` per filesystem holding any of `paths` (each path is an existing file or
+/// folder): makes many small files written without their own fsync durable at once.
+pub fn sync_filesystems<'a>(paths: impl IntoIterator<Item = &'a Path>) -> io::Result<()> {
+    let mut done = BTreeSet::new();
+    for p in paths {
+        if done.insert(fs::metadata(p)?.dev()) {
+            sync_filesystem(p)?;
+        }
     }
     Ok(())
 }

@@ -4,15 +4,18 @@
 //! AES-256-CBC + PBKDF2, HMAC-SHA256 MAC) and the legacy Windows-export form
 //! (pbeWithSHAAnd3-KeyTripleDES-CBC keys, pbeWithSHAAnd40BitRC2-CBC certificates, SHA-1 MAC).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use p12_keystore::error::Error as P12Error;
 use p12_keystore::Pkcs12Archive;
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use rsa::traits::PublicKeyParts;
-use rsa::{RsaPrivateKey, RsaPublicKey};
+use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
 use sha1::{Digest, Sha1};
+use sha2::Sha256;
 
 use super::{CryptoError, MIN_RSA_BITS};
 
@@ -26,6 +29,9 @@ pub struct Certificate {
     subject: String,
     private_key: RsaPrivateKey,
     public_key: RsaPublicKey,
+    /// Legacy data keys already unwrapped, by SHA-256 of the wrapped value (see
+    /// [`Certificate::unwrap_legacy_key`]).
+    legacy_keys: Arc<Mutex<HashMap<[u8; 32], Vec<u8>>>>,
 }
 
 impl fmt::Debug for Certificate {
@@ -117,6 +123,7 @@ impl Certificate {
                 subject: cert_bag.cert.subject().to_string(),
                 private_key,
                 public_key,
+                legacy_keys: Arc::default(),
             });
         }
         Err(first_error.unwrap_or(CryptoError::NoPrivateKey { path }))
@@ -154,6 +161,23 @@ impl Certificate {
 
     pub(crate) fn private_key(&self) -> &RsaPrivateKey {
         &self.private_key
+    }
+
+    /// RSA-OAEP(SHA-1) decryption of a legacy file's wrapped data key, or `None` if it does not
+    /// decrypt with this key. Remembered per wrapped value for the life of the certificate
+    /// (and its clones): the re-encryption step unwraps each file's key at preflight and again
+    /// when converting it, and one private-key operation (about 2 ms for RSA-2048) costs more
+    /// than converting a small file. The same wrapped bytes always unwrap to the same key, so
+    /// a file replaced in between is unwrapped afresh.
+    pub(crate) fn unwrap_legacy_key(&self, wrapped: &[u8]) -> Option<Vec<u8>> {
+        let id: [u8; 32] = Sha256::digest(wrapped).into();
+        let memo = || self.legacy_keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(key) = memo().get(&id) {
+            return Some(key.clone());
+        }
+        let key = self.private_key.decrypt(Oaep::new::<Sha1>(), wrapped).ok()?;
+        memo().insert(id, key.clone());
+        Some(key)
     }
 
     pub(crate) fn public_key(&self) -> &RsaPublicKey {
@@ -264,5 +288,44 @@ mod tests {
             Err(CryptoError::Io { what, .. }) => assert!(what.contains("missing.pfx")),
             other => panic!("expected Io, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn legacy_keys_are_unwrapped_once_per_wrapped_value() {
+        use crate::crypto::{encrypt_legacy, LegacyReader};
+        use std::io::Read;
+        let f = fixture();
+        let c = Certificate::from_pfx(&f.pfx_default, "pass-A").unwrap();
+        let other = Certificate::from_pfx(&f.pfx_b, "pass-B").unwrap();
+        let files: Vec<Vec<u8>> = [b"first".as_slice(), b"second"]
+            .iter()
+            .map(|p| {
+                let mut v = Vec::new();
+                encrypt_legacy(&c, *p, &mut v).unwrap();
+                v
+            })
+            .collect();
+        let read = |cert: &Certificate, file: &[u8]| -> Result<Vec<u8>, CryptoError> {
+            let mut out = Vec::new();
+            LegacyReader::new(cert, file)?
+                .read_to_end(&mut out)
+                .map_err(|e| CryptoError::io("test", e))?;
+            Ok(out)
+        };
+        let remembered = |cert: &Certificate| cert.legacy_keys.lock().unwrap().len();
+        assert_eq!(read(&c, &files[0]).unwrap(), b"first");
+        assert_eq!(read(&c, &files[1]).unwrap(), b"second");
+        assert_eq!(remembered(&c), 2);
+        // Again, through a clone: served from the memo, same plaintext.
+        assert_eq!(read(&c.clone(), &files[0]).unwrap(), b"first");
+        assert_eq!(remembered(&c), 2);
+        // Another wrapped value is unwrapped afresh: a changed one fails, nothing remembered.
+        let mut changed = files[0].clone();
+        changed[4] ^= 1;
+        assert!(matches!(read(&c, &changed), Err(CryptoError::KeyUnwrap { .. })));
+        assert_eq!(remembered(&c), 2);
+        // Another certificate has its own memo and cannot unwrap these keys.
+        assert!(matches!(read(&other, &files[0]), Err(CryptoError::KeyUnwrap { .. })));
+        assert_eq!(remembered(&other), 0);
     }
 }

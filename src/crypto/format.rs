@@ -14,8 +14,8 @@
 
 use std::io::{self, Read, Write};
 
-use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::{Aead, AeadInOut, KeyInit, Payload};
+use aes_gcm::Aes256Gcm;
 use rand::rngs::OsRng;
 use rand::RngCore;
 use rsa::Oaep;
@@ -203,7 +203,7 @@ impl<W: Write> NewFormatWriter<W> {
     fn emit(&mut self, last: bool) -> Result<(), CryptoError> {
         let n = nonce(&self.prefix, self.counter, last);
         self.cipher
-            .encrypt_in_place(Nonce::from_slice(&n), &self.header, &mut self.buf)
+            .encrypt_in_place(&n.into(), &self.header, &mut self.buf)
             .map_err(|_| CryptoError::Usage("AES-GCM encryption failed".into()))?;
         self.inner
             .write_all(&self.buf)
@@ -296,7 +296,7 @@ impl<R: Read> NewFormatReader<R> {
         let n = nonce(&self.prefix, counter, last);
         self.cipher
             .decrypt(
-                Nonce::from_slice(&n),
+                &n.into(),
                 Payload {
                     msg: data,
                     aad: &self.header,

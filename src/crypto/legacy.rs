@@ -12,8 +12,8 @@
 
 use std::io::{self, Read, Write};
 
-use aes::cipher::generic_array::GenericArray;
-use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+use aes::cipher::array::Array;
+use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use rsa::Oaep;
@@ -73,9 +73,8 @@ pub(crate) fn read_header<R: Read>(
         return Err(truncated("header ends inside the IV"));
     }
     let key = cert
-        .private_key()
-        .decrypt(Oaep::new::<Sha1>(), &wrapped)
-        .map_err(|_| CryptoError::KeyUnwrap {
+        .unwrap_legacy_key(&wrapped)
+        .ok_or_else(|| CryptoError::KeyUnwrap {
             format: FORMAT,
             thumbprint: cert.thumbprint(),
         })?;
@@ -148,10 +147,8 @@ impl<R: Read> LegacyReader<R> {
         self.out.clear();
         self.out_pos = 0;
         self.out.extend_from_slice(&self.pending[..len]);
-        for block in self.out.chunks_exact_mut(BLOCK) {
-            self.dec
-                .decrypt_block_mut(GenericArray::from_mut_slice(block));
-        }
+        self.dec
+            .decrypt_blocks(Array::slice_as_chunks_mut(&mut self.out).0);
         self.pending.drain(..len);
     }
 
@@ -266,10 +263,7 @@ pub fn encrypt_legacy_with_rng<G: rand::CryptoRng + RngCore, R: Read, W: Write>(
     out.write_all(&LEGACY_MAGIC).map_err(werr)?;
     out.write_all(&wrapped).map_err(werr)?;
     out.write_all(&iv).map_err(werr)?;
-    let mut enc = Aes256CbcEnc::new(
-        GenericArray::from_slice(&key),
-        GenericArray::from_slice(&iv),
-    );
+    let mut enc = Aes256CbcEnc::new(&key.into(), &iv.into());
     let mut buf = vec![0u8; IO_BUF + BLOCK];
     let mut have = 0usize;
     let mut total = 0u64;
@@ -283,16 +277,12 @@ pub fn encrypt_legacy_with_rng<G: rand::CryptoRng + RngCore, R: Read, W: Write>(
             let pad = BLOCK - have % BLOCK;
             buf[have..have + pad].fill(pad as u8);
             have += pad;
-            for block in buf[..have].chunks_exact_mut(BLOCK) {
-                enc.encrypt_block_mut(GenericArray::from_mut_slice(block));
-            }
+            enc.encrypt_blocks(Array::slice_as_chunks_mut(&mut buf[..have]).0);
             out.write_all(&buf[..have]).map_err(werr)?;
             out.flush().map_err(werr)?;
             return Ok(total);
         }
-        for block in buf[..have].chunks_exact_mut(BLOCK) {
-            enc.encrypt_block_mut(GenericArray::from_mut_slice(block));
-        }
+        enc.encrypt_blocks(Array::slice_as_chunks_mut(&mut buf[..have]).0);
         out.write_all(&buf[..have]).map_err(werr)?;
         have = 0;
     }

@@ -23,11 +23,9 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
-use aes::cipher::block_padding::NoPadding;
-use aes::cipher::generic_array::GenericArray;
-use aes::cipher::{BlockDecrypt, BlockDecryptMut, InnerIvInit, KeyInit};
-use aes_gcm::aead::AeadInPlace;
-use aes_gcm::Nonce;
+use aes::cipher::array::Array;
+use aes::cipher::{BlockCipherDecrypt, BlockModeDecrypt, InnerIvInit, KeyInit};
+use aes_gcm::aead::AeadInOut;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -183,7 +181,7 @@ pub fn reencrypt_file(
         read_at(src, &mut tail[BLOCK..], hdr, FORMAT)?;
     }
     let (prev, last) = tail.split_at_mut(BLOCK);
-    aes.decrypt_block(GenericArray::from_mut_slice(last));
+    aes.decrypt_block(last.try_into().expect("one block"));
     last.iter_mut().zip(prev.iter()).for_each(|(b, p)| *b ^= p);
     let layout = Layout::new(ct_len, legacy::padding(last)?)?;
 
@@ -210,8 +208,11 @@ pub fn reencrypt_file(
         let dst = &mut dst[..ct.len().max(layout.plain_len_of(i) + TAG_LEN)];
         Aes256CbcDec::inner_iv_slice_init(aes.clone(), iv)
             .expect("16-byte IV")
-            .decrypt_padded_b2b_mut::<NoPadding>(ct, &mut dst[..ct.len()])
-            .expect("whole blocks");
+            .decrypt_blocks_b2b(
+                Array::slice_as_chunks(ct).0,
+                Array::slice_as_chunks_mut(&mut dst[..ct.len()]).0,
+            )
+            .expect("same number of whole blocks");
         let plain = layout.plain_len_of(i);
         let last = i + 1 == layout.chunks;
         if last && legacy::padding(&dst[ct.len() - BLOCK..ct.len()])? != ct.len() - plain {
@@ -221,7 +222,7 @@ pub fn reencrypt_file(
         let nonce = h.nonce(i as u32, last);
         let tag = h
             .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &h.bytes, &mut dst[..plain])
+            .encrypt_inout_detached(&nonce.into(), &h.bytes, (&mut dst[..plain]).into())
             .map_err(|_| CryptoError::Usage("AES-GCM encryption failed".into()))?;
         dst[plain..plain + TAG_LEN].copy_from_slice(&tag);
         Ok(digest)
@@ -339,11 +340,11 @@ pub fn verify_file(
                 let (plain, tag) = enc.split_at_mut(enc.len() - TAG_LEN);
                 let nonce = h.nonce(i as u32, i + 1 == n);
                 h.cipher
-                    .decrypt_in_place_detached(
-                        Nonce::from_slice(&nonce),
+                    .decrypt_inout_detached(
+                        &nonce.into(),
                         &h.bytes,
-                        plain,
-                        GenericArray::from_slice(tag),
+                        plain.into(),
+                        (&*tag).try_into().expect("tag length"),
                     )
                     .map_err(|_| CryptoError::Tampered { chunk: i as u64 })?;
                 if *blake3::hash(plain).as_bytes() != expect.digests[i] {

@@ -51,7 +51,7 @@ use crate::durable_fs;
 use crate::manifest::{Entry, Kind, Manifest};
 
 /// Files whose StepData records share one journal flush before their renames.
-pub const GROUP: usize = 16;
+pub const GROUP: usize = 256;
 
 /// [`GROUP`], or with the `failpoints` feature `$USERCUBE_UPGRADE_REENCRYPT_GROUP` (tests use
 /// 1 to put a crash point between any two files).
@@ -269,6 +269,23 @@ pub fn stage_one(
     mode: u32,
     on_bytes: OnBytes,
 ) -> Result<Manifest> {
+    stage(cert, path, mode, on_bytes, true)
+}
+
+/// Files at least this large are fsynced one by one, while they are verified; smaller ones
+/// are left to one `syncfs` after all are staged (their cost is the fsync's latency, not its
+/// bytes).
+const FSYNC_EACH_MIN: u64 = 4 << 20;
+
+/// [`stage_one`]; with `sync` false the staged file is not fsynced (the caller makes it
+/// durable before renaming it into place).
+fn stage(
+    cert: &Certificate,
+    path: &Path,
+    mode: u32,
+    on_bytes: OnBytes,
+    sync: bool,
+) -> Result<Manifest> {
     let staged = durable_fs::staging_path(path);
     durable_fs::remove_path(&staged).map_err(io_err("removing", &staged))?;
     let src = File::open(path).map_err(io_err("opening", path))?;
@@ -285,11 +302,15 @@ pub fn stage_one(
             .map_err(|e| crypto_failure(path, "cannot re-encrypt", e))?;
         out.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(io_err("setting the mode of", &staged))?;
-        let (synced, checked) = std::thread::scope(|s| {
-            let sync = s.spawn(|| durable_fs::sync_open_file(&out));
-            let checked = parallel::verify_file(cert, &out, &summary);
-            (sync.join().expect("fsync thread"), checked)
-        });
+        let (synced, checked) = if sync {
+            std::thread::scope(|s| {
+                let synced = s.spawn(|| durable_fs::sync_open_file(&out));
+                let checked = parallel::verify_file(cert, &out, &summary);
+                (synced.join().expect("fsync thread"), checked)
+            })
+        } else {
+            (Ok(()), parallel::verify_file(cert, &out, &summary))
+        };
         synced.map_err(io_err("syncing", &staged))?;
         let (sha256, size) =
             checked.map_err(|e| crypto_failure(&staged, "the staged file does not verify", e))?;
@@ -462,26 +483,38 @@ impl Step for ReencryptFiles {
 
     fn intent(&self, ctx: &StepContext) -> Result<Intent> {
         let cert = self.cert()?;
+        // Per file, on every core: is it legacy, does its data key unwrap with this
+        // certificate (refuse before anything changes), and its hash.
+        let candidates = self.candidates(&|p| Some(p.to_path_buf()), Some(&ctx.trash))?;
+        let checked: Vec<Result<Option<Touch>>> = candidates
+            .into_par_iter()
+            .map(|path| {
+                let h = head(&path, LEGACY_MAGIC.len()).map_err(io_err("reading", &path))?;
+                if !is_legacy(&h) {
+                    return Ok(None);
+                }
+                let f = File::open(&path).map_err(io_err("opening", &path))?;
+                LegacyReader::new(&cert, BufReader::new(f))
+                    .map_err(|e| crypto_failure(&path, "cannot decrypt", e))?;
+                let before = Manifest::of(&path).map_err(io_err("reading", &path))?;
+                Ok(Some(Touch {
+                    path,
+                    before,
+                    after: None,
+                }))
+            })
+            .collect();
         let mut touches = Vec::new();
         let mut not_legacy = 0;
         let mut bytes = 0;
-        for path in self.candidates(&|p| Some(p.to_path_buf()), Some(&ctx.trash))? {
-            let h = head(&path, LEGACY_MAGIC.len()).map_err(io_err("reading", &path))?;
-            if !is_legacy(&h) {
-                not_legacy += 1;
-                continue;
+        for touch in checked {
+            match touch? {
+                Some(t) => {
+                    bytes += t.before.total_bytes();
+                    touches.push(t);
+                }
+                None => not_legacy += 1,
             }
-            // The data key must unwrap with this certificate: refuse before anything changes.
-            let f = File::open(&path).map_err(io_err("opening", &path))?;
-            LegacyReader::new(&cert, BufReader::new(f))
-                .map_err(|e| crypto_failure(&path, "cannot decrypt", e))?;
-            let before = Manifest::of(&path).map_err(io_err("reading", &path))?;
-            bytes += before.total_bytes();
-            touches.push(Touch {
-                path,
-                before,
-                after: None,
-            });
         }
         let detail = Detail {
             thumbprint: cert.thumbprint(),
@@ -546,9 +579,17 @@ impl Step for ReencryptFiles {
             .par_iter()
             .map(|&i| {
                 let t = &intent.touches[i];
-                stage_one(&cert, &t.path, single_file_mode(&t.before), on_bytes)
+                let sync = t.before.total_bytes() >= FSYNC_EACH_MIN;
+                stage(&cert, &t.path, single_file_mode(&t.before), on_bytes, sync)
             })
             .collect();
+        // The small staged files, durable before any rename.
+        let synced = durable_fs::sync_filesystems(
+            todo.iter()
+                .map(|&i| &intent.touches[i])
+                .filter(|t| t.before.total_bytes() < FSYNC_EACH_MIN)
+                .filter_map(|t| t.path.parent()),
+        );
         if let Some(pos) = staged.iter().position(|r| r.is_err()) {
             for &i in &todo {
                 let s = durable_fs::staging_path(&intent.touches[i].path);
@@ -556,6 +597,9 @@ impl Step for ReencryptFiles {
             }
             let mut staged = staged;
             return Err(staged.swap_remove(pos).unwrap_err());
+        }
+        if let (Err(e), Some(&i)) = (synced, todo.first()) {
+            return Err(io_err("syncing the filesystem of", &intent.touches[i].path)(e));
         }
         let staged: Vec<(usize, Manifest)> = todo
             .iter()
@@ -574,17 +618,20 @@ impl Step for ReencryptFiles {
                     .save(serde_json::to_vec(&rec).expect("record serializes"))?;
             }
             ctx.journal.sync()?;
-            group
-                .par_iter()
-                .map(|(i, _)| {
-                    let t = &intent.touches[*i];
-                    let kept = kept_path(trash, *i);
-                    durable_fs::link_or_copy(&t.path, &kept)
-                        .map_err(io_err("keeping the original of", &t.path))?;
-                    let s = durable_fs::staging_path(&t.path);
-                    durable_fs::replace(&s, &t.path).map_err(io_err("renaming into place", &s))
-                })
-                .collect::<Result<Vec<()>>>()?;
+            // Every original kept (links durable: one trash fsync), then every rename; the
+            // renames' folder fsyncs wait for the engine's barrier before the step is done.
+            for (i, _) in group {
+                let t = &intent.touches[*i];
+                durable_fs::link_or_copy_deferred(&t.path, &kept_path(trash, *i))
+                    .map_err(io_err("keeping the original of", &t.path))?;
+            }
+            durable_fs::barrier().map_err(io_err("syncing", trash))?;
+            for (i, _) in group {
+                let t = &intent.touches[*i];
+                let s = durable_fs::staging_path(&t.path);
+                durable_fs::replace_deferred(&s, &t.path)
+                    .map_err(io_err("renaming into place", &s))?;
+            }
             after.extend(group.iter().cloned());
         }
         after.sort_by_key(|(i, _)| *i);
