@@ -10,7 +10,7 @@
 //!
 //! Needs the `openssl` command line (to make the certificate).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -19,62 +19,9 @@ use usercube_upgrade::crypto::{encrypt_legacy, Certificate};
 use usercube_upgrade::durable_fs;
 use usercube_upgrade::steps::reencrypt::stage_one;
 
-fn openssl(args: &[&str]) {
-    let ok = Command::new("openssl")
-        .args(args)
-        .status()
-        .expect("the bench needs the `openssl` command line")
-        .success();
-    assert!(ok, "openssl {args:?}");
-}
-
-fn certificate(dir: &Path) -> Certificate {
-    let s = |p: PathBuf| p.to_str().unwrap().to_string();
-    let (key, crt, pfx) = (
-        s(dir.join("k.pem")),
-        s(dir.join("c.pem")),
-        s(dir.join("a.pfx")),
-    );
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &key,
-        "-out",
-        &crt,
-        "-days",
-        "2",
-        "-subj",
-        "/CN=bench",
-    ]);
-    openssl(&[
-        "pkcs12", "-export", "-in", &crt, "-inkey", &key, "-out", &pfx, "-passout", "pass:b",
-    ]);
-    Certificate::from_pfx(&pfx, "b").unwrap()
-}
-
-/// Streams `len` pseudo-random bytes.
-struct Gen {
-    left: u64,
-    x: u64,
-}
-
-impl std::io::Read for Gen {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = buf.len().min(self.left as usize);
-        for b in &mut buf[..n] {
-            self.x ^= self.x << 13;
-            self.x ^= self.x >> 7;
-            self.x ^= self.x << 17;
-            *b = self.x as u8;
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
+#[path = "support/mod.rs"]
+mod support;
+use support::{make_pfx, Gen};
 
 fn bench(c: &mut Criterion) {
     let mib: u64 = std::env::var("REENCRYPT_BENCH_MIB")
@@ -84,19 +31,11 @@ fn bench(c: &mut Criterion) {
     let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
     std::fs::create_dir_all(&base).unwrap();
     let dir = tempfile::tempdir_in(&base).unwrap();
-    let cert = certificate(dir.path());
+    let cert = Certificate::from_pfx(make_pfx(dir.path(), "b"), "b").unwrap();
     let file = dir.path().join("legacy.bin");
     {
         let out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
-        encrypt_legacy(
-            &cert,
-            Gen {
-                left: mib << 20,
-                x: 88172645463325252,
-            },
-            out,
-        )
-        .unwrap();
+        encrypt_legacy(&cert, Gen::new(mib << 20), out).unwrap();
     }
     let bytes = std::fs::metadata(&file).unwrap().len();
     let copy = dir.path().join("copy.bin");

@@ -7,6 +7,7 @@
 //! [KIB] [DIR]` (defaults: 2000 files of 16 KiB under `target/`). Needs the `openssl` command
 //! line. Prints the step's time, the copy's time and their ratio; timing is not a test.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -16,10 +17,9 @@ use usercube_upgrade::plan::{Plan, StepSpec};
 
 const PASSWORD: &str = "many";
 
-fn openssl(args: &[&str]) {
-    let ok = Command::new("openssl").args(args).output().unwrap().status.success();
-    assert!(ok, "openssl {args:?}");
-}
+#[path = "../benches/support/mod.rs"]
+mod support;
+use support::{make_pfx, Gen};
 
 fn sh(cmd: &mut Command) {
     let out = cmd.output().unwrap();
@@ -40,7 +40,12 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
     let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("usercube-upgrade");
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("usercube-upgrade");
     assert!(
         bin.exists(),
         "{} is missing: cargo build --release --bins --examples",
@@ -48,31 +53,17 @@ fn main() {
     );
     std::fs::create_dir_all(&base).unwrap();
     let dir = tempfile::tempdir_in(&base).unwrap();
-    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
-    openssl(&[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &p("k.pem"), "-out",
-        &p("c.pem"), "-days", "2", "-subj", "/CN=many",
-    ]);
-    openssl(&[
-        "pkcs12", "-export", "-in", &p("c.pem"), "-inkey", &p("k.pem"), "-out", &p("a.pfx"),
-        "-passout", &format!("pass:{PASSWORD}"),
-    ]);
-    let pfx = dir.path().join("a.pfx");
+    let pfx = make_pfx(dir.path(), PASSWORD);
     let cert = Certificate::from_pfx(&pfx, PASSWORD).unwrap();
 
     let root = dir.path().join("root");
     let temp = root.join("Temp");
+    let mut gen = Gen::new(u64::MAX);
     let mut plain = vec![0u8; kib << 10];
-    let mut x: u64 = 88172645463325252;
     for i in 0..files {
         let folder = temp.join(format!("ExportOutput{}", i % 4));
         std::fs::create_dir_all(&folder).unwrap();
-        for b in plain.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
+        gen.read_exact(&mut plain).unwrap();
         let mut out = Vec::with_capacity(plain.len() + 512);
         encrypt_legacy(&cert, plain.as_slice(), &mut out).unwrap();
         std::fs::write(folder.join(format!("AD_{i:06}.csv")), out).unwrap();
@@ -122,7 +113,9 @@ fn main() {
         "re-encryption step (run: plan, journal, stage + fsync + verify, rename): {engine:.2} s ({:.0} files/s)",
         files as f64 / engine
     );
-    println!("cp -a + sync -f of the same folder: {cp:.2} s (mean of one run before and one after)");
+    println!(
+        "cp -a + sync -f of the same folder: {cp:.2} s (mean of one run before and one after)"
+    );
     println!(
         "step time / copy time = {:.2}x; throughput ratio = {:.0}%",
         engine / cp,

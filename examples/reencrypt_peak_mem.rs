@@ -32,24 +32,9 @@ fn vm_hwm_kib() -> u64 {
         .unwrap_or(0)
 }
 
-struct Gen {
-    left: u64,
-    x: u64,
-}
-
-impl std::io::Read for Gen {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = buf.len().min(self.left as usize);
-        for b in &mut buf[..n] {
-            self.x ^= self.x << 13;
-            self.x ^= self.x >> 7;
-            self.x ^= self.x << 17;
-            *b = self.x as u8;
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
+#[path = "../benches/support/mod.rs"]
+mod support;
+use support::{make_pfx, Gen};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -60,49 +45,12 @@ fn main() {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
     std::fs::create_dir_all(&base).unwrap();
     let dir = tempfile::tempdir_in(&base).unwrap();
-    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
-    let run = |a: &[&str]| assert!(Command::new("openssl").args(a).status().unwrap().success());
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &p("k.pem"),
-        "-out",
-        &p("c.pem"),
-        "-days",
-        "2",
-        "-subj",
-        "/CN=mem",
-    ]);
-    run(&[
-        "pkcs12",
-        "-export",
-        "-in",
-        &p("c.pem"),
-        "-inkey",
-        &p("k.pem"),
-        "-out",
-        &p("a.pfx"),
-        "-passout",
-        "pass:m",
-    ]);
-    let cert = Certificate::from_pfx(p("a.pfx"), "m").unwrap();
+    let cert = Certificate::from_pfx(make_pfx(dir.path(), "m"), "m").unwrap();
     let file = dir.path().join("legacy.bin");
     let t = Instant::now();
     {
         let out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
-        encrypt_legacy(
-            &cert,
-            Gen {
-                left: mib << 20,
-                x: 88172645463325252,
-            },
-            out,
-        )
-        .unwrap();
+        encrypt_legacy(&cert, Gen::new(mib << 20), out).unwrap();
     }
     let bytes = std::fs::metadata(&file).unwrap().len();
     let before = vm_hwm_kib();

@@ -142,10 +142,7 @@ pub fn replace_deferred(staged: &Path, to: &Path) -> io::Result<()> {
 /// data is still synced at once). The caller calls `barrier` before anything that relies
 /// on the link being durable.
 pub fn link_or_copy_deferred(from: &Path, to: &Path) -> io::Result<()> {
-    if fs::hard_link(from, to).is_err() {
-        fs::copy(from, to)?;
-        fsync_file(to)?;
-    }
+    link_or_synced_copy(from, to)?;
     defer_parents(&[to]);
     Ok(())
 }
@@ -240,11 +237,22 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// A second name for the file `from` (hard link; a durable copy where links are refused).
 pub fn link_or_copy(from: &Path, to: &Path) -> io::Result<()> {
-    if fs::hard_link(from, to).is_err() {
-        fs::copy(from, to)?;
-        fsync_file(to)?;
-    }
+    link_or_synced_copy(from, to)?;
     fsync_parent(to)
+}
+
+/// A hard link `to` → `from`, or where links are refused a synced copy; never replaces an
+/// existing `to`.
+fn link_or_synced_copy(from: &Path, to: &Path) -> io::Result<()> {
+    match fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        Err(_) => {
+            ensure_absent(to)?;
+            fs::copy(from, to)?;
+            fsync_file(to)
+        }
+    }
 }
 
 /// Progress callback: bytes just copied.
@@ -386,6 +394,35 @@ mod tests {
 
     fn no_progress() -> impl Fn(u64) + Sync {
         |_| {}
+    }
+
+    #[test]
+    fn deferred_link_and_replace_keep_the_original_and_swap_atomically() {
+        let d = tempfile::tempdir().unwrap();
+        let (f, kept) = (d.path().join("f"), d.path().join("trash-f"));
+        fs::write(&f, b"original").unwrap();
+        fs::write(staging_path(&f), b"new").unwrap();
+        link_or_copy_deferred(&f, &kept).unwrap();
+        replace_deferred(&staging_path(&f), &f).unwrap();
+        barrier().unwrap();
+        assert_eq!(fs::read(&kept).unwrap(), b"original");
+        assert_eq!(fs::read(&f).unwrap(), b"new");
+        assert!(!staging_path(&f).exists());
+        // A link onto an existing name fails with nothing changed.
+        fs::write(staging_path(&f), b"newer").unwrap();
+        assert!(link_or_copy_deferred(&f, &kept).is_err());
+        assert_eq!(fs::read(&kept).unwrap(), b"original");
+    }
+
+    #[test]
+    fn sync_filesystems_needs_every_path_to_exist() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        fs::create_dir(&a).unwrap();
+        sync_filesystems([a.as_path(), d.path(), a.as_path()]).unwrap();
+        let missing = d.path().join("missing");
+        let e = sync_filesystems([a.as_path(), missing.as_path()]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]

@@ -175,7 +175,10 @@ impl Certificate {
         if let Some(key) = memo().get(&id) {
             return Some(key.clone());
         }
-        let key = self.private_key.decrypt(Oaep::new::<Sha1>(), wrapped).ok()?;
+        let key = self
+            .private_key
+            .decrypt(Oaep::new::<Sha1>(), wrapped)
+            .ok()?;
         memo().insert(id, key.clone());
         Some(key)
     }
@@ -322,10 +325,16 @@ mod tests {
         // Another wrapped value is unwrapped afresh: a changed one fails, nothing remembered.
         let mut changed = files[0].clone();
         changed[4] ^= 1;
-        assert!(matches!(read(&c, &changed), Err(CryptoError::KeyUnwrap { .. })));
+        assert!(matches!(
+            read(&c, &changed),
+            Err(CryptoError::KeyUnwrap { .. })
+        ));
         assert_eq!(remembered(&c), 2);
         // Another certificate has its own memo and cannot unwrap these keys.
-        assert!(matches!(read(&other, &files[0]), Err(CryptoError::KeyUnwrap { .. })));
+        assert!(matches!(
+            read(&other, &files[0]),
+            Err(CryptoError::KeyUnwrap { .. })
+        ));
         assert_eq!(remembered(&other), 0);
     }
 }

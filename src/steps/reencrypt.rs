@@ -1,17 +1,25 @@
 //! Re-encrypt legacy (5.1) encrypted files into the new format (`encryption-format.md`),
 //! staged, verified and undoable. One journal intent covers every file.
 //!
+//! Before any change, the intent checks every candidate in parallel: legacy magic, data key
+//! unwrapped with this certificate (the certificate remembers it, so apply does not pay the
+//! RSA operation again), SHA-256 of the original.
+//!
 //! Per file `F` (touch `i`), in this order:
 //! 1. (parallel across files, and across the chunks of each file: [`parallel`]) decrypt `F`
-//!    and write it re-encrypted to `F.ucu-staging` beside it, fsync; read the staged file
-//!    back, decrypt and authenticate every chunk, and compare each chunk's plaintext digest
-//!    with the one computed while writing (plaintext and digests stay in memory); the staged
-//!    file's own SHA-256 (the new ciphertext) is computed in the same pass.
+//!    and write it re-encrypted to `F.ucu-staging` beside it; read the staged file back,
+//!    decrypt and authenticate every chunk, and compare each chunk's plaintext digest with the
+//!    one computed while writing (plaintext and digests stay in memory); the staged file's own
+//!    SHA-256 (the new ciphertext) is computed in the same pass. A file of
+//!    [`FSYNC_EACH_MIN`] or more is fsynced while it is read back; the smaller ones are made
+//!    durable together by one `syncfs` per filesystem once all are staged.
 //! 2. (in plan order, groups of [`GROUP`]) a StepData record `{i, new manifest}` for each
 //!    file of the group, made durable with one flush: the write-ahead rule for step 3.
-//! 3. (parallel within the group) hard-link `F` as `trash/<i>` (the original inode, kept for
-//!    undo), then rename `F.ucu-staging` over `F` (atomic) and fsync the folder. `F` always
-//!    holds either the whole original or the whole new file.
+//! 3. (per group) hard-link each `F` as `trash/<i>` (the original inode, kept for undo), one
+//!    fsync of the trash folder, then rename each `F.ucu-staging` over its `F` (atomic); the
+//!    folders' fsyncs are left to the engine's barrier before the step is recorded done (a
+//!    rename lost in a crash leaves a *linked* file, which resume redoes). `F` always holds
+//!    either the whole original or the whole new file.
 //!
 //! Per-file state is derived from disk + trash + recorded hashes, never from memory:
 //! - *original*: `F` has its `before` manifest and `trash/<i>` does not exist;
@@ -275,7 +283,7 @@ pub fn stage_one(
 /// Files at least this large are fsynced one by one, while they are verified; smaller ones
 /// are left to one `syncfs` after all are staged (their cost is the fsync's latency, not its
 /// bytes).
-const FSYNC_EACH_MIN: u64 = 4 << 20;
+pub const FSYNC_EACH_MIN: u64 = 4 << 20;
 
 /// [`stage_one`]; with `sync` false the staged file is not fsynced (the caller makes it
 /// durable before renaming it into place).
