@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use usercube_upgrade::crypto::{encrypt_legacy, Certificate, CertificateSource, PASSWORD_ENV};
+use usercube_upgrade::durable_fs;
 use usercube_upgrade::plan::{Plan, StepSpec};
 
 const PASSWORD: &str = "many";
@@ -94,7 +95,7 @@ fn main() {
         sh(Command::new("cp").arg("-a").arg(&temp).arg(copy));
         sh(Command::new("sync").arg("-f").arg(copy));
         let secs = t.elapsed().as_secs_f64();
-        std::fs::remove_dir_all(copy).unwrap();
+        durable_fs::remove_path(copy).unwrap();
         secs
     };
     let cp_before = cp_sync(&copy);
