@@ -601,7 +601,7 @@ pub fn run(args: Args) -> Result<()> {
             }
             JournalAction::Export { target, json: _ } => {
                 let e = open(&target, opts)?;
-                let a = audit::build(e.journal().records())?;
+                let a = e.audit()?;
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&a).expect("audit serializes")

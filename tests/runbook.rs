@@ -830,7 +830,7 @@ fn with_service(d: &mut Demo, start_guard: Option<&str>) -> PathBuf {
         "--stop-command".into(),
         format!("echo service-stop-output-7; echo stopped >> {l}"),
         "--start-command".into(),
-        format!("{guard}echo started >> {l}"),
+        format!("{guard}{{ echo service-start-output-9; echo started >> {l}; }}"),
     ];
     log
 }
@@ -870,6 +870,46 @@ fn stop_and_start_commands_are_journaled_steps() {
     d.ok(&["rollback"]);
     assert_eq!(log_of(&log), "stopped\nstarted\nstopped\nstarted\n");
     assert_same(&start, &snapshot(&d.root), "after rollback");
+    // The export shows every command run, with its output, the undos included.
+    let audit: serde_json::Value =
+        serde_json::from_str(&d.ok(&["journal", "export", "--json"])).unwrap();
+    let steps = audit["runs"].as_array().unwrap().last().unwrap()["steps"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let runs_of = |what: &str| -> Vec<(String, String)> {
+        let step = steps
+            .iter()
+            .find(|s| s["description"].as_str().unwrap().contains(what))
+            .unwrap_or_else(|| panic!("no step {what}"));
+        step["commands"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no commands in {step}"))
+            .iter()
+            .map(|c| {
+                assert_eq!(c["success"], true, "{c}");
+                (
+                    c["phase"].as_str().unwrap().to_string(),
+                    c["output"].as_str().unwrap().trim().to_string(),
+                )
+            })
+            .collect()
+    };
+    let pair = |p: &str, o: &str| (p.to_string(), o.to_string());
+    assert_eq!(
+        runs_of("stop the service"),
+        [
+            pair("apply", "service-stop-output-7"),
+            pair("undo", "service-start-output-9")
+        ]
+    );
+    assert_eq!(
+        runs_of("start the service"),
+        [
+            pair("apply", "service-start-output-9"),
+            pair("undo", "service-stop-output-7")
+        ]
+    );
 }
 
 #[test]

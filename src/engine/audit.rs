@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::state::{self, RunState, RunStatus};
 use crate::journal::Record;
 use crate::manifest::Manifest;
+use crate::steps::service::CommandRun;
 use crate::Result;
 
 #[derive(Serialize)]
@@ -44,6 +45,10 @@ pub struct StepAudit {
     pub notes: Vec<String>,
     pub failure: Option<String>,
     pub undo: Option<String>,
+    /// Every run of a service command, in order: apply, and at resume or rollback reassert
+    /// and undo (filled by [`super::Engine::audit`] from the step's saved data).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<CommandRun>,
 }
 
 #[derive(Serialize)]
@@ -121,6 +126,7 @@ fn run_audit(run: &RunState) -> RunAudit {
                 notes: outcome.map(|o| o.notes.clone()).unwrap_or_default(),
                 failure: s.failed.as_ref().map(|(_, m)| m.clone()),
                 undo: s.undone.as_ref().map(|(_, how)| how.clone()),
+                commands: Vec::new(),
             }
         })
         .collect();

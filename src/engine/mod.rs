@@ -164,6 +164,40 @@ impl Engine {
         }
     }
 
+    /// The audit of every run (`journal export`), with every run of each service step's
+    /// command (apply, reassert, undo) read back from the step's saved data.
+    pub fn audit(&self) -> Result<audit::Audit> {
+        let journal = self.journal.borrow();
+        let mut audit = audit::build(journal.records())?;
+        let runs = state::runs(journal.records())?;
+        drop(journal);
+        for (run, run_audit) in runs.iter().zip(audit.runs.iter_mut()) {
+            for (planned, step) in run
+                .started
+                .plan
+                .steps
+                .iter()
+                .zip(run_audit.steps.iter_mut())
+            {
+                if !matches!(planned.action, crate::plan::StepSpec::Service { .. }) {
+                    continue;
+                }
+                let mut commands = Vec::new();
+                let read = self.sink(&run.run_id, planned.id).saved(&mut |bytes| {
+                    commands.extend(steps::service::CommandRun::from_saved(bytes));
+                    Ok(())
+                });
+                match read {
+                    Ok(()) => step.commands = commands,
+                    Err(e) => step.notes.push(format!(
+                        "the saved output of its commands is unavailable: {e}"
+                    )),
+                }
+            }
+        }
+        Ok(audit)
+    }
+
     pub fn latest(&self) -> Result<Option<RunState>> {
         state::latest(self.journal.borrow().records())
     }

@@ -28,16 +28,24 @@ pub struct Service {
     pub root: PathBuf,
 }
 
-/// One run of a command, saved as a StepData record.
-#[derive(Serialize, Deserialize, Debug)]
-struct Ran {
+/// One run of a command, saved as a StepData record (and shown by `journal export`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct CommandRun {
     /// "apply", "reassert" or "undo".
-    phase: String,
-    command: String,
+    pub phase: String,
+    pub command: String,
     /// None: killed by a signal.
-    status: Option<i32>,
-    success: bool,
-    output: String,
+    pub status: Option<i32>,
+    pub success: bool,
+    /// Standard output then standard error, at most the last 64 KiB.
+    pub output: String,
+}
+
+impl CommandRun {
+    /// A service step's saved record, or None for anything else.
+    pub fn from_saved(bytes: &[u8]) -> Option<CommandRun> {
+        serde_json::from_slice(bytes).ok()
+    }
 }
 
 fn verb(a: ServiceAction) -> &'static str {
@@ -63,7 +71,7 @@ fn tail(text: &str) -> String {
 
 impl Service {
     /// Runs `command`, saves (and syncs) what happened, and fails on a non-zero exit.
-    fn execute(&self, ctx: &StepContext, phase: &str, command: &str) -> Result<Ran> {
+    fn execute(&self, ctx: &StepContext, phase: &str, command: &str) -> Result<CommandRun> {
         let out = Command::new("sh")
             .arg("-c")
             .arg(command)
@@ -72,7 +80,7 @@ impl Service {
             .map_err(|e| StepError::Refused(format!("`{command}`: cannot start sh: {e}")))?;
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
-        let ran = Ran {
+        let ran = CommandRun {
             phase: phase.into(),
             command: command.into(),
             status: out.status.code(),
@@ -150,7 +158,7 @@ impl Step for Service {
         }
         let mut ran = false;
         ctx.journal.saved(&mut |bytes| {
-            if let Ok(r) = serde_json::from_slice::<Ran>(bytes) {
+            if let Some(r) = CommandRun::from_saved(bytes) {
                 ran |= r.phase == "apply" && r.success;
             }
             Ok(())
