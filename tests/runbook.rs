@@ -956,6 +956,32 @@ fn a_failing_stop_command_changes_nothing() {
 }
 
 #[test]
+fn a_stop_command_that_cannot_start_changes_nothing() {
+    let mut d = Demo::new("integrated");
+    let log = with_service(&mut d, None);
+    let start = snapshot(&d.root);
+    // No `sh` on the PATH: the stop command cannot even start.
+    let out = d
+        .cmd(&["run"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("cannot start sh"), "{msg}");
+    assert!(msg.contains("rolled back"), "{msg}");
+    assert_same(
+        &start,
+        &snapshot(&d.root),
+        "after a stop command that never ran",
+    );
+    // Recorded as never run: the rollback did not try the start command either.
+    assert!(!log.exists(), "{}", log_of(&log));
+    let audit = d.ok(&["journal", "export", "--json"]);
+    assert!(audit.contains("cannot start sh"), "{audit}");
+}
+
+#[test]
 fn a_failed_run_is_rolled_back_and_the_service_started_again() {
     let mut d = Demo::new("integrated");
     let zip = d.path(RUNTIME_ZIP);

@@ -73,8 +73,10 @@ pub enum Probe {
     NotApplied,
     Applied,
     /// Part applied in a state the step itself can both continue (`apply` skips what is
-    /// done) and undo (`undo` reverts what is done); the text says how far it got. Only steps
-    /// made of independent, individually recorded parts return it (re-encryption).
+    /// done) and undo (`undo` reverts what is done); the text says how far it got. Returned
+    /// by steps made of independent, individually recorded parts (re-encryption), and by a
+    /// service command interrupted before its end was recorded (running it, or its opposite,
+    /// again is harmless by contract).
     Partial(String),
     /// Neither the before nor the after state: someone or something else changed the tree.
     Inconsistent(String),

@@ -5,7 +5,10 @@
 //!
 //! A command's effect cannot be observed, so probing relies on the journal alone: the
 //! step counts as applied when its outcome, or the record of a successful run of its
-//! command (saved right after the command ends), is in the journal. Recovery runs commands
+//! command (saved right after the command ends), is in the journal; as not applied when the
+//! record says the command failed (or could not start); and as part applied when the step
+//! started but no record says how its command ended (a crash while it ran: it may have taken
+//! effect), so that `resume` runs it again and `rollback` runs the opposite one. Recovery runs commands
 //! again rather than trusting an effect a reboot may have reverted: stopping a stopped
 //! service and starting a started one are assumed to be harmless (`systemctl`, `sc`,
 //! `net start/stop` behave so; commands given here must too).
@@ -41,6 +44,14 @@ pub struct CommandRun {
     pub output: String,
 }
 
+/// Saved (and synced) just before a command runs: with no [`CommandRun`] after it, the
+/// command may have run, or be running, when the process died.
+#[derive(Serialize, Deserialize, Debug)]
+struct Starting {
+    starting: String,
+    command: String,
+}
+
 impl CommandRun {
     /// A service step's saved record, or None for anything else.
     pub fn from_saved(bytes: &[u8]) -> Option<CommandRun> {
@@ -72,12 +83,36 @@ fn tail(text: &str) -> String {
 impl Service {
     /// Runs `command`, saves (and syncs) what happened, and fails on a non-zero exit.
     fn execute(&self, ctx: &StepContext, phase: &str, command: &str) -> Result<CommandRun> {
-        let out = Command::new("sh")
+        let starting = Starting {
+            starting: phase.into(),
+            command: command.into(),
+        };
+        ctx.journal
+            .save(serde_json::to_vec(&starting).expect("serializes"))?;
+        ctx.journal.sync()?;
+        let out = match Command::new("sh")
             .arg("-c")
             .arg(command)
             .current_dir(&self.root)
             .output()
-            .map_err(|e| StepError::Refused(format!("`{command}`: cannot start sh: {e}")))?;
+        {
+            Ok(out) => out,
+            Err(e) => {
+                // Recorded, so that recovery knows the command never ran.
+                let why = format!("cannot start sh: {e}");
+                let ran = CommandRun {
+                    phase: phase.into(),
+                    command: command.into(),
+                    status: None,
+                    success: false,
+                    output: why.clone(),
+                };
+                ctx.journal
+                    .save(serde_json::to_vec(&ran).expect("serializes"))?;
+                ctx.journal.sync()?;
+                return Err(StepError::Refused(format!("`{command}`: {why}")));
+            }
+        };
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
         let ran = CommandRun {
@@ -156,17 +191,28 @@ impl Step for Service {
         if outcome.is_some() {
             return Ok(Probe::Applied);
         }
-        let mut ran = false;
+        // How the last run of the command ended, if a record says (None: it started and no
+        // record says how it ended, or it never started; either way it may have run).
+        let mut ended = None;
         ctx.journal.saved(&mut |bytes| {
             if let Some(r) = CommandRun::from_saved(bytes) {
-                ran |= r.phase == "apply" && r.success;
+                if r.phase == "apply" {
+                    ended = Some(r.success);
+                }
+            } else if let Ok(s) = serde_json::from_slice::<Starting>(bytes) {
+                if s.starting == "apply" {
+                    ended = None;
+                }
             }
             Ok(())
         })?;
-        Ok(if ran {
-            Probe::Applied
-        } else {
-            Probe::NotApplied
+        Ok(match ended {
+            Some(true) => Probe::Applied,
+            Some(false) => Probe::NotApplied,
+            None => Probe::Partial(format!(
+                "`{}` may have run: no record of how it ended",
+                self.command
+            )),
         })
     }
 
