@@ -591,13 +591,6 @@ impl Step for ReencryptFiles {
                 stage(&cert, &t.path, single_file_mode(&t.before), on_bytes, sync)
             })
             .collect();
-        // The small staged files, durable before any rename.
-        let synced = durable_fs::sync_filesystems(
-            todo.iter()
-                .map(|&i| &intent.touches[i])
-                .filter(|t| t.before.total_bytes() < FSYNC_EACH_MIN)
-                .filter_map(|t| t.path.parent()),
-        );
         if let Some(pos) = staged.iter().position(|r| r.is_err()) {
             for &i in &todo {
                 let s = durable_fs::staging_path(&intent.touches[i].path);
@@ -606,8 +599,15 @@ impl Step for ReencryptFiles {
             let mut staged = staged;
             return Err(staged.swap_remove(pos).unwrap_err());
         }
-        if let (Err(e), Some(&i)) = (synced, todo.first()) {
-            return Err(io_err("syncing the filesystem of", &intent.touches[i].path)(e));
+        // The small staged files, durable before any rename.
+        let small = todo
+            .iter()
+            .map(|&i| &intent.touches[i])
+            .filter(|t| t.before.total_bytes() < FSYNC_EACH_MIN);
+        if let Err(e) = durable_fs::sync_filesystems(small.clone().filter_map(|t| t.path.parent()))
+        {
+            let first = small.map(|t| t.path.as_path()).next().unwrap_or(trash);
+            return Err(io_err("syncing the filesystem of", first)(e));
         }
         let staged: Vec<(usize, Manifest)> = todo
             .iter()
