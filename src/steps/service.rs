@@ -3,15 +3,16 @@
 //! is down for every change; undo runs the opposite command, so a rollback stops the new
 //! service before undoing anything and starts the old one once everything is undone.
 //!
-//! A command's effect cannot be observed, so probing relies on the journal alone: the
-//! step counts as applied when its outcome, or the record of a successful run of its
-//! command (saved right after the command ends), is in the journal; as not applied when the
-//! record says the command failed (or could not start); and as part applied when the step
-//! started but no record says how its command ended (a crash while it ran: it may have taken
-//! effect), so that `resume` runs it again and `rollback` runs the opposite one. Recovery runs commands
-//! again rather than trusting an effect a reboot may have reverted: stopping a stopped
-//! service and starting a started one are assumed to be harmless (`systemctl`, `sc`,
-//! `net start/stop` behave so; commands given here must too).
+//! A command's effect cannot be observed, so probing relies on the journal alone, where a
+//! record is saved just before the command starts and another right after it ends. The step
+//! counts as applied when its outcome, or the record of a successful run of its command, is
+//! in the journal; as not applied when the record says the command failed (or could not
+//! start); and as part applied when the step started but no record says how its command
+//! ended (a crash while it ran: it may have taken effect), so that `resume` runs it again
+//! and `rollback` runs the opposite one. Recovery runs commands again rather than trusting
+//! an effect a reboot may have reverted: stopping a stopped service and starting a started
+//! one are assumed to be harmless (`systemctl`, `sc`, `net start/stop` behave so; commands
+//! given here must too).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -87,9 +88,7 @@ impl Service {
             starting: phase.into(),
             command: command.into(),
         };
-        ctx.journal
-            .save(serde_json::to_vec(&starting).expect("serializes"))?;
-        ctx.journal.sync()?;
+        record(ctx, &starting)?;
         let out = match Command::new("sh")
             .arg("-c")
             .arg(command)
@@ -107,9 +106,7 @@ impl Service {
                     success: false,
                     output: why.clone(),
                 };
-                ctx.journal
-                    .save(serde_json::to_vec(&ran).expect("serializes"))?;
-                ctx.journal.sync()?;
+                record(ctx, &ran)?;
                 return Err(StepError::Refused(format!("`{command}`: {why}")));
             }
         };
@@ -122,9 +119,7 @@ impl Service {
             success: out.status.success(),
             output: tail(&text),
         };
-        ctx.journal
-            .save(serde_json::to_vec(&ran).expect("serializes"))?;
-        ctx.journal.sync()?;
+        record(ctx, &ran)?;
         if !ran.success {
             return Err(StepError::Refused(format!(
                 "`{command}` failed ({}); output: {}",
@@ -134,6 +129,13 @@ impl Service {
         }
         Ok(ran)
     }
+}
+
+/// Saves `value` as a StepData record of the step and makes it durable.
+fn record(ctx: &StepContext, value: &impl Serialize) -> Result<()> {
+    ctx.journal
+        .save(serde_json::to_vec(value).expect("serializes"))?;
+    ctx.journal.sync()
 }
 
 fn status_text(code: Option<i32>) -> String {
