@@ -226,13 +226,12 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<
     replace(&staged, path)
 }
 
-/// Writes `bytes` to `path` (created or truncated) and fsyncs the file; the caller fsyncs
-/// the folder before anything refers to the file durably. For content-addressed files,
-/// whose readers check the hash, so a torn write is detected, never trusted.
-pub fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = File::create(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+/// Writes `bytes` to `path` (created or truncated) without syncing: the caller makes a batch
+/// of such files durable at once (`sync_filesystem`), and fsyncs the folder, before anything
+/// refers to them durably. For content-addressed files, whose readers check the hash, so a
+/// torn write is detected, never trusted.
+pub fn write_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    File::create(path)?.write_all(bytes)
 }
 
 /// A second name for the file `from` (hard link; a durable copy where links are refused).

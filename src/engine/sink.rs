@@ -2,11 +2,12 @@
 //! before-images) and reads back for probe and undo.
 //!
 //! Each saved payload is written to its own file under `<journal>/data/<run>/<step>/`, named
-//! by its SHA-256 and fsynced; the journal gets a small StepData record holding that hash and
-//! the length. `sync` fsyncs the folder, then makes the records durable — so a record never
-//! names a file that is not durable, and sled never holds bulk data (its memory use grows
-//! with what it stores). Reading back checks length and hash: a damaged file is reported,
-//! never trusted.
+//! by its SHA-256; the journal gets a small StepData record holding that hash and the length.
+//! `sync` makes the files written since the last sync durable with one `syncfs` (a step may
+//! save thousands of small records: one fsync each cost seconds), fsyncs the folder, then
+//! makes the records durable — so a record never names a file that is not durable, and sled
+//! never holds bulk data (its memory use grows with what it stores). Reading back checks
+//! length and hash: a damaged file is reported, never trusted.
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -60,7 +61,13 @@ impl StepJournal for JournalSink<'_> {
         let sha256: [u8; 32] = Sha256::digest(&data).into();
         durable_fs::create_dir_all(&self.dir).map_err(steps::io("creating", &self.dir))?;
         let path = self.file(&sha256);
-        durable_fs::write_synced(&path, &data).map_err(steps::io("saving", &path))?;
+        // The same payload saved again (a command run twice with the same output) names the
+        // same file, which an earlier durable record may use: never truncate it, only write
+        // it when it is missing or damaged (rewriting can then only repair it).
+        let intact = std::fs::read(&path).is_ok_and(|b| Sha256::digest(&b)[..] == sha256);
+        if !intact {
+            durable_fs::write_unsynced(&path, &data).map_err(steps::io("saving", &path))?;
+        }
         let reference = DataRef {
             sha256,
             len: data.len() as u64,
@@ -86,6 +93,8 @@ impl StepJournal for JournalSink<'_> {
         if batch.is_empty() {
             return Ok(());
         }
+        // Every pending record's file was written since the last sync.
+        durable_fs::sync_filesystem(&self.dir).map_err(steps::io("syncing", &self.dir))?;
         durable_fs::fsync_dir(&self.dir).map_err(steps::io("syncing", &self.dir))?;
         self.journal
             .borrow_mut()
@@ -117,5 +126,50 @@ impl StepJournal for JournalSink<'_> {
             f(&data)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_payload_saved_again_never_rewrites_an_intact_file_and_repairs_a_damaged_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = RefCell::new(Journal::open(&dir.path().join("journal")).unwrap());
+        let sink = JournalSink::new(&journal, dir.path().join("data"), [7; 16], 1);
+        let all = |sink: &JournalSink| {
+            let mut v = Vec::new();
+            sink.saved(&mut |b| {
+                v.push(b.to_vec());
+                Ok(())
+            })
+            .unwrap();
+            v
+        };
+        sink.save(b"same".to_vec()).unwrap();
+        sink.sync().unwrap();
+        let file = sink.file(&Sha256::digest(b"same").into());
+        let before = std::fs::metadata(&file).unwrap();
+        // Past the filesystem's timestamp granularity, so that a rewrite would show.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        sink.save(b"same".to_vec()).unwrap();
+        sink.save(b"other".to_vec()).unwrap();
+        sink.sync().unwrap();
+        let after = std::fs::metadata(&file).unwrap();
+        assert_eq!(
+            (before.ino(), before.mtime_nsec(), before.ctime_nsec()),
+            (after.ino(), after.mtime_nsec(), after.ctime_nsec()),
+            "an intact file is not written again"
+        );
+        assert_eq!(all(&sink), [&b"same"[..], b"same", b"other"]);
+        // Damaged (say, torn by a crash before its record was durable): saving the same
+        // payload writes it again.
+        std::fs::write(&file, b"sa").unwrap();
+        sink.save(b"same".to_vec()).unwrap();
+        sink.sync().unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"same");
+        assert_eq!(all(&sink).len(), 4);
     }
 }
