@@ -95,6 +95,11 @@ pub struct RunbookArgs {
     /// the stop command before its first undo.
     #[arg(long, value_name = "CMD")]
     pub start_command: Option<String>,
+    /// A Windows service to stop first and start last through the Service Control Manager
+    /// (repeatable: stopped in the order given, started in reverse); journaled steps, like
+    /// the commands, which it replaces. Windows only.
+    #[arg(long = "service", value_name = "NAME", conflicts_with_all = ["stop_command", "start_command"])]
+    pub services: Vec<String>,
     /// Continue when CyberArk, Azure Key Vault, SAP or SharePoint settings are found,
     /// leaving them to you (they are listed).
     #[arg(long)]
@@ -149,6 +154,7 @@ impl RunbookArgs {
         o.work_folder = self.work_folder.clone();
         o.stop_command = self.stop_command.clone();
         o.start_command = self.start_command.clone();
+        o.services = self.services.clone();
         o.accept_manual_steps = self.accept_manual_steps;
         Some(o)
     }
@@ -416,7 +422,7 @@ fn load_plan(source: &PlanSource) -> Result<Plan> {
 fn fresh_journal_dir(target: &Target) -> Option<PathBuf> {
     let dir = match &target.journal {
         Some(d) => d.clone(),
-        None => engine::default_journal_dir(&target.root.canonicalize().ok()?),
+        None => engine::default_journal_dir(&dunce::canonicalize(&target.root).ok()?),
     };
     (!dir.exists()).then_some(dir)
 }

@@ -11,11 +11,11 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::manifest::Manifest;
+use crate::platform;
 
 /// Suffix of a staging entry beside its final path; removed when found after a crash.
 pub const STAGING_SUFFIX: &str = ".ucu-staging";
@@ -26,12 +26,14 @@ pub fn staging_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Makes the creation, rename or removal of `dir`'s entries durable (a no-op on NTFS; see
+/// `platform::sync_dir`).
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    platform::sync_dir(dir)
 }
 
 pub fn fsync_file(path: &Path) -> io::Result<()> {
-    File::open(path)?.sync_all()
+    platform::sync_files([path])
 }
 
 /// fsync of an open file (its data and metadata).
@@ -39,23 +41,11 @@ pub fn sync_open_file(file: &File) -> io::Result<()> {
     file.sync_all()
 }
 
-/// Starts writing a file's dirty pages to disk without waiting (Linux `sync_file_range`
-/// with `SYNC_FILE_RANGE_WRITE`), so that a later fsync has little left to do. Durability
-/// still comes only from that fsync; elsewhere this is a no-op.
+/// Starts writing a file's dirty pages to disk without waiting (Linux `sync_file_range`),
+/// so that a later fsync has little left to do. Durability still comes only from that
+/// fsync; elsewhere this is a no-op.
 pub fn start_writeback(file: &File) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a valid open descriptor; offset 0 and length 0 mean the whole file.
-        let r =
-            unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = file;
-    Ok(())
+    platform::start_writeback(file)
 }
 
 fn fsync_parent(path: &Path) -> io::Result<()> {
@@ -82,16 +72,20 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Creates `dir` with mode 0700 (or tightens an existing one to 0700), durably.
+/// Creates `dir` readable by its owner only (mode 0700; on Windows a protected DACL for the
+/// owner, SYSTEM and Administrators), or tightens an existing one to that, durably.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    if !dir.exists() {
+    let fresh = !dir.exists();
+    if fresh {
         if let Some(parent) = dir.parent() {
             create_dir_all(parent)?;
         }
-        fs::DirBuilder::new().mode(0o700).create(dir)?;
+    }
+    platform::create_private_dir(dir)?;
+    if fresh {
         fsync_parent(dir)?;
     }
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+    Ok(())
 }
 
 /// Steps never overwrite: an existing target is an error.
@@ -109,7 +103,7 @@ fn ensure_absent(to: &Path) -> io::Result<()> {
 /// parent folders.
 pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
     ensure_absent(to)?;
-    fs::rename(from, to)?;
+    platform::rename(from, to)?;
     fsync_parent(to)?;
     if from.parent() != to.parent() {
         fsync_parent(from)?;
@@ -126,14 +120,14 @@ static PENDING_DIRS: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 /// rename does, and one fsync per folder covers a whole group of renames.
 pub fn rename_deferred(from: &Path, to: &Path) -> io::Result<()> {
     ensure_absent(to)?;
-    fs::rename(from, to)?;
+    platform::rename(from, to)?;
     defer_parents(&[from, to]);
     Ok(())
 }
 
 /// Like `replace`, but the folder fsync is left to the next `barrier` (see `rename_deferred`).
 pub fn replace_deferred(staged: &Path, to: &Path) -> io::Result<()> {
-    fs::rename(staged, to)?;
+    platform::replace(staged, to)?;
     defer_parents(&[to]);
     Ok(())
 }
@@ -174,53 +168,40 @@ pub fn barrier() -> io::Result<()> {
 /// `syncfs` of the filesystem holding `path`: recovery calls it before deciding anything
 /// from what it sees, so that a state a dead process left in the page cache is durable
 /// before the journal records a conclusion drawn from it.
+/// On Windows: the volume, or every writable file under `path` (see `platform`).
 pub fn sync_filesystem(path: &Path) -> io::Result<()> {
-    let f = File::open(path)?;
-    // SAFETY: syncfs takes a valid open descriptor, borrowed for the call.
-    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    platform::sync_filesystem(path)
 }
 
-/// One `syncfs` per filesystem holding any of `paths` (each path is an existing file or
-/// folder): makes many small files written without their own fsync durable at once.
-pub fn sync_filesystems<'a>(paths: impl IntoIterator<Item = &'a Path>) -> io::Result<()> {
-    let mut done = BTreeSet::new();
-    for p in paths {
-        if done.insert(fs::metadata(p)?.dev()) {
-            sync_filesystem(p)?;
-        }
-    }
-    Ok(())
+/// Makes many files written without their own fsync durable at once (each path is an
+/// existing file): one `syncfs` per filesystem on Linux, a flush of each on Windows.
+pub fn sync_files<'a>(paths: impl IntoIterator<Item = &'a Path>) -> io::Result<()> {
+    platform::sync_files(paths)
 }
 
 /// Replaces `to` with the staged `staged` in one atomic rename, then fsyncs the folder.
 pub fn replace(staged: &Path, to: &Path) -> io::Result<()> {
-    fs::rename(staged, to)?;
+    platform::replace(staged, to)?;
     fsync_parent(to)
 }
 
 /// Writes `bytes` to `path` atomically: staging file, fsync, rename over, fsync folder.
-/// `mode` is applied to the new file (None: 0644, or the mode of the file it replaces).
+/// `mode` is applied to the new file (None: 0644, or the mode of the file it replaces). A
+/// replaced file's owner (on Windows, its ACL) passes to the new one.
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
     let mode = mode
-        .or_else(|| {
-            path.metadata()
-                .ok()
-                .map(|m| m.permissions().mode() & 0o7777)
-        })
+        .or_else(|| path.metadata().ok().map(|m| platform::mode_of(&m)))
         .unwrap_or(0o644);
     let staged = staging_path(path);
     let _ = fs::remove_file(&staged);
     {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
+        let mut f = platform::create_with_mode(OpenOptions::new().write(true).create_new(true), mode)
             .open(&staged)?;
+        if let Ok(original) = File::open(path) {
+            platform::keep_owner(&original, &f)?;
+        }
         f.write_all(bytes)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        platform::set_file_mode(&f, mode)?;
         f.sync_all()?;
     }
     replace(&staged, path)
@@ -274,7 +255,7 @@ pub fn copy_path(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
 fn copy_raw(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
     let meta = from.symlink_metadata()?;
     if meta.file_type().is_symlink() {
-        std::os::unix::fs::symlink(fs::read_link(from)?, to)?;
+        platform::symlink(&fs::read_link(from)?, to)?;
     } else if meta.is_dir() {
         fs::create_dir(to)?;
         let mut entries: Vec<_> = fs::read_dir(from)?.collect::<Result<_, _>>()?;
@@ -316,7 +297,7 @@ pub fn move_path(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
         create_dir_all(parent)?;
     }
     match rename(from, to) {
-        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {}
+        Err(e) if platform::is_cross_device(&e) => {}
         other => return other,
     }
     let staged = staging_path(to);
@@ -345,11 +326,10 @@ fn finish_move(from: &Path) -> io::Result<()> {
 /// Whether `a` and `b` (existing paths, or their nearest existing ancestors) are on one
 /// filesystem.
 pub fn same_filesystem(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
     fn dev(p: &Path) -> Option<u64> {
         p.ancestors()
-            .find_map(|a| a.symlink_metadata().ok())
-            .map(|m| m.dev())
+            .find(|a| a.symlink_metadata().is_ok())
+            .and_then(|a| platform::volume_of(a).ok())
     }
     dev(a).is_some() && dev(a) == dev(b)
 }
@@ -372,19 +352,11 @@ pub fn remove_path(path: &Path) -> io::Result<()> {
 
 /// Free bytes available to this user on the filesystem holding `path`.
 pub fn free_space(path: &Path) -> io::Result<u64> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
     let existing = path
         .ancestors()
         .find(|a| a.exists())
         .unwrap_or(Path::new("/"));
-    let c = CString::new(existing.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    // SAFETY: statvfs writes into the zeroed struct we pass; c is a valid C string.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+    platform::free_space(existing)
 }
 
 #[cfg(test)]
@@ -414,13 +386,15 @@ mod tests {
     }
 
     #[test]
-    fn sync_filesystems_needs_every_path_to_exist() {
+    fn sync_files_needs_every_path_to_exist() {
         let d = tempfile::tempdir().unwrap();
         let a = d.path().join("a");
         fs::create_dir(&a).unwrap();
-        sync_filesystems([a.as_path(), d.path(), a.as_path()]).unwrap();
+        let f = a.join("f");
+        fs::write(&f, "x").unwrap();
+        sync_files([f.as_path(), a.as_path(), f.as_path()]).unwrap();
         let missing = d.path().join("missing");
-        let e = sync_filesystems([a.as_path(), missing.as_path()]).unwrap_err();
+        let e = sync_files([f.as_path(), missing.as_path()]).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 
@@ -439,10 +413,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f");
         fs::write(&p, "old").unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        platform::set_mode(&p, 0o600).unwrap();
+        let before = platform::mode_of(&p.metadata().unwrap());
         atomic_write(&p, b"new", None).unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "new");
-        assert_eq!(p.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(platform::mode_of(&p.metadata().unwrap()), before);
         assert!(!staging_path(&p).exists());
     }
 
@@ -453,8 +428,8 @@ mod tests {
         fs::create_dir_all(src.join("sub")).unwrap();
         fs::write(src.join("sub/x"), vec![7u8; 100_000]).unwrap();
         fs::write(src.join("y"), "y").unwrap();
-        fs::set_permissions(src.join("y"), fs::Permissions::from_mode(0o755)).unwrap();
-        std::os::unix::fs::symlink("y", src.join("link")).unwrap();
+        platform::set_mode(&src.join("y"), 0o755).unwrap();
+        platform::symlink(Path::new("y"), &src.join("link")).unwrap();
         copy_path(&src, &d.path().join("dst"), &no_progress()).unwrap();
         let a = Manifest::of(&src).unwrap();
         let b = Manifest::of(&d.path().join("dst")).unwrap();

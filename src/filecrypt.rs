@@ -7,7 +7,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -130,18 +129,10 @@ fn stage(cert: &Certificate, src: &Path, dest: &Path, dir: Direction) -> Result<
         crate::crypto::read_full(&mut f, &mut head).map_err(io_error("reading", src))?
     };
     let head = &head[..n];
-    let mode = src
-        .metadata()
-        .map_err(io_error("reading", src))?
-        .permissions()
-        .mode()
-        & 0o7777;
+    let mode = crate::platform::mode_of(&src.metadata().map_err(io_error("reading", src))?);
     let staged = durable_fs::staging_path(dest);
     durable_fs::remove_path(&staged).map_err(io_error("removing", &staged))?;
-    let out = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
+    let out = crate::platform::create_with_mode(OpenOptions::new().write(true).create_new(true), mode)
         .open(&staged)
         .map_err(io_error("creating", &staged))?;
     let input = File::open(src).map_err(io_error("opening", src))?;
@@ -176,7 +167,7 @@ fn stage(cert: &Certificate, src: &Path, dest: &Path, dir: Direction) -> Result<
     };
     w.flush().map_err(io_error("writing", &staged))?;
     drop(w);
-    out.set_permissions(std::fs::Permissions::from_mode(mode))
+    crate::platform::set_file_mode(&out, mode)
         .map_err(io_error("setting the mode of", &staged))?;
     out.sync_all().map_err(io_error("syncing", &staged))?;
     drop(out);

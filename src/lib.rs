@@ -24,6 +24,7 @@ pub mod filecrypt;
 pub mod journal;
 pub mod manifest;
 pub mod plan;
+pub mod platform;
 pub mod runbook;
 pub mod sample;
 pub mod steps;

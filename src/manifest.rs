@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -163,7 +162,7 @@ impl fmt::Display for Difference {
 
 fn entry(path: &Path, rel: String) -> io::Result<Entry> {
     let meta = path.symlink_metadata()?;
-    let mode = meta.permissions().mode() & 0o7777;
+    let mode = crate::platform::mode_of(&meta);
     let ft = meta.file_type();
     if ft.is_symlink() {
         let target = std::fs::read_link(path)?;
@@ -241,7 +240,7 @@ mod tests {
         );
         assert_ne!(m1.digest(), m2.digest());
 
-        fs::set_permissions(d.path().join("s/a"), fs::Permissions::from_mode(0o600)).unwrap();
+        crate::platform::set_mode(&d.path().join("s/a"), 0o444).unwrap();
         let m3 = Manifest::of(d.path()).unwrap();
         let diff = m2.first_difference(&m3).unwrap().to_string();
         assert!(diff.contains("mode"), "{diff}");

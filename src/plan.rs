@@ -87,6 +87,13 @@ pub enum StepSpec {
         #[serde(default)]
         undo: Option<String>,
     },
+    /// Stop or start Windows services through the Service Control Manager, waiting until
+    /// each is stopped (or running); undo does the opposite in reverse order. Refused on
+    /// Linux.
+    WindowsService {
+        action: ServiceAction,
+        names: Vec<String>,
+    },
 }
 
 /// What a [`StepSpec::Service`] step does to the service.
@@ -131,7 +138,7 @@ impl StepSpec {
                 .collect(),
             // The empty path overlaps every path: a service step is a group of its own, so
             // no other step's intent is taken while the service may still be running.
-            StepSpec::Service { .. } => vec![Path::new("")],
+            StepSpec::Service { .. } | StepSpec::WindowsService { .. } => vec![Path::new("")],
         }
     }
 }

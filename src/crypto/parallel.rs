@@ -21,7 +21,6 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 
 use aes::cipher::array::Array;
 use aes::cipher::{BlockCipherDecrypt, BlockModeDecrypt, InnerIvInit, KeyInit};
@@ -116,16 +115,15 @@ fn windows(chunks: usize) -> Vec<(usize, usize)> {
 
 /// `buf.len()` bytes of `f` at `offset`; a short file is a truncated `format` file.
 fn read_at(f: &File, buf: &mut [u8], offset: u64, format: &'static str) -> Result<(), CryptoError> {
-    f.read_exact_at(buf, offset).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            CryptoError::Truncated {
-                format,
-                what: format!("{format} input changed while it was read"),
-            }
-        } else {
-            CryptoError::io(format!("{format} input"), e)
-        }
-    })
+    let n = crate::platform::read_full_at(f, buf, offset)
+        .map_err(|e| CryptoError::io(format!("{format} input"), e))?;
+    if n < buf.len() {
+        return Err(CryptoError::Truncated {
+            format,
+            what: format!("{format} input changed while it was read"),
+        });
+    }
+    Ok(())
 }
 
 /// Reads a file from `pos` on with `pread`, whatever the descriptor's own position.
@@ -136,7 +134,7 @@ struct At<'a> {
 
 impl std::io::Read for At<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
+        let n = crate::platform::read_at(self.file, buf, self.pos)?;
         self.pos += n as u64;
         Ok(n)
     }

@@ -190,6 +190,37 @@ fn resolve_env(conn: &str) -> Result<String> {
     Ok(out)
 }
 
+/// Windows authentication: `Trusted_Connection=yes|true` (which tiberius does not read) is
+/// rewritten as `Integrated Security=SSPI`; either is refused where SSPI does not exist, instead
+/// of silently trying a SQL login with no user.
+fn windows_auth(resolved: &str, shown: &str) -> Result<String> {
+    let mut integrated = false;
+    let parts: Vec<String> = resolved
+        .split(';')
+        .map(|part| {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            let key = k.trim().to_ascii_lowercase();
+            let on = matches!(v.trim().to_ascii_lowercase().as_str(), "sspi" | "true" | "yes");
+            if matches!(key.as_str(), "integrated security" | "integratedsecurity") && on {
+                integrated = true;
+            }
+            if key == "trusted_connection" && on {
+                integrated = true;
+                return "Integrated Security=SSPI".to_string();
+            }
+            part.to_string()
+        })
+        .collect();
+    if integrated && !crate::platform::SQL_WINDOWS_AUTH {
+        return Err(err(format!(
+            "{}: Windows authentication (Integrated Security / Trusted_Connection) works only \
+             in the Windows build; here give User ID and Password=${{VAR}}",
+            redact(shown)
+        )));
+    }
+    Ok(parts.join(";"))
+}
+
 /// Parses a connection string (see the module documentation).
 pub fn target(conn: &str, root: &Path) -> Result<Target> {
     if let Some(p) = conn.strip_prefix("sqlite:") {
@@ -198,7 +229,7 @@ pub fn target(conn: &str, root: &Path) -> Result<Target> {
         }
         return Ok(Target::Sqlite(root.join(p)));
     }
-    let resolved = resolve_env(conn)?;
+    let resolved = windows_auth(&resolve_env(conn)?, conn)?;
     // Validate now with tiberius's own parser, so errors show before anything runs.
     tiberius::Config::from_ado_string(&resolved)
         .map_err(|e| err(format!("{}: {e}", redact(conn))))?;
@@ -308,6 +339,22 @@ mod tests {
         )
         .is_ok());
         assert!(check_no_literal_password("sqlite:x.db").is_ok());
+    }
+
+    #[test]
+    fn windows_authentication_is_rewritten_or_refused_by_platform() {
+        let r = windows_auth("Server=h;Database=U;Trusted_Connection=Yes", "shown");
+        let sspi = windows_auth("Server=h;Integrated Security=SSPI", "shown");
+        if crate::platform::SQL_WINDOWS_AUTH {
+            assert_eq!(r.unwrap(), "Server=h;Database=U;Integrated Security=SSPI");
+            assert_eq!(sspi.unwrap(), "Server=h;Integrated Security=SSPI");
+        } else {
+            for e in [r.unwrap_err(), sspi.unwrap_err()] {
+                assert!(e.to_string().contains("only in the Windows build"), "{e}");
+            }
+        }
+        let sql = "Server=h;User Id=sa;Password=x;Trusted_Connection=no";
+        assert_eq!(windows_auth(sql, "shown").unwrap(), sql);
     }
 
     #[test]

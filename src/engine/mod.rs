@@ -102,7 +102,9 @@ pub fn canonical_root(root: &Path) -> Result<PathBuf> {
             root.display()
         )));
     }
-    root.canonicalize().map_err(|source| Error::Io {
+    // dunce: on Windows a plain `C:\...` path where one exists, not `\\?\C:\...`, in
+    // which the plan's `Runtime/...` joins would not be separators.
+    dunce::canonicalize(root).map_err(|source| Error::Io {
         what: "resolving",
         path: root.into(),
         source,
@@ -179,7 +181,11 @@ impl Engine {
                 .iter()
                 .zip(run_audit.steps.iter_mut())
             {
-                if !matches!(planned.action, crate::plan::StepSpec::Service { .. }) {
+                if !matches!(
+                    planned.action,
+                    crate::plan::StepSpec::Service { .. }
+                        | crate::plan::StepSpec::WindowsService { .. }
+                ) {
                     continue;
                 }
                 let mut commands = Vec::new();

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::durable_fs;
+use crate::platform;
 use crate::plan::Plan;
 use crate::steps::{self, PlanView};
 
@@ -15,12 +16,15 @@ pub fn check(root: &Path, journal_dir: &Path, plan: &Plan) -> Vec<String> {
     for s in &plan.steps {
         let step = steps::step_for(&s.action, root);
         for p in s.action.paths() {
-            if root.join(p).starts_with(journal_dir) {
+            if platform::path_starts_with(&root.join(p), journal_dir) {
                 problems.push(format!(
                     "step {}: {} is inside the journal folder",
                     s.id,
                     p.display()
                 ));
+            }
+            if let Some(why) = platform::refused_path(p) {
+                problems.push(format!("step {}: {}: {why}", s.id, p.display()));
             }
         }
         needed += step.bytes_needed(&view);

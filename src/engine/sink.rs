@@ -28,7 +28,8 @@ pub struct JournalSink<'a> {
     dir: PathBuf,
     run_id: [u8; 16],
     step: u32,
-    pending: RefCell<Vec<NewRecord>>,
+    /// Each with the data file it refers to, written but not yet synced.
+    pending: RefCell<Vec<(NewRecord, PathBuf)>>,
 }
 
 impl<'a> JournalSink<'a> {
@@ -74,12 +75,15 @@ impl StepJournal for JournalSink<'_> {
         };
         let full = {
             let mut p = self.pending.borrow_mut();
-            p.push(NewRecord {
-                run_id: self.run_id,
-                step: Some(self.step),
-                phase: Phase::StepData,
-                payload: payload::encode(&reference),
-            });
+            p.push((
+                NewRecord {
+                    run_id: self.run_id,
+                    step: Some(self.step),
+                    phase: Phase::StepData,
+                    payload: payload::encode(&reference),
+                },
+                path,
+            ));
             p.len() >= MAX_PENDING
         };
         if full {
@@ -94,11 +98,12 @@ impl StepJournal for JournalSink<'_> {
             return Ok(());
         }
         // Every pending record's file was written since the last sync.
-        durable_fs::sync_filesystem(&self.dir).map_err(steps::io("syncing", &self.dir))?;
+        durable_fs::sync_files(batch.iter().map(|(_, f)| f.as_path()))
+            .map_err(steps::io("syncing", &self.dir))?;
         durable_fs::fsync_dir(&self.dir).map_err(steps::io("syncing", &self.dir))?;
         self.journal
             .borrow_mut()
-            .append_batch(batch)
+            .append_batch(batch.into_iter().map(|(r, _)| r).collect())
             .map_err(journal_error)
     }
 
@@ -132,7 +137,6 @@ impl StepJournal for JournalSink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn a_payload_saved_again_never_rewrites_an_intact_file_and_repairs_a_damaged_one() {
@@ -151,18 +155,17 @@ mod tests {
         sink.save(b"same".to_vec()).unwrap();
         sink.sync().unwrap();
         let file = sink.file(&Sha256::digest(b"same").into());
-        let before = std::fs::metadata(&file).unwrap();
+        let stamp = |f: &std::path::Path| {
+            let m = std::fs::metadata(f).unwrap();
+            (crate::platform::file_identity(f).unwrap(), m.modified().unwrap(), m.len())
+        };
+        let before = stamp(&file);
         // Past the filesystem's timestamp granularity, so that a rewrite would show.
         std::thread::sleep(std::time::Duration::from_millis(50));
         sink.save(b"same".to_vec()).unwrap();
         sink.save(b"other".to_vec()).unwrap();
         sink.sync().unwrap();
-        let after = std::fs::metadata(&file).unwrap();
-        assert_eq!(
-            (before.ino(), before.mtime_nsec(), before.ctime_nsec()),
-            (after.ino(), after.mtime_nsec(), after.ctime_nsec()),
-            "an intact file is not written again"
-        );
+        assert_eq!(before, stamp(&file), "an intact file is not written again");
         assert_eq!(all(&sink), [&b"same"[..], b"same", b"other"]);
         // Damaged (say, torn by a crash before its record was durable): saving the same
         // payload writes it again.

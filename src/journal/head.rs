@@ -17,7 +17,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -69,7 +68,7 @@ impl Head {
             crate::durable_fs::fsync_dir(path.parent().unwrap_or(Path::new(".")))?;
         }
         let mut buf = [0u8; 2 * SLOT as usize];
-        let n = file.read_at(&mut buf, 0)?;
+        let n = crate::platform::read_full_at(&file, &mut buf, 0)?;
         let mark = [0u64, SLOT]
             .iter()
             .filter_map(|&off| {
@@ -82,8 +81,7 @@ impl Head {
 
     /// Records (seq, hash) as durable.
     pub fn write(&mut self, seq: u64, hash: &Hash) -> io::Result<()> {
-        self.file
-            .write_all_at(&encode(seq, hash), (seq % 2) * SLOT)?;
+        crate::platform::write_all_at(&self.file, &encode(seq, hash), (seq % 2) * SLOT)?;
         self.file.sync_data()
     }
 }
@@ -104,7 +102,7 @@ mod tests {
         assert_eq!(Head::open(&p).unwrap().1, Some((2, [2; 32])));
         // Tear slot 0 (seq 2): the older slot 1 (seq 1) remains a valid lower bound.
         let f = OpenOptions::new().write(true).open(&p).unwrap();
-        f.write_all_at(&[0xff; 10], 20).unwrap();
+        crate::platform::write_all_at(&f, &[0xff; 10], 20).unwrap();
         assert_eq!(Head::open(&p).unwrap().1, Some((1, [1; 32])));
     }
 }

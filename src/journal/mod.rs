@@ -607,12 +607,11 @@ mod tests {
 
     #[test]
     fn journal_directory_is_owner_only() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let jdir = dir.path().join("j");
+        assert!(!crate::platform::is_private(dir.path()).unwrap());
         Journal::open(&jdir).unwrap();
-        let mode = std::fs::metadata(&jdir).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
+        assert!(crate::platform::is_private(&jdir).unwrap());
     }
 
     fn three_records(dir: &Path) {

@@ -462,9 +462,13 @@ pub fn write_database(root: &Path, rows: u64) -> io::Result<PathBuf> {
 
 /// The command that upgrades the demo at `root`.
 pub fn run_command(root: &Path) -> String {
+    // Joined, not formatted with '/': a Windows root is `\\?\C:\...`, where '/' is no separator.
     format!(
-        "usercube-upgrade run --root {0} --mode integrated --runtime-zip {0}/{RUNTIME_ZIP} --runtime-path {0}/Runtime --file-cert-file {0}/{DEMO_CERT} --file-cert-password {DEMO_CERT_PASSWORD}",
-        root.display()
+        "usercube-upgrade run --root {} --mode integrated --runtime-zip {} --runtime-path {} --file-cert-file {} --file-cert-password {DEMO_CERT_PASSWORD}",
+        root.display(),
+        root.join(RUNTIME_ZIP).display(),
+        root.join("Runtime").display(),
+        root.join(DEMO_CERT).display(),
     )
 }
 

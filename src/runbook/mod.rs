@@ -91,6 +91,9 @@ pub struct Options {
     pub work_folder: String,
     pub stop_command: Option<String>,
     pub start_command: Option<String>,
+    /// Windows services stopped first and started last through the Service Control
+    /// Manager (`--service`); they replace the stop and start commands.
+    pub services: Vec<String>,
     pub accept_manual_steps: bool,
 }
 
@@ -111,6 +114,7 @@ impl Options {
             work_folder: "../Work".into(),
             stop_command: None,
             start_command: None,
+            services: Vec::new(),
             accept_manual_steps: false,
         }
     }

@@ -91,6 +91,17 @@ impl B<'_> {
     /// The plan's first step when a stop command is given: the service is down before any
     /// change (every check has passed by then).
     fn stop(&mut self, seed: &str, what: &str) {
+        if !self.o.services.is_empty() {
+            let names = self.o.services.join(", ");
+            return self.step(
+                seed,
+                Some(format!("stop the Windows service(s) {names} through the Service Control Manager and wait until stopped, after every check and before any change; journaled; rollback ends by starting them again")),
+                StepSpec::WindowsService {
+                    action: ServiceAction::Stop,
+                    names: self.o.services.clone(),
+                },
+            );
+        }
         match &self.o.stop_command {
             Some(c) => {
                 let undo = match &self.o.start_command {
@@ -133,6 +144,17 @@ impl B<'_> {
 
     /// The plan's last step when a start command is given.
     fn start_step(&mut self, seed: &str, what: &str) {
+        if !self.o.services.is_empty() {
+            let names = self.o.services.join(", ");
+            return self.step(
+                seed,
+                Some(format!("start the Windows service(s) {names} ({what}) through the Service Control Manager and wait until running, once, after every change; journaled; rollback begins by stopping them")),
+                StepSpec::WindowsService {
+                    action: ServiceAction::Start,
+                    names: self.o.services.iter().rev().cloned().collect(),
+                },
+            );
+        }
         if let Some(c) = &self.o.start_command {
             let undo = match &self.o.stop_command {
                 Some(s) => format!("rollback begins by running the --stop-command `{s}`, so nothing is undone under a running service"),
@@ -729,7 +751,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
             b.version_upgrade("4.6", &f, agent_settings.as_deref());
             server_appsettings_step(&mut b, "5.1", false);
             files_steps(&mut b, "5.2", "5.3");
-            if o.start_command.is_some() {
+            if o.start_command.is_some() || !o.services.is_empty() {
                 b.start_step("6", "the server");
             } else {
                 b.start("6", "the server");

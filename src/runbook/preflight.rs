@@ -345,6 +345,27 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
         }
     }
 
+    // 7. Files held open (Windows: a running service or IIS makes the renames fail). When
+    // the plan stops the service itself, the holders are expected now and checked by the
+    // renames: a sharing violation there names the file and rolls back.
+    let held: Vec<PathBuf> = ["Runtime", "Conf", "Temp", "Work"]
+        .iter()
+        .map(|d| root.join(d))
+        .collect();
+    if o.services.is_empty() && o.stop_command.is_none() {
+        let dirs: Vec<&Path> = held.iter().map(PathBuf::as_path).collect();
+        match crate::platform::processes_holding(&dirs) {
+            Ok(holders) if !holders.is_empty() => problems.push(format!(
+                "files under Runtime, Conf, Temp or Work are open in {}: stop them first (or pass --service NAME to have the upgrade stop the service)",
+                holders.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            )),
+            Ok(_) => {}
+            Err(e) => warnings.push(format!(
+                "cannot ask which processes hold files under the installation ({e}): make sure the service and IIS are stopped"
+            )),
+        }
+    }
+
     if !problems.is_empty() {
         return Err(problems);
     }

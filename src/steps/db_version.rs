@@ -81,7 +81,9 @@ impl DatabaseVersionUpgrade {
                 .unwrap_or_default()
         };
         for c in candidates {
-            if c.extension().is_some_and(|e| e.eq_ignore_ascii_case("exe")) && !cfg!(windows) {
+            if c.extension().is_some_and(|e| e.eq_ignore_ascii_case("exe"))
+                && !crate::platform::runs_windows_executables()
+            {
                 return Err(format!("{} is a Windows executable", c.display()));
             }
             if c.is_file() {

@@ -3,7 +3,6 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{
@@ -199,7 +198,7 @@ fn extract_into(archive: &Path, into: &Path, on_bytes: super::OnBytes) -> Result
             on_bytes(n as u64);
         }
         if let Some(mode) = entry.unix_mode() {
-            f.set_permissions(fs::Permissions::from_mode(mode & 0o7777))
+            crate::platform::set_file_mode(&f, mode)
                 .map_err(io("setting mode of", &out))?;
         }
     }

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::durable_fs;
 use crate::manifest::Manifest;
-use crate::plan::StepSpec;
+use crate::plan::{ServiceAction, StepSpec};
 pub use view::{Exists, PlanView};
 
 /// What a step will touch: for each path, its state before and the state expected after.
@@ -84,7 +84,7 @@ pub enum Probe {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}: {source}{}", in_use_hint(source))]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -97,6 +97,17 @@ pub enum StepError {
 }
 
 pub type Result<T> = std::result::Result<T, StepError>;
+
+/// A file held open by another process (Windows refuses to rename it): say what usually
+/// holds it and how to stop it.
+fn in_use_hint(e: &std::io::Error) -> &'static str {
+    if crate::platform::is_sharing_violation(e) {
+        " (the file is in use by another process: the Usercube service or IIS still running? \
+         stop it, or pass --service NAME so the upgrade stops it first)"
+    } else {
+        ""
+    }
+}
 
 pub(crate) fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StepError {
     let path = path.to_path_buf();
@@ -320,10 +331,25 @@ pub fn step_for(spec: &StepSpec, root: &Path) -> Box<dyn Step> {
             undo,
         } => Box::new(service::Service {
             action: *action,
-            command: command.clone(),
-            undo: undo.clone(),
+            apply: service::Op::Line(command.clone()),
+            undo: undo.clone().map(service::Op::Line),
             root: root.to_path_buf(),
         }),
+        StepSpec::WindowsService { action, names } => {
+            let opposite = match action {
+                ServiceAction::Stop => ServiceAction::Start,
+                ServiceAction::Start => ServiceAction::Stop,
+            };
+            Box::new(service::Service {
+                action: *action,
+                apply: service::Op::Services(*action, names.clone()),
+                undo: Some(service::Op::Services(
+                    opposite,
+                    names.iter().rev().cloned().collect(),
+                )),
+                root: root.to_path_buf(),
+            })
+        }
     }
 }
 

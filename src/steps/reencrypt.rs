@@ -40,7 +40,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -56,6 +55,7 @@ use crate::crypto::{
     NEW_MAGIC,
 };
 use crate::durable_fs;
+use crate::platform;
 use crate::manifest::{Entry, Kind, Manifest};
 
 /// Files whose StepData records share one journal flush before their renames.
@@ -297,18 +297,17 @@ fn stage(
     let staged = durable_fs::staging_path(path);
     durable_fs::remove_path(&staged).map_err(io_err("removing", &staged))?;
     let src = File::open(path).map_err(io_err("opening", path))?;
-    let out = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&staged)
+    let out = platform::create_with_mode(
+        OpenOptions::new().read(true).write(true).create_new(true),
+        mode,
+    )
+    .open(&staged)
         .map_err(io_err("creating", &staged))?;
     let verified = (|| {
         keep_owner(&src, &out).map_err(io_err("setting the owner of", &staged))?;
         let summary = parallel::reencrypt_file(cert, cert, &src, &out, on_bytes)
             .map_err(|e| crypto_failure(path, "cannot re-encrypt", e))?;
-        out.set_permissions(std::fs::Permissions::from_mode(mode))
+        platform::set_file_mode(&out, mode)
             .map_err(io_err("setting the mode of", &staged))?;
         let (synced, checked) = if sync {
             std::thread::scope(|s| {
@@ -339,14 +338,10 @@ fn stage(
     verified
 }
 
-/// Gives `out` the owner and group of `src` (the agent's service account must still read its
-/// files when the upgrade runs as root). Without the right to, leaves them as created.
+/// Gives `out` the owner of `src` (on Windows its ACL): the agent's service account must
+/// still read its files when the upgrade runs as an administrator.
 pub fn keep_owner(src: &File, out: &File) -> io::Result<()> {
-    let m = src.metadata()?;
-    match std::os::unix::fs::fchown(out, Some(m.uid()), Some(m.gid())) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(()),
-        other => other,
-    }
+    platform::keep_owner(src, out)
 }
 
 fn kept_path(trash: &Path, i: usize) -> PathBuf {
@@ -354,8 +349,8 @@ fn kept_path(trash: &Path, i: usize) -> PathBuf {
 }
 
 fn same_inode(a: &Path, b: &Path) -> bool {
-    match (a.symlink_metadata(), b.symlink_metadata()) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+    match (platform::file_identity(a), platform::file_identity(b)) {
+        (Ok(x), Ok(y)) => x == y,
         _ => false,
     }
 }
@@ -604,10 +599,10 @@ impl Step for ReencryptFiles {
             .iter()
             .map(|&i| &intent.touches[i])
             .filter(|t| t.before.total_bytes() < FSYNC_EACH_MIN);
-        if let Err(e) = durable_fs::sync_filesystems(small.clone().filter_map(|t| t.path.parent()))
-        {
-            let first = small.map(|t| t.path.as_path()).next().unwrap_or(trash);
-            return Err(io_err("syncing the filesystem of", first)(e));
+        let small_staged: Vec<PathBuf> = small.map(|t| durable_fs::staging_path(&t.path)).collect();
+        if let Err(e) = durable_fs::sync_files(small_staged.iter().map(PathBuf::as_path)) {
+            let first = small_staged.first().map_or(trash.as_path(), PathBuf::as_path);
+            return Err(io_err("syncing", first)(e));
         }
         let staged: Vec<(usize, Manifest)> = todo
             .iter()

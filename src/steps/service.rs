@@ -1,7 +1,9 @@
-//! Stop or start the Usercube service with the administrator's own command (`sh -c`, run
-//! in the installation root). The runbook puts "stop" first and "start" last, so the service
-//! is down for every change; undo runs the opposite command, so a rollback stops the new
-//! service before undoing anything and starts the old one once everything is undone.
+//! Stop or start the Usercube service: with the administrator's own command (`sh -c` on
+//! Linux, `cmd.exe /C` on Windows; run in the installation root), or, on Windows, through the
+//! Service Control Manager (`--service NAME`: stop, then wait until stopped). The runbook
+//! puts "stop" first and "start" last, so the service is down for every change; undo runs
+//! the opposite command, so a rollback stops the new service before undoing anything and
+//! starts the old one once everything is undone.
 //!
 //! A command's effect cannot be observed, so probing relies on the journal alone, where a
 //! record is saved just before the command starts and another right after it ends. The step
@@ -15,21 +17,74 @@
 //! given here must too).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Intent, Outcome, PlanView, Probe, Result, Step, StepContext, StepError};
 use crate::plan::ServiceAction;
+use crate::platform;
 
 /// Most output bytes kept (the end of it: where a failing command says why).
 pub const MAX_OUTPUT: usize = 64 * 1024;
 
+/// How long the service manager may take to stop or start one service.
+pub const SERVICE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 pub struct Service {
     pub action: ServiceAction,
-    pub command: String,
-    pub undo: Option<String>,
+    pub apply: Op,
+    /// What reverses `apply` (None: left to the administrator).
+    pub undo: Option<Op>,
     pub root: PathBuf,
+}
+
+/// What a service step runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A command line, run by the platform's shell in the root.
+    Line(String),
+    /// Windows services, in this order, through the Service Control Manager.
+    Services(ServiceAction, Vec<String>),
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Op::Line(l) => f.write_str(l),
+            Op::Services(a, names) => write!(f, "{} service {}", verb(*a), names.join(", ")),
+        }
+    }
+}
+
+impl Op {
+    /// Runs the operation: (exit status, success, output); Err when it could not start.
+    fn run(&self, root: &Path) -> std::io::Result<(Option<i32>, bool, String)> {
+        match self {
+            Op::Line(line) => {
+                let out = platform::shell_command(line).current_dir(root).output()?;
+                let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&out.stderr));
+                Ok((out.status.code(), out.status.success(), text))
+            }
+            Op::Services(action, names) => {
+                let mut text = String::new();
+                for name in names {
+                    let done = match action {
+                        ServiceAction::Stop => platform::stop_service(name, SERVICE_TIMEOUT),
+                        ServiceAction::Start => platform::start_service(name, SERVICE_TIMEOUT),
+                    };
+                    match done {
+                        Ok(()) => text.push_str(&format!("{name}: {}\n", done_word(*action))),
+                        Err(e) => {
+                            text.push_str(&format!("{name}: {e}\n"));
+                            return Ok((Some(1), false, text));
+                        }
+                    }
+                }
+                Ok((Some(0), true, text))
+            }
+        }
+    }
 }
 
 /// One run of a command, saved as a StepData record (and shown by `journal export`).
@@ -60,6 +115,13 @@ impl CommandRun {
     }
 }
 
+fn done_word(a: ServiceAction) -> &'static str {
+    match a {
+        ServiceAction::Stop => "stopped",
+        ServiceAction::Start => "running",
+    }
+}
+
 fn verb(a: ServiceAction) -> &'static str {
     match a {
         ServiceAction::Stop => "stop",
@@ -83,25 +145,21 @@ fn tail(text: &str) -> String {
 
 impl Service {
     /// Runs `command`, saves (and syncs) what happened, and fails on a non-zero exit.
-    fn execute(&self, ctx: &StepContext, phase: &str, command: &str) -> Result<CommandRun> {
+    fn execute(&self, ctx: &StepContext, phase: &str, op: &Op) -> Result<CommandRun> {
+        let command = op.to_string();
         let starting = Starting {
             starting: phase.into(),
-            command: command.into(),
+            command: command.clone(),
         };
         record(ctx, &starting)?;
-        let out = match Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .current_dir(&self.root)
-            .output()
-        {
+        let (status, success, text) = match op.run(&self.root) {
             Ok(out) => out,
             Err(e) => {
                 // Recorded, so that recovery knows the command never ran.
-                let why = format!("cannot start sh: {e}");
+                let why = format!("cannot start {}: {e}", platform::SHELL);
                 let ran = CommandRun {
                     phase: phase.into(),
-                    command: command.into(),
+                    command: command.clone(),
                     status: None,
                     success: false,
                     output: why.clone(),
@@ -110,13 +168,11 @@ impl Service {
                 return Err(StepError::Refused(format!("`{command}`: {why}")));
             }
         };
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
         let ran = CommandRun {
             phase: phase.into(),
-            command: command.into(),
-            status: out.status.code(),
-            success: out.status.success(),
+            command: command.clone(),
+            status,
+            success,
             output: tail(&text),
         };
         record(ctx, &ran)?;
@@ -147,14 +203,25 @@ fn status_text(code: Option<i32>) -> String {
 
 impl Step for Service {
     fn describe(&self, _root: &Path) -> String {
-        format!("{} the service: `{}`", verb(self.action), self.command)
+        match &self.apply {
+            Op::Line(l) => format!("{} the service: `{l}`", verb(self.action)),
+            op => format!("{op} (Service Control Manager)"),
+        }
     }
 
     fn check(&self, _view: &mut PlanView) -> std::result::Result<(), String> {
-        if self.command.trim().is_empty() {
-            return Err(format!("the {} command is empty", verb(self.action)));
+        match &self.apply {
+            Op::Line(l) if l.trim().is_empty() => {
+                Err(format!("the {} command is empty", verb(self.action)))
+            }
+            Op::Line(_) => Ok(()),
+            // The service must exist (and the service manager answer) before anything runs.
+            Op::Services(_, names) => names.iter().try_for_each(|n| {
+                platform::service_state(n)
+                    .map(|_| ())
+                    .map_err(|e| format!("service {n}: {e}"))
+            }),
         }
-        Ok(())
     }
 
     fn intent(&self, _ctx: &StepContext) -> Result<Intent> {
@@ -162,15 +229,15 @@ impl Step for Service {
             touches: Vec::new(),
             detail: serde_json::json!({
                 "service": verb(self.action),
-                "command": self.command,
-                "undo": self.undo,
+                "command": self.apply.to_string(),
+                "undo": self.undo.as_ref().map(Op::to_string),
             })
             .to_string(),
         })
     }
 
     fn apply(&self, ctx: &StepContext, _intent: &Intent) -> Result<Outcome> {
-        let ran = self.execute(ctx, "apply", &self.command)?;
+        let ran = self.execute(ctx, "apply", &self.apply)?;
         Ok(Outcome {
             after: Vec::new(),
             notes: vec![
@@ -213,7 +280,7 @@ impl Step for Service {
             Some(false) => Probe::NotApplied,
             None => Probe::Partial(format!(
                 "`{}` may have run: no record of how it ended",
-                self.command
+                self.apply
             )),
         })
     }
@@ -228,14 +295,14 @@ impl Step for Service {
     /// again (a reboot may have started the service), and a start already done runs again
     /// after it, so the service is as the journal says before anything else happens.
     fn reassert(&self, ctx: &StepContext, _intent: &Intent) -> Result<bool> {
-        self.execute(ctx, "reassert", &self.command).map(|_| true)
+        self.execute(ctx, "reassert", &self.apply).map(|_| true)
     }
 
     fn undo(&self, ctx: &StepContext, _intent: &Intent, _o: Option<&Outcome>) -> Result<()> {
         match &self.undo {
             Some(c) => self.execute(ctx, "undo", c).map(|_| ()),
             None => {
-                tracing::warn!("no command to reverse `{}`: do it by hand", self.command);
+                tracing::warn!("no command to reverse `{}`: do it by hand", self.apply);
                 Ok(())
             }
         }

@@ -1,7 +1,6 @@
 //! Write a file atomically (staging file, fsync, rename over). The previous file is kept in
 //! the journal trash (a hard link: its very inode) and renamed back by undo.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -99,11 +98,8 @@ impl Step for WriteFile {
                 self.path.display()
             )));
         }
-        std::fs::set_permissions(
-            &prev,
-            std::fs::Permissions::from_mode(before.entries[0].mode),
-        )
-        .map_err(io("restoring the mode of", &prev))?;
+        crate::platform::set_mode(&prev, before.entries[0].mode)
+            .map_err(io("restoring the mode of", &prev))?;
         durable_fs::replace(&prev, &self.path).map_err(io("restoring", &self.path))
     }
 }

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The Windows build and its tests under wine, on a Linux machine of this kind.
+#
+#   scripts/windows.sh build   target/x86_64-pc-windows-gnu/release/usercube-upgrade.exe
+#   scripts/windows.sh test    the crate's tests for the Windows target, run under wine
+#   scripts/windows.sh demo    the demo upgrade, then its rollback, by the .exe under wine
+#
+# Both install what a fresh machine lacks (Debian's rustc-web with the standard library's
+# sources, mingw-w64, wine). The toolchain is Debian's rustc 1.96 building the standard
+# library for the target (-Zbuild-std); it never touches the rustup toolchain on PATH.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+TARGET=x86_64-pc-windows-gnu
+
+install_toolchain() {
+  local missing=()
+  for p in rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64 wine64; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "windows.sh: installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# Debian's cargo and rustc, with their own target folder so that the two toolchains never
+# invalidate each other's builds.
+wcargo() {
+  RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 \
+    CARGO_TARGET_DIR="$root/target/windows" \
+    /usr/bin/cargo "$@"
+}
+
+# std for the target is built with the test crates too, so that `build` and `test` share one
+# build of std and of every dependency.
+BUILD_STD=-Zbuild-std=std,panic_abort,panic_unwind,test
+
+# A wine prefix of our own, with the ProcessPrng shim (test-only; see the .c file).
+setup_wine() {
+  export WINEPREFIX="${WINEPREFIX:-$root/target/windows/wineprefix}"
+  export WINEDEBUG=-all
+  local shim="$root/target/windows/bcryptprimitives.dll"
+  if [ ! -f "$shim" ] || [ "$root/scripts/windows/processprng.c" -nt "$shim" ]; then
+    mkdir -p "$(dirname "$shim")"
+    x86_64-w64-mingw32-gcc -shared -O2 -o "$shim" \
+      "$root/scripts/windows/processprng.c" "$root/scripts/windows/processprng.def" -ladvapi32
+  fi
+  if [ ! -f "$WINEPREFIX/system.reg" ]; then
+    echo "windows.sh: creating the wine prefix $WINEPREFIX" >&2
+    wineboot -i >/dev/null 2>&1 || true
+    wineserver -w
+  fi
+  [ -f "$WINEPREFIX/system.reg" ] || { echo "windows.sh: wineboot did not create $WINEPREFIX" >&2; exit 1; }
+  cp "$shim" "$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll"
+}
+
+build() {
+  install_toolchain
+  wcargo build --release "$BUILD_STD" --target $TARGET --bin usercube-upgrade
+  mkdir -p "target/$TARGET/release"
+  cp "target/windows/$TARGET/release/usercube-upgrade.exe" "target/$TARGET/release/"
+  echo "built target/$TARGET/release/usercube-upgrade.exe"
+}
+
+run_tests() {
+  install_toolchain
+  setup_wine
+  # Library, binary and integration tests (examples and benches measure Linux tools).
+  CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine \
+    wcargo test --release "$BUILD_STD" --target $TARGET -p usercube-upgrade \
+    --features failpoints --lib --bins --tests "$@"
+}
+
+demo() {
+  build
+  setup_wine
+  local exe="target/$TARGET/release/usercube-upgrade.exe" dir
+  dir=$(mktemp -d)
+  wine "$exe" demo "$dir/install" --no-run
+  cp -a "$dir/install" "$dir/before"
+  wine "$exe" demo "$dir/install"
+  wine "$exe" rollback --root "$dir/install"
+  diff -r --exclude=.usercube-upgrade "$dir/before" "$dir/install" && echo "demo: rollback restored the installation byte for byte"
+}
+
+case "${1:-}" in
+  build) build ;;
+  test) shift; run_tests "$@" ;;
+  demo) demo ;;
+  check) install_toolchain; wcargo check "$BUILD_STD" --target $TARGET --lib --bins ;;
+  *) echo "usage: scripts/windows.sh build|test [cargo test args]|demo|check" >&2; exit 2 ;;
+esac

@@ -1,0 +1,88 @@
+//! Every difference between operating systems lives here, and nowhere else: no other module
+//! has a `cfg(unix)` or `cfg(windows)`. `unix.rs` (Linux first) and `windows.rs` implement the
+//! same functions; the rest of the crate calls them through this module.
+//!
+//! What each side provides:
+//! - durability: folder sync, rename and replace (write-through on Windows), making a batch
+//!   of written files durable, recovery's flush of a whole filesystem, early writeback;
+//! - file identity and access: modes (POSIX bits; on Windows the read-only attribute),
+//!   owner-only folders and files (mode 0700/0600; on Windows a protected DACL for the owner,
+//!   SYSTEM and Administrators), keeping an original's owner or ACL on its replacement,
+//!   positional reads and writes, symlinks, volume identity, free space;
+//! - path names the OS refuses (Windows' reserved device names);
+//! - which processes hold files open (Windows' Restart Manager; nothing to ask on Linux,
+//!   where an open file never blocks a rename);
+//! - the shell that runs the administrator's commands (`sh -c`, `cmd.exe /C`);
+//! - the Windows service manager (stop, start, query), absent on Linux.
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub use unix::*;
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::*;
+
+/// A process holding a file open under a folder the upgrade changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: u32,
+    pub name: String,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (pid {})", self.name, self.pid)
+    }
+}
+
+/// The state of an OS service, as the service manager reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceState {
+    Stopped,
+    Running,
+    /// Start or stop pending, paused, ...
+    Changing,
+}
+
+/// Reads exactly `buf.len()` bytes at `offset` (fewer only at the end of the file); returns
+/// how many were read. Does not depend on (or, on Unix, move) the file's cursor, so threads
+/// may share the file.
+pub fn read_full_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match read_at(file, &mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Whether `path` is `base` or inside it, comparing names as the OS does (case-insensitively
+/// on Windows: `runtime` is `Runtime`).
+pub fn path_starts_with(path: &std::path::Path, base: &std::path::Path) -> bool {
+    let mut p = path.components();
+    for b in base.components() {
+        match p.next() {
+            Some(c) if same_name(&c.as_os_str().to_string_lossy(), &b.as_os_str().to_string_lossy()) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Why the OS cannot hold `path` (a component it refuses), if so.
+pub fn refused_path(path: &std::path::Path) -> Option<String> {
+    path.components().find_map(|c| match c {
+        std::path::Component::Normal(n) => {
+            let n = n.to_string_lossy();
+            refused_name(&n).map(|why| format!("'{n}' is {why}"))
+        }
+        _ => None,
+    })
+}

@@ -1,0 +1,254 @@
+//! Linux (and other Unix) implementations; see `platform/mod.rs`.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::BTreeSet;
+use std::ffi::CString;
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use super::{Holder, ServiceState};
+
+pub const OS_NAME: &str = "Linux";
+
+/// fsync of a folder: makes the creation, rename or removal of its entries durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// rename(2). The caller has checked that `to` is absent; the folders are synced separately.
+pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)
+}
+
+/// rename(2) over an existing file.
+pub fn replace(staged: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(staged, to)
+}
+
+/// Whether a rename failed only because source and target are on different filesystems.
+pub fn is_cross_device(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EXDEV)
+}
+
+/// `syncfs` of the filesystem holding `path`.
+pub fn sync_filesystem(path: &Path) -> io::Result<()> {
+    let f = File::open(path)?;
+    // SAFETY: syncfs takes a valid open descriptor, borrowed for the call.
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes files written without their own fsync durable: one `syncfs` per filesystem holding
+/// any of them (far cheaper than an fsync each). Every path must exist.
+pub fn sync_files<'a>(paths: impl IntoIterator<Item = &'a Path>) -> io::Result<()> {
+    let mut done = BTreeSet::new();
+    for p in paths {
+        if done.insert(fs::metadata(p)?.dev()) {
+            sync_filesystem(p)?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts writing a file's dirty pages without waiting (Linux `sync_file_range` with
+/// `SYNC_FILE_RANGE_WRITE`), so that a later fsync has little left to do.
+pub fn start_writeback(file: &File) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open descriptor; offset 0 and length 0 mean the whole file.
+        let r =
+            unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
+    Ok(())
+}
+
+/// The permission bits a manifest records.
+pub fn mode_of(meta: &Metadata) -> u32 {
+    meta.permissions().mode() & 0o7777
+}
+
+pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777))
+}
+
+pub fn set_file_mode(file: &File, mode: u32) -> io::Result<()> {
+    file.set_permissions(fs::Permissions::from_mode(mode & 0o7777))
+}
+
+/// The mode a file is created with (before the umask; `set_file_mode` fixes it after).
+pub fn create_with_mode(opts: &mut OpenOptions, mode: u32) -> &mut OpenOptions {
+    opts.mode(mode & 0o7777)
+}
+
+/// Creates `dir` (its parent exists) readable by its owner only, or tightens an existing
+/// folder to that. Does not sync.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    if !dir.exists() {
+        fs::DirBuilder::new().mode(0o700).create(dir)?;
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// Makes an existing file readable by its owner only.
+pub fn make_private_file(path: &Path) -> io::Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+}
+
+/// Whether only the owner (and the administrators: root) can open `path`.
+pub fn is_private(path: &Path) -> io::Result<bool> {
+    Ok(fs::metadata(path)?.permissions().mode() & 0o077 == 0)
+}
+
+/// Gives `out` the owner and group of `src` (the agent's service account must still read its
+/// files when the upgrade runs as root). Without the right to, leaves them as created.
+pub fn keep_owner(src: &File, out: &File) -> io::Result<()> {
+    let m = src.metadata()?;
+    match std::os::unix::fs::fchown(out, Some(m.uid()), Some(m.gid())) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(()),
+        other => other,
+    }
+}
+
+/// (filesystem, inode): two paths with the same identity are one file.
+pub fn file_identity(path: &Path) -> io::Result<(u64, u64)> {
+    let m = path.symlink_metadata()?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// The filesystem an existing path is on.
+pub fn volume_of(path: &Path) -> io::Result<u64> {
+    Ok(path.symlink_metadata()?.dev())
+}
+
+pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    file.read_at(buf, offset)
+}
+
+pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    file.write_all_at(buf, offset)
+}
+
+/// A symlink `link` -> `target`, as found in a copied tree.
+pub fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+/// Free bytes available to this user on the filesystem holding `existing`.
+pub fn free_space(existing: &Path) -> io::Result<u64> {
+    let c = CString::new(existing.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: statvfs writes into the zeroed struct we pass; c is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// A path component the OS cannot hold. On Unix only NUL, which no `Path` carries.
+pub fn refused_name(_component: &str) -> Option<&'static str> {
+    None
+}
+
+/// Whether two names in one folder are the same entry (case-sensitive on Unix).
+pub fn same_name(a: &str, b: &str) -> bool {
+    a == b
+}
+
+/// Processes holding files open under `dirs`. Linux lets a folder be renamed while its files
+/// are open (the service keeps its old inodes), so there is nothing to refuse and nothing is
+/// asked.
+pub fn processes_holding(_dirs: &[&Path]) -> io::Result<Vec<Holder>> {
+    Ok(Vec::new())
+}
+
+/// Whether a failed rename or removal was refused because a process holds the file open.
+pub fn is_sharing_violation(_e: &io::Error) -> bool {
+    false
+}
+
+/// The administrator's command line, run by the platform's shell.
+pub fn shell_command(line: &str) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(line);
+    c
+}
+
+/// The shell `shell_command` runs, for messages.
+pub const SHELL: &str = "sh -c";
+
+/// Windows services exist only on Windows.
+pub fn service_state(name: &str) -> io::Result<ServiceState> {
+    Err(no_services(name))
+}
+
+pub fn stop_service(name: &str, _timeout: std::time::Duration) -> io::Result<()> {
+    Err(no_services(name))
+}
+
+pub fn start_service(name: &str, _timeout: std::time::Duration) -> io::Result<()> {
+    Err(no_services(name))
+}
+
+fn no_services(name: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "--service {name}: Windows services exist only on Windows; on Linux use \
+             --stop-command and --start-command (for example 'systemctl stop {name}')"
+        ),
+    )
+}
+
+/// Whether a file can run here as a program (the vendor ships Windows executables).
+/// SQL Server Windows authentication (SSPI) exists only on Windows.
+pub const SQL_WINDOWS_AUTH: bool = false;
+
+pub fn runs_windows_executables() -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_dirs_and_files_are_owner_only() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("j");
+        create_private_dir(&dir).unwrap();
+        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        let f = dir.join("f");
+        fs::write(&f, "x").unwrap();
+        set_mode(&f, 0o644).unwrap();
+        assert!(!is_private(&f).unwrap());
+        make_private_file(&f).unwrap();
+        assert!(is_private(&f).unwrap());
+    }
+
+    #[test]
+    fn nothing_is_refused_or_held_on_unix() {
+        assert_eq!(refused_name("CON"), None);
+        assert!(!same_name("Runtime", "runtime"));
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        fs::write(&f, "x").unwrap();
+        let _open = File::open(&f).unwrap();
+        assert_eq!(processes_holding(&[d.path()]).unwrap(), Vec::new());
+        assert!(service_state("Usercube-Server")
+            .unwrap_err()
+            .to_string()
+            .contains("--stop-command"));
+    }
+}

@@ -1,0 +1,790 @@
+//! Windows implementations; see `platform/mod.rs`. Durability on NTFS is argued in
+//! journal-format.md ("Windows"): renames are write-through, files are flushed with
+//! `FlushFileBuffers`, and folders need no flush of their own.
+#![allow(clippy::disallowed_methods)]
+
+use std::ffi::OsString;
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io;
+use std::os::windows::ffi::{OsStrExt, OsStringExt};
+use std::os::windows::fs::{FileExt, OpenOptionsExt};
+use std::os::windows::io::AsRawHandle;
+use std::os::windows::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use windows_sys::Win32::Foundation::{
+    LocalFree, ERROR_MORE_DATA, ERROR_SUCCESS, GENERIC_READ, GENERIC_WRITE, HANDLE, HLOCAL,
+};
+use windows_sys::Win32::Security::Authorization::{
+    ConvertSecurityDescriptorToStringSecurityDescriptorW,
+    ConvertStringSecurityDescriptorToSecurityDescriptorW, GetNamedSecurityInfoW, GetSecurityInfo,
+    SetNamedSecurityInfoW, SDDL_REVISION_1, SE_FILE_OBJECT,
+};
+use windows_sys::Win32::Security::{
+    GetSecurityDescriptorControl, GetSecurityDescriptorDacl, ACL, DACL_SECURITY_INFORMATION,
+    PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, SE_DACL_PROTECTED,
+    UNPROTECTED_DACL_SECURITY_INFORMATION,
+};
+use windows_sys::Win32::Storage::FileSystem::{
+    GetDiskFreeSpaceExW, GetFileInformationByHandle, GetVolumePathNameW, MoveFileExW,
+    BY_HANDLE_FILE_INFORMATION, FILE_FLAG_BACKUP_SEMANTICS, MOVEFILE_REPLACE_EXISTING,
+    MOVEFILE_WRITE_THROUGH, READ_CONTROL, WRITE_DAC,
+};
+use windows_sys::Win32::System::RestartManager::{
+    RmEndSession, RmGetList, RmRegisterResources, RmStartSession, CCH_RM_SESSION_KEY,
+    RM_PROCESS_INFO,
+};
+use windows_sys::Win32::System::Services::{
+    CloseServiceHandle, ControlService, OpenSCManagerW, OpenServiceW, QueryServiceStatus,
+    StartServiceW, SC_HANDLE, SC_MANAGER_CONNECT, SERVICE_CONTROL_STOP, SERVICE_QUERY_STATUS,
+    SERVICE_RUNNING, SERVICE_START, SERVICE_STATUS, SERVICE_STOP, SERVICE_STOPPED,
+};
+
+use super::{Holder, ServiceState};
+
+pub const OS_NAME: &str = "Windows";
+
+const ERROR_SHARING_VIOLATION: i32 = 32;
+const ERROR_LOCK_VIOLATION: i32 = 33;
+const ERROR_NOT_SAME_DEVICE: i32 = 17;
+const ERROR_SERVICE_NOT_ACTIVE: u32 = 1062;
+const ERROR_SERVICE_ALREADY_RUNNING: u32 = 1056;
+
+/// A NUL-terminated wide path the Win32 calls accept at any length: absolute, and in the
+/// `\\?\` (or `\\?\UNC\`) form, which lifts the 260-character limit.
+fn wide(path: &Path) -> io::Result<Vec<u16>> {
+    let abs = std::path::absolute(path)?;
+    let s: Vec<u16> = abs.as_os_str().encode_wide().collect();
+    let prefix = |p: &str| p.encode_utf16().collect::<Vec<u16>>();
+    let mut out = if s.starts_with(&prefix(r"\\?\")) || s.starts_with(&prefix(r"\\.\")) {
+        Vec::new()
+    } else if s.starts_with(&prefix(r"\\")) {
+        let mut v = prefix(r"\\?\UNC\");
+        v.extend_from_slice(&s[2..]);
+        v.push(0);
+        return Ok(v);
+    } else {
+        prefix(r"\\?\")
+    };
+    out.extend_from_slice(&s);
+    out.push(0);
+    Ok(out)
+}
+
+fn wide_str(s: &str) -> Vec<u16> {
+    s.encode_utf16().chain(std::iter::once(0)).collect()
+}
+
+fn from_wide(buf: &[u16]) -> String {
+    let end = buf.iter().position(|&c| c == 0).unwrap_or(buf.len());
+    OsString::from_wide(&buf[..end]).to_string_lossy().into_owned()
+}
+
+fn check(ok: i32) -> io::Result<()> {
+    if ok == 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn check_win32(code: u32) -> io::Result<()> {
+    if code == ERROR_SUCCESS {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(code as i32))
+    }
+}
+
+/// Folders need no flush on NTFS: its metadata goes through one sequential log, which every
+/// write-through rename and every `FlushFileBuffers` of a file commits up to that point, so
+/// an entry created or renamed earlier is durable once a later flush returns (the argument
+/// is in journal-format.md). A directory handle cannot be flushed anyway (access denied).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::metadata(dir).map(|_| ())
+}
+
+/// `MoveFileExW` with `MOVEFILE_WRITE_THROUGH`: returns once the rename is on disk. Never
+/// replaces an existing target.
+pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    let (f, t) = (wide(from)?, wide(to)?);
+    // SAFETY: two valid NUL-terminated wide strings.
+    check(unsafe { MoveFileExW(f.as_ptr(), t.as_ptr(), MOVEFILE_WRITE_THROUGH) })
+}
+
+/// `MoveFileExW` with `MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH`.
+pub fn replace(staged: &Path, to: &Path) -> io::Result<()> {
+    let (f, t) = (wide(staged)?, wide(to)?);
+    // SAFETY: two valid NUL-terminated wide strings.
+    check(unsafe {
+        MoveFileExW(
+            f.as_ptr(),
+            t.as_ptr(),
+            MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH,
+        )
+    })
+}
+
+pub fn is_cross_device(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(ERROR_NOT_SAME_DEVICE)
+}
+
+/// `FlushFileBuffers` needs a handle with write access.
+fn flush_file(path: &Path) -> io::Result<()> {
+    OpenOptions::new().write(true).open(path)?.sync_all()
+}
+
+/// Recovery's flush of everything a dead process may have left in the cache: the whole
+/// volume when the process may (an administrator: `FlushFileBuffers` on `\\.\C:`), else
+/// every file under `path` this process can open for writing (the engine writes only such
+/// files; read-only ones it never wrote are skipped).
+pub fn sync_filesystem(path: &Path) -> io::Result<()> {
+    if let Ok(volume) = volume_device(path) {
+        if let Ok(f) = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(Path::new(&volume))
+        {
+            if f.sync_all().is_ok() {
+                return Ok(());
+            }
+        }
+    }
+    for e in walkdir::WalkDir::new(path) {
+        let e = e.map_err(io::Error::other)?;
+        if e.file_type().is_file() {
+            match flush_file(e.path()) {
+                Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {}
+                other => other?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `\\.\C:` for a path on `C:\`.
+fn volume_device(path: &Path) -> io::Result<String> {
+    let w = wide(path)?;
+    let mut buf = [0u16; 1024];
+    // SAFETY: valid input string, output buffer of the given length.
+    check(unsafe { GetVolumePathNameW(w.as_ptr(), buf.as_mut_ptr(), buf.len() as u32) })?;
+    let v = from_wide(&buf);
+    let v = v.trim_start_matches(r"\\?\").trim_end_matches('\\');
+    if v.len() == 2 && v.ends_with(':') {
+        Ok(format!(r"\\.\{v}"))
+    } else {
+        Err(io::Error::other(format!("no drive letter for {v}")))
+    }
+}
+
+/// No `syncfs` on Windows: each file is flushed (`FlushFileBuffers`), on every core.
+pub fn sync_files<'a>(paths: impl IntoIterator<Item = &'a Path>) -> io::Result<()> {
+    use rayon::prelude::*;
+    let paths: Vec<&Path> = paths.into_iter().collect();
+    paths.par_iter().try_for_each(|p| {
+        if fs::metadata(p)?.is_dir() {
+            return Ok(());
+        }
+        flush_file(p)
+    })
+}
+
+/// No early writeback to start on Windows; durability comes from the later flush.
+pub fn start_writeback(_file: &File) -> io::Result<()> {
+    Ok(())
+}
+
+/// Windows has no permission bits; a manifest records the read-only attribute as 0o444
+/// (else 0o644). The ACL is kept by `keep_owner`, not compared.
+pub fn mode_of(meta: &Metadata) -> u32 {
+    if meta.permissions().readonly() {
+        0o444
+    } else {
+        0o644
+    }
+}
+
+pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    let mut p = fs::metadata(path)?.permissions();
+    p.set_readonly(mode & 0o222 == 0);
+    fs::set_permissions(path, p)
+}
+
+pub fn set_file_mode(file: &File, mode: u32) -> io::Result<()> {
+    let mut p = file.metadata()?.permissions();
+    p.set_readonly(mode & 0o222 == 0);
+    file.set_permissions(p)
+}
+
+/// Opens with the right to copy an ACL onto the new file (`keep_owner`); the mode is set
+/// after writing (`set_file_mode`).
+pub fn create_with_mode(opts: &mut OpenOptions, _mode: u32) -> &mut OpenOptions {
+    opts.access_mode(GENERIC_READ | GENERIC_WRITE | READ_CONTROL | WRITE_DAC)
+}
+
+/// Owner, SYSTEM and Administrators only, not inherited from the parent.
+const PRIVATE_DIR_SDDL: &str = "D:P(A;OICI;FA;;;OW)(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
+const PRIVATE_FILE_SDDL: &str = "D:P(A;;FA;;;OW)(A;;FA;;;SY)(A;;FA;;;BA)";
+
+fn set_protected_dacl(path: &Path, sddl: &str) -> io::Result<()> {
+    let s = wide_str(sddl);
+    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: valid SDDL string; sd receives a LocalAlloc'd descriptor freed below.
+    check(unsafe {
+        ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            s.as_ptr(),
+            SDDL_REVISION_1,
+            &mut sd,
+            std::ptr::null_mut(),
+        )
+    })?;
+    let result = (|| {
+        let (mut present, mut defaulted) = (0, 0);
+        let mut dacl: *mut ACL = std::ptr::null_mut();
+        // SAFETY: sd is a valid descriptor; outputs are plain locals.
+        check(unsafe { GetSecurityDescriptorDacl(sd, &mut present, &mut dacl, &mut defaulted) })?;
+        let p = wide(path)?;
+        // SAFETY: valid path and DACL (owned by sd, alive for the call).
+        check_win32(unsafe {
+            SetNamedSecurityInfoW(
+                p.as_ptr(),
+                SE_FILE_OBJECT,
+                DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                dacl,
+                std::ptr::null(),
+            )
+        })
+    })();
+    // SAFETY: sd was allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW.
+    unsafe { LocalFree(sd as HLOCAL) };
+    result
+}
+
+/// Creates `dir` (its parent exists) with a protected DACL: its owner, SYSTEM and the
+/// Administrators group, nothing inherited from the parent. Does not sync.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    if !dir.exists() {
+        fs::create_dir(dir)?;
+    }
+    set_protected_dacl(dir, PRIVATE_DIR_SDDL)
+}
+
+pub fn make_private_file(path: &Path) -> io::Result<()> {
+    set_protected_dacl(path, PRIVATE_FILE_SDDL)
+}
+
+/// The DACL of `path` in SDDL form (`D:P(A;...)...`).
+pub fn dacl_sddl(path: &Path) -> io::Result<String> {
+    let p = wide(path)?;
+    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: valid path; sd receives a LocalAlloc'd descriptor freed below.
+    check_win32(unsafe {
+        GetNamedSecurityInfoW(
+            p.as_ptr(),
+            SE_FILE_OBJECT,
+            DACL_SECURITY_INFORMATION,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut sd,
+        )
+    })?;
+    let mut text: *mut u16 = std::ptr::null_mut();
+    // SAFETY: sd is valid; text receives a LocalAlloc'd string freed below.
+    let ok = unsafe {
+        ConvertSecurityDescriptorToStringSecurityDescriptorW(
+            sd,
+            SDDL_REVISION_1,
+            DACL_SECURITY_INFORMATION,
+            &mut text,
+            std::ptr::null_mut(),
+        )
+    };
+    let result = check(ok).map(|()| {
+        let mut n = 0;
+        // SAFETY: a NUL-terminated string returned by the call above.
+        while unsafe { *text.add(n) } != 0 {
+            n += 1;
+        }
+        // SAFETY: n valid u16s.
+        from_wide(unsafe { std::slice::from_raw_parts(text, n) })
+    });
+    // SAFETY: both were LocalAlloc'd by the calls above (null is allowed).
+    unsafe {
+        LocalFree(text as HLOCAL);
+        LocalFree(sd as HLOCAL);
+    }
+    result
+}
+
+/// Whether `path`'s DACL is protected (nothing inherited) and grants access only to its
+/// owner, SYSTEM and Administrators.
+pub fn is_private(path: &Path) -> io::Result<bool> {
+    let sddl = dacl_sddl(path)?;
+    let Some(dacl) = sddl.strip_prefix("D:") else {
+        return Ok(false);
+    };
+    let flags_end = dacl.find('(').unwrap_or(dacl.len());
+    if !dacl[..flags_end].contains('P') {
+        return Ok(false);
+    }
+    let aces = dacl[flags_end..]
+        .split(')')
+        .filter(|a| !a.is_empty())
+        .map(|a| a.trim_start_matches('('));
+    let mut any = false;
+    for ace in aces {
+        let fields: Vec<&str> = ace.split(';').collect();
+        let trustee = fields.get(5).copied().unwrap_or("");
+        // OW: owner rights; SY: SYSTEM; BA: Administrators; CO: creator owner.
+        let allowed = ["OW", "SY", "BA", "CO"].contains(&trustee) || fields[0] != "A";
+        if !allowed {
+            return Ok(false);
+        }
+        any = true;
+    }
+    Ok(any)
+}
+
+/// Copies `src`'s DACL (and whether it is protected) onto `out`, which was opened through
+/// `create_with_mode`: a re-encrypted or rewritten file keeps the access the original had.
+pub fn keep_owner(src: &File, out: &File) -> io::Result<()> {
+    let mut dacl: *mut ACL = std::ptr::null_mut();
+    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: a valid handle; sd receives a LocalAlloc'd descriptor freed below.
+    check_win32(unsafe {
+        GetSecurityInfo(
+            src.as_raw_handle() as HANDLE,
+            SE_FILE_OBJECT,
+            DACL_SECURITY_INFORMATION,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut dacl,
+            std::ptr::null_mut(),
+            &mut sd,
+        )
+    })?;
+    let result = (|| {
+        let (mut control, mut revision) = (0u16, 0u32);
+        // SAFETY: sd is valid.
+        check(unsafe { GetSecurityDescriptorControl(sd, &mut control, &mut revision) })?;
+        let protection = if control & SE_DACL_PROTECTED != 0 {
+            PROTECTED_DACL_SECURITY_INFORMATION
+        } else {
+            UNPROTECTED_DACL_SECURITY_INFORMATION
+        };
+        // SAFETY: valid handle with WRITE_DAC; the DACL lives in sd.
+        check_win32(unsafe {
+            windows_sys::Win32::Security::Authorization::SetSecurityInfo(
+                out.as_raw_handle() as HANDLE,
+                SE_FILE_OBJECT,
+                DACL_SECURITY_INFORMATION | protection,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                dacl,
+                std::ptr::null(),
+            )
+        })
+    })();
+    // SAFETY: allocated by GetSecurityInfo.
+    unsafe { LocalFree(sd as HLOCAL) };
+    result
+}
+
+fn by_handle(path: &Path) -> io::Result<BY_HANDLE_FILE_INFORMATION> {
+    let f = OpenOptions::new()
+        .access_mode(0)
+        .custom_flags(FILE_FLAG_BACKUP_SEMANTICS)
+        .open(path)?;
+    // SAFETY: zeroed plain struct, filled by the call.
+    let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid handle and output struct.
+    check(unsafe { GetFileInformationByHandle(f.as_raw_handle() as HANDLE, &mut info) })?;
+    Ok(info)
+}
+
+/// (volume serial number, file index): two paths with the same identity are one file.
+pub fn file_identity(path: &Path) -> io::Result<(u64, u64)> {
+    let i = by_handle(path)?;
+    Ok((
+        i.dwVolumeSerialNumber as u64,
+        ((i.nFileIndexHigh as u64) << 32) | i.nFileIndexLow as u64,
+    ))
+}
+
+pub fn volume_of(path: &Path) -> io::Result<u64> {
+    Ok(by_handle(path)?.dwVolumeSerialNumber as u64)
+}
+
+pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    file.seek_read(buf, offset)
+}
+
+pub fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        match file.seek_write(buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A symlink as found in a copied tree: a folder link when its target is a folder.
+pub fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+    let resolved = link.parent().unwrap_or(Path::new(".")).join(target);
+    if resolved.is_dir() {
+        std::os::windows::fs::symlink_dir(target, link)
+    } else {
+        std::os::windows::fs::symlink_file(target, link)
+    }
+}
+
+/// `GetDiskFreeSpaceExW`: free bytes available to this user.
+pub fn free_space(existing: &Path) -> io::Result<u64> {
+    let w = wide(existing)?;
+    let mut free = 0u64;
+    // SAFETY: valid string; the outputs we do not need may be null.
+    check(unsafe {
+        GetDiskFreeSpaceExW(
+            w.as_ptr(),
+            &mut free,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    })?;
+    Ok(free)
+}
+
+/// A path component Windows cannot hold: device names (`CON`, `NUL.txt`, `COM1`...),
+/// characters `<>:"|?*` and control characters, a trailing dot or space.
+pub fn refused_name(component: &str) -> Option<&'static str> {
+    let stem = component
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches(' ')
+        .to_ascii_uppercase();
+    let device = matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$")
+        || ((stem.starts_with("COM") || stem.starts_with("LPT"))
+            && stem.len() == 4
+            && stem.as_bytes()[3].is_ascii_digit());
+    if device {
+        Some("a reserved device name on Windows")
+    } else if component
+        .chars()
+        .any(|c| "<>:\"|?*".contains(c) || (c as u32) < 32)
+    {
+        Some("a character Windows refuses in file names")
+    } else if component != "." && component != ".." && component.ends_with(['.', ' ']) {
+        Some("a trailing dot or space, which Windows drops")
+    } else {
+        None
+    }
+}
+
+/// Whether two names in one folder are the same entry (NTFS compares case-insensitively).
+pub fn same_name(a: &str, b: &str) -> bool {
+    a == b || a.to_uppercase() == b.to_uppercase()
+}
+
+/// The Restart Manager's list of processes holding any file under `dirs` open.
+pub fn processes_holding(dirs: &[&Path]) -> io::Result<Vec<Holder>> {
+    let mut files: Vec<Vec<u16>> = Vec::new();
+    for d in dirs {
+        if !d.exists() {
+            continue;
+        }
+        for e in walkdir::WalkDir::new(d) {
+            let e = e.map_err(io::Error::other)?;
+            if e.file_type().is_file() {
+                files.push(wide(e.path())?);
+            }
+        }
+    }
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut session = 0u32;
+    let mut key = [0u16; CCH_RM_SESSION_KEY as usize + 1];
+    // SAFETY: outputs of the documented sizes.
+    check_win32(unsafe { RmStartSession(&mut session, 0, key.as_mut_ptr()) })?;
+    let result = (|| {
+        for chunk in files.chunks(1024) {
+            let ptrs: Vec<*const u16> = chunk.iter().map(|f| f.as_ptr()).collect();
+            // SAFETY: an array of valid NUL-terminated strings alive for the call.
+            check_win32(unsafe {
+                RmRegisterResources(
+                    session,
+                    ptrs.len() as u32,
+                    ptrs.as_ptr(),
+                    0,
+                    std::ptr::null(),
+                    0,
+                    std::ptr::null(),
+                )
+            })?;
+        }
+        let mut infos: Vec<RM_PROCESS_INFO> = Vec::new();
+        loop {
+            let (mut needed, mut count, mut reasons) = (0u32, infos.len() as u32, 0u32);
+            // SAFETY: infos has room for `count` entries.
+            let r = unsafe {
+                RmGetList(
+                    session,
+                    &mut needed,
+                    &mut count,
+                    infos.as_mut_ptr(),
+                    &mut reasons,
+                )
+            };
+            if r == ERROR_MORE_DATA {
+                // SAFETY: RM_PROCESS_INFO is plain data; zero is a valid value.
+                infos.resize_with(needed as usize + 4, || unsafe { std::mem::zeroed() });
+                continue;
+            }
+            check_win32(r)?;
+            infos.truncate(count as usize);
+            return Ok(infos
+                .iter()
+                .map(|i| {
+                    let app = from_wide(&i.strAppName);
+                    let service = from_wide(&i.strServiceShortName);
+                    Holder {
+                        pid: i.Process.dwProcessId,
+                        name: if service.is_empty() {
+                            app
+                        } else {
+                            format!("{app} (service {service})")
+                        },
+                    }
+                })
+                .collect());
+        }
+    })();
+    // SAFETY: the session started above.
+    unsafe { RmEndSession(session) };
+    result
+}
+
+pub fn is_sharing_violation(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(ERROR_SHARING_VIOLATION | ERROR_LOCK_VIOLATION)
+    )
+}
+
+/// `cmd.exe /C LINE`, the line passed as typed (IIS `appcmd`, `net stop`, PowerShell).
+pub fn shell_command(line: &str) -> Command {
+    let mut c = Command::new("cmd.exe");
+    c.arg("/C").raw_arg(line);
+    c
+}
+
+pub const SHELL: &str = "cmd.exe /C";
+
+struct Sc(SC_HANDLE);
+
+impl Drop for Sc {
+    fn drop(&mut self) {
+        // SAFETY: a handle opened by OpenSCManagerW/OpenServiceW.
+        unsafe { CloseServiceHandle(self.0) };
+    }
+}
+
+fn open_service(name: &str, access: u32) -> io::Result<Sc> {
+    // SAFETY: null machine and database: the local service manager.
+    let manager = unsafe { OpenSCManagerW(std::ptr::null(), std::ptr::null(), SC_MANAGER_CONNECT) };
+    if manager.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    let manager = Sc(manager);
+    let n = wide_str(name);
+    // SAFETY: a valid manager handle and name.
+    let service = unsafe { OpenServiceW(manager.0, n.as_ptr(), access) };
+    if service.is_null() {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("service {name}: {e}")));
+    }
+    Ok(Sc(service))
+}
+
+fn query(service: &Sc) -> io::Result<u32> {
+    // SAFETY: plain struct filled by the call.
+    let mut st: SERVICE_STATUS = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid service handle.
+    check(unsafe { QueryServiceStatus(service.0, &mut st) })?;
+    Ok(st.dwCurrentState)
+}
+
+fn state(raw: u32) -> ServiceState {
+    match raw {
+        SERVICE_STOPPED => ServiceState::Stopped,
+        SERVICE_RUNNING => ServiceState::Running,
+        _ => ServiceState::Changing,
+    }
+}
+
+pub fn service_state(name: &str) -> io::Result<ServiceState> {
+    Ok(state(query(&open_service(name, SERVICE_QUERY_STATUS)?)?))
+}
+
+fn wait_for(service: &Sc, name: &str, want: u32, timeout: Duration) -> io::Result<()> {
+    let start = Instant::now();
+    loop {
+        let now = query(service)?;
+        if now == want {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "service {name} is still {:?} after {} s",
+                    state(now),
+                    timeout.as_secs()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Asks the service manager to stop `name` and waits until it is stopped.
+pub fn stop_service(name: &str, timeout: Duration) -> io::Result<()> {
+    let s = open_service(name, SERVICE_STOP | SERVICE_QUERY_STATUS)?;
+    // SAFETY: plain struct filled by the call.
+    let mut st: SERVICE_STATUS = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid service handle.
+    if unsafe { ControlService(s.0, SERVICE_CONTROL_STOP, &mut st) } == 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(ERROR_SERVICE_NOT_ACTIVE as i32) {
+            return Err(e);
+        }
+    }
+    wait_for(&s, name, SERVICE_STOPPED, timeout)
+}
+
+/// Asks the service manager to start `name` and waits until it runs.
+pub fn start_service(name: &str, timeout: Duration) -> io::Result<()> {
+    let s = open_service(name, SERVICE_START | SERVICE_QUERY_STATUS)?;
+    // SAFETY: a valid service handle, no arguments.
+    if unsafe { StartServiceW(s.0, 0, std::ptr::null()) } == 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(ERROR_SERVICE_ALREADY_RUNNING as i32) {
+            return Err(e);
+        }
+    }
+    wait_for(&s, name, SERVICE_RUNNING, timeout)
+}
+
+/// SQL Server Windows authentication through tiberius's `winauth` (SSPI).
+pub const SQL_WINDOWS_AUTH: bool = true;
+
+pub fn runs_windows_executables() -> bool {
+    true
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_and_refused_names() {
+        for n in ["CON", "nul", "NUL.txt", "com1", "LPT9.log", "Aux "] {
+            assert!(refused_name(n).is_some(), "{n}");
+        }
+        for n in ["a:b", "x?", "trailing.", "tab\there"] {
+            assert!(refused_name(n).is_some(), "{n}");
+        }
+        for n in ["Runtime", "CONFIG", "COM10", "console.log", ".usercube-upgrade", ".."] {
+            assert_eq!(refused_name(n), None, "{n}");
+        }
+        assert!(super::super::refused_path(Path::new("Temp/NUL/x")).is_some());
+        assert!(super::super::refused_path(Path::new("Temp/Collect/x.csv")).is_none());
+    }
+
+    #[test]
+    fn names_compare_case_insensitively() {
+        assert!(same_name("Runtime", "runtime"));
+        assert!(super::super::path_starts_with(
+            Path::new(r"C:\Usercube\.USERCUBE-upgrade\x"),
+            Path::new(r"c:\usercube\.usercube-upgrade")
+        ));
+        assert!(!super::super::path_starts_with(
+            Path::new(r"C:\Usercube\Runtime"),
+            Path::new(r"C:\Usercube\Work")
+        ));
+    }
+
+    #[test]
+    fn wide_paths_are_verbatim_and_unc_aware() {
+        let w = |p: &str| from_wide(&wide(Path::new(p)).unwrap());
+        assert_eq!(w(r"C:\a\b"), r"\\?\C:\a\b");
+        assert_eq!(w(r"\\server\share\a"), r"\\?\UNC\server\share\a");
+        assert_eq!(w(r"\\?\C:\x"), r"\\?\C:\x");
+    }
+
+    #[test]
+    fn paths_longer_than_260_characters_work() {
+        let d = tempfile::tempdir().unwrap();
+        let mut deep = d.path().to_path_buf();
+        while deep.as_os_str().len() < 300 {
+            deep.push("a-folder-name-of-some-length");
+        }
+        crate::durable_fs::create_dir_all(&deep).unwrap();
+        let f = deep.join("appsettings.json");
+        crate::durable_fs::atomic_write(&f, b"{}", None).unwrap();
+        crate::durable_fs::atomic_write(&f, b"{\"a\":1}", None).unwrap();
+        crate::durable_fs::rename(&f, &deep.join("moved.json")).unwrap();
+        assert_eq!(fs::read(deep.join("moved.json")).unwrap(), b"{\"a\":1}");
+        assert!(free_space(&deep).unwrap() > 0);
+        assert_eq!(file_identity(&deep).unwrap().0, volume_of(d.path()).unwrap());
+    }
+
+    #[test]
+    fn a_file_held_open_is_a_sharing_violation_with_a_hint() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("Usercube-Server.dll");
+        fs::write(&f, b"dll").unwrap();
+        // As a running service holds its DLLs: no sharing of delete (rename) access.
+        let _held = OpenOptions::new().read(true).share_mode(1).open(&f).unwrap();
+        let e = crate::durable_fs::rename(&f, &d.path().join("moved.dll")).unwrap_err();
+        assert!(is_sharing_violation(&e), "{e:?}");
+        let step_error = crate::steps::StepError::Io {
+            what: "renaming",
+            path: f.clone(),
+            source: e,
+        };
+        assert!(step_error.to_string().contains("--service NAME"), "{step_error}");
+        assert!(f.exists());
+    }
+
+    #[test]
+    fn a_private_file_has_a_protected_dacl_and_keep_owner_copies_it() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("backup.sqlite");
+        fs::write(&f, b"x").unwrap();
+        assert!(!is_private(&f).unwrap());
+        make_private_file(&f).unwrap();
+        assert!(is_private(&f).unwrap(), "{}", dacl_sddl(&f).unwrap());
+        let out_path = d.path().join("copy");
+        let out = create_with_mode(OpenOptions::new().write(true).create_new(true), 0o600)
+            .open(&out_path)
+            .unwrap();
+        keep_owner(&File::open(&f).unwrap(), &out).unwrap();
+        drop(out);
+        assert_eq!(dacl_sddl(&out_path).unwrap(), dacl_sddl(&f).unwrap());
+    }
+}
