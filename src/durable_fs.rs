@@ -33,7 +33,7 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
 }
 
 pub fn fsync_file(path: &Path) -> io::Result<()> {
-    platform::sync_files([path])
+    platform::sync_file(path)
 }
 
 /// fsync of an open file (its data and metadata).
@@ -195,8 +195,9 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<
     let staged = staging_path(path);
     let _ = fs::remove_file(&staged);
     {
-        let mut f = platform::create_with_mode(OpenOptions::new().write(true).create_new(true), mode)
-            .open(&staged)?;
+        let mut f =
+            platform::create_with_mode(OpenOptions::new().write(true).create_new(true), mode)
+                .open(&staged)?;
         if let Ok(original) = File::open(path) {
             platform::keep_owner(&original, &f)?;
         }

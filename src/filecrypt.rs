@@ -132,9 +132,10 @@ fn stage(cert: &Certificate, src: &Path, dest: &Path, dir: Direction) -> Result<
     let mode = crate::platform::mode_of(&src.metadata().map_err(io_error("reading", src))?);
     let staged = durable_fs::staging_path(dest);
     durable_fs::remove_path(&staged).map_err(io_error("removing", &staged))?;
-    let out = crate::platform::create_with_mode(OpenOptions::new().write(true).create_new(true), mode)
-        .open(&staged)
-        .map_err(io_error("creating", &staged))?;
+    let out =
+        crate::platform::create_with_mode(OpenOptions::new().write(true).create_new(true), mode)
+            .open(&staged)
+            .map_err(io_error("creating", &staged))?;
     let input = File::open(src).map_err(io_error("opening", src))?;
     crate::steps::reencrypt::keep_owner(&input, &out)
         .map_err(io_error("setting the owner of", &staged))?;
@@ -167,8 +168,7 @@ fn stage(cert: &Certificate, src: &Path, dest: &Path, dir: Direction) -> Result<
     };
     w.flush().map_err(io_error("writing", &staged))?;
     drop(w);
-    crate::platform::set_file_mode(&out, mode)
-        .map_err(io_error("setting the mode of", &staged))?;
+    crate::platform::set_file_mode(&out, mode).map_err(io_error("setting the mode of", &staged))?;
     out.sync_all().map_err(io_error("syncing", &staged))?;
     drop(out);
     if let Some(d) = digest {

@@ -200,7 +200,10 @@ fn windows_auth(resolved: &str, shown: &str) -> Result<String> {
         .map(|part| {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
             let key = k.trim().to_ascii_lowercase();
-            let on = matches!(v.trim().to_ascii_lowercase().as_str(), "sspi" | "true" | "yes");
+            let on = matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "sspi" | "true" | "yes"
+            );
             if matches!(key.as_str(), "integrated security" | "integratedsecurity") && on {
                 integrated = true;
             }

@@ -262,9 +262,9 @@ impl Database for Sqlite {
             let p = file.to_path_buf();
             move |x: std::io::Error| err(format!("{what} {}: {x}", p.display()))
         };
-        std::fs::File::open(&staged)
-            .and_then(|f| f.sync_all())
-            .map_err(io("syncing"))?;
+        // The backup holds every identity: owner-only, like the journal.
+        crate::platform::make_private_file(&staged).map_err(io("protecting"))?;
+        durable_fs::fsync_file(&staged).map_err(io("syncing"))?;
         durable_fs::rename(&staged, file).map_err(io("placing"))?;
         self.verify_backup(file)
     }

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use crate::durable_fs;
-use crate::platform;
 use crate::plan::Plan;
+use crate::platform;
 use crate::steps::{self, PlanView};
 
 /// Every problem found; empty means the plan may run.

@@ -157,7 +157,11 @@ mod tests {
         let file = sink.file(&Sha256::digest(b"same").into());
         let stamp = |f: &std::path::Path| {
             let m = std::fs::metadata(f).unwrap();
-            (crate::platform::file_identity(f).unwrap(), m.modified().unwrap(), m.len())
+            (
+                crate::platform::file_identity(f).unwrap(),
+                m.modified().unwrap(),
+                m.len(),
+            )
         };
         let before = stamp(&file);
         // Past the filesystem's timestamp granularity, so that a rewrite would show.

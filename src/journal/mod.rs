@@ -181,8 +181,12 @@ impl Journal {
         if fresh {
             durable_fs::fsync_dir(dir).map_err(io("syncing the journal directory"))?;
         }
-        let data_file =
-            File::open(store.join("db")).map_err(io("opening the store's data file"))?;
+        // Writable: Windows flushes (FlushFileBuffers) only through a handle that may write.
+        let data_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(store.join("db"))
+            .map_err(io("opening the store's data file"))?;
         let (head, mark) =
             head::Head::open(&dir.join("head")).map_err(io("opening the head file"))?;
         let records = db
@@ -359,8 +363,8 @@ impl Journal {
                 let stamp = (meta.len(), meta.modified()?);
                 let path = e.path();
                 if self.synced.get(&path) != Some(&stamp) {
-                    match File::open(&path) {
-                        Ok(f) => f.sync_all()?,
+                    match durable_fs::fsync_file(&path) {
+                        Ok(()) => {}
                         Err(err) if gone(&err) => continue,
                         Err(err) => return Err(err),
                     }

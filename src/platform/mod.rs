@@ -69,7 +69,11 @@ pub fn path_starts_with(path: &std::path::Path, base: &std::path::Path) -> bool 
     let mut p = path.components();
     for b in base.components() {
         match p.next() {
-            Some(c) if same_name(&c.as_os_str().to_string_lossy(), &b.as_os_str().to_string_lossy()) => {}
+            Some(c)
+                if same_name(
+                    &c.as_os_str().to_string_lossy(),
+                    &b.as_os_str().to_string_lossy(),
+                ) => {}
             _ => return false,
         }
     }

@@ -19,6 +19,11 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// fsync of one file, by path.
+pub fn sync_file(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
 /// rename(2). The caller has checked that `to` is absent; the folders are synced separately.
 pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
     fs::rename(from, to)
@@ -228,7 +233,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("j");
         create_private_dir(&dir).unwrap();
-        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         let f = dir.join("f");
         fs::write(&f, "x").unwrap();
         set_mode(&f, 0o644).unwrap();

@@ -79,7 +79,9 @@ fn wide_str(s: &str) -> Vec<u16> {
 
 fn from_wide(buf: &[u16]) -> String {
     let end = buf.iter().position(|&c| c == 0).unwrap_or(buf.len());
-    OsString::from_wide(&buf[..end]).to_string_lossy().into_owned()
+    OsString::from_wide(&buf[..end])
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn check(ok: i32) -> io::Result<()> {
@@ -131,8 +133,8 @@ pub fn is_cross_device(e: &io::Error) -> bool {
     e.raw_os_error() == Some(ERROR_NOT_SAME_DEVICE)
 }
 
-/// `FlushFileBuffers` needs a handle with write access.
-fn flush_file(path: &Path) -> io::Result<()> {
+/// `FlushFileBuffers` of one file, by path (it needs a handle with write access).
+pub fn sync_file(path: &Path) -> io::Result<()> {
     OpenOptions::new().write(true).open(path)?.sync_all()
 }
 
@@ -155,7 +157,7 @@ pub fn sync_filesystem(path: &Path) -> io::Result<()> {
     for e in walkdir::WalkDir::new(path) {
         let e = e.map_err(io::Error::other)?;
         if e.file_type().is_file() {
-            match flush_file(e.path()) {
+            match sync_file(e.path()) {
                 Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {}
                 other => other?,
             }
@@ -187,7 +189,7 @@ pub fn sync_files<'a>(paths: impl IntoIterator<Item = &'a Path>) -> io::Result<(
         if fs::metadata(p)?.is_dir() {
             return Ok(());
         }
-        flush_file(p)
+        sync_file(p)
     })
 }
 
@@ -475,10 +477,12 @@ pub fn refused_name(component: &str) -> Option<&'static str> {
         .unwrap_or("")
         .trim_end_matches(' ')
         .to_ascii_uppercase();
-    let device = matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$")
-        || ((stem.starts_with("COM") || stem.starts_with("LPT"))
-            && stem.len() == 4
-            && stem.as_bytes()[3].is_ascii_digit());
+    let device = matches!(
+        stem.as_str(),
+        "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$"
+    ) || ((stem.starts_with("COM") || stem.starts_with("LPT"))
+        && stem.len() == 4
+        && stem.as_bytes()[3].is_ascii_digit());
     if device {
         Some("a reserved device name on Windows")
     } else if component
@@ -695,7 +699,6 @@ pub fn runs_windows_executables() -> bool {
     true
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -708,7 +711,14 @@ mod tests {
         for n in ["a:b", "x?", "trailing.", "tab\there"] {
             assert!(refused_name(n).is_some(), "{n}");
         }
-        for n in ["Runtime", "CONFIG", "COM10", "console.log", ".usercube-upgrade", ".."] {
+        for n in [
+            "Runtime",
+            "CONFIG",
+            "COM10",
+            "console.log",
+            ".usercube-upgrade",
+            "..",
+        ] {
             assert_eq!(refused_name(n), None, "{n}");
         }
         assert!(super::super::refused_path(Path::new("Temp/NUL/x")).is_some());
@@ -750,7 +760,10 @@ mod tests {
         crate::durable_fs::rename(&f, &deep.join("moved.json")).unwrap();
         assert_eq!(fs::read(deep.join("moved.json")).unwrap(), b"{\"a\":1}");
         assert!(free_space(&deep).unwrap() > 0);
-        assert_eq!(file_identity(&deep).unwrap().0, volume_of(d.path()).unwrap());
+        assert_eq!(
+            file_identity(&deep).unwrap().0,
+            volume_of(d.path()).unwrap()
+        );
     }
 
     #[test]
@@ -759,7 +772,11 @@ mod tests {
         let f = d.path().join("Usercube-Server.dll");
         fs::write(&f, b"dll").unwrap();
         // As a running service holds its DLLs: no sharing of delete (rename) access.
-        let _held = OpenOptions::new().read(true).share_mode(1).open(&f).unwrap();
+        let _held = OpenOptions::new()
+            .read(true)
+            .share_mode(1)
+            .open(&f)
+            .unwrap();
         let e = crate::durable_fs::rename(&f, &d.path().join("moved.dll")).unwrap_err();
         assert!(is_sharing_violation(&e), "{e:?}");
         let step_error = crate::steps::StepError::Io {
@@ -767,7 +784,10 @@ mod tests {
             path: f.clone(),
             source: e,
         };
-        assert!(step_error.to_string().contains("--service NAME"), "{step_error}");
+        assert!(
+            step_error.to_string().contains("--service NAME"),
+            "{step_error}"
+        );
         assert!(f.exists());
     }
 

@@ -456,7 +456,7 @@ pub fn write_database(root: &Path, rows: u64) -> io::Result<PathBuf> {
     tx.commit().map_err(sq)?;
     drop(conn);
     // The database file is durable before the demo says it is written.
-    fs::File::open(&path)?.sync_all()?;
+    crate::durable_fs::fsync_file(&path)?;
     Ok(path)
 }
 

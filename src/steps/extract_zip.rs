@@ -198,8 +198,7 @@ fn extract_into(archive: &Path, into: &Path, on_bytes: super::OnBytes) -> Result
             on_bytes(n as u64);
         }
         if let Some(mode) = entry.unix_mode() {
-            crate::platform::set_file_mode(&f, mode)
-                .map_err(io("setting mode of", &out))?;
+            crate::platform::set_file_mode(&f, mode).map_err(io("setting mode of", &out))?;
         }
     }
     Ok(())

@@ -55,8 +55,8 @@ use crate::crypto::{
     NEW_MAGIC,
 };
 use crate::durable_fs;
-use crate::platform;
 use crate::manifest::{Entry, Kind, Manifest};
+use crate::platform;
 
 /// Files whose StepData records share one journal flush before their renames.
 pub const GROUP: usize = 256;
@@ -302,13 +302,12 @@ fn stage(
         mode,
     )
     .open(&staged)
-        .map_err(io_err("creating", &staged))?;
+    .map_err(io_err("creating", &staged))?;
     let verified = (|| {
         keep_owner(&src, &out).map_err(io_err("setting the owner of", &staged))?;
         let summary = parallel::reencrypt_file(cert, cert, &src, &out, on_bytes)
             .map_err(|e| crypto_failure(path, "cannot re-encrypt", e))?;
-        platform::set_file_mode(&out, mode)
-            .map_err(io_err("setting the mode of", &staged))?;
+        platform::set_file_mode(&out, mode).map_err(io_err("setting the mode of", &staged))?;
         let (synced, checked) = if sync {
             std::thread::scope(|s| {
                 let synced = s.spawn(|| durable_fs::sync_open_file(&out));
@@ -601,7 +600,9 @@ impl Step for ReencryptFiles {
             .filter(|t| t.before.total_bytes() < FSYNC_EACH_MIN);
         let small_staged: Vec<PathBuf> = small.map(|t| durable_fs::staging_path(&t.path)).collect();
         if let Err(e) = durable_fs::sync_files(small_staged.iter().map(PathBuf::as_path)) {
-            let first = small_staged.first().map_or(trash.as_path(), PathBuf::as_path);
+            let first = small_staged
+                .first()
+                .map_or(trash.as_path(), PathBuf::as_path);
             return Err(io_err("syncing", first)(e));
         }
         let staged: Vec<(usize, Manifest)> = todo
