@@ -64,13 +64,36 @@ build() {
   echo "built target/$TARGET/release/usercube-upgrade.exe"
 }
 
+# What wine cannot run, each with its reason (README, "Windows: what is tested where").
+# Every one of these runs in the Linux suite.
+NOT_UNDER_WINE=(
+  # fixtures are made by the `openssl` command line tool, a Linux program that a Windows
+  # process under wine cannot start (tests/reencrypt.rs is left out whole, for the same reason)
+  crypto::cert::tests crypto::format::tests crypto::legacy::tests
+  crypto::parallel::tests crypto::store::tests
+  # wine keeps no file ACLs (it maps them to Unix modes): a protected DACL reads back as
+  # the default one
+  journal::tests::journal_directory_is_owner_only
+  platform::windows::tests::a_private_file_has_a_protected_dacl
+  # wine's CreateSymbolicLinkW makes no link
+  durable_fs::tests::copy_tree_keeps_symlinks
+  # needs util-linux `script` for a pseudo-terminal
+  progress_bar_only_on_a_terminal
+  # the stand-in schema upgrade tool is a python3 script
+  sqlite_version_upgrade_runs_is_journaled_and_rolled_back_by_the_backup
+)
+
 run_tests() {
   install_toolchain
   setup_wine
+  local skip=()
+  for t in "${NOT_UNDER_WINE[@]}"; do skip+=(--skip "$t"); done
   # Library, binary and integration tests (examples and benches measure Linux tools).
   CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine \
     wcargo test --release "$BUILD_STD" --target $TARGET -p usercube-upgrade \
-    --features failpoints --lib --bins --tests "$@"
+    --features failpoints --lib --bins \
+    --test cli --test crash --test db --test db_crash --test runbook --test runbook_crash \
+    --test sigkill "$@" -- "${skip[@]}"
 }
 
 demo() {

@@ -105,6 +105,19 @@ pub enum ServiceAction {
 }
 
 impl StepSpec {
+    /// The files and folders among [`StepSpec::paths`]: not a database step's connection
+    /// key, which is no file name and may hold a password.
+    pub fn file_paths(&self) -> Vec<&Path> {
+        match self {
+            StepSpec::DatabaseBackup { backup_dir, .. } => vec![backup_dir],
+            StepSpec::DeleteRows { .. }
+            | StepSpec::DatabaseVersionUpgrade { .. }
+            | StepSpec::Service { .. }
+            | StepSpec::WindowsService { .. } => Vec::new(),
+            _ => self.paths(),
+        }
+    }
+
     /// Every path the step reads or changes (used to batch only independent steps).
     pub fn paths(&self) -> Vec<&Path> {
         match self {

@@ -82,8 +82,10 @@ impl Demo {
         let start = snapshot(&self.root);
         let (code, msg) = self.code(&["plan"]);
         assert_eq!(code, Some(2), "{msg}");
+        // Paths as written here, with '/', whatever the platform's separator.
+        let shown = msg.replace('\\', "/");
         for e in expect {
-            assert!(msg.contains(e), "expected {e:?} in:\n{msg}");
+            assert!(shown.contains(e), "expected {e:?} in:\n{msg}");
         }
         let (code, msg2) = self.code(&["run"]);
         assert_eq!(code, Some(2), "{msg2}");
@@ -280,8 +282,12 @@ fn integrated_layout(d: &Demo) {
         "{agent}"
     );
     assert!(agent.contains("\"PagedResult\": 500"), "{agent}");
-    let abs = d.root.join("Sources/hr.csv").display().to_string();
-    assert!(agent.contains(&abs), "relative path resolved: {agent}");
+    // As a JSON string: on Windows every '\\' of the path is escaped.
+    let abs = serde_json::to_string(&d.root.join("Sources").join("hr.csv")).unwrap();
+    assert!(
+        agent.contains(abs.trim_matches('"')),
+        "relative path resolved: {agent}"
+    );
     assert!(d
         .read("Runtime/appsettings.encrypted.agent.json")
         .contains("\"Connections\""));
@@ -819,24 +825,29 @@ fn a_missing_work_folder_is_created_and_removed_by_rollback() {
 }
 
 /// `--stop-command`/`--start-command` writing into a log outside the root; the stop
-/// command also prints a line, which the journal must keep.
+/// command also prints a line, which the journal must keep. The start command fails while
+/// the folder `start_guard` is missing. Written to mean the same to `sh -c` and `cmd.exe /C`
+/// (`&&`, `cd`, `echo x>> f`).
 fn with_service(d: &mut Demo, start_guard: Option<&str>) -> PathBuf {
     let log = d._tmp.path().join("service.log");
     let l = log.display().to_string();
     let guard = start_guard
-        .map(|g| format!("test -e {g} && "))
+        .map(|g| format!("cd {g}&& "))
         .unwrap_or_default();
     d.extra = vec![
         "--stop-command".into(),
-        format!("echo service-stop-output-7; echo stopped >> {l}"),
+        format!("echo service-stop-output-7&& echo stopped>> {l}"),
         "--start-command".into(),
-        format!("{guard}{{ echo service-start-output-9; echo started >> {l}; }}"),
+        format!("{guard}echo service-start-output-9&& echo started>> {l}"),
     ];
     log
 }
 
+/// The service log, line ends as written by `sh` (cmd.exe writes CRLF).
 fn log_of(log: &std::path::Path) -> String {
-    std::fs::read_to_string(log).unwrap_or_default()
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .replace("\r\n", "\n")
 }
 
 #[test]
@@ -1015,12 +1026,12 @@ fn resume_stops_the_service_again_then_finishes_and_starts_it() {
     let mut d = Demo::new("integrated");
     let ok = d._tmp.path().join("may-start");
     let log = with_service(&mut d, Some(&ok.display().to_string()));
-    // The start command fails until `ok` exists: the run stops at its last step.
+    // The start command fails until the folder `ok` exists: the run stops at its last step.
     let (code, msg) = d.code(&["run", "--no-auto-rollback"]);
     assert_eq!(code, Some(1), "{msg}");
     assert!(msg.contains("start the service"), "{msg}");
     assert_eq!(log_of(&log), "stopped\n");
-    std::fs::write(&ok, "").unwrap();
+    std::fs::create_dir(&ok).unwrap();
     d.ok(&["resume"]);
     assert_eq!(log_of(&log), "stopped\nstopped\nstarted\n");
     assert!(d.path("RuntimeOld").is_dir());

@@ -1,4 +1,5 @@
-//! Certificates with an RSA private key, loaded from PFX (PKCS#12) files.
+//! Certificates with an RSA private key, loaded from PFX (PKCS#12) files, or found in the
+//! Windows certificate store with a key that stays in the OS (CNG; never exported).
 //!
 //! Both PFX flavours are read (through `p12-keystore`): OpenSSL 3's default (PBES2 with
 //! AES-256-CBC + PBKDF2, HMAC-SHA256 MAC) and the legacy Windows-export form
@@ -27,11 +28,31 @@ pub struct Certificate {
     der: Vec<u8>,
     thumbprint: [u8; 20],
     subject: String,
-    private_key: RsaPrivateKey,
+    private_key: PrivateKey,
     public_key: RsaPublicKey,
     /// Legacy data keys already unwrapped, by SHA-256 of the wrapped value (see
     /// [`Certificate::unwrap_legacy_key`]).
     legacy_keys: Arc<Mutex<HashMap<[u8; 32], Vec<u8>>>>,
+}
+
+/// Where the private-key operations happen.
+#[derive(Clone)]
+enum PrivateKey {
+    /// Loaded from a PFX: the `rsa` crate decrypts.
+    Rsa(RsaPrivateKey),
+    /// Held by the OS (Windows CNG), usually non-exportable: the OS decrypts.
+    Os(Arc<crate::platform::OsPrivateKey>),
+}
+
+impl PrivateKey {
+    /// RSA-OAEP decryption with SHA-1 (`sha256` false) or SHA-256; None if it fails.
+    fn decrypt_oaep(&self, sha256: bool, wrapped: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            PrivateKey::Rsa(k) if sha256 => k.decrypt(Oaep::new::<Sha256>(), wrapped).ok(),
+            PrivateKey::Rsa(k) => k.decrypt(Oaep::new::<Sha1>(), wrapped).ok(),
+            PrivateKey::Os(k) => k.decrypt_oaep(sha256, wrapped).ok(),
+        }
+    }
 }
 
 impl fmt::Debug for Certificate {
@@ -121,7 +142,7 @@ impl Certificate {
                 der,
                 thumbprint,
                 subject: cert_bag.cert.subject().to_string(),
-                private_key,
+                private_key: PrivateKey::Rsa(private_key),
                 public_key,
                 legacy_keys: Arc::default(),
             });
@@ -159,8 +180,44 @@ impl Certificate {
         self.public_key.size()
     }
 
-    pub(crate) fn private_key(&self) -> &RsaPrivateKey {
-        &self.private_key
+    /// A certificate from the OS store (`platform::find_store_certificate`): its public key
+    /// from the DER, its private key left in the OS.
+    pub(crate) fn from_os_store(
+        der: Vec<u8>,
+        key: crate::platform::OsPrivateKey,
+        source: &str,
+    ) -> Result<Certificate, CryptoError> {
+        let invalid = |reason: String| CryptoError::InvalidKey {
+            path: source.to_string(),
+            reason,
+        };
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| invalid(format!("certificate does not parse: {e}")))?;
+        let subject = cert.subject().to_string();
+        let public_key = cert_public_key(&der)
+            .ok_or_else(|| invalid("the certificate's key is not RSA".into()))?;
+        let bits = public_key.n().bits();
+        if bits < MIN_RSA_BITS {
+            return Err(CryptoError::KeyTooSmall {
+                path: source.to_string(),
+                bits,
+                min: MIN_RSA_BITS,
+            });
+        }
+        let thumbprint: [u8; 20] = Sha1::digest(&der).into();
+        Ok(Certificate {
+            der,
+            thumbprint,
+            subject,
+            private_key: PrivateKey::Os(Arc::new(key)),
+            public_key,
+            legacy_keys: Arc::default(),
+        })
+    }
+
+    /// RSA-OAEP(SHA-256) decryption of a new-format header's wrapped key.
+    pub(crate) fn unwrap_key_sha256(&self, wrapped: &[u8]) -> Option<Vec<u8>> {
+        self.private_key.decrypt_oaep(true, wrapped)
     }
 
     /// RSA-OAEP(SHA-1) decryption of a legacy file's wrapped data key, or `None` if it does not
@@ -175,10 +232,7 @@ impl Certificate {
         if let Some(key) = memo().get(&id) {
             return Some(key.clone());
         }
-        let key = self
-            .private_key
-            .decrypt(Oaep::new::<Sha1>(), wrapped)
-            .ok()?;
+        let key = self.private_key.decrypt_oaep(false, wrapped)?;
         memo().insert(id, key.clone());
         Some(key)
     }
@@ -213,7 +267,13 @@ mod tests {
         let c = Certificate::from_pfx(&f.pfx_legacy, "pass-A").unwrap();
         let d = Certificate::from_pfx(&f.pfx_default, "pass-A").unwrap();
         assert_eq!(c.thumbprint(), d.thumbprint());
-        assert_eq!(c.private_key(), d.private_key());
+        // The same private key: what one's public key wraps, the other unwraps.
+        let key = [7u8; 32];
+        let wrapped = c
+            .public_key()
+            .encrypt(&mut rand::thread_rng(), Oaep::new::<Sha256>(), &key)
+            .unwrap();
+        assert_eq!(d.unwrap_key_sha256(&wrapped).unwrap(), key);
     }
 
     #[test]

@@ -135,9 +135,8 @@ impl Header {
         }
         let wrapped = &rest[..wrapped_len];
         let key = cert
-            .private_key()
-            .decrypt(Oaep::new::<Sha256>(), wrapped)
-            .map_err(|_| CryptoError::KeyUnwrap {
+            .unwrap_key_sha256(wrapped)
+            .ok_or_else(|| CryptoError::KeyUnwrap {
                 format: FORMAT,
                 thumbprint: cert.thumbprint(),
             })?;

@@ -1,4 +1,5 @@
-//! Certificate store lookup, following .NET on Linux.
+//! Certificate store lookup: on Windows the OS store (`platform::find_store_certificate`:
+//! the private key stays in CNG), unless a folder is named; elsewhere, following .NET on Linux:
 //!
 //! * `CurrentUser`: .NET keeps each store as a folder of PFX files named `<THUMBPRINT>.pfx`
 //!   (empty password) under `~/.dotnet/corefx/cryptography/x509stores/<storename lower-case>/`.
@@ -100,6 +101,19 @@ pub fn find_in_store(
         thumbprint: wanted.clone(),
         searched,
     };
+    // Windows: the OS store, whose private keys stay in CNG (unless a folder is named).
+    if let (Some(os_store), None) = (crate::platform::OS_CERT_STORE, store_path) {
+        let place = format!("{location:?}\\{store_name}");
+        let mut bytes = [0u8; 20];
+        hex::decode_to_slice(&wanted, &mut bytes)
+            .map_err(|e| CryptoError::io(place.clone(), std::io::Error::other(e)))?;
+        let local_machine = location == StoreLocation::LocalMachine;
+        return match crate::platform::find_store_certificate(local_machine, store_name, &bytes) {
+            Ok(Some((der, key))) => Certificate::from_os_store(der, key, &place),
+            Ok(None) => Err(not_found(PathBuf::from(format!("{os_store}, {place}")))),
+            Err(e) => Err(CryptoError::io(place, e)),
+        };
+    }
     let folder = store_folder(location, store_name, store_path).ok_or_else(|| {
         not_found(PathBuf::from(
             "~/.dotnet/corefx/cryptography/x509stores (HOME unset)",

@@ -23,6 +23,8 @@ pub fn check(root: &Path, journal_dir: &Path, plan: &Plan) -> Vec<String> {
                     p.display()
                 ));
             }
+        }
+        for p in s.action.file_paths() {
             if let Some(why) = platform::refused_path(p) {
                 problems.push(format!("step {}: {}: {why}", s.id, p.display()));
             }

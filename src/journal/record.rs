@@ -241,7 +241,7 @@ mod tests {
         for _ in 0..20_000 {
             let mut bytes = if rng.gen_bool(0.5) {
                 (0..rng.gen_range(0..200))
-                    .map(|_| rng.gen())
+                    .map(|_| rng.gen::<u8>())
                     .collect::<Vec<u8>>()
             } else {
                 frame.clone()

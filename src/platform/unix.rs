@@ -216,6 +216,34 @@ fn no_services(name: &str) -> io::Error {
     )
 }
 
+/// A private key held by the OS. Linux has no OS key store the engine uses (the .NET layout
+/// of PFX files is read instead), so there is none.
+pub enum OsPrivateKey {}
+
+impl OsPrivateKey {
+    pub fn decrypt_oaep(&self, _sha256: bool, _wrapped: &[u8]) -> io::Result<Vec<u8>> {
+        match *self {}
+    }
+}
+
+/// The OS certificate store: none on Linux (`crypto::store` reads the .NET layout).
+pub fn find_store_certificate(
+    _local_machine: bool,
+    _store: &str,
+    _thumbprint: &[u8; 20],
+) -> io::Result<Option<(Vec<u8>, OsPrivateKey)>> {
+    Ok(None)
+}
+
+/// Where `find_store_certificate` looks, for messages.
+pub const OS_CERT_STORE: Option<&str> = None;
+
+/// Whether a child process ended by `std::process::abort` (the crash failpoint) or a kill:
+/// on Unix, ended by a signal.
+pub fn aborted(status: &std::process::ExitStatus) -> bool {
+    status.code().is_none()
+}
+
 /// Whether a file can run here as a program (the vendor ships Windows executables).
 /// SQL Server Windows authentication (SSPI) exists only on Windows.
 pub const SQL_WINDOWS_AUTH: bool = false;

@@ -22,6 +22,16 @@ use windows_sys::Win32::Security::Authorization::{
     ConvertStringSecurityDescriptorToSecurityDescriptorW, GetNamedSecurityInfoW, GetSecurityInfo,
     SetNamedSecurityInfoW, SDDL_REVISION_1, SE_FILE_OBJECT,
 };
+use windows_sys::Win32::Security::Cryptography::{
+    CertCloseStore, CertFindCertificateInStore, CertFreeCertificateContext, CertOpenStore,
+    CryptAcquireCertificatePrivateKey, NCryptDecrypt, NCryptFreeObject, BCRYPT_OAEP_PADDING_INFO,
+    BCRYPT_SHA1_ALGORITHM, BCRYPT_SHA256_ALGORITHM, CERT_FIND_HASH, CERT_NCRYPT_KEY_SPEC,
+    CERT_STORE_OPEN_EXISTING_FLAG, CERT_STORE_PROV_SYSTEM_W, CERT_STORE_READONLY_FLAG,
+    CERT_SYSTEM_STORE_CURRENT_USER, CERT_SYSTEM_STORE_LOCAL_MACHINE,
+    CRYPT_ACQUIRE_ONLY_NCRYPT_KEY_FLAG, CRYPT_ACQUIRE_SILENT_FLAG, CRYPT_INTEGER_BLOB,
+    HCRYPTPROV_OR_NCRYPT_KEY_HANDLE, NCRYPT_KEY_HANDLE, NCRYPT_PAD_OAEP_FLAG,
+    PKCS_7_ASN_ENCODING, X509_ASN_ENCODING,
+};
 use windows_sys::Win32::Security::{
     GetSecurityDescriptorControl, GetSecurityDescriptorDacl, ACL, DACL_SECURITY_INFORMATION,
     PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, SE_DACL_PROTECTED,
@@ -695,6 +705,167 @@ pub fn start_service(name: &str, timeout: Duration) -> io::Result<()> {
 /// SQL Server Windows authentication through tiberius's `winauth` (SSPI).
 pub const SQL_WINDOWS_AUTH: bool = true;
 
+/// A private key in a CNG key storage provider, found through its certificate; the key
+/// never leaves the OS (it is usually marked non-exportable).
+pub struct OsPrivateKey {
+    handle: NCRYPT_KEY_HANDLE,
+    /// Whether the handle is ours to free (CryptAcquireCertificatePrivateKey says).
+    owned: bool,
+}
+
+// SAFETY: a CNG key handle may be used from any thread; NCryptDecrypt on one key from
+// several threads is supported by the Microsoft key storage providers.
+unsafe impl Send for OsPrivateKey {}
+// SAFETY: see above; the handle is only read.
+unsafe impl Sync for OsPrivateKey {}
+
+impl Drop for OsPrivateKey {
+    fn drop(&mut self) {
+        if self.owned {
+            // SAFETY: a key handle acquired with CRYPT_ACQUIRE_ONLY_NCRYPT_KEY_FLAG.
+            unsafe { NCryptFreeObject(self.handle) };
+        }
+    }
+}
+
+impl OsPrivateKey {
+    /// `NCryptDecrypt` with OAEP padding (SHA-1 or SHA-256, empty label).
+    pub fn decrypt_oaep(&self, sha256: bool, wrapped: &[u8]) -> io::Result<Vec<u8>> {
+        let padding = BCRYPT_OAEP_PADDING_INFO {
+            pszAlgId: if sha256 {
+                BCRYPT_SHA256_ALGORITHM
+            } else {
+                BCRYPT_SHA1_ALGORITHM
+            },
+            pbLabel: std::ptr::null_mut(),
+            cbLabel: 0,
+        };
+        let mut out = vec![0u8; wrapped.len()];
+        let mut n = 0u32;
+        // SAFETY: valid key handle, input and output buffers of the given sizes, padding
+        // info alive for the call.
+        let status = unsafe {
+            NCryptDecrypt(
+                self.handle,
+                wrapped.as_ptr(),
+                wrapped.len() as u32,
+                &padding as *const _ as *const core::ffi::c_void,
+                out.as_mut_ptr(),
+                out.len() as u32,
+                &mut n,
+                NCRYPT_PAD_OAEP_FLAG,
+            )
+        };
+        if status != 0 {
+            return Err(io::Error::other(format!(
+                "NCryptDecrypt failed (0x{:08X})",
+                status as u32
+            )));
+        }
+        out.truncate(n as usize);
+        Ok(out)
+    }
+}
+
+/// The Windows certificate store (`LocalMachine\My`...): the certificate with this SHA-1
+/// thumbprint, and a handle to its private key in CNG (`CryptAcquireCertificatePrivateKey`
+/// with `CRYPT_ACQUIRE_ONLY_NCRYPT_KEY_FLAG`, silent). Ok(None) when no certificate has it.
+pub fn find_store_certificate(
+    local_machine: bool,
+    store: &str,
+    thumbprint: &[u8; 20],
+) -> io::Result<Option<(Vec<u8>, OsPrivateKey)>> {
+    let name = wide_str(store);
+    let location = if local_machine {
+        CERT_SYSTEM_STORE_LOCAL_MACHINE
+    } else {
+        CERT_SYSTEM_STORE_CURRENT_USER
+    };
+    // SAFETY: the system store provider with a valid wide name.
+    let handle = unsafe {
+        CertOpenStore(
+            CERT_STORE_PROV_SYSTEM_W,
+            0,
+            0,
+            location | CERT_STORE_OPEN_EXISTING_FLAG | CERT_STORE_READONLY_FLAG,
+            name.as_ptr() as *const core::ffi::c_void,
+        )
+    };
+    if handle.is_null() {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("opening the store {store}: {e}")));
+    }
+    let blob = CRYPT_INTEGER_BLOB {
+        cbData: 20,
+        pbData: thumbprint.as_ptr() as *mut u8,
+    };
+    // SAFETY: an open store; the blob points to 20 live bytes.
+    let context = unsafe {
+        CertFindCertificateInStore(
+            handle,
+            X509_ASN_ENCODING | PKCS_7_ASN_ENCODING,
+            0,
+            CERT_FIND_HASH,
+            &blob as *const _ as *const core::ffi::c_void,
+            std::ptr::null(),
+        )
+    };
+    let result = if context.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: a valid context: its encoded certificate is cbCertEncoded bytes.
+        let der = unsafe {
+            std::slice::from_raw_parts((*context).pbCertEncoded, (*context).cbCertEncoded as usize)
+        }
+        .to_vec();
+        let mut key: HCRYPTPROV_OR_NCRYPT_KEY_HANDLE = 0;
+        let (mut spec, mut owned) = (0u32, 0i32);
+        // SAFETY: a valid context; outputs are plain locals.
+        let ok = unsafe {
+            CryptAcquireCertificatePrivateKey(
+                context,
+                CRYPT_ACQUIRE_ONLY_NCRYPT_KEY_FLAG | CRYPT_ACQUIRE_SILENT_FLAG,
+                std::ptr::null(),
+                &mut key,
+                &mut spec,
+                &mut owned,
+            )
+        };
+        let r = if ok == 0 {
+            let e = io::Error::last_os_error();
+            Err(io::Error::new(
+                e.kind(),
+                format!("the certificate's private key cannot be used by this account: {e}"),
+            ))
+        } else if spec != CERT_NCRYPT_KEY_SPEC {
+            Err(io::Error::other("the private key is not a CNG key"))
+        } else {
+            Ok(Some((
+                der,
+                OsPrivateKey {
+                    handle: key as NCRYPT_KEY_HANDLE,
+                    owned: owned != 0,
+                },
+            )))
+        };
+        // SAFETY: the context returned by CertFindCertificateInStore.
+        unsafe { CertFreeCertificateContext(context) };
+        r
+    };
+    // SAFETY: the store opened above.
+    unsafe { CertCloseStore(handle, 0) };
+    result
+}
+
+/// Where `find_store_certificate` looks, for messages.
+pub const OS_CERT_STORE: Option<&str> = Some("the Windows certificate store");
+
+/// Whether a child process ended by `std::process::abort` (the crash failpoint): on Windows a
+/// fail-fast exit with `STATUS_STACK_BUFFER_OVERRUN`.
+pub fn aborted(status: &std::process::ExitStatus) -> bool {
+    status.code() == Some(0xC000_0409_u32 as i32)
+}
+
 pub fn runs_windows_executables() -> bool {
     true
 }
@@ -806,5 +977,49 @@ mod tests {
         keep_owner(&File::open(&f).unwrap(), &out).unwrap();
         drop(out);
         assert_eq!(dacl_sddl(&out_path).unwrap(), dacl_sddl(&f).unwrap());
+    }
+
+    // On a real Windows host only (wine has no service we may stop, no CNG key, no SSPI
+    // server): `cargo test -- --ignored` with the variables set (README, "Windows").
+
+    #[test]
+    #[ignore = "needs a real Windows host: set USERCUBE_UPGRADE_TEST_SERVICE to a stoppable service"]
+    fn a_real_service_stops_and_starts_through_the_service_manager() {
+        let name = std::env::var("USERCUBE_UPGRADE_TEST_SERVICE").expect("variable set");
+        let t = Duration::from_secs(120);
+        stop_service(&name, t).unwrap();
+        assert_eq!(service_state(&name).unwrap(), ServiceState::Stopped);
+        stop_service(&name, t).unwrap(); // stopping a stopped service is harmless
+        start_service(&name, t).unwrap();
+        assert_eq!(service_state(&name).unwrap(), ServiceState::Running);
+    }
+
+    #[test]
+    #[ignore = "needs a real Windows host: set USERCUBE_UPGRADE_TEST_CERT_THUMBPRINT (LocalMachine\\My)"]
+    fn a_store_certificate_decrypts_through_cng_without_export() {
+        use rsa::{Oaep, RsaPublicKey};
+        use rsa::pkcs8::DecodePublicKey;
+        let tp = std::env::var("USERCUBE_UPGRADE_TEST_CERT_THUMBPRINT").expect("variable set");
+        let mut bytes = [0u8; 20];
+        hex::decode_to_slice(tp.replace(' ', ""), &mut bytes).unwrap();
+        let (der, key) = find_store_certificate(true, "My", &bytes).unwrap().expect("found");
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let public = RsaPublicKey::from_public_key_der(cert.public_key().raw).unwrap();
+        let secret = [42u8; 32];
+        let mut rng = rand::thread_rng();
+        let w1 = public.encrypt(&mut rng, Oaep::new::<sha1::Sha1>(), &secret).unwrap();
+        let w256 = public.encrypt(&mut rng, Oaep::new::<sha2::Sha256>(), &secret).unwrap();
+        assert_eq!(key.decrypt_oaep(false, &w1).unwrap(), secret);
+        assert_eq!(key.decrypt_oaep(true, &w256).unwrap(), secret);
+        assert!(key.decrypt_oaep(true, &w1).is_err());
+    }
+
+    #[test]
+    #[ignore = "needs a real Windows host: set USERCUBE_UPGRADE_TEST_MSSQL_SSPI to a connection string with Integrated Security=SSPI"]
+    fn sql_server_with_windows_authentication() {
+        let conn = std::env::var("USERCUBE_UPGRADE_TEST_MSSQL_SSPI").expect("variable set");
+        let target = crate::db::target(&conn, Path::new(".")).unwrap();
+        let mut db = crate::db::open(&target).unwrap();
+        db.version().unwrap();
     }
 }
