@@ -941,9 +941,10 @@ fn a_failing_stop_command_changes_nothing() {
     let log = d._tmp.path().join("service.log");
     d.extra = vec![
         "--stop-command".into(),
-        "echo cannot stop >&2; exit 3".into(),
+        // The same to `sh -c` and `cmd.exe /C`.
+        "echo cannot stop>&2&& exit 3".into(),
         "--start-command".into(),
-        format!("echo started >> {}", log.display()),
+        format!("echo started>> {}", log.display()),
     ];
     let start = snapshot(&d.root);
     let (code, msg) = d.code(&["run"]);
@@ -979,7 +980,10 @@ fn a_stop_command_that_cannot_start_changes_nothing() {
         .unwrap();
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
-    assert!(msg.contains("cannot start sh"), "{msg}");
+    assert!(
+        msg.contains(&format!("cannot start {}", usercube_upgrade::platform::SHELL)),
+        "{msg}"
+    );
     assert!(msg.contains("rolled back"), "{msg}");
     assert_same(
         &start,
@@ -1025,7 +1029,9 @@ fn a_failed_run_is_rolled_back_and_the_service_started_again() {
 fn resume_stops_the_service_again_then_finishes_and_starts_it() {
     let mut d = Demo::new("integrated");
     let ok = d._tmp.path().join("may-start");
-    let log = with_service(&mut d, Some(&ok.display().to_string()));
+    // Native separators: cmd.exe's `cd` reads a '/' as a switch.
+    let guard = std::path::absolute(&ok).unwrap();
+    let log = with_service(&mut d, Some(&guard.display().to_string()));
     // The start command fails until the folder `ok` exists: the run stops at its last step.
     let (code, msg) = d.code(&["run", "--no-auto-rollback"]);
     assert_eq!(code, Some(1), "{msg}");

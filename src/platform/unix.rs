@@ -178,9 +178,10 @@ pub fn processes_holding(_dirs: &[&Path]) -> io::Result<Vec<Holder>> {
     Ok(Vec::new())
 }
 
-/// Whether a failed rename or removal was refused because a process holds the file open.
-pub fn is_sharing_violation(_e: &io::Error) -> bool {
-    false
+/// What to add to the message of an operation on `path` that failed with `e` because a
+/// process holds it open: never the case on Linux.
+pub fn explain_in_use(_path: &Path, _e: &io::Error) -> Option<String> {
+    None
 }
 
 /// The administrator's command line, run by the platform's shell.

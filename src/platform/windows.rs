@@ -56,6 +56,7 @@ use super::{Holder, ServiceState};
 
 pub const OS_NAME: &str = "Windows";
 
+const ERROR_ACCESS_DENIED: i32 = 5;
 const ERROR_SHARING_VIOLATION: i32 = 32;
 const ERROR_LOCK_VIOLATION: i32 = 33;
 const ERROR_NOT_SAME_DEVICE: i32 = 17;
@@ -591,11 +592,35 @@ pub fn processes_holding(dirs: &[&Path]) -> io::Result<Vec<Holder>> {
     result
 }
 
-pub fn is_sharing_violation(e: &io::Error) -> bool {
+fn is_sharing_violation(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(ERROR_SHARING_VIOLATION | ERROR_LOCK_VIOLATION)
     )
+}
+
+/// For an operation on `path` refused with a sharing violation, or with access denied (what
+/// renaming a folder with an open file in it gives): the processes the Restart Manager says
+/// hold files there, and what to do.
+pub fn explain_in_use(path: &Path, e: &io::Error) -> Option<String> {
+    let code = e.raw_os_error()?;
+    if !matches!(
+        code,
+        ERROR_ACCESS_DENIED | ERROR_SHARING_VIOLATION | ERROR_LOCK_VIOLATION
+    ) {
+        return None;
+    }
+    let what = "stop it first, or pass --service NAME so that the upgrade stops the service";
+    match processes_holding(&[path]) {
+        Ok(h) if !h.is_empty() => Some(format!(
+            " (held open by {}: {what})",
+            h.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        )),
+        _ if code != ERROR_ACCESS_DENIED => Some(format!(
+            " (in use by another process, the Usercube service or IIS still running?: {what})"
+        )),
+        _ => None,
+    }
 }
 
 /// `cmd.exe /C LINE`, the line passed as typed (IIS `appcmd`, `net stop`, PowerShell).
@@ -950,16 +975,49 @@ mod tests {
             .unwrap();
         let e = crate::durable_fs::rename(&f, &d.path().join("moved.dll")).unwrap_err();
         assert!(is_sharing_violation(&e), "{e:?}");
-        let step_error = crate::steps::StepError::Io {
-            what: "renaming",
-            path: f.clone(),
-            source: e,
-        };
+        let step_error = crate::steps::io("renaming", &f)(e);
         assert!(
             step_error.to_string().contains("--service NAME"),
             "{step_error}"
         );
         assert!(f.exists());
+    }
+
+    /// The service still holding a DLL when the upgrade renames Runtime: the step fails
+    /// naming the file, and the automatic rollback restores the installation.
+    #[test]
+    fn a_file_held_open_mid_run_fails_clearly_and_is_rolled_back() {
+        use crate::manifest::Manifest;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        let size = crate::sample::SampleSize {
+            runtime_files: 4,
+            file_bytes: 1000,
+        };
+        crate::sample::create_installation(&root, size).unwrap();
+        let before = Manifest::of_excluding(&root, Some(".usercube-upgrade")).unwrap();
+        let config = root.join("RuntimeOld/appsettings.json");
+        let source = root.join("Runtime/appsettings.json");
+        // The plan's first step renames Runtime, a later one copies this file from it.
+        let held = OpenOptions::new().read(true).share_mode(0).open(&source).unwrap();
+        let opts = crate::engine::Options {
+            quiet: true,
+            ..Default::default()
+        };
+        let e = crate::engine::Engine::open(&root, None, opts)
+            .unwrap()
+            .run(crate::sample::plan())
+            .unwrap_err()
+            .to_string();
+        drop(held);
+        // Windows refuses the folder's rename; wine refuses the copy of the file: either
+        // way the message names the file or its folder and says it is held open.
+        assert!(e.contains("Runtime"), "{e}");
+        assert!(e.contains("in use") || e.contains("held open by"), "{e}");
+        assert!(e.contains("rolled back"), "{e}");
+        assert!(!config.exists());
+        let after = Manifest::of_excluding(&root, Some(".usercube-upgrade")).unwrap();
+        assert_eq!(before.first_difference(&after), None, "{e}");
     }
 
     #[test]

@@ -84,11 +84,13 @@ pub enum Probe {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
-    #[error("{what} {path}: {source}{}", in_use_hint(source))]
+    #[error("{what} {path}: {source}{hint}")]
     Io {
         what: &'static str,
         path: PathBuf,
         source: std::io::Error,
+        /// Who holds the file open, when the OS refused because of that (Windows).
+        hint: String,
     },
     #[error("{0}")]
     Refused(String),
@@ -98,20 +100,17 @@ pub enum StepError {
 
 pub type Result<T> = std::result::Result<T, StepError>;
 
-/// A file held open by another process (Windows refuses to rename it): say what usually
-/// holds it and how to stop it.
-fn in_use_hint(e: &std::io::Error) -> &'static str {
-    if crate::platform::is_sharing_violation(e) {
-        " (the file is in use by another process: the Usercube service or IIS still running? \
-         stop it, or pass --service NAME so the upgrade stops it first)"
-    } else {
-        ""
-    }
-}
-
 pub(crate) fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StepError {
     let path = path.to_path_buf();
-    move |source| StepError::Io { what, path, source }
+    move |source| {
+        let hint = crate::platform::explain_in_use(&path, &source).unwrap_or_default();
+        StepError::Io {
+            what,
+            path,
+            source,
+            hint,
+        }
+    }
 }
 
 /// Progress callback for long steps: bytes processed.

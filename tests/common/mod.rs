@@ -180,11 +180,36 @@ pub fn assert_same(expected: &Manifest, found: &Manifest, context: &str) {
 
 /// Runs `f` for every crash point n in 1..=points, spread over two threads (the machine's
 /// two cores); each call works on its own installation.
+///
+/// `USERCUBE_CRASH_STRIDE=k` (default 1: every point) takes every k-th point instead, from
+/// an offset drawn at random and printed (`USERCUBE_CRASH_OFFSET` replays it), plus the
+/// first four points (the run's start and the first step's records) and the last: scripts/windows.sh uses it for the slowest suite under wine, where
+/// each process start costs several times what it costs on Linux.
 pub fn for_each_point(points: u64, f: impl Fn(u64) + Sync) {
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let stride = var("USERCUBE_CRASH_STRIDE").unwrap_or(1).max(1);
+    let offset = var("USERCUBE_CRASH_OFFSET").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as u64)
+            % stride
+    }) % stride;
+    if stride > 1 {
+        eprintln!("crash points: every {stride}th from USERCUBE_CRASH_OFFSET={offset}, plus 1-4 and {points}");
+    }
+    let chosen: Vec<u64> = (1..=points)
+        .filter(|&n| n % stride == offset || n <= 4 || n == points)
+        .collect();
     std::thread::scope(|s| {
         for lane in 0..2 {
-            let f = &f;
-            s.spawn(move || (1..=points).filter(|n| n % 2 == lane).for_each(f));
+            let (f, chosen) = (&f, &chosen);
+            s.spawn(move || {
+                chosen
+                    .iter()
+                    .skip(lane)
+                    .step_by(2)
+                    .for_each(|&n| f(n))
+            });
         }
     });
 }
