@@ -82,6 +82,9 @@ NOT_UNDER_WINE=(
   # cmd.exe is found in the system folder whatever PATH says: the shell cannot be made to
   # fail to start
   a_stop_command_that_cannot_start_changes_nothing
+  # its start command fails while a folder is missing (`cd DIR&& ...`), and wine's cmd.exe
+  # does not fail a `cd` to a missing folder
+  resume_stops_the_service_again_then_finishes_and_starts_it
   # the stand-in schema upgrade tool is a python3 script
   sqlite_version_upgrade_runs_is_journaled_and_rolled_back_by_the_backup
 )

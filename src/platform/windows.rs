@@ -151,8 +151,10 @@ pub fn sync_file(path: &Path) -> io::Result<()> {
 
 /// Recovery's flush of everything a dead process may have left in the cache: the whole
 /// volume when the process may (an administrator: `FlushFileBuffers` on `\\.\C:`), else
-/// every file under `path` this process can open for writing (the engine writes only such
-/// files; read-only ones it never wrote are skipped).
+/// every file under `path` this process can open for writing. Skipped: read-only files (the
+/// engine writes none) and files another process holds open without sharing them (no one
+/// but their holder can flush those; a running service holding its DLLs must not stop a
+/// rollback).
 pub fn sync_filesystem(path: &Path) -> io::Result<()> {
     if let Ok(volume) = volume_device(path) {
         if let Ok(f) = OpenOptions::new()
@@ -169,7 +171,9 @@ pub fn sync_filesystem(path: &Path) -> io::Result<()> {
         let e = e.map_err(io::Error::other)?;
         if e.file_type().is_file() {
             match sync_file(e.path()) {
-                Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {}
+                Err(err)
+                    if err.kind() == io::ErrorKind::PermissionDenied
+                        || is_sharing_violation(&err) => {}
                 other => other?,
             }
         }
