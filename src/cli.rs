@@ -364,6 +364,15 @@ pub enum JournalAction {
         #[arg(long)]
         json: bool,
     },
+    /// For a journal that no longer verifies (exit 3): write every record that still
+    /// verifies, and the steps they show done, as JSON. Reads only; repairs nothing.
+    Salvage {
+        #[command(flatten)]
+        target: Target,
+        /// The JSON file to write.
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+    },
 }
 
 /// A plan to print or run, with the runbook around it when `--mode` was given.
@@ -599,6 +608,7 @@ pub fn run(args: Args) -> Result<()> {
                 print!("{}", audit::show(e.journal().records()));
                 Ok(())
             }
+            JournalAction::Salvage { target, output } => salvage(&target, &output),
             JournalAction::Export { target, json: _ } => {
                 let e = open(&target, opts)?;
                 let a = e.audit()?;
@@ -865,6 +875,56 @@ struct StatusOut {
     next: String,
 }
 
+/// `journal salvage`: reads the log and the store as they are (under the root lock) and
+/// writes what verifies.
+fn salvage(target: &Target, output: &Path) -> Result<()> {
+    let root = engine::canonical_root(&target.root)?;
+    let dir = journal_dir(&root, target);
+    if !dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "{}: no journal folder",
+            dir.display()
+        )));
+    }
+    let _lock = RootLock::acquire(&dir)?;
+    let found = crate::journal::salvage(&dir);
+    let report = audit::salvage(&dir, &found);
+    let text = serde_json::to_string_pretty(&report).expect("salvage report serializes");
+    crate::durable_fs::atomic_write(output, text.as_bytes(), None).map_err(|source| Error::Io {
+        what: "writing",
+        path: output.to_path_buf(),
+        source,
+    })?;
+    println!(
+        "{} records still verify ({} chained to their predecessor); written to {}",
+        report.records.len(),
+        report.records.iter().filter(|r| r.chained).count(),
+        output.display()
+    );
+    for run in &report.runs {
+        let ids = |v: &[audit::SalvagedStep]| {
+            v.iter()
+                .map(|s| s.id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "run {} ({}): steps known done: [{}]; undone: [{}]{}",
+            run.run_id,
+            run.title.as_deref().unwrap_or("plan unreadable"),
+            ids(&run.steps_done),
+            ids(&run.steps_undone),
+            run.ended
+                .map(|e| format!("; ended: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    for n in &report.notes {
+        println!("note: {n}");
+    }
+    Ok(())
+}
+
 fn print_status(target: &Target, json: bool) -> Result<()> {
     let root = engine::canonical_root(&target.root)?;
     let dir = journal_dir(&root, target);
@@ -889,7 +949,9 @@ fn print_status(target: &Target, json: bool) -> Result<()> {
             }
             Err(e) => return Err(e),
             Ok(lock) => {
-                if !dir.join(crate::journal::STORE_DIR).exists() {
+                if !dir.join(crate::journal::STORE_DIR).exists()
+                    && !dir.join(crate::journal::log::LOG_FILE).exists()
+                {
                     drop(lock);
                     return print_status_out(&out, json);
                 }
