@@ -116,8 +116,13 @@ impl Install {
     }
 }
 
+/// The binary under test; `USERCUBE_UPGRADE_BIN` overrides it (the soak runs a copy, so that
+/// a rebuild meanwhile does not change the binary mid-soak).
 pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_usercube-upgrade"))
+    match std::env::var_os("USERCUBE_UPGRADE_BIN") {
+        Some(path) => Command::new(path),
+        None => Command::new(env!("CARGO_BIN_EXE_usercube-upgrade")),
+    }
 }
 
 /// The tree under `root` (journal excluded). SQLite database files (`*.sqlite`) are
