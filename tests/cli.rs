@@ -388,3 +388,18 @@ fn progress_bar_only_on_a_terminal() {
         "progress drawn into a pipe:\n{plain_out}"
     );
 }
+
+#[test]
+fn plan_while_a_run_holds_the_lock_is_refused_naming_the_holder() {
+    let i = Install::new(SampleSize::default());
+    usercube_upgrade::durable_fs::create_private_dir(&i.journal_dir()).unwrap();
+    let lock = usercube_upgrade::engine::RootLock::acquire(&i.journal_dir()).unwrap();
+    let (code, msg) = i.code(&["plan"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(
+        msg.contains(&format!("process {}", std::process::id())),
+        "{msg}"
+    );
+    drop(lock);
+    i.ok(&["plan"]);
+}

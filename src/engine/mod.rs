@@ -95,6 +95,42 @@ struct StepFailure {
     error: String,
 }
 
+/// The root's lock, taken before anything reads the tree or the journal.
+pub struct Locked {
+    pub root: PathBuf,
+    pub dir: PathBuf,
+    lock: RootLock,
+}
+
+impl Locked {
+    /// Creates the journal folder if needed and takes the root lock (refused at once, naming
+    /// the holder's pid, when another process holds it).
+    pub fn acquire(root: &Path, journal_dir: Option<&Path>) -> Result<Locked> {
+        let root = canonical_root(root)?;
+        let dir = journal_dir.map_or_else(|| default_journal_dir(&root), Path::to_path_buf);
+        durable_fs::create_private_dir(&dir).map_err(|source| Error::Io {
+            what: "creating the journal folder",
+            path: dir.clone(),
+            source,
+        })?;
+        let lock = RootLock::acquire(&dir)?;
+        Ok(Locked { root, dir, lock })
+    }
+
+    /// True when the journal folder holds no record (decided under the lock): no record log
+    /// or an empty one, and no store of an older build.
+    pub fn journal_is_empty(&self) -> bool {
+        match std::fs::metadata(self.dir.join(crate::journal::log::LOG_FILE)) {
+            Ok(m) => m.len() == 0,
+            Err(_) => !self.dir.join(crate::journal::STORE_DIR).exists(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
 pub fn canonical_root(root: &Path) -> Result<PathBuf> {
     if !root.is_dir() {
         return Err(Error::Usage(format!(
@@ -112,23 +148,20 @@ pub fn canonical_root(root: &Path) -> Result<PathBuf> {
 impl Engine {
     /// Takes the root's lock and opens (verifying) its journal.
     pub fn open(root: &Path, journal_dir: Option<&Path>, opts: Options) -> Result<Engine> {
-        let root = canonical_root(root)?;
-        let dir = journal_dir.map_or_else(|| default_journal_dir(&root), Path::to_path_buf);
-        durable_fs::create_private_dir(&dir).map_err(|source| Error::Io {
-            what: "creating the journal folder",
-            path: dir.clone(),
-            source,
-        })?;
-        let lock = RootLock::acquire(&dir)?;
-        let journal = Journal::open(&dir)?;
+        Self::open_locked(Locked::acquire(root, journal_dir)?, opts)
+    }
+
+    /// Opens (verifying) the journal under a lock already taken.
+    pub fn open_locked(locked: Locked, opts: Options) -> Result<Engine> {
+        let journal = Journal::open(&locked.dir)?;
         let progress = Progress::new(opts.quiet);
         Ok(Engine {
-            root,
-            dir,
+            root: locked.root,
+            dir: locked.dir,
             journal: RefCell::new(journal),
             opts,
             progress,
-            _lock: lock,
+            _lock: locked.lock,
         })
     }
 
