@@ -21,6 +21,16 @@ fn e(what: &str) -> impl FnOnce(rusqlite::Error) -> super::DbError + '_ {
     move |x| err(format!("sqlite: {what}: {x}"))
 }
 
+/// The files SQLite keeps beside a database while it writes it (rollback journal, WAL and
+/// its index): left behind when a process dies inside a write.
+pub fn sidecars(db: &Path) -> [std::path::PathBuf; 3] {
+    ["-journal", "-wal", "-shm"].map(|suffix| {
+        let mut name = db.file_name().unwrap_or_default().to_os_string();
+        name.push(suffix);
+        db.with_file_name(name)
+    })
+}
+
 fn q(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
@@ -247,7 +257,10 @@ impl Database for Sqlite {
 
     fn backup(&mut self, file: &Path) -> Result<()> {
         let staged = durable_fs::staging_path(file);
-        let _ = durable_fs::remove_path(&staged);
+        for p in std::iter::once(staged.clone()).chain(sidecars(&staged)) {
+            durable_fs::remove_path(&p)
+                .map_err(|x| err(format!("removing {}: {x}", p.display())))?;
+        }
         {
             let mut dst = Connection::open(&staged)
                 .map_err(|x| err(format!("sqlite: creating {}: {x}", staged.display())))?;

@@ -108,11 +108,13 @@ impl Step for DatabaseBackup {
         })
     }
 
+    /// A SQLite backup killed mid-way leaves its staging copy and the files SQLite keeps
+    /// beside it while writing (`-journal`, `-wal`, `-shm`, of the staging copy and of the
+    /// backup): all removed, so the backup folder holds only what recorded steps put there.
     fn settle(&self, _ctx: &StepContext, intent: &Intent, _o: Option<&Outcome>) -> Result<()> {
         if self.is_sqlite() {
             let d = Self::detail(intent)?;
-            let staged = durable_fs::staging_path(&d.file);
-            durable_fs::remove_path(&staged).map_err(super::io("removing", &staged))?;
+            remove_leftovers(&d.file)?;
         }
         Ok(())
     }
@@ -139,7 +141,20 @@ impl Step for DatabaseBackup {
             durable_fs::remove_path(&dest).map_err(super::io("removing", &dest))?;
             durable_fs::move_path(&d.file, &dest, ctx.on_bytes)
                 .map_err(super::io("moving to the trash", &d.file))?;
+            remove_leftovers(&d.file)?;
         }
         Ok(())
     }
+}
+
+/// The staging copy of a SQLite backup and every SQLite sidecar of it and of the backup.
+fn remove_leftovers(file: &Path) -> Result<()> {
+    let staged = durable_fs::staging_path(file);
+    let leftovers = std::iter::once(staged.clone())
+        .chain(db::sqlite::sidecars(&staged))
+        .chain(db::sqlite::sidecars(file));
+    for p in leftovers {
+        durable_fs::remove_path(&p).map_err(super::io("removing", &p))?;
+    }
+    Ok(())
 }
