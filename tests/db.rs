@@ -352,3 +352,26 @@ fn tds_applock_held_by_another_session_refuses_the_run() {
     db.ok(&["run"]);
     assert_eq!(db.count("UJ_JobSteps"), 0);
 }
+
+/// The backup probe says "not applied" only for a backup that is absent or verified bad: a
+/// backup it cannot check (here: the path is no longer a file) stops the rollback instead
+/// of being skipped as "was not applied" while the database may still hold the change.
+#[test]
+fn sqlite_backup_that_cannot_be_checked_stops_the_rollback() {
+    let db = Db::sqlite(10);
+    db.plan(true, &TABLES);
+    db.ok(&["run"]);
+    let backup = std::fs::read_dir(db.root.join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "sqlite"))
+        .unwrap();
+    std::fs::remove_file(&backup).unwrap();
+    std::fs::create_dir(&backup).unwrap();
+    let (code, msg) = db.code(&["rollback"]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(msg.contains("cannot tell whether the backup"), "{msg}");
+    // Absent is an answer: "was not applied", and the rollback completes.
+    std::fs::remove_dir(&backup).unwrap();
+    db.ok(&["rollback"]);
+}

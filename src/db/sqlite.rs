@@ -8,7 +8,7 @@ use std::time::Duration;
 use rusqlite::types::ValueRef;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 
-use super::{err, Column, Database, Result, TableInfo, Value};
+use super::{err, BackupCheck, Column, Database, Result, TableInfo, Value};
 use crate::durable_fs;
 
 pub struct Sqlite {
@@ -279,20 +279,44 @@ impl Database for Sqlite {
             .and_then(|f| f.sync_all())
             .map_err(io("syncing"))?;
         durable_fs::rename(&staged, file).map_err(io("placing"))?;
-        self.verify_backup(file)
+        self.verify_backup(file)?.require(file)
     }
 
-    fn verify_backup(&mut self, file: &Path) -> Result<()> {
-        if !file.is_file() {
-            return Err(err(format!("backup {} does not exist", file.display())));
+    fn verify_backup(&mut self, file: &Path) -> Result<BackupCheck> {
+        let meta = match file.symlink_metadata() {
+            Ok(m) => m,
+            Err(x) if x.kind() == std::io::ErrorKind::NotFound => return Ok(BackupCheck::Absent),
+            Err(x) => return Err(err(format!("reading {}: {x}", file.display()))),
+        };
+        if !meta.is_file() {
+            return Err(err(format!(
+                "backup {} is not a file: cannot check it",
+                file.display()
+            )));
         }
-        let c = Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|x| err(format!("sqlite: opening {}: {x}", file.display())))?;
-        Self::integrity_check(&c, file)
+        // "Not a database" and "corrupt" are a bad backup; any other failure (busy, I/O,
+        // cannot open) leaves the question open.
+        let bad = |x: &rusqlite::Error| {
+            matches!(
+                x.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+            )
+        };
+        let c = match Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_ONLY) {
+            Ok(c) => c,
+            Err(x) if bad(&x) => return Ok(BackupCheck::Bad(x.to_string())),
+            Err(x) => return Err(err(format!("sqlite: opening {}: {x}", file.display()))),
+        };
+        match c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)) {
+            Ok(r) if r == "ok" => Ok(BackupCheck::Verified),
+            Ok(r) => Ok(BackupCheck::Bad(format!("integrity check: {r}"))),
+            Err(x) if bad(&x) => Ok(BackupCheck::Bad(x.to_string())),
+            Err(x) => Err(err(format!("sqlite: checking {}: {x}", file.display()))),
+        }
     }
 
     fn restore(&mut self, file: &Path) -> Result<()> {
-        self.verify_backup(file)?;
+        self.verify_backup(file)?.require(file)?;
         self.rollback()?;
         self.conn
             .restore(

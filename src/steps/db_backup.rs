@@ -125,11 +125,16 @@ impl Step for DatabaseBackup {
             return Ok(Probe::NotApplied);
         }
         let t = self.target()?;
-        // A backup that does not verify is as good as none: take it again / nothing to undo.
-        Ok(match db::with_session(&t, |db| db.verify_backup(&d.file)) {
-            Ok(()) => Probe::Applied,
-            Err(_) => Probe::NotApplied,
-        })
+        // Absent, or verified bad: as good as none (take it again / nothing to undo). Any
+        // other error (connection lost, server busy after a crash) answers nothing: refuse.
+        match db::with_session(&t, |db| db.verify_backup(&d.file)) {
+            Ok(db::BackupCheck::Verified) => Ok(Probe::Applied),
+            Ok(db::BackupCheck::Absent | db::BackupCheck::Bad(_)) => Ok(Probe::NotApplied),
+            Err(e) => Err(refused(format!(
+                "cannot tell whether the backup {} exists and verifies: {e}",
+                d.file.display()
+            ))),
+        }
     }
 
     fn undo(&self, ctx: &StepContext, intent: &Intent, _o: Option<&Outcome>) -> Result<()> {
