@@ -209,3 +209,66 @@ fn a_kill_inside_the_sqlite_backup_leaves_no_sidecar_for_rollback_or_resume() {
     db.ok(&["rollback"]);
     assert!(!db.root.join("DatabaseBackup").exists());
 }
+
+/// Journal corruption met inside a step (saved before-images damaged) stops `resume` and
+/// `rollback` with exit 3: nothing recorded, nothing rolled back automatically.
+#[test]
+fn journal_corruption_inside_a_step_exits_3_without_rollback() {
+    use usercube_upgrade::engine::state;
+    let db = Db::sqlite(ROWS);
+    db.plan(false, &TABLES);
+    // The last crash point inside the first step that saves data: its delete committed,
+    // its outcome not yet durable, so recovery must read the saved before-images.
+    let start = std::fs::read(&db.file).unwrap();
+    let crash = |n: u64| {
+        let _ = std::fs::remove_dir_all(db.journal_dir());
+        std::fs::write(&db.file, &start).unwrap();
+        assert!(db.crash_at(&["run"], n), "crash point {n}");
+        let j = Journal::open(&db.journal_dir()).unwrap();
+        let run = state::latest(j.records()).unwrap().unwrap();
+        run.steps
+            .iter()
+            .find(|(_, s)| !s.data.is_empty() && s.done.is_none())
+            .map(|(id, _)| *id)
+    };
+    let mut last = None;
+    for n in 2..60 {
+        if crash(n).is_some() {
+            last = Some(n);
+        } else if last.is_some() {
+            break;
+        }
+    }
+    let last = last.expect("no crash point inside a step that saved data");
+    let step = crash(last).unwrap();
+    // The kill came after the step's delete committed (its before-images all durable).
+    db.sqlite_exec(&format!("DELETE FROM {};", TABLES[step as usize - 1]));
+    // Damage every saved before-image file.
+    for f in walkdir::WalkDir::new(db.journal_dir().join("data")) {
+        let f = f.unwrap();
+        if f.file_type().is_file() {
+            std::fs::write(f.path(), b"damaged").unwrap();
+        }
+    }
+    let records = Journal::open(&db.journal_dir()).unwrap().last_seq();
+    let dump = db.dump();
+    for verb in ["resume", "rollback"] {
+        let (code, msg) = db.code(&[verb]);
+        assert_eq!(code, Some(3), "{verb}: {msg}");
+        assert!(msg.contains("Nothing was rolled back"), "{verb}: {msg}");
+        // Nothing recorded but, for rollback, its undo intent (made durable before it acts).
+        let j = Journal::open(&db.journal_dir()).unwrap();
+        let new: Vec<_> = j.records()[records as usize..]
+            .iter()
+            .map(|r| r.phase)
+            .collect();
+        assert!(
+            new.iter()
+                .all(|p| *p == usercube_upgrade::journal::Phase::UndoIntent),
+            "{verb}: recorded {new:?}"
+        );
+        assert_eq!(db.dump(), dump, "{verb}: the database is untouched");
+    }
+    let (_, status) = db.code(&["status"]);
+    assert!(status.contains("interrupted"), "{status}");
+}

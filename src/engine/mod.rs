@@ -93,6 +93,26 @@ struct Active {
 struct StepFailure {
     id: u32,
     error: String,
+    /// Journal corruption met by the step (see `JournalSink::corruption`): exit 3, nothing
+    /// recorded as failed, no automatic rollback.
+    corrupt: Option<String>,
+}
+
+impl StepFailure {
+    fn new(id: u32, error: impl ToString, sink: &JournalSink) -> StepFailure {
+        StepFailure {
+            id,
+            error: error.to_string(),
+            corrupt: sink.corruption(),
+        }
+    }
+}
+
+/// The exit-3 error for journal corruption met inside a step.
+fn corrupt_in_step(id: u32, what: &str, corruption: &str) -> Error {
+    Error::Corrupt(format!(
+        "step {id} ({what}): the journal is corrupt: {corruption}\nNothing was rolled back: recovery cannot trust this journal. `usercube-upgrade journal salvage --output FILE` writes what still verifies."
+    ))
 }
 
 /// The root's lock, taken before anything reads the tree or the journal.
@@ -388,6 +408,9 @@ impl Engine {
                 .reassert(&ctx, &recorded.intent)
                 .and_then(|acted| sink.sync().map(|()| acted))
                 .map_err(|e| {
+                    if let Some(c) = sink.corruption() {
+                        return corrupt_in_step(planned.id, &a.steps[k].describe(&self.root), &c);
+                    }
                     Error::RunFailed(format!(
                         "step {} ({}): {e}\nnothing else was done; fix that and try again",
                         planned.id,
@@ -420,10 +443,7 @@ impl Engine {
         let on_bytes = |n| progress.add_bytes(n);
         let sink = self.sink(&a.run_id, id);
         let ctx = self.step_ctx(&a.run_id, id, &on_bytes, &sink);
-        let fail = |e: StepError| StepFailure {
-            id,
-            error: e.to_string(),
-        };
+        let fail = |e: StepError| StepFailure::new(id, e, &sink);
         step.settle(&ctx, intent, None).map_err(fail)?;
         let probe = step.probe(&ctx, intent, None).map_err(fail)?;
         tracing::debug!(step = %step.describe(&self.root), ?probe, "resume: probed");
@@ -454,21 +474,23 @@ impl Engine {
                 )
             }
             Probe::Inconsistent(why) => {
-                return Err(StepFailure {
+                return Err(StepFailure::new(
                     id,
-                    error: format!("cannot tell whether it was applied: {why}"),
-                })
+                    format!("cannot tell whether it was applied: {why}"),
+                    &sink,
+                ))
             }
         };
         let done = payload::StepDone { outcome, recovered };
-        barrier(&self.root).map_err(|e| StepFailure {
-            id,
-            error: e.to_string(),
-        })?;
+        barrier(&self.root).map_err(|e| StepFailure::new(id, e, &sink))?;
+        let corrupt = sink.corruption();
+        drop(ctx);
+        drop(sink);
         self.append(a.run_id, Some(id), Phase::StepDone, payload::encode(&done))
             .map_err(|e| StepFailure {
                 id,
                 error: e.to_string(),
+                corrupt,
             })
     }
 
@@ -573,10 +595,7 @@ impl Engine {
                     intents.push(p.intent);
                 }
                 Err(e) => {
-                    failure = Some(StepFailure {
-                        id,
-                        error: e.to_string(),
-                    });
+                    failure = Some(StepFailure::new(id, e, &sink));
                     break;
                 }
             }
@@ -612,15 +631,13 @@ impl Engine {
                     ));
                 }
                 Err(e) => {
-                    failure = Some(StepFailure {
-                        id,
-                        error: e.to_string(),
-                    });
+                    failure = Some(StepFailure::new(id, e, &sink));
                     break;
                 }
             }
         }
-        if let Some(f) = &failure {
+        // A step that met journal corruption is not recorded as failed: fail-stop.
+        if let Some(f) = failure.as_ref().filter(|f| f.corrupt.is_none()) {
             let p = payload::Failure {
                 message: f.error.clone(),
             };
@@ -642,6 +659,10 @@ impl Engine {
     /// Records a failed run, rolls back if asked, and describes where things stand.
     fn fail(&mut self, a: &Active, f: StepFailure) -> Result<()> {
         self.progress.finish();
+        if let Some(c) = &f.corrupt {
+            let what = a.steps[(f.id - 1) as usize].describe(&self.root);
+            return Err(corrupt_in_step(f.id, &what, c));
+        }
         let message = format!(
             "step {} ({}) failed: {}",
             f.id,
@@ -770,10 +791,13 @@ impl Engine {
                     ));
                 }
                 Err(e) => {
-                    stop = Some(format!(
-                        "step {id} ({}): {e}",
-                        a.steps[k].describe(&self.root)
-                    ));
+                    let what = a.steps[k].describe(&self.root);
+                    stop = Some(match sink.corruption() {
+                        Some(c) => corrupt_in_step(id, &what, &c),
+                        None => Error::RunFailed(format!(
+                            "rollback stopped at step {id} ({what}): {e}\nSteps after it in the rollback order are not undone yet; the journal records exactly which."
+                        )),
+                    });
                     break;
                 }
             }
@@ -781,9 +805,7 @@ impl Engine {
         barrier(&self.root)?;
         self.journal.borrow_mut().append_batch(undone)?;
         match stop {
-            Some(why) => Err(Error::RunFailed(format!(
-                "rollback stopped at {why}\nSteps after it in the rollback order are not undone yet; the journal records exactly which."
-            ))),
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }
