@@ -60,7 +60,15 @@ fn sigkill_at_random_moments_then_recover() {
     let start = reference.snapshot();
     let t = Instant::now();
     reference.ok(&["run"]);
-    let run_time = t.elapsed();
+    let mut run_time = t.elapsed();
+    // The shortest of three runs: a slow first run (cold cache, a busy machine) would put
+    // most kills after the end of the run.
+    for _ in 0..2 {
+        let again = Install::copy_of(&template);
+        let t = Instant::now();
+        again.ok(&["run"]);
+        run_time = run_time.min(t.elapsed());
+    }
     let done = reference.snapshot();
     eprintln!("reference run: {run_time:?}");
     // Iterations run on USERCUBE_SIGKILL_JOBS workers (default 2; recovery mostly waits on

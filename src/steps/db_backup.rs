@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::db_delete::{backup_marker, connect_check, refused};
+use super::db_delete::{backup_marker, backup_pointer, connect_check, refused};
 use super::{Intent, Outcome, PlanView, Probe, Result, Step, StepContext};
 use crate::db::{self, Target};
 use crate::durable_fs;
@@ -48,6 +48,17 @@ impl DatabaseBackup {
         } else {
             self.backup_dir.clone()
         }
+    }
+
+    /// Notes the verified backup for the run's schema-upgrade step (`backup_pointer`).
+    fn note_backup(&self, ctx: &StepContext, d: &Detail) -> Result<()> {
+        let pointer = backup_pointer(&ctx.trash, &self.connection);
+        if let Some(parent) = pointer.parent() {
+            durable_fs::create_dir_all(parent).map_err(super::io("creating", parent))?;
+        }
+        let text = d.file.to_string_lossy();
+        durable_fs::atomic_write(&pointer, text.as_bytes(), None)
+            .map_err(super::io("writing", &pointer))
     }
 
     fn detail(intent: &Intent) -> Result<Detail> {
@@ -94,10 +105,11 @@ impl Step for DatabaseBackup {
         })
     }
 
-    fn apply(&self, _ctx: &StepContext, intent: &Intent) -> Result<Outcome> {
+    fn apply(&self, ctx: &StepContext, intent: &Intent) -> Result<Outcome> {
         let d = Self::detail(intent)?;
         let t = self.target()?;
         db::with_session(&t, |db| db.backup(&d.file)).map_err(refused)?;
+        self.note_backup(ctx, &d)?;
         Ok(Outcome {
             after: Vec::new(),
             notes: vec![format!(
@@ -111,6 +123,11 @@ impl Step for DatabaseBackup {
     /// A SQLite backup killed mid-way leaves its staging copy and the files SQLite keeps
     /// beside it while writing (`-journal`, `-wal`, `-shm`, of the staging copy and of the
     /// backup): all removed, so the backup folder holds only what recorded steps put there.
+    fn recovered_outcome(&self, ctx: &StepContext, intent: &Intent) -> Result<Outcome> {
+        self.note_backup(ctx, &Self::detail(intent)?)?;
+        Ok(Outcome::default())
+    }
+
     fn settle(&self, _ctx: &StepContext, intent: &Intent, _o: Option<&Outcome>) -> Result<()> {
         if self.is_sqlite() {
             let d = Self::detail(intent)?;
