@@ -518,7 +518,12 @@ pub fn run(args: Args) -> Result<()> {
             check_certificates_for_resume(&e)?;
             e.resume()
         }
-        Command::Rollback { target, force } => open(&target, Options { force, ..opts })?.rollback(),
+        Command::Rollback { target, force } => {
+            // Space first (a full disk): sled may write when the journal opens.
+            let locked = engine::Locked::acquire(&target.root, target.journal.as_deref())?;
+            locked.release_reserve()?;
+            Engine::open_locked(locked, Options { force, ..opts })?.rollback()
+        }
         Command::Finalize { target } => open(&target, opts)?.finalize(),
         Command::Status { target, json } => print_status(&target, json),
         Command::UpgradeFiles {

@@ -149,6 +149,18 @@ impl Locked {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Frees the space kept for a rollback (`journal::RESERVE_FILE`), before the journal is
+    /// opened.
+    pub fn release_reserve(&self) -> Result<()> {
+        crate::journal::release_reserve(&self.dir)
+            .map(|_| ())
+            .map_err(|source| Error::Io {
+                what: "removing the rollback reserve in",
+                path: self.dir.clone(),
+                source,
+            })
+    }
 }
 
 pub fn canonical_root(root: &Path) -> Result<PathBuf> {
@@ -318,6 +330,11 @@ impl Engine {
         if !problems.is_empty() {
             return Err(Error::Refused(preflight::refusal(&problems)));
         }
+        crate::journal::make_reserve(&self.dir).map_err(|source| Error::Io {
+            what: "writing the rollback reserve in",
+            path: self.dir.clone(),
+            source,
+        })?;
         let run_id = *uuid::Uuid::new_v4().as_bytes();
         let started = payload::RunStarted {
             plan_hash: plan.hash(),
@@ -725,6 +742,11 @@ impl Engine {
     /// The rollback itself (also the automatic one after a failed step, in the same process:
     /// nothing to re-establish there).
     fn rollback_run(&mut self) -> Result<()> {
+        crate::journal::release_reserve(&self.dir).map_err(|source| Error::Io {
+            what: "removing the rollback reserve in",
+            path: self.dir.clone(),
+            source,
+        })?;
         let run = self
             .latest()?
             .ok_or_else(|| Error::Refused("nothing to roll back: no run in the journal".into()))?;
@@ -855,6 +877,11 @@ impl Engine {
                 )))
             }
         }
+        crate::journal::release_reserve(&self.dir).map_err(|source| Error::Io {
+            what: "removing the rollback reserve in",
+            path: self.dir.clone(),
+            source,
+        })?;
         let trash = self.trash_dir(&run.run_id);
         durable_fs::remove_path(&trash).map_err(|source| Error::Io {
             what: "purging",

@@ -598,6 +598,40 @@ fn convert_legacy(dir: &Path) -> Result<(), JournalError> {
     Ok(())
 }
 
+/// Space kept for a rollback on a full disk: `<journal>/reserve`, written when a run starts
+/// and removed when a rollback starts (before the journal is opened: sled itself may need to
+/// write), so the undo records and the undo's own staging always find room.
+pub const RESERVE_FILE: &str = "reserve";
+pub const RESERVE_BYTES: u64 = 8 << 20;
+
+/// Writes the reserve file (real blocks: zeros written, not a sparse length) and syncs it.
+pub fn make_reserve(dir: &Path) -> std::io::Result<()> {
+    let path = dir.join(RESERVE_FILE);
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == RESERVE_BYTES) {
+        return Ok(());
+    }
+    let mut f = File::create(&path)?;
+    let chunk = vec![0u8; 1 << 16];
+    let mut left = RESERVE_BYTES;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        f.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    f.sync_all()?;
+    durable_fs::fsync_dir(dir)
+}
+
+/// Removes the reserve file; true when there was one.
+pub fn release_reserve(dir: &Path) -> std::io::Result<bool> {
+    let path = dir.join(RESERVE_FILE);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(false);
+    }
+    durable_fs::remove_path(&path)?;
+    Ok(true)
+}
+
 /// What `journal salvage` found: every record that verifies on its own, from the log and
 /// from the store, whatever the damage around it.
 pub struct Salvage {
