@@ -366,7 +366,7 @@ fn sqlite_backup_that_cannot_be_checked_stops_the_rollback() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "sqlite"))
         .unwrap();
-    std::fs::remove_file(&backup).unwrap();
+    usercube_upgrade::durable_fs::remove_path(&backup).unwrap();
     std::fs::create_dir(&backup).unwrap();
     let (code, msg) = db.code(&["rollback"]);
     assert_eq!(code, Some(1), "{msg}");

@@ -156,8 +156,8 @@ fn backup_into_new_folder_plan(db: &Db) {
 fn killed_inside_the_backup(db: &Db) -> std::path::PathBuf {
     use usercube_upgrade::engine::{payload, state};
     for n in 1..10 {
-        let _ = std::fs::remove_dir_all(db.journal_dir());
-        let _ = std::fs::remove_dir_all(db.root.join("DatabaseBackup"));
+        let _ = usercube_upgrade::durable_fs::remove_path(&db.journal_dir());
+        let _ = usercube_upgrade::durable_fs::remove_path(&db.root.join("DatabaseBackup"));
         assert!(db.crash_at(&["run"], n), "crash point {n}");
         let j = Journal::open(&db.journal_dir()).unwrap();
         let run = state::latest(j.records()).unwrap().unwrap();
@@ -221,7 +221,7 @@ fn journal_corruption_inside_a_step_exits_3_without_rollback() {
     // its outcome not yet durable, so recovery must read the saved before-images.
     let start = std::fs::read(&db.file).unwrap();
     let crash = |n: u64| {
-        let _ = std::fs::remove_dir_all(db.journal_dir());
+        let _ = usercube_upgrade::durable_fs::remove_path(&db.journal_dir());
         std::fs::write(&db.file, &start).unwrap();
         assert!(db.crash_at(&["run"], n), "crash point {n}");
         let j = Journal::open(&db.journal_dir()).unwrap();
