@@ -370,6 +370,15 @@ pub enum JournalAction {
         #[arg(long)]
         json: bool,
     },
+    /// For a journal that no longer verifies (exit 3): write every record that still
+    /// verifies, and the steps they show done, as JSON. Reads only; repairs nothing.
+    Salvage {
+        #[command(flatten)]
+        target: Target,
+        /// The JSON file to write.
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+    },
 }
 
 /// A plan to print or run, with the runbook around it when `--mode` was given.
@@ -418,13 +427,36 @@ fn load_plan(source: &PlanSource) -> Result<Plan> {
     }
 }
 
-/// The journal folder `run` would create, if it does not exist yet.
-fn fresh_journal_dir(target: &Target) -> Option<PathBuf> {
-    let dir = match &target.journal {
-        Some(d) => d.clone(),
-        None => engine::default_journal_dir(&dunce::canonicalize(&target.root).ok()?),
+/// `run`: the root lock first; then, under it, whether the journal is new, the plan (built
+/// from a tree no other process is changing), and the engine. A refusal by the lock changes
+/// nothing. A refusal before the first record of a journal that was new removes the journal
+/// folder — under the lock again, and only if it still holds no record.
+fn run_locked(
+    target: &Target,
+    opts: Options,
+    load: impl FnOnce() -> Result<Loaded>,
+) -> Result<Loaded> {
+    let locked = engine::Locked::acquire(&target.root, target.journal.as_deref())?;
+    let was_empty = locked.journal_is_empty();
+    let dir = locked.dir().to_path_buf();
+    let result = match load() {
+        Err(e) => {
+            drop(locked);
+            Err(e)
+        }
+        Ok(l) => Engine::open_locked(locked, opts)
+            .and_then(|mut engine| engine.run(l.plan.clone()))
+            .map(|()| l),
     };
-    (!dir.exists()).then_some(dir)
+    if let (Err(Error::Refused(_) | Error::Usage(_)), true) = (&result, was_empty) {
+        // Refused before the first record: leave no trace, not even the journal folder.
+        if let Ok(again) = engine::Locked::acquire(&target.root, Some(&dir)) {
+            if again.journal_is_empty() {
+                let _ = crate::durable_fs::remove_path(&dir);
+            }
+        }
+    }
+    result
 }
 
 fn journal_dir(root: &Path, target: &Target) -> PathBuf {
@@ -447,6 +479,14 @@ pub fn run(args: Args) -> Result<()> {
             source,
             json,
         } => {
+            // While a run holds the lock, its tree is half changed: refuse at once rather
+            // than plan from it. No journal folder: nothing runs (and `plan` creates none).
+            let dir = journal_dir(&engine::canonical_root(&target.root)?, &target);
+            let _lock = if dir.is_dir() {
+                Some(RootLock::acquire(&dir)?)
+            } else {
+                None
+            };
             let l = load(&target, &source)?;
             print_plan(&target, &l.plan, l.runbook.as_ref(), json)
         }
@@ -456,23 +496,18 @@ pub fn run(args: Args) -> Result<()> {
             no_auto_rollback,
             batch,
         } => {
-            let l = load(&target, &source)?;
-            if let (Some(rb), false) = (&l.runbook, quiet) {
-                print_warnings(rb);
-            }
             let opts = Options {
                 auto_rollback: !no_auto_rollback,
                 batch,
                 ..opts
             };
-            let fresh_journal = fresh_journal_dir(&target);
-            let result = open(&target, opts).and_then(|mut engine| engine.run(l.plan));
-            if let (Err(Error::Refused(_) | Error::Usage(_)), Some(dir)) = (&result, &fresh_journal)
-            {
-                // Refused before the first record: leave no trace, not even the journal.
-                let _ = crate::durable_fs::remove_path(dir);
-            }
-            result?;
+            let l = run_locked(&target, opts, || {
+                let l = load(&target, &source)?;
+                if let (Some(rb), false) = (&l.runbook, quiet) {
+                    print_warnings(rb);
+                }
+                Ok(l)
+            })?;
             if let (Some(rb), false) = (&l.runbook, quiet) {
                 print_remaining(rb);
             }
@@ -489,7 +524,12 @@ pub fn run(args: Args) -> Result<()> {
             check_certificates_for_resume(&e)?;
             e.resume()
         }
-        Command::Rollback { target, force } => open(&target, Options { force, ..opts })?.rollback(),
+        Command::Rollback { target, force } => {
+            // Space first (a full disk): sled may write when the journal opens.
+            let locked = engine::Locked::acquire(&target.root, target.journal.as_deref())?;
+            locked.release_reserve()?;
+            Engine::open_locked(locked, Options { force, ..opts })?.rollback()
+        }
         Command::Finalize { target } => open(&target, opts)?.finalize(),
         Command::Status { target, json } => print_status(&target, json),
         Command::UpgradeFiles {
@@ -605,6 +645,7 @@ pub fn run(args: Args) -> Result<()> {
                 print!("{}", audit::show(e.journal().records()));
                 Ok(())
             }
+            JournalAction::Salvage { target, output } => salvage(&target, &output),
             JournalAction::Export { target, json: _ } => {
                 let e = open(&target, opts)?;
                 let a = e.audit()?;
@@ -871,6 +912,56 @@ struct StatusOut {
     next: String,
 }
 
+/// `journal salvage`: reads the log and the store as they are (under the root lock) and
+/// writes what verifies.
+fn salvage(target: &Target, output: &Path) -> Result<()> {
+    let root = engine::canonical_root(&target.root)?;
+    let dir = journal_dir(&root, target);
+    if !dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "{}: no journal folder",
+            dir.display()
+        )));
+    }
+    let _lock = RootLock::acquire(&dir)?;
+    let found = crate::journal::salvage(&dir);
+    let report = audit::salvage(&dir, &found);
+    let text = serde_json::to_string_pretty(&report).expect("salvage report serializes");
+    crate::durable_fs::atomic_write(output, text.as_bytes(), None).map_err(|source| Error::Io {
+        what: "writing",
+        path: output.to_path_buf(),
+        source,
+    })?;
+    println!(
+        "{} records still verify ({} chained to their predecessor); written to {}",
+        report.records.len(),
+        report.records.iter().filter(|r| r.chained).count(),
+        output.display()
+    );
+    for run in &report.runs {
+        let ids = |v: &[audit::SalvagedStep]| {
+            v.iter()
+                .map(|s| s.id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "run {} ({}): steps known done: [{}]; undone: [{}]{}",
+            run.run_id,
+            run.title.as_deref().unwrap_or("plan unreadable"),
+            ids(&run.steps_done),
+            ids(&run.steps_undone),
+            run.ended
+                .map(|e| format!("; ended: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    for n in &report.notes {
+        println!("note: {n}");
+    }
+    Ok(())
+}
+
 fn print_status(target: &Target, json: bool) -> Result<()> {
     let root = engine::canonical_root(&target.root)?;
     let dir = journal_dir(&root, target);
@@ -895,7 +986,9 @@ fn print_status(target: &Target, json: bool) -> Result<()> {
             }
             Err(e) => return Err(e),
             Ok(lock) => {
-                if !dir.join(crate::journal::STORE_DIR).exists() {
+                if !dir.join(crate::journal::STORE_DIR).exists()
+                    && !dir.join(crate::journal::log::LOG_FILE).exists()
+                {
                     drop(lock);
                     return print_status_out(&out, json);
                 }
@@ -1039,4 +1132,73 @@ fn demo(
     }
     println!("\nnext:\n  usercube-upgrade status --root {0}\n  usercube-upgrade journal export --json --root {0}\n  usercube-upgrade rollback --root {0}\n  usercube-upgrade finalize --root {0}", root.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_root() -> (tempfile::TempDir, Target) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        sample::create_installation(&root, sample::SampleSize::default()).unwrap();
+        let target = Target {
+            root,
+            journal: None,
+        };
+        (tmp, target)
+    }
+
+    fn quiet() -> Options {
+        Options {
+            quiet: true,
+            ..Options::default()
+        }
+    }
+
+    /// A second process starting while `run` builds its plan is refused by the lock (the
+    /// plan is built under it), naming this process.
+    #[test]
+    fn run_builds_its_plan_under_the_lock() {
+        let (_tmp, target) = sample_root();
+        let l = run_locked(&target, quiet(), || {
+            match engine::Locked::acquire(&target.root, None) {
+                Err(Error::Refused(msg)) => {
+                    assert!(msg.contains(&std::process::id().to_string()), "{msg}")
+                }
+                Err(e) => panic!("{e}"),
+                Ok(_) => panic!("another process could lock the root while the plan was built"),
+            }
+            Ok(Loaded {
+                plan: sample::plan(),
+                runbook: None,
+            })
+        })
+        .unwrap();
+        assert_eq!(l.plan.steps.len(), sample::plan().steps.len());
+    }
+
+    /// A refused `run` removes the journal folder only when, under the lock, it holds no
+    /// record: a journal with records (another run's) is never deleted.
+    #[test]
+    fn a_refused_run_never_deletes_a_journal_with_records() {
+        let (_tmp, target) = sample_root();
+        let refused = || -> Result<Loaded> { Err(Error::Refused("plan refused".into())) };
+        // New journal, refused: no trace.
+        assert!(run_locked(&target, quiet(), refused).is_err());
+        let dir = engine::default_journal_dir(&dunce::canonicalize(&target.root).unwrap());
+        assert!(!dir.exists());
+        // A journal with records (a run done), then a refused run: kept, records intact.
+        let root = target.root.clone();
+        Engine::open(&root, None, quiet())
+            .unwrap()
+            .run(sample::plan())
+            .unwrap();
+        let records = crate::journal::Journal::open(&dir).unwrap().records().len();
+        assert!(run_locked(&target, quiet(), refused).is_err());
+        assert_eq!(
+            crate::journal::Journal::open(&dir).unwrap().records().len(),
+            records
+        );
+    }
 }

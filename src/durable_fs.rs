@@ -289,10 +289,23 @@ pub fn sync_tree(path: &Path) -> io::Result<()> {
 
 /// Moves `from` to `to`: a rename on one filesystem; across filesystems, copy to a staging
 /// name, verify the copy's manifest against the source's, rename into place, then remove
-/// the source. Safe to call again after a crash at any point (see `finish_move`).
+/// the source. A destination that exists is never replaced and never makes the source go:
+/// refused (`AlreadyExists`), unless the source is gone (the move already happened). A move
+/// interrupted after its commit point (both sides exist) is finished by the caller with the
+/// manifest recorded in its intent (`steps::settle_pair`), never here.
 pub fn move_path(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
     if to.symlink_metadata().is_ok() {
-        return finish_move(from);
+        if from.symlink_metadata().is_err() {
+            return Ok(());
+        }
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} already exists: not moving {} onto it (nothing was removed)",
+                to.display(),
+                from.display()
+            ),
+        ));
     }
     if let Some(parent) = to.parent() {
         create_dir_all(parent)?;
@@ -315,12 +328,6 @@ pub fn move_path(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
         )));
     }
     replace(&staged, to)?;
-    remove_path(from)
-}
-
-/// Completes a cross-filesystem move that reached its commit point (the destination is in
-/// place) but may not have removed all of its source.
-fn finish_move(from: &Path) -> io::Result<()> {
     remove_path(from)
 }
 
@@ -470,9 +477,28 @@ mod tests {
         move_path(&src, &dst, &no_progress()).unwrap();
         assert!(!src.exists());
         assert_eq!(before.first_difference(&Manifest::of(&dst).unwrap()), None);
-        // Crash after the commit point: the source partly remains; calling again finishes.
+        // The source exists again (recreated, or a move cut after its commit point): moving
+        // again refuses and removes nothing (settle_pair decides with the recorded manifest).
         fs::create_dir_all(src.join("a")).unwrap();
-        move_path(&src, &dst, &no_progress()).unwrap();
-        assert!(!src.exists());
+        let e = move_path(&src, &dst, &no_progress()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert!(src.exists());
+        assert_eq!(before.first_difference(&Manifest::of(&dst).unwrap()), None);
+    }
+
+    #[test]
+    fn a_move_onto_an_existing_destination_never_removes_the_source() {
+        let d = tempfile::tempdir().unwrap();
+        let (from, to) = (d.path().join("from"), d.path().join("to"));
+        fs::create_dir_all(from.join("x")).unwrap();
+        fs::write(from.join("x/only-copy"), "the only copy").unwrap();
+        fs::create_dir_all(&to).unwrap();
+        let (a, b) = (Manifest::of(&from).unwrap(), Manifest::of(&to).unwrap());
+        assert!(move_path(&from, &to, &no_progress()).is_err());
+        assert_eq!(Manifest::of(&from).unwrap(), a);
+        assert_eq!(Manifest::of(&to).unwrap(), b);
+        // Already moved (the source is gone): nothing to do.
+        fs::remove_dir_all(&from).unwrap();
+        move_path(&from, &to, &no_progress()).unwrap();
     }
 }

@@ -293,12 +293,12 @@ fn broken_chain_is_refused() {
 }
 
 #[test]
-fn damaged_store_file_that_sled_silently_truncates_is_detected() {
-    // sled recovers from damage in its log by dropping everything after it; the head file
-    // (written after every durable append) tells a shorter chain from a complete one.
+fn damaged_store_file_is_rebuilt_from_the_record_log() {
+    // sled recovers from damage in its log by dropping everything after it (or cannot read
+    // its store at all): the record log tells, and the store is rebuilt from it.
     let i = Install::new(SampleSize::default());
+    let start = i.snapshot();
     i.ok(&["run"]);
-    let before = i.snapshot();
     let db = i.journal_dir().join("store/db");
     let mut bytes = std::fs::read(&db).unwrap();
     for b in &mut bytes[3000..3100] {
@@ -306,18 +306,50 @@ fn damaged_store_file_that_sled_silently_truncates_is_detected() {
     }
     std::fs::write(&db, bytes).unwrap();
     let (code, msg) = i.code(&["journal", "verify"]);
-    assert_eq!(code, Some(3), "{msg}");
-    assert!(
-        msg.contains("lost records") && msg.contains("last good record is"),
-        "{msg}"
-    );
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(msg.contains("store rebuilt from the record log"), "{msg}");
+    let repairs = std::fs::read_to_string(i.journal_dir().join("repairs")).unwrap();
+    assert!(repairs.contains("store rebuilt"), "{repairs}");
+    i.ok(&["rollback"]);
+    assert_same(&start, &i.snapshot(), "rollback after the repair");
+}
+
+#[test]
+fn damaged_log_is_refused_and_salvage_names_the_steps_done() {
+    let i = Install::new(SampleSize::default());
+    i.ok(&["run", "--no-auto-rollback"]);
+    let before = i.snapshot();
+    // Damage record 5 of the log below later whole entries (the store still holds it).
+    usercube_upgrade::journal::tamper_raw(&i.journal_dir(), 5, |mut v| {
+        v[12] ^= 0xff;
+        v
+    })
+    .unwrap();
     let (code, msg) = i.code(&["rollback"]);
     assert_eq!(code, Some(3), "{msg}");
-    assert_same(
-        &before,
-        &i.snapshot(),
-        "nothing acts on a truncated journal",
+    assert!(msg.contains("journal salvage"), "{msg}");
+    let out = i.root.parent().unwrap().join("salvage.json");
+    let (code, msg) = i.code(&["journal", "salvage", "--output", out.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(msg.contains("steps known done: [1, 2"), "{msg}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let records = v["records"].as_array().unwrap();
+    let total = records.len();
+    assert!(records.iter().all(|r| r["chained"] == true), "{v}");
+    assert_eq!(
+        records.iter().filter(|r| r["found_in"] == "store").count(),
+        1,
+        "record 5 comes from the store: {v}"
     );
+    assert_eq!(
+        records.last().unwrap()["seq"].as_u64().unwrap() as usize,
+        total
+    );
+    let done = v["runs"][0]["steps_done"].as_array().unwrap();
+    assert_eq!(done.len(), 10, "{v}");
+    assert!(done[0]["description"].as_str().is_some(), "{v}");
+    assert_same(&before, &i.snapshot(), "nothing acts on a damaged log");
 }
 
 #[test]
@@ -355,4 +387,19 @@ fn progress_bar_only_on_a_terminal() {
         !plain_out.contains("B/s"),
         "progress drawn into a pipe:\n{plain_out}"
     );
+}
+
+#[test]
+fn plan_while_a_run_holds_the_lock_is_refused_naming_the_holder() {
+    let i = Install::new(SampleSize::default());
+    usercube_upgrade::durable_fs::create_private_dir(&i.journal_dir()).unwrap();
+    let lock = usercube_upgrade::engine::RootLock::acquire(&i.journal_dir()).unwrap();
+    let (code, msg) = i.code(&["plan"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(
+        msg.contains(&format!("process {}", std::process::id())),
+        "{msg}"
+    );
+    drop(lock);
+    i.ok(&["plan"]);
 }

@@ -352,3 +352,78 @@ fn tds_applock_held_by_another_session_refuses_the_run() {
     db.ok(&["run"]);
     assert_eq!(db.count("UJ_JobSteps"), 0);
 }
+
+/// The backup probe says "not applied" only for a backup that is absent or verified bad: a
+/// backup it cannot check (here: the path is no longer a file) stops the rollback instead
+/// of being skipped as "was not applied" while the database may still hold the change.
+#[test]
+fn sqlite_backup_that_cannot_be_checked_stops_the_rollback() {
+    let db = Db::sqlite(10);
+    db.plan(true, &TABLES);
+    db.ok(&["run"]);
+    let backup = std::fs::read_dir(db.root.join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "sqlite"))
+        .unwrap();
+    usercube_upgrade::durable_fs::remove_path(&backup).unwrap();
+    std::fs::create_dir(&backup).unwrap();
+    let (code, msg) = db.code(&["rollback"]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(msg.contains("cannot tell whether the backup"), "{msg}");
+    // Absent is an answer: "was not applied", and the rollback completes.
+    std::fs::remove_dir(&backup).unwrap();
+    db.ok(&["rollback"]);
+}
+
+/// The vendor's tool killed mid-way (it writes the new version, then its process and ours
+/// die): `resume` never records the step done from the version alone; it restores the
+/// backup and runs the tool again. `rollback` restores the starting database.
+#[test]
+fn sqlite_version_upgrade_killed_mid_way_is_restored_and_run_again() {
+    // First run: records the version, then kills usercube-upgrade (its parent) and itself.
+    // Later runs: the full upgrade, which fails if the first run's table is still there.
+    const TOOL: &str = "import os,signal,sqlite3,sys\nflag=sys.argv[2]\nopen(sys.argv[3],'a').write('ran\\n')\nc=sqlite3.connect(sys.argv[1])\nc.execute('CREATE TABLE UM_DatabaseVersion (Version TEXT)')\nc.execute(\"INSERT INTO UM_DatabaseVersion VALUES ('5.2.3')\")\nc.commit()\nif not os.path.exists(flag):\n    open(flag,'w').write('x')\n    os.kill(os.getppid(), signal.SIGKILL)\n    sys.exit(9)\nc.execute('CREATE TABLE UM_Upgraded (x INT)')\nc.commit()\nprint('Database has been upgraded to version 5.2.3')\n";
+    for verb in ["resume", "rollback"] {
+        let db = Db::sqlite(10);
+        let start = db.dump();
+        let flag = db.tmp.path().join("killed-once");
+        let log = db.tmp.path().join("tool-runs");
+        let cmd = vec![
+            "python3".to_string(),
+            "-c".into(),
+            TOOL.into(),
+            "usercube.sqlite".into(),
+            flag.to_string_lossy().into_owned(),
+            log.to_string_lossy().into_owned(),
+        ];
+        version_plan(&db, cmd, true);
+        let (code, msg) = db.code(&["run"]);
+        assert_eq!(code, None, "the run was killed by the tool: {msg}");
+        let table_count = |name: &str| -> i64 {
+            rusqlite::Connection::open(&db.file)
+                .unwrap()
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE name = ?1",
+                    [name],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(
+            table_count("UM_DatabaseVersion"),
+            1,
+            "the version was written"
+        );
+        db.ok(&[verb]);
+        if verb == "resume" {
+            let runs = std::fs::read_to_string(&log).unwrap();
+            assert_eq!(runs.lines().count(), 2, "the tool ran again");
+            assert_eq!(table_count("UM_Upgraded"), 1, "the upgrade completed");
+            assert_eq!(db.count("UJ_JobSteps"), 0, "the run went on");
+            db.ok(&["rollback"]);
+        }
+        assert_eq!(db.dump(), start, "{verb}");
+        assert_eq!(table_count("UM_DatabaseVersion"), 0, "{verb}: restored");
+    }
+}

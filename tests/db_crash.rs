@@ -119,3 +119,156 @@ fn tds_crash_in_the_middle_then_rollback_and_resume() {
         }
     }
 }
+
+/// A plan that creates the backup folder, backs up into it, then empties a table.
+fn backup_into_new_folder_plan(db: &Db) {
+    use usercube_upgrade::plan::{Plan, StepSpec};
+    let dir = db.root.join("DatabaseBackup");
+    let steps = vec![
+        (None, None, StepSpec::MakeDir { path: dir.clone() }),
+        (
+            None,
+            None,
+            StepSpec::DatabaseBackup {
+                connection: db.conn.clone(),
+                backup_dir: dir,
+            },
+        ),
+        (
+            None,
+            None,
+            StepSpec::DeleteRows {
+                connection: db.conn.clone(),
+                table: "UJ_JobSteps".into(),
+            },
+        ),
+    ];
+    let plan = Plan::new("backup into a new folder", steps);
+    std::fs::write(
+        db.tmp.path().join("plan.json"),
+        serde_json::to_string(&plan).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Crashes the run right after the backup step's intent is durable, then leaves what a
+/// kill inside SQLite's backup leaves: the staging copy and SQLite's journal of it.
+fn killed_inside_the_backup(db: &Db) -> std::path::PathBuf {
+    use usercube_upgrade::engine::{payload, state};
+    for n in 1..10 {
+        let _ = usercube_upgrade::durable_fs::remove_path(&db.journal_dir());
+        let _ = usercube_upgrade::durable_fs::remove_path(&db.root.join("DatabaseBackup"));
+        assert!(db.crash_at(&["run"], n), "crash point {n}");
+        let j = Journal::open(&db.journal_dir()).unwrap();
+        let run = state::latest(j.records()).unwrap().unwrap();
+        let Some(s) = run.step(2) else { continue };
+        if s.done.is_some() {
+            break;
+        }
+        let Some((seq, _)) = s.intent else { continue };
+        let rec = &j.records()[(seq - 1) as usize];
+        let intent: payload::StepIntent = payload::decode(seq, &rec.payload).unwrap();
+        let detail: serde_json::Value = serde_json::from_str(&intent.intent.detail).unwrap();
+        let file = std::path::PathBuf::from(detail["file"].as_str().unwrap());
+        let staged = usercube_upgrade::durable_fs::staging_path(&file);
+        std::fs::copy(&db.file, &staged).unwrap();
+        let mut journal = staged.clone().into_os_string();
+        journal.push("-journal");
+        std::fs::write(&journal, b"hot journal of the staging copy").unwrap();
+        return journal.into();
+    }
+    panic!("no crash point between the backup's intent and its outcome");
+}
+
+#[test]
+fn a_kill_inside_the_sqlite_backup_leaves_no_sidecar_for_rollback_or_resume() {
+    let db = Db::sqlite(50);
+    let start = db.dump();
+    backup_into_new_folder_plan(&db);
+    let sidecar = killed_inside_the_backup(&db);
+    db.ok(&["rollback"]);
+    assert_eq!(db.dump(), start);
+    assert!(!sidecar.exists());
+    assert!(
+        !db.root.join("DatabaseBackup").exists(),
+        "the folder is undone"
+    );
+
+    let db = Db::sqlite(50);
+    backup_into_new_folder_plan(&db);
+    let sidecar = killed_inside_the_backup(&db);
+    db.ok(&["resume"]);
+    assert!(!sidecar.exists());
+    assert_eq!(db.count("UJ_JobSteps"), 0);
+    let left: Vec<String> = std::fs::read_dir(db.root.join("DatabaseBackup"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left.len(), 1, "only the backup: {left:?}");
+    assert!(left[0].ends_with(".sqlite"), "{left:?}");
+    db.ok(&["rollback"]);
+    assert!(!db.root.join("DatabaseBackup").exists());
+}
+
+/// Journal corruption met inside a step (saved before-images damaged) stops `resume` and
+/// `rollback` with exit 3: nothing recorded, nothing rolled back automatically.
+#[test]
+fn journal_corruption_inside_a_step_exits_3_without_rollback() {
+    use usercube_upgrade::engine::state;
+    let db = Db::sqlite(ROWS);
+    db.plan(false, &TABLES);
+    // The last crash point inside the first step that saves data: its delete committed,
+    // its outcome not yet durable, so recovery must read the saved before-images.
+    let start = std::fs::read(&db.file).unwrap();
+    let crash = |n: u64| {
+        let _ = usercube_upgrade::durable_fs::remove_path(&db.journal_dir());
+        std::fs::write(&db.file, &start).unwrap();
+        assert!(db.crash_at(&["run"], n), "crash point {n}");
+        let j = Journal::open(&db.journal_dir()).unwrap();
+        let run = state::latest(j.records()).unwrap().unwrap();
+        run.steps
+            .iter()
+            .find(|(_, s)| !s.data.is_empty() && s.done.is_none())
+            .map(|(id, _)| *id)
+    };
+    let mut last = None;
+    for n in 2..60 {
+        if crash(n).is_some() {
+            last = Some(n);
+        } else if last.is_some() {
+            break;
+        }
+    }
+    let last = last.expect("no crash point inside a step that saved data");
+    let step = crash(last).unwrap();
+    // The kill came after the step's delete committed (its before-images all durable).
+    db.sqlite_exec(&format!("DELETE FROM {};", TABLES[step as usize - 1]));
+    // Damage every saved before-image file.
+    for f in walkdir::WalkDir::new(db.journal_dir().join("data")) {
+        let f = f.unwrap();
+        if f.file_type().is_file() {
+            std::fs::write(f.path(), b"damaged").unwrap();
+        }
+    }
+    let records = Journal::open(&db.journal_dir()).unwrap().last_seq();
+    let dump = db.dump();
+    for verb in ["resume", "rollback"] {
+        let (code, msg) = db.code(&[verb]);
+        assert_eq!(code, Some(3), "{verb}: {msg}");
+        assert!(msg.contains("Nothing was rolled back"), "{verb}: {msg}");
+        // Nothing recorded but, for rollback, its undo intent (made durable before it acts).
+        let j = Journal::open(&db.journal_dir()).unwrap();
+        let new: Vec<_> = j.records()[records as usize..]
+            .iter()
+            .map(|r| r.phase)
+            .collect();
+        assert!(
+            new.iter()
+                .all(|p| *p == usercube_upgrade::journal::Phase::UndoIntent),
+            "{verb}: recorded {new:?}"
+        );
+        assert_eq!(db.dump(), dump, "{verb}: the database is untouched");
+    }
+    let (_, status) = db.code(&["status"]);
+    assert!(status.contains("interrupted"), "{status}");
+}

@@ -1,12 +1,13 @@
 //! Kill the real binary with SIGKILL at random moments (during the run, and sometimes
 //! during the recovery too), then recover and check: after `rollback` the tree is exactly
 //! the starting tree; after `resume` it is exactly the tree of an uninterrupted run.
-//! Iterations: USERCUBE_SIGKILL_ITERATIONS (default 50); seed: USERCUBE_SIGKILL_SEED.
+//! Iterations: USERCUBE_SIGKILL_ITERATIONS (default 200, what CI runs); seed:
+//! USERCUBE_SIGKILL_SEED. The soak (1,000+ kills) is the same test with more iterations
+//! (BENCHMARKS.md).
 //!
-//! One outcome is tolerated, counted and capped at 10%: sled 0.34 occasionally cannot read its
-//! own store after a kill (seen about once in 150 kills; an open upstream issue), even after
-//! the journal's repair attempt (reopening without sled's snapshots). The engine must then
-//! refuse with exit 3 and change nothing, which this test checks.
+//! Nothing is tolerated: a refusal (exit 3, "journal corrupt") is a failure like any other.
+//! sled 0.34 sometimes cannot read its own store after a kill; the journal rebuilds it from
+//! its record log (counted here from the warning, for the report).
 
 mod common;
 
@@ -42,7 +43,7 @@ fn sigkill_at_random_moments_then_recover() {
     let iterations: usize = std::env::var("USERCUBE_SIGKILL_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
+        .unwrap_or(200);
     let seed: u64 = std::env::var("USERCUBE_SIGKILL_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -53,69 +54,113 @@ fn sigkill_at_random_moments_then_recover() {
                 .as_nanos() as u64
         });
     eprintln!("USERCUBE_SIGKILL_SEED={seed}");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
-    let reference = Install::new(SIZE);
+    let template = Install::new(SIZE);
+    let reference = Install::copy_of(&template);
     let start = reference.snapshot();
     let t = Instant::now();
     reference.ok(&["run"]);
-    let run_time = t.elapsed();
-    let done = reference.snapshot();
-    let (mut killed_runs, mut killed_recoveries, mut sled_failures) = (0, 0, 0);
-
-    for it in 0..iterations {
-        let i = Install::new(SIZE);
-        let delay = run_time.mul_f64(rng.gen_range(0.0..1.1));
-        killed_runs += kill_after(spawn_quiet(i.cmd(&["run"])), delay) as usize;
-        let mut use_rollback = rng.gen_bool(0.5);
-        if rng.gen_bool(0.4) {
-            let verb = if use_rollback { "rollback" } else { "resume" };
-            let delay = run_time.mul_f64(rng.gen_range(0.0..0.8));
-            if kill_after(spawn_quiet(i.cmd(&[verb])), delay) {
-                killed_recoveries += 1;
-                // An interrupted rollback must be finished by rollback (resume refuses).
-                use_rollback |= verb == "rollback";
-            }
-        }
-        let context =
-            format!("iteration {it} (seed {seed}, delay {delay:?}, rollback {use_rollback})");
-        let before_recovery = i.snapshot();
-        let (code, msg) = i.code(&[if use_rollback { "rollback" } else { "resume" }]);
-        if code == Some(3) && msg.contains("the store reports corruption") {
-            // sled 0.34 itself cannot read its store (an open upstream issue), even without
-            // its snapshots. The engine must refuse and touch nothing; counted and capped.
-            assert_same(
-                &before_recovery,
-                &i.snapshot(),
-                &format!("{context}: refused recovery"),
-            );
-            eprintln!(
-                "{context}: sled could not read its store; the engine refused (exit 3): {msg}"
-            );
-            sled_failures += 1;
-            continue;
-        }
-        let expected = match (code, use_rollback) {
-            (Some(0), true) => &start,
-            (Some(0), false) => &done,
-            (Some(2), _) if msg.contains("no run in the journal") => &start,
-            (Some(2), false) if msg.contains("already completed") => &done,
-            (Some(2), false) if msg.contains("rollback of this run was interrupted") => {
-                i.ok(&["rollback"]);
-                &start
-            }
-            _ => panic!("{context}: recovery exited {code:?}: {msg}"),
-        };
-        assert_same(expected, &i.snapshot(), &context);
-        i.ok(&["journal", "verify"]);
+    let mut run_time = t.elapsed();
+    // The shortest of three runs: a slow first run (cold cache, a busy machine) would put
+    // most kills after the end of the run.
+    for _ in 0..2 {
+        let again = Install::copy_of(&template);
+        let t = Instant::now();
+        again.ok(&["run"]);
+        run_time = run_time.min(t.elapsed());
     }
-    eprintln!("{iterations} iterations: {killed_runs} runs and {killed_recoveries} recoveries killed mid-way; sled unreadable {sled_failures} times");
-    assert!(
-        sled_failures * 10 <= iterations,
-        "sled could not read its store after {sled_failures} of {iterations} kills"
-    );
+    let done = reference.snapshot();
+    eprintln!("reference run: {run_time:?}");
+    // Iterations run on USERCUBE_SIGKILL_JOBS workers (default 2; recovery mostly waits on
+    // syncfs), each with its own generator derived from the seed.
+    let jobs: usize = std::env::var("USERCUBE_SIGKILL_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+        .max(1);
+    let totals: Vec<(usize, usize, usize)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs)
+            .map(|w| {
+                let (template, start, done) = (&template, &start, &done);
+                scope.spawn(move || {
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(w as u64));
+                    let (mut killed_runs, mut killed_recoveries, mut rebuilt) = (0, 0, 0);
+                    for it in (w..iterations).step_by(jobs) {
+                        let ctx = Ctx {
+                            seed,
+                            w,
+                            it,
+                            template,
+                            start,
+                            done,
+                            run_time,
+                        };
+                        let (run, recovery, store) = iteration(&ctx, &mut rng);
+                        killed_runs += run as usize;
+                        killed_recoveries += recovery as usize;
+                        rebuilt += store as usize;
+                    }
+                    (killed_runs, killed_recoveries, rebuilt)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let (killed_runs, killed_recoveries, rebuilt) = totals
+        .iter()
+        .fold((0, 0, 0), |t, x| (t.0 + x.0, t.1 + x.1, t.2 + x.2));
+    eprintln!("{iterations} iterations: {killed_runs} runs and {killed_recoveries} recoveries killed mid-way; 0 refusals; sled store rebuilt from the record log {rebuilt} times (at the final recovery)");
     assert!(
         killed_runs >= iterations / 5,
         "too few runs were actually interrupted: {killed_runs}"
     );
+}
+
+struct Ctx<'a> {
+    seed: u64,
+    w: usize,
+    it: usize,
+    template: &'a Install,
+    start: &'a usercube_upgrade::manifest::Manifest,
+    done: &'a usercube_upgrade::manifest::Manifest,
+    run_time: Duration,
+}
+
+/// One kill and recovery; returns (run killed, recovery killed, store rebuilt).
+fn iteration(c: &Ctx, rng: &mut impl Rng) -> (bool, bool, bool) {
+    let (seed, w, it, run_time) = (c.seed, c.w, c.it, c.run_time);
+    let i = Install::copy_of(c.template);
+    let delay = run_time.mul_f64(rng.gen_range(0.0..1.1));
+    let killed_run = kill_after(spawn_quiet(i.cmd(&["run"])), delay);
+    let mut killed_recovery = false;
+    let mut use_rollback = rng.gen_bool(0.5);
+    if rng.gen_bool(0.4) {
+        let verb = if use_rollback { "rollback" } else { "resume" };
+        let delay = run_time.mul_f64(rng.gen_range(0.0..0.8));
+        if kill_after(spawn_quiet(i.cmd(&[verb])), delay) {
+            killed_recovery = true;
+            // An interrupted rollback must be finished by rollback (resume refuses).
+            use_rollback |= verb == "rollback";
+        }
+    }
+    let context = format!(
+        "iteration {it} (seed {seed}, worker {w}, delay {delay:?}, rollback {use_rollback})"
+    );
+    // No tolerance: any exit but these (exit 3 included) fails the test.
+    let (code, msg) = i.code(&[if use_rollback { "rollback" } else { "resume" }]);
+    let rebuilt = msg.contains("store rebuilt from the record log");
+    let expected = match (code, use_rollback) {
+        (Some(0), true) => c.start,
+        (Some(0), false) => c.done,
+        (Some(2), _) if msg.contains("no run in the journal") => c.start,
+        (Some(2), false) if msg.contains("already completed") => c.done,
+        (Some(2), false) if msg.contains("rollback of this run was interrupted") => {
+            i.ok(&["rollback"]);
+            c.start
+        }
+        _ => panic!("{context}: recovery exited {code:?}: {msg}"),
+    };
+    assert_same(expected, &i.snapshot(), &context);
+    i.ok(&["journal", "verify"]);
+    (killed_run, killed_recovery, rebuilt)
 }

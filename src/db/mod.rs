@@ -74,6 +74,30 @@ impl std::error::Error for DbError {}
 
 pub type Result<T> = std::result::Result<T, DbError>;
 
+/// What verifying a backup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupCheck {
+    Verified,
+    /// There is no backup at that path.
+    Absent,
+    /// The backup exists and was read, and is not a valid backup.
+    Bad(String),
+}
+
+impl BackupCheck {
+    /// `Ok` only for a verified backup.
+    pub fn require(self, file: &Path) -> Result<()> {
+        match self {
+            BackupCheck::Verified => Ok(()),
+            BackupCheck::Absent => Err(err(format!("backup {} does not exist", file.display()))),
+            BackupCheck::Bad(why) => Err(err(format!(
+                "backup {} does not verify: {why}",
+                file.display()
+            ))),
+        }
+    }
+}
+
 pub(crate) fn err(msg: impl Into<String>) -> DbError {
     DbError(msg.into())
 }
@@ -103,7 +127,9 @@ pub trait Database: Send {
     fn insert(&mut self, table: &str, info: &TableInfo, rows: &[Vec<Value>]) -> Result<()>;
     /// Full backup into `file` (a path as the server sees it), then verified.
     fn backup(&mut self, file: &Path) -> Result<()>;
-    fn verify_backup(&mut self, file: &Path) -> Result<()>;
+    /// Checks a backup. `Err` means it could not be checked (connection lost, server busy,
+    /// an I/O error): never to be read as "no backup".
+    fn verify_backup(&mut self, file: &Path) -> Result<BackupCheck>;
     fn restore(&mut self, file: &Path) -> Result<()>;
     /// The version recorded in the database, when it records one.
     fn version(&mut self) -> Result<Option<String>>;

@@ -12,7 +12,7 @@ use tiberius::{numeric::Numeric, Client, ColumnData, ColumnType, Config, QueryIt
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-use super::{err, Column, Database, DbError, Result, TableInfo, Value};
+use super::{err, BackupCheck, Column, Database, DbError, Result, TableInfo, Value};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -413,14 +413,41 @@ impl Database for Mssql {
             q(&self.database.clone()),
             lit(f)
         ))?;
-        self.verify_backup(file)
+        self.verify_backup(file)?.require(file)
     }
 
-    fn verify_backup(&mut self, file: &Path) -> Result<()> {
+    /// The server's own errors about the backup device or media are a verdict (absent or
+    /// bad); any other error (connection, server busy) is not.
+    fn verify_backup(&mut self, file: &Path) -> Result<BackupCheck> {
         let f = file
             .to_str()
             .ok_or_else(|| err("backup path is not UTF-8"))?;
-        self.exec(&format!("RESTORE VERIFYONLY FROM DISK = {}", lit(f)))
+        let sql = format!("RESTORE VERIFYONLY FROM DISK = {}", lit(f));
+        let client = &mut self.client;
+        let r = self.rt.block_on(async {
+            client
+                .simple_query(sql.as_str())
+                .await?
+                .into_results()
+                .await
+                .map(|_| ())
+        });
+        match r {
+            Ok(()) => Ok(BackupCheck::Verified),
+            // Cannot open backup device (operating system error 2: no such file).
+            Err(tiberius::error::Error::Server(t))
+                if t.code() == 3201 && t.message().contains("error 2(") =>
+            {
+                Ok(BackupCheck::Absent)
+            }
+            // Media family incorrectly formed, not a valid backup, checksum or read failure.
+            Err(tiberius::error::Error::Server(t))
+                if matches!(t.code(), 3241 | 3242 | 3243 | 3183 | 3189 | 3203) =>
+            {
+                Ok(BackupCheck::Bad(t.message().to_string()))
+            }
+            Err(x) => Err(e(&sql)(x)),
+        }
     }
 
     fn restore(&mut self, file: &Path) -> Result<()> {

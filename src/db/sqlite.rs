@@ -8,7 +8,7 @@ use std::time::Duration;
 use rusqlite::types::ValueRef;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 
-use super::{err, Column, Database, Result, TableInfo, Value};
+use super::{err, BackupCheck, Column, Database, Result, TableInfo, Value};
 use crate::durable_fs;
 
 pub struct Sqlite {
@@ -19,6 +19,16 @@ pub struct Sqlite {
 
 fn e(what: &str) -> impl FnOnce(rusqlite::Error) -> super::DbError + '_ {
     move |x| err(format!("sqlite: {what}: {x}"))
+}
+
+/// The files SQLite keeps beside a database while it writes it (rollback journal, WAL and
+/// its index): left behind when a process dies inside a write.
+pub fn sidecars(db: &Path) -> [std::path::PathBuf; 3] {
+    ["-journal", "-wal", "-shm"].map(|suffix| {
+        let mut name = db.file_name().unwrap_or_default().to_os_string();
+        name.push(suffix);
+        db.with_file_name(name)
+    })
 }
 
 fn q(name: &str) -> String {
@@ -247,7 +257,10 @@ impl Database for Sqlite {
 
     fn backup(&mut self, file: &Path) -> Result<()> {
         let staged = durable_fs::staging_path(file);
-        let _ = durable_fs::remove_path(&staged);
+        for p in std::iter::once(staged.clone()).chain(sidecars(&staged)) {
+            durable_fs::remove_path(&p)
+                .map_err(|x| err(format!("removing {}: {x}", p.display())))?;
+        }
         {
             let mut dst = Connection::open(&staged)
                 .map_err(|x| err(format!("sqlite: creating {}: {x}", staged.display())))?;
@@ -266,20 +279,44 @@ impl Database for Sqlite {
         crate::platform::make_private_file(&staged).map_err(io("protecting"))?;
         durable_fs::fsync_file(&staged).map_err(io("syncing"))?;
         durable_fs::rename(&staged, file).map_err(io("placing"))?;
-        self.verify_backup(file)
+        self.verify_backup(file)?.require(file)
     }
 
-    fn verify_backup(&mut self, file: &Path) -> Result<()> {
-        if !file.is_file() {
-            return Err(err(format!("backup {} does not exist", file.display())));
+    fn verify_backup(&mut self, file: &Path) -> Result<BackupCheck> {
+        let meta = match file.symlink_metadata() {
+            Ok(m) => m,
+            Err(x) if x.kind() == std::io::ErrorKind::NotFound => return Ok(BackupCheck::Absent),
+            Err(x) => return Err(err(format!("reading {}: {x}", file.display()))),
+        };
+        if !meta.is_file() {
+            return Err(err(format!(
+                "backup {} is not a file: cannot check it",
+                file.display()
+            )));
         }
-        let c = Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|x| err(format!("sqlite: opening {}: {x}", file.display())))?;
-        Self::integrity_check(&c, file)
+        // "Not a database" and "corrupt" are a bad backup; any other failure (busy, I/O,
+        // cannot open) leaves the question open.
+        let bad = |x: &rusqlite::Error| {
+            matches!(
+                x.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+            )
+        };
+        let c = match Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_ONLY) {
+            Ok(c) => c,
+            Err(x) if bad(&x) => return Ok(BackupCheck::Bad(x.to_string())),
+            Err(x) => return Err(err(format!("sqlite: opening {}: {x}", file.display()))),
+        };
+        match c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)) {
+            Ok(r) if r == "ok" => Ok(BackupCheck::Verified),
+            Ok(r) => Ok(BackupCheck::Bad(format!("integrity check: {r}"))),
+            Err(x) if bad(&x) => Ok(BackupCheck::Bad(x.to_string())),
+            Err(x) => Err(err(format!("sqlite: checking {}: {x}", file.display()))),
+        }
     }
 
     fn restore(&mut self, file: &Path) -> Result<()> {
-        self.verify_backup(file)?;
+        self.verify_backup(file)?.require(file)?;
         self.rollback()?;
         self.conn
             .restore(

@@ -161,3 +161,130 @@ pub fn show(records: &[Record]) -> String {
     }
     out
 }
+
+/// `journal salvage`: every record that still verifies on its own, and the steps they show
+/// done or undone, for a journal that no longer opens (exit 3).
+#[derive(Serialize)]
+pub struct SalvageReport {
+    pub journal: String,
+    /// Read from the record log and from the store (sled) without repairing anything.
+    pub records: Vec<SalvagedRecord>,
+    /// Per run: the steps a verified `step-done` (or `step-undone`) record names.
+    pub runs: Vec<SalvagedRun>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct SalvagedRecord {
+    pub seq: u64,
+    pub run_id: String,
+    pub step: Option<u32>,
+    pub phase: &'static str,
+    pub time_ms: u64,
+    pub sha256: String,
+    /// "log" or "store".
+    pub found_in: &'static str,
+    /// Its predecessor was found too, with the hash this record names.
+    pub chained: bool,
+    /// The step's description (from its intent) or the failure message, when decodable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct SalvagedRun {
+    pub run_id: String,
+    pub title: Option<String>,
+    pub steps_done: Vec<SalvagedStep>,
+    pub steps_undone: Vec<SalvagedStep>,
+    /// The run's last run-level record found (committed, failed, rolled back, finalized).
+    pub ended: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+pub struct SalvagedStep {
+    pub id: u32,
+    pub description: Option<String>,
+    pub seq: u64,
+}
+
+pub fn salvage(dir: &std::path::Path, found: &crate::journal::Salvage) -> SalvageReport {
+    use crate::engine::payload::{self, RunStarted, StepIntent};
+    use crate::journal::Phase;
+    let mut records = Vec::new();
+    let mut runs: Vec<SalvagedRun> = Vec::new();
+    let mut descriptions: std::collections::HashMap<([u8; 16], u32), String> = Default::default();
+    for (r, from, chained) in &found.records {
+        let run_hex = hex::encode(r.run_id);
+        if !runs.iter().any(|x| x.run_id == run_hex) {
+            runs.push(SalvagedRun {
+                run_id: run_hex.clone(),
+                title: None,
+                steps_done: Vec::new(),
+                steps_undone: Vec::new(),
+                ended: None,
+            });
+        }
+        let run = runs
+            .iter_mut()
+            .find(|x| x.run_id == run_hex)
+            .expect("just added");
+        let mut detail = None;
+        match r.phase {
+            Phase::RunStarted => {
+                if let Ok(s) = payload::decode::<RunStarted>(r.seq, &r.payload) {
+                    run.title = Some(s.plan.title.clone());
+                    detail = Some(s.plan.title);
+                }
+            }
+            Phase::StepIntent => {
+                if let (Ok(s), Some(id)) =
+                    (payload::decode::<StepIntent>(r.seq, &r.payload), r.step)
+                {
+                    descriptions.insert((r.run_id, id), s.description.clone());
+                    detail = Some(s.description);
+                }
+            }
+            Phase::StepFailed | Phase::RunFailed => {
+                detail = payload::decode::<payload::Failure>(r.seq, &r.payload)
+                    .ok()
+                    .map(|f| f.message);
+            }
+            Phase::StepDone | Phase::StepUndone => {
+                if let Some(id) = r.step {
+                    let step = SalvagedStep {
+                        id,
+                        description: descriptions.get(&(r.run_id, id)).cloned(),
+                        seq: r.seq,
+                    };
+                    if r.phase == Phase::StepDone {
+                        run.steps_done.push(step);
+                    } else {
+                        run.steps_undone.push(step);
+                    }
+                }
+            }
+            Phase::RunCommitted | Phase::RunRolledBack | Phase::RunFinalized => {
+                run.ended = Some(r.phase.name());
+            }
+            Phase::StepData | Phase::UndoIntent => {}
+        }
+        records.push(SalvagedRecord {
+            seq: r.seq,
+            run_id: run_hex,
+            step: r.step,
+            phase: r.phase.name(),
+            time_ms: r.time_ms,
+            sha256: hex::encode(r.hash),
+            found_in: from,
+            chained: *chained,
+            detail,
+        });
+    }
+    SalvageReport {
+        journal: dir.display().to_string(),
+        records,
+        runs,
+        notes: found.notes.clone(),
+    }
+}

@@ -93,6 +93,74 @@ struct Active {
 struct StepFailure {
     id: u32,
     error: String,
+    /// Journal corruption met by the step (see `JournalSink::corruption`): exit 3, nothing
+    /// recorded as failed, no automatic rollback.
+    corrupt: Option<String>,
+}
+
+impl StepFailure {
+    fn new(id: u32, error: impl ToString, sink: &JournalSink) -> StepFailure {
+        StepFailure {
+            id,
+            error: error.to_string(),
+            corrupt: sink.corruption(),
+        }
+    }
+}
+
+/// The exit-3 error for journal corruption met inside a step.
+fn corrupt_in_step(id: u32, what: &str, corruption: &str) -> Error {
+    Error::Corrupt(format!(
+        "step {id} ({what}): the journal is corrupt: {corruption}\nNothing was rolled back: recovery cannot trust this journal. `usercube-upgrade journal salvage --output FILE` writes what still verifies."
+    ))
+}
+
+/// The root's lock, taken before anything reads the tree or the journal.
+pub struct Locked {
+    pub root: PathBuf,
+    pub dir: PathBuf,
+    lock: RootLock,
+}
+
+impl Locked {
+    /// Creates the journal folder if needed and takes the root lock (refused at once, naming
+    /// the holder's pid, when another process holds it).
+    pub fn acquire(root: &Path, journal_dir: Option<&Path>) -> Result<Locked> {
+        let root = canonical_root(root)?;
+        let dir = journal_dir.map_or_else(|| default_journal_dir(&root), Path::to_path_buf);
+        durable_fs::create_private_dir(&dir).map_err(|source| Error::Io {
+            what: "creating the journal folder",
+            path: dir.clone(),
+            source,
+        })?;
+        let lock = RootLock::acquire(&dir)?;
+        Ok(Locked { root, dir, lock })
+    }
+
+    /// True when the journal folder holds no record (decided under the lock): no record log
+    /// or an empty one, and no store of an older build.
+    pub fn journal_is_empty(&self) -> bool {
+        match std::fs::metadata(self.dir.join(crate::journal::log::LOG_FILE)) {
+            Ok(m) => m.len() == 0,
+            Err(_) => !self.dir.join(crate::journal::STORE_DIR).exists(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Frees the space kept for a rollback (`journal::RESERVE_FILE`), before the journal is
+    /// opened.
+    pub fn release_reserve(&self) -> Result<()> {
+        crate::journal::release_reserve(&self.dir)
+            .map(|_| ())
+            .map_err(|source| Error::Io {
+                what: "removing the rollback reserve in",
+                path: self.dir.clone(),
+                source,
+            })
+    }
 }
 
 pub fn canonical_root(root: &Path) -> Result<PathBuf> {
@@ -114,23 +182,20 @@ pub fn canonical_root(root: &Path) -> Result<PathBuf> {
 impl Engine {
     /// Takes the root's lock and opens (verifying) its journal.
     pub fn open(root: &Path, journal_dir: Option<&Path>, opts: Options) -> Result<Engine> {
-        let root = canonical_root(root)?;
-        let dir = journal_dir.map_or_else(|| default_journal_dir(&root), Path::to_path_buf);
-        durable_fs::create_private_dir(&dir).map_err(|source| Error::Io {
-            what: "creating the journal folder",
-            path: dir.clone(),
-            source,
-        })?;
-        let lock = RootLock::acquire(&dir)?;
-        let journal = Journal::open(&dir)?;
+        Self::open_locked(Locked::acquire(root, journal_dir)?, opts)
+    }
+
+    /// Opens (verifying) the journal under a lock already taken.
+    pub fn open_locked(locked: Locked, opts: Options) -> Result<Engine> {
+        let journal = Journal::open(&locked.dir)?;
         let progress = Progress::new(opts.quiet);
         Ok(Engine {
-            root,
-            dir,
+            root: locked.root,
+            dir: locked.dir,
             journal: RefCell::new(journal),
             opts,
             progress,
-            _lock: lock,
+            _lock: locked.lock,
         })
     }
 
@@ -271,6 +336,11 @@ impl Engine {
         if !problems.is_empty() {
             return Err(Error::Refused(preflight::refusal(&problems)));
         }
+        crate::journal::make_reserve(&self.dir).map_err(|source| Error::Io {
+            what: "writing the rollback reserve in",
+            path: self.dir.clone(),
+            source,
+        })?;
         let run_id = *uuid::Uuid::new_v4().as_bytes();
         let started = payload::RunStarted {
             plan_hash: plan.hash(),
@@ -361,6 +431,9 @@ impl Engine {
                 .reassert(&ctx, &recorded.intent)
                 .and_then(|acted| sink.sync().map(|()| acted))
                 .map_err(|e| {
+                    if let Some(c) = sink.corruption() {
+                        return corrupt_in_step(planned.id, &a.steps[k].describe(&self.root), &c);
+                    }
                     Error::RunFailed(format!(
                         "step {} ({}): {e}\nnothing else was done; fix that and try again",
                         planned.id,
@@ -393,10 +466,7 @@ impl Engine {
         let on_bytes = |n| progress.add_bytes(n);
         let sink = self.sink(&a.run_id, id);
         let ctx = self.step_ctx(&a.run_id, id, &on_bytes, &sink);
-        let fail = |e: StepError| StepFailure {
-            id,
-            error: e.to_string(),
-        };
+        let fail = |e: StepError| StepFailure::new(id, e, &sink);
         step.settle(&ctx, intent, None).map_err(fail)?;
         let probe = step.probe(&ctx, intent, None).map_err(fail)?;
         tracing::debug!(step = %step.describe(&self.root), ?probe, "resume: probed");
@@ -427,21 +497,23 @@ impl Engine {
                 )
             }
             Probe::Inconsistent(why) => {
-                return Err(StepFailure {
+                return Err(StepFailure::new(
                     id,
-                    error: format!("cannot tell whether it was applied: {why}"),
-                })
+                    format!("cannot tell whether it was applied: {why}"),
+                    &sink,
+                ))
             }
         };
         let done = payload::StepDone { outcome, recovered };
-        barrier(&self.root).map_err(|e| StepFailure {
-            id,
-            error: e.to_string(),
-        })?;
+        barrier(&self.root).map_err(|e| StepFailure::new(id, e, &sink))?;
+        let corrupt = sink.corruption();
+        drop(ctx);
+        drop(sink);
         self.append(a.run_id, Some(id), Phase::StepDone, payload::encode(&done))
             .map_err(|e| StepFailure {
                 id,
                 error: e.to_string(),
+                corrupt,
             })
     }
 
@@ -546,10 +618,7 @@ impl Engine {
                     intents.push(p.intent);
                 }
                 Err(e) => {
-                    failure = Some(StepFailure {
-                        id,
-                        error: e.to_string(),
-                    });
+                    failure = Some(StepFailure::new(id, e, &sink));
                     break;
                 }
             }
@@ -585,15 +654,13 @@ impl Engine {
                     ));
                 }
                 Err(e) => {
-                    failure = Some(StepFailure {
-                        id,
-                        error: e.to_string(),
-                    });
+                    failure = Some(StepFailure::new(id, e, &sink));
                     break;
                 }
             }
         }
-        if let Some(f) = &failure {
+        // A step that met journal corruption is not recorded as failed: fail-stop.
+        if let Some(f) = failure.as_ref().filter(|f| f.corrupt.is_none()) {
             let p = payload::Failure {
                 message: f.error.clone(),
             };
@@ -615,6 +682,10 @@ impl Engine {
     /// Records a failed run, rolls back if asked, and describes where things stand.
     fn fail(&mut self, a: &Active, f: StepFailure) -> Result<()> {
         self.progress.finish();
+        if let Some(c) = &f.corrupt {
+            let what = a.steps[(f.id - 1) as usize].describe(&self.root);
+            return Err(corrupt_in_step(f.id, &what, c));
+        }
         let message = format!(
             "step {} ({}) failed: {}",
             f.id,
@@ -677,6 +748,11 @@ impl Engine {
     /// The rollback itself (also the automatic one after a failed step, in the same process:
     /// nothing to re-establish there).
     fn rollback_run(&mut self) -> Result<()> {
+        crate::journal::release_reserve(&self.dir).map_err(|source| Error::Io {
+            what: "removing the rollback reserve in",
+            path: self.dir.clone(),
+            source,
+        })?;
         let run = self
             .latest()?
             .ok_or_else(|| Error::Refused("nothing to roll back: no run in the journal".into()))?;
@@ -743,10 +819,13 @@ impl Engine {
                     ));
                 }
                 Err(e) => {
-                    stop = Some(format!(
-                        "step {id} ({}): {e}",
-                        a.steps[k].describe(&self.root)
-                    ));
+                    let what = a.steps[k].describe(&self.root);
+                    stop = Some(match sink.corruption() {
+                        Some(c) => corrupt_in_step(id, &what, &c),
+                        None => Error::RunFailed(format!(
+                            "rollback stopped at step {id} ({what}): {e}\nSteps after it in the rollback order are not undone yet; the journal records exactly which."
+                        )),
+                    });
                     break;
                 }
             }
@@ -754,9 +833,7 @@ impl Engine {
         barrier(&self.root)?;
         self.journal.borrow_mut().append_batch(undone)?;
         match stop {
-            Some(why) => Err(Error::RunFailed(format!(
-                "rollback stopped at {why}\nSteps after it in the rollback order are not undone yet; the journal records exactly which."
-            ))),
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }
@@ -806,6 +883,11 @@ impl Engine {
                 )))
             }
         }
+        crate::journal::release_reserve(&self.dir).map_err(|source| Error::Io {
+            what: "removing the rollback reserve in",
+            path: self.dir.clone(),
+            source,
+        })?;
         let trash = self.trash_dir(&run.run_id);
         durable_fs::remove_path(&trash).map_err(|source| Error::Io {
             what: "purging",

@@ -34,6 +34,8 @@ pub fn check(root: &Path, journal_dir: &Path, plan: &Plan) -> Vec<String> {
             problems.push(format!("step {} ({}): {e}", s.id, step.describe(root)));
         }
     }
+    // The rollback reserve (journal::RESERVE_FILE) is written when the run starts.
+    needed += crate::journal::RESERVE_BYTES;
     match durable_fs::free_space(root) {
         Ok(free) if free < needed => problems.push(format!(
             "not enough free space under {}: the plan writes {} bytes, {} are free",

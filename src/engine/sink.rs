@@ -30,6 +30,9 @@ pub struct JournalSink<'a> {
     step: u32,
     /// Each with the data file it refers to, written but not yet synced.
     pending: RefCell<Vec<(NewRecord, PathBuf)>>,
+    /// Journal corruption seen while reading back (whatever the step made of the error):
+    /// the engine then stops with exit 3 and rolls nothing back.
+    corrupt: RefCell<Option<String>>,
 }
 
 impl<'a> JournalSink<'a> {
@@ -45,7 +48,18 @@ impl<'a> JournalSink<'a> {
             run_id,
             step,
             pending: RefCell::new(Vec::new()),
+            corrupt: RefCell::new(None),
         }
+    }
+
+    /// The journal corruption this sink met, if any.
+    pub fn corruption(&self) -> Option<String> {
+        self.corrupt.borrow().clone()
+    }
+
+    fn corrupt(&self, message: String) -> StepError {
+        self.corrupt.borrow_mut().get_or_insert(message.clone());
+        StepError::Refused(message)
     }
 
     fn file(&self, sha256: &[u8; 32]) -> PathBuf {
@@ -113,14 +127,30 @@ impl StepJournal for JournalSink<'_> {
             if r.phase != Phase::StepData || r.run_id != self.run_id || r.step != Some(self.step) {
                 continue;
             }
-            let bytes = journal.read_payload(r.seq).map_err(journal_error)?;
+            let bytes = journal.read_payload(r.seq).map_err(|e| {
+                if e.is_corruption() {
+                    self.corrupt(format!("journal: {e}"))
+                } else {
+                    journal_error(e)
+                }
+            })?;
             let reference: DataRef =
-                payload::decode(r.seq, &bytes).map_err(|e| StepError::Refused(e.to_string()))?;
+                payload::decode(r.seq, &bytes).map_err(|e| self.corrupt(e.to_string()))?;
             let path = self.file(&reference.sha256);
-            let data = std::fs::read(&path).map_err(steps::io("reading saved data", &path))?;
+            let data = match std::fs::read(&path) {
+                Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(self.corrupt(format!(
+                        "{}: saved data missing (journal record {} names it)",
+                        path.display(),
+                        r.seq
+                    )))
+                }
+                Err(e) => return Err(steps::io("reading saved data", &path)(e)),
+            };
             let sha256: [u8; 32] = Sha256::digest(&data).into();
             if data.len() as u64 != reference.len || sha256 != reference.sha256 {
-                return Err(StepError::Refused(format!(
+                return Err(self.corrupt(format!(
                     "{}: saved data damaged (journal record {} expects {} bytes with SHA-256 {})",
                     path.display(),
                     r.seq,

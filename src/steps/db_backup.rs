@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::db_delete::{backup_marker, connect_check, refused};
+use super::db_delete::{backup_marker, backup_pointer, connect_check, refused};
 use super::{Intent, Outcome, PlanView, Probe, Result, Step, StepContext};
 use crate::db::{self, Target};
 use crate::durable_fs;
@@ -48,6 +48,17 @@ impl DatabaseBackup {
         } else {
             self.backup_dir.clone()
         }
+    }
+
+    /// Notes the verified backup for the run's schema-upgrade step (`backup_pointer`).
+    fn note_backup(&self, ctx: &StepContext, d: &Detail) -> Result<()> {
+        let pointer = backup_pointer(&ctx.trash, &self.connection);
+        if let Some(parent) = pointer.parent() {
+            durable_fs::create_dir_all(parent).map_err(super::io("creating", parent))?;
+        }
+        let text = d.file.to_string_lossy();
+        durable_fs::atomic_write(&pointer, text.as_bytes(), None)
+            .map_err(super::io("writing", &pointer))
     }
 
     fn detail(intent: &Intent) -> Result<Detail> {
@@ -94,10 +105,11 @@ impl Step for DatabaseBackup {
         })
     }
 
-    fn apply(&self, _ctx: &StepContext, intent: &Intent) -> Result<Outcome> {
+    fn apply(&self, ctx: &StepContext, intent: &Intent) -> Result<Outcome> {
         let d = Self::detail(intent)?;
         let t = self.target()?;
         db::with_session(&t, |db| db.backup(&d.file)).map_err(refused)?;
+        self.note_backup(ctx, &d)?;
         Ok(Outcome {
             after: Vec::new(),
             notes: vec![format!(
@@ -108,11 +120,18 @@ impl Step for DatabaseBackup {
         })
     }
 
+    /// A SQLite backup killed mid-way leaves its staging copy and the files SQLite keeps
+    /// beside it while writing (`-journal`, `-wal`, `-shm`, of the staging copy and of the
+    /// backup): all removed, so the backup folder holds only what recorded steps put there.
+    fn recovered_outcome(&self, ctx: &StepContext, intent: &Intent) -> Result<Outcome> {
+        self.note_backup(ctx, &Self::detail(intent)?)?;
+        Ok(Outcome::default())
+    }
+
     fn settle(&self, _ctx: &StepContext, intent: &Intent, _o: Option<&Outcome>) -> Result<()> {
         if self.is_sqlite() {
             let d = Self::detail(intent)?;
-            let staged = durable_fs::staging_path(&d.file);
-            durable_fs::remove_path(&staged).map_err(super::io("removing", &staged))?;
+            remove_leftovers(&d.file)?;
         }
         Ok(())
     }
@@ -123,11 +142,16 @@ impl Step for DatabaseBackup {
             return Ok(Probe::NotApplied);
         }
         let t = self.target()?;
-        // A backup that does not verify is as good as none: take it again / nothing to undo.
-        Ok(match db::with_session(&t, |db| db.verify_backup(&d.file)) {
-            Ok(()) => Probe::Applied,
-            Err(_) => Probe::NotApplied,
-        })
+        // Absent, or verified bad: as good as none (take it again / nothing to undo). Any
+        // other error (connection lost, server busy after a crash) answers nothing: refuse.
+        match db::with_session(&t, |db| db.verify_backup(&d.file)) {
+            Ok(db::BackupCheck::Verified) => Ok(Probe::Applied),
+            Ok(db::BackupCheck::Absent | db::BackupCheck::Bad(_)) => Ok(Probe::NotApplied),
+            Err(e) => Err(refused(format!(
+                "cannot tell whether the backup {} exists and verifies: {e}",
+                d.file.display()
+            ))),
+        }
     }
 
     fn undo(&self, ctx: &StepContext, intent: &Intent, _o: Option<&Outcome>) -> Result<()> {
@@ -139,7 +163,20 @@ impl Step for DatabaseBackup {
             durable_fs::remove_path(&dest).map_err(super::io("removing", &dest))?;
             durable_fs::move_path(&d.file, &dest, ctx.on_bytes)
                 .map_err(super::io("moving to the trash", &d.file))?;
+            remove_leftovers(&d.file)?;
         }
         Ok(())
     }
+}
+
+/// The staging copy of a SQLite backup and every SQLite sidecar of it and of the backup.
+fn remove_leftovers(file: &Path) -> Result<()> {
+    let staged = durable_fs::staging_path(file);
+    let leftovers = std::iter::once(staged.clone())
+        .chain(db::sqlite::sidecars(&staged))
+        .chain(db::sqlite::sidecars(file));
+    for p in leftovers {
+        durable_fs::remove_path(&p).map_err(super::io("removing", &p))?;
+    }
+    Ok(())
 }

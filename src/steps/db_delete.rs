@@ -91,6 +91,17 @@ pub(crate) fn backup_marker(root: &Path, connection: &str) -> PathBuf {
         .join(hex::encode(&h[..8]))
 }
 
+/// Where a run's database-backup step notes the backup file of a database, for that run's
+/// schema-upgrade step (which restores it before running the vendor's tool again after a
+/// kill mid-way): `<journal>/trash/<run>/db-backup-<connection hash>`, the file path as text.
+pub(crate) fn backup_pointer(ctx_trash: &Path, connection: &str) -> PathBuf {
+    let h = Sha256::digest(db::redact(connection).as_bytes());
+    ctx_trash
+        .parent()
+        .unwrap_or(ctx_trash)
+        .join(format!("db-backup-{}", hex::encode(&h[..8])))
+}
+
 /// The preflight for any database step: the plan holds no password, the connection string
 /// parses, the server answers and accepts the login.
 pub(crate) fn connect_check(connection: &str, root: &Path) -> std::result::Result<Target, String> {

@@ -11,9 +11,13 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-use super::db_delete::{backup_marker, connect_check, refused};
+use super::db_delete::{backup_marker, backup_pointer, connect_check, refused};
 use super::{Exists, Intent, Outcome, PlanView, Probe, Result, Step, StepContext};
 use crate::db::{self, Target};
+
+/// Saved (durable) just before the tool starts: a kill before its output is saved leaves
+/// this marker without an output after it.
+const STARTED: &[u8] = b"started";
 
 /// Most output bytes kept in the journal.
 const MAX_OUTPUT: usize = 1 << 20;
@@ -32,6 +36,15 @@ struct Detail {
     program: Option<PathBuf>,
     skip_reason: Option<String>,
     version_before: Option<String>,
+}
+
+/// The tool's runs as the saved records show them (the last one decides).
+enum Attempts {
+    None,
+    /// Started; no output saved after it (killed mid-way).
+    Unfinished,
+    Failed,
+    Succeeded,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -91,6 +104,39 @@ impl DatabaseVersionUpgrade {
             }
         }
         Err(format!("{} not found", p.display()))
+    }
+
+    /// What the saved records say of the tool's runs, by the last one.
+    fn attempts(ctx: &StepContext) -> Result<Attempts> {
+        let mut last = Attempts::None;
+        ctx.journal.saved(&mut |bytes| {
+            last = if bytes == STARTED {
+                Attempts::Unfinished
+            } else {
+                match serde_json::from_slice::<Output>(bytes) {
+                    Ok(o) if o.status == Some(0) => Attempts::Succeeded,
+                    Ok(_) => Attempts::Failed,
+                    Err(e) => {
+                        return Err(refused(format!("a saved tool output does not parse: {e}")))
+                    }
+                }
+            };
+            Ok(())
+        })?;
+        Ok(last)
+    }
+
+    /// Restores the database from the backup the run's database-backup step took.
+    fn restore_backup(&self, ctx: &StepContext) -> Result<()> {
+        let pointer = backup_pointer(&ctx.trash, &self.connection);
+        let file = std::fs::read_to_string(&pointer).map_err(|e| {
+            refused(format!(
+                "the tool was interrupted earlier and no backup of this run is recorded ({}: {e}); refusing to run it again over a half-upgraded database: `rollback` instead",
+                pointer.display()
+            ))
+        })?;
+        let t = self.target()?;
+        db::with_session(&t, |db| db.restore(Path::new(&file))).map_err(refused)
     }
 
     fn detail(intent: &Intent) -> Result<Detail> {
@@ -153,6 +199,16 @@ impl Step for DatabaseVersionUpgrade {
                 notes: vec![format!("WARNING: skipped: {why}")],
             });
         };
+        if matches!(
+            Self::attempts(ctx)?,
+            Attempts::Unfinished | Attempts::Failed
+        ) {
+            // An earlier run of the tool was killed mid-way (or failed): the schema may be
+            // half upgraded. Put the database back as the backup holds it, then run again.
+            self.restore_backup(ctx)?;
+        }
+        ctx.journal.save(STARTED.to_vec())?;
+        ctx.journal.sync()?;
         let out = Command::new(&program)
             .args(self.command[1..].iter().map(|a| expand(a)))
             .current_dir(&self.root)
@@ -202,25 +258,35 @@ impl Step for DatabaseVersionUpgrade {
         Ok(())
     }
 
+    /// Applied only when the tool's end was recorded with success; never from the version
+    /// alone (a tool killed mid-way may have written the new version and not the rest).
     fn probe(&self, ctx: &StepContext, intent: &Intent, _o: Option<&Outcome>) -> Result<Probe> {
         let d = Self::detail(intent)?;
         if d.program.is_none() {
             return Ok(Probe::NotApplied);
         }
-        let mut ran = false;
-        ctx.journal.saved(&mut |_| {
-            ran = true;
-            Ok(())
-        })?;
-        let t = self.target()?;
-        let now = db::with_session(&t, |db| db.version()).map_err(refused)?;
-        // The schema changed when the recorded version did; without a recorded version, the
-        // saved output says the command ran to its end.
-        Ok(if now != d.version_before || (now.is_none() && ran) {
-            Probe::Applied
-        } else {
-            Probe::NotApplied
-        })
+        match Self::attempts(ctx)? {
+            Attempts::Succeeded => Ok(Probe::Applied),
+            Attempts::Unfinished => Ok(Probe::Partial(
+                "the tool started and its end was not recorded: the database is restored from the backup and the tool runs again".into(),
+            )),
+            Attempts::Failed => Ok(Probe::Partial(
+                "the tool ran and failed: the database is restored from the backup and the tool runs again".into(),
+            )),
+            Attempts::None => {
+                let t = self.target()?;
+                let now = db::with_session(&t, |db| db.version()).map_err(refused)?;
+                if now == d.version_before {
+                    Ok(Probe::NotApplied)
+                } else {
+                    Ok(Probe::Inconsistent(format!(
+                        "the database version is {} but the tool never started (it was {})",
+                        now.as_deref().unwrap_or("not recorded"),
+                        d.version_before.as_deref().unwrap_or("not recorded")
+                    )))
+                }
+            }
+        }
     }
 
     fn undo(&self, _ctx: &StepContext, _intent: &Intent, _o: Option<&Outcome>) -> Result<()> {

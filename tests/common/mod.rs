@@ -39,6 +39,37 @@ impl Install {
         snapshot(&self.root)
     }
 
+    /// A new installation with the same tree as `template` (journal excluded): a plain copy,
+    /// much faster than generating the sample again (zip included).
+    pub fn copy_of(template: &Install) -> Install {
+        fn copy_tree(from: &Path, to: &Path) {
+            std::fs::create_dir(to).unwrap();
+            for e in std::fs::read_dir(from).unwrap() {
+                let e = e.unwrap();
+                if e.file_name() == JOURNAL {
+                    continue;
+                }
+                let (src, dst) = (e.path(), to.join(e.file_name()));
+                if e.file_type().unwrap().is_dir() {
+                    copy_tree(&src, &dst);
+                } else {
+                    std::fs::copy(&src, &dst).unwrap();
+                }
+            }
+            std::fs::set_permissions(to, std::fs::metadata(from).unwrap().permissions()).unwrap();
+        }
+        let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let root = tmp.path().join("root");
+        copy_tree(&template.root, &root);
+        let plan_file = tmp.path().join("plan.json");
+        std::fs::copy(&template.plan_file, &plan_file).unwrap();
+        Install {
+            _tmp: tmp,
+            root,
+            plan_file,
+        }
+    }
+
     /// Runs the binary with `--root` (and `--plan` for plan/run) added.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = bin();
@@ -87,8 +118,13 @@ impl Install {
     }
 }
 
+/// The binary under test; `USERCUBE_UPGRADE_BIN` overrides it (the soak runs a copy, so that
+/// a rebuild meanwhile does not change the binary mid-soak).
 pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_usercube-upgrade"))
+    match std::env::var_os("USERCUBE_UPGRADE_BIN") {
+        Some(path) => Command::new(path),
+        None => Command::new(env!("CARGO_BIN_EXE_usercube-upgrade")),
+    }
 }
 
 /// The tree under `root` (journal excluded). SQLite database files (`*.sqlite`) are
