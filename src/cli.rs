@@ -452,7 +452,7 @@ fn run_locked(
         // Refused before the first record: leave no trace, not even the journal folder.
         if let Ok(again) = engine::Locked::acquire(&target.root, Some(&dir)) {
             if again.journal_is_empty() {
-                let _ = crate::durable_fs::remove_path(&dir);
+                again.remove_empty_journal();
             }
         }
     }

@@ -240,7 +240,7 @@ fn link_or_synced_copy(from: &Path, to: &Path) -> io::Result<()> {
 pub type OnBytes<'a> = &'a (dyn Fn(u64) + Sync);
 
 /// Copies a file or a tree to `to` (which must not exist) through a staging name, so `to`
-/// appears complete or not at all. Modes and symlinks are kept.
+/// appears complete or not at all. Modes, owners (on Windows, ACLs) and symlinks are kept.
 pub fn copy_path(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
     ensure_absent(to)?;
     let staged = staging_path(to);
@@ -266,7 +266,9 @@ fn copy_raw(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
         }
         fs::set_permissions(to, meta.permissions())?;
     } else {
-        let n = fs::copy(from, to)?; // copy_file_range; also copies the mode
+        let n = fs::copy(from, to)?; // copy_file_range; also copies the mode (attributes)
+                                     // The owner (on Windows, the ACL) too: the service account must still read it.
+        platform::copy_owner(from, to)?;
         on_bytes(n);
     }
     Ok(())
@@ -356,6 +358,12 @@ pub fn remove_path(path: &Path) -> io::Result<()> {
         fs::remove_file(path)?;
     }
     fsync_parent(path)
+}
+
+/// Removes `dir` only if it is empty, then fsyncs the parent.
+pub fn remove_empty_dir(dir: &Path) -> io::Result<()> {
+    fs::remove_dir(dir)?;
+    fsync_parent(dir)
 }
 
 /// Free bytes available to this user on the filesystem holding `path`.
@@ -457,7 +465,10 @@ mod tests {
         let copied = d.path().join("dst/link");
         assert!(copied.symlink_metadata().unwrap().file_type().is_symlink());
         assert_eq!(fs::read_link(&copied).unwrap(), Path::new("y"));
-        let (a, b) = (Manifest::of(&src).unwrap(), Manifest::of(&d.path().join("dst")).unwrap());
+        let (a, b) = (
+            Manifest::of(&src).unwrap(),
+            Manifest::of(&d.path().join("dst")).unwrap(),
+        );
         assert_eq!(a.first_difference(&b), None);
     }
 

@@ -981,7 +981,10 @@ fn a_stop_command_that_cannot_start_changes_nothing() {
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
     assert!(
-        msg.contains(&format!("cannot start {}", usercube_upgrade::platform::SHELL)),
+        msg.contains(&format!(
+            "cannot start {}",
+            usercube_upgrade::platform::SHELL
+        )),
         "{msg}"
     );
     assert!(msg.contains("rolled back"), "{msg}");

@@ -39,7 +39,7 @@ pub struct Certificate {
 #[derive(Clone)]
 enum PrivateKey {
     /// Loaded from a PFX: the `rsa` crate decrypts.
-    Rsa(RsaPrivateKey),
+    Rsa(Box<RsaPrivateKey>),
     /// Held by the OS (Windows CNG), usually non-exportable: the OS decrypts.
     Os(Arc<crate::platform::OsPrivateKey>),
 }
@@ -142,7 +142,7 @@ impl Certificate {
                 der,
                 thumbprint,
                 subject: cert_bag.cert.subject().to_string(),
-                private_key: PrivateKey::Rsa(private_key),
+                private_key: PrivateKey::Rsa(Box::new(private_key)),
                 public_key,
                 legacy_keys: Arc::default(),
             });

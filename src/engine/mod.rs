@@ -150,6 +150,22 @@ impl Locked {
         &self.dir
     }
 
+    /// Removes a journal folder that holds no record: its entries under the lock (the lock
+    /// file too: on Windows it is only marked for deletion while open), then, the lock
+    /// released, the folder itself if it is still empty (a non-recursive removal, so a
+    /// process that took the root in between loses nothing). Best effort: what cannot be
+    /// removed stays.
+    pub fn remove_empty_journal(self) {
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let _ = durable_fs::remove_path(&e.path());
+            }
+        }
+        let dir = self.dir.clone();
+        drop(self);
+        let _ = durable_fs::remove_empty_dir(&dir);
+    }
+
     /// Frees the space kept for a rollback (`journal::RESERVE_FILE`), before the journal is
     /// opened.
     pub fn release_reserve(&self) -> Result<()> {

@@ -423,7 +423,9 @@ pub(crate) mod tests {
                 phase: Phase::StepIntent,
                 time_ms: 1,
                 prev_hash: prev,
-                payload: (0..rng.gen_range(0..300)).map(|_| rng.gen()).collect(),
+                payload: (0..rng.gen_range(0..300))
+                    .map(|_| rng.gen::<u8>())
+                    .collect(),
             };
             let (f, h) = body.encode();
             out.push(f);

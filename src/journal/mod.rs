@@ -421,7 +421,19 @@ fn rebuild_store(
     let store = dir.join(STORE_DIR);
     let aside = if store.exists() {
         let aside = dir.join(format!("{STORE_DIR}.before-rebuild-{}", now_ms()));
-        durable_fs::rename(&store, &aside).map_err(io("moving the damaged store aside"))?;
+        // Windows refuses to rename a folder whose files are open, and sled's threads may
+        // hold them a moment after its Db is dropped: retry for up to 10 s.
+        let mut tries = 0;
+        loop {
+            match durable_fs::rename(&store, &aside) {
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && tries < 500 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other,
+            }
+        }
+        .map_err(io("moving the damaged store aside"))?;
         Some(aside)
     } else {
         None

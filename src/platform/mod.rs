@@ -8,7 +8,7 @@
 //! - file identity and access: modes (POSIX bits; on Windows the read-only attribute),
 //!   owner-only folders and files (mode 0700/0600; on Windows a protected DACL for the owner,
 //!   SYSTEM and Administrators), keeping an original's owner or ACL on its replacement,
-//!   positional reads and writes, symlinks, volume identity, free space;
+//!   positional reads, symlinks, volume identity, free space;
 //! - path names the OS refuses (Windows' reserved device names);
 //! - which processes hold files open (Windows' Restart Manager; nothing to ask on Linux,
 //!   where an open file never blocks a rename);

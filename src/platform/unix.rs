@@ -126,6 +126,15 @@ pub fn keep_owner(src: &File, out: &File) -> io::Result<()> {
     }
 }
 
+/// `keep_owner` by path, for a copy.
+pub fn copy_owner(from: &Path, to: &Path) -> io::Result<()> {
+    let m = fs::symlink_metadata(from)?;
+    match std::os::unix::fs::lchown(to, Some(m.uid()), Some(m.gid())) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(()),
+        other => other,
+    }
+}
+
 /// (filesystem, inode): two paths with the same identity are one file.
 pub fn file_identity(path: &Path) -> io::Result<(u64, u64)> {
     let m = path.symlink_metadata()?;
@@ -139,10 +148,6 @@ pub fn volume_of(path: &Path) -> io::Result<u64> {
 
 pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     file.read_at(buf, offset)
-}
-
-pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-    file.write_all_at(buf, offset)
 }
 
 /// A symlink `link` -> `target`, as found in a copied tree.

@@ -29,8 +29,8 @@ use windows_sys::Win32::Security::Cryptography::{
     CERT_STORE_OPEN_EXISTING_FLAG, CERT_STORE_PROV_SYSTEM_W, CERT_STORE_READONLY_FLAG,
     CERT_SYSTEM_STORE_CURRENT_USER, CERT_SYSTEM_STORE_LOCAL_MACHINE,
     CRYPT_ACQUIRE_ONLY_NCRYPT_KEY_FLAG, CRYPT_ACQUIRE_SILENT_FLAG, CRYPT_INTEGER_BLOB,
-    HCRYPTPROV_OR_NCRYPT_KEY_HANDLE, NCRYPT_KEY_HANDLE, NCRYPT_PAD_OAEP_FLAG,
-    PKCS_7_ASN_ENCODING, X509_ASN_ENCODING,
+    HCRYPTPROV_OR_NCRYPT_KEY_HANDLE, NCRYPT_KEY_HANDLE, NCRYPT_PAD_OAEP_FLAG, PKCS_7_ASN_ENCODING,
+    X509_ASN_ENCODING,
 };
 use windows_sys::Win32::Security::{
     GetSecurityDescriptorControl, GetSecurityDescriptorDacl, ACL, DACL_SECURITY_INFORMATION,
@@ -413,6 +413,52 @@ pub fn keep_owner(src: &File, out: &File) -> io::Result<()> {
     result
 }
 
+/// `keep_owner` by path, for a copy: `from`'s DACL (and whether it is protected) on `to`.
+pub fn copy_owner(from: &Path, to: &Path) -> io::Result<()> {
+    let f = wide(from)?;
+    let mut dacl: *mut ACL = std::ptr::null_mut();
+    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: a valid path; sd receives a LocalAlloc'd descriptor freed below.
+    check_win32(unsafe {
+        GetNamedSecurityInfoW(
+            f.as_ptr(),
+            SE_FILE_OBJECT,
+            DACL_SECURITY_INFORMATION,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut dacl,
+            std::ptr::null_mut(),
+            &mut sd,
+        )
+    })?;
+    let result = (|| {
+        let (mut control, mut revision) = (0u16, 0u32);
+        // SAFETY: sd is valid.
+        check(unsafe { GetSecurityDescriptorControl(sd, &mut control, &mut revision) })?;
+        let protection = if control & SE_DACL_PROTECTED != 0 {
+            PROTECTED_DACL_SECURITY_INFORMATION
+        } else {
+            UNPROTECTED_DACL_SECURITY_INFORMATION
+        };
+        let t = wide(to)?;
+        // SAFETY: a valid path; the DACL lives in sd.
+        check_win32(unsafe {
+            SetNamedSecurityInfoW(
+                t.as_ptr(),
+                SE_FILE_OBJECT,
+                DACL_SECURITY_INFORMATION | protection,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                dacl,
+                std::ptr::null(),
+            )
+        })
+    })();
+    // SAFETY: allocated by GetNamedSecurityInfoW.
+    unsafe { LocalFree(sd as HLOCAL) };
+    result
+}
+
 fn by_handle(path: &Path) -> io::Result<BY_HANDLE_FILE_INFORMATION> {
     let f = OpenOptions::new()
         .access_mode(0)
@@ -440,21 +486,6 @@ pub fn volume_of(path: &Path) -> io::Result<u64> {
 
 pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     file.seek_read(buf, offset)
-}
-
-pub fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
-    while !buf.is_empty() {
-        match file.seek_write(buf, offset) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                buf = &buf[n..];
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// A symlink as found in a copied tree: a folder link when its target is a folder.
@@ -618,7 +649,10 @@ pub fn explain_in_use(path: &Path, e: &io::Error) -> Option<String> {
     match processes_holding(&[path]) {
         Ok(h) if !h.is_empty() => Some(format!(
             " (held open by {}: {what})",
-            h.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            h.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
         _ if code != ERROR_ACCESS_DENIED => Some(format!(
             " (in use by another process, the Usercube service or IIS still running?: {what})"
@@ -822,7 +856,10 @@ pub fn find_store_certificate(
     };
     if handle.is_null() {
         let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("opening the store {store}: {e}")));
+        return Err(io::Error::new(
+            e.kind(),
+            format!("opening the store {store}: {e}"),
+        ));
     }
     let blob = CRYPT_INTEGER_BLOB {
         cbData: 20,
@@ -1003,7 +1040,11 @@ mod tests {
         let config = root.join("RuntimeOld/appsettings.json");
         let source = root.join("Runtime/appsettings.json");
         // The plan's first step renames Runtime, a later one copies this file from it.
-        let held = OpenOptions::new().read(true).share_mode(0).open(&source).unwrap();
+        let held = OpenOptions::new()
+            .read(true)
+            .share_mode(0)
+            .open(&source)
+            .unwrap();
         let opts = crate::engine::Options {
             quiet: true,
             ..Default::default()
@@ -1059,18 +1100,24 @@ mod tests {
     #[test]
     #[ignore = "needs a real Windows host: set USERCUBE_UPGRADE_TEST_CERT_THUMBPRINT (LocalMachine\\My)"]
     fn a_store_certificate_decrypts_through_cng_without_export() {
-        use rsa::{Oaep, RsaPublicKey};
         use rsa::pkcs8::DecodePublicKey;
+        use rsa::{Oaep, RsaPublicKey};
         let tp = std::env::var("USERCUBE_UPGRADE_TEST_CERT_THUMBPRINT").expect("variable set");
         let mut bytes = [0u8; 20];
         hex::decode_to_slice(tp.replace(' ', ""), &mut bytes).unwrap();
-        let (der, key) = find_store_certificate(true, "My", &bytes).unwrap().expect("found");
+        let (der, key) = find_store_certificate(true, "My", &bytes)
+            .unwrap()
+            .expect("found");
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
         let public = RsaPublicKey::from_public_key_der(cert.public_key().raw).unwrap();
         let secret = [42u8; 32];
         let mut rng = rand::thread_rng();
-        let w1 = public.encrypt(&mut rng, Oaep::new::<sha1::Sha1>(), &secret).unwrap();
-        let w256 = public.encrypt(&mut rng, Oaep::new::<sha2::Sha256>(), &secret).unwrap();
+        let w1 = public
+            .encrypt(&mut rng, Oaep::new::<sha1::Sha1>(), &secret)
+            .unwrap();
+        let w256 = public
+            .encrypt(&mut rng, Oaep::new::<sha2::Sha256>(), &secret)
+            .unwrap();
         assert_eq!(key.decrypt_oaep(false, &w1).unwrap(), secret);
         assert_eq!(key.decrypt_oaep(true, &w256).unwrap(), secret);
         assert!(key.decrypt_oaep(true, &w1).is_err());

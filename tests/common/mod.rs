@@ -239,13 +239,7 @@ pub fn for_each_point(points: u64, f: impl Fn(u64) + Sync) {
     std::thread::scope(|s| {
         for lane in 0..2 {
             let (f, chosen) = (&f, &chosen);
-            s.spawn(move || {
-                chosen
-                    .iter()
-                    .skip(lane)
-                    .step_by(2)
-                    .for_each(|&n| f(n))
-            });
+            s.spawn(move || chosen.iter().skip(lane).step_by(2).for_each(|&n| f(n)));
         }
     });
 }
