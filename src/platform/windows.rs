@@ -20,7 +20,7 @@ use windows_sys::Win32::Foundation::{
 use windows_sys::Win32::Security::Authorization::{
     ConvertSecurityDescriptorToStringSecurityDescriptorW,
     ConvertStringSecurityDescriptorToSecurityDescriptorW, GetNamedSecurityInfoW, GetSecurityInfo,
-    SetNamedSecurityInfoW, SDDL_REVISION_1, SE_FILE_OBJECT,
+    SetNamedSecurityInfoW, SetSecurityInfo, SDDL_REVISION_1, SE_FILE_OBJECT,
 };
 use windows_sys::Win32::Security::Cryptography::{
     CertCloseStore, CertFindCertificateInStore, CertFreeCertificateContext, CertOpenStore,
@@ -245,6 +245,23 @@ pub fn create_with_mode(opts: &mut OpenOptions, _mode: u32) -> &mut OpenOptions 
 const PRIVATE_DIR_SDDL: &str = "D:P(A;OICI;FA;;;OW)(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
 const PRIVATE_FILE_SDDL: &str = "D:P(A;;FA;;;OW)(A;;FA;;;SY)(A;;FA;;;BA)";
 
+/// `SetNamedSecurityInfoW` of a DACL (`info`: which parts, protected or not).
+fn set_named_dacl(path: &Path, info: u32, dacl: *const ACL) -> io::Result<()> {
+    let p = wide(path)?;
+    // SAFETY: a valid path; the caller keeps the DACL alive for the call.
+    check_win32(unsafe {
+        SetNamedSecurityInfoW(
+            p.as_ptr(),
+            SE_FILE_OBJECT,
+            info,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            dacl,
+            std::ptr::null(),
+        )
+    })
+}
+
 fn set_protected_dacl(path: &Path, sddl: &str) -> io::Result<()> {
     let s = wide_str(sddl);
     let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
@@ -262,19 +279,11 @@ fn set_protected_dacl(path: &Path, sddl: &str) -> io::Result<()> {
         let mut dacl: *mut ACL = std::ptr::null_mut();
         // SAFETY: sd is a valid descriptor; outputs are plain locals.
         check(unsafe { GetSecurityDescriptorDacl(sd, &mut present, &mut dacl, &mut defaulted) })?;
-        let p = wide(path)?;
-        // SAFETY: valid path and DACL (owned by sd, alive for the call).
-        check_win32(unsafe {
-            SetNamedSecurityInfoW(
-                p.as_ptr(),
-                SE_FILE_OBJECT,
-                DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                dacl,
-                std::ptr::null(),
-            )
-        })
+        set_named_dacl(
+            path,
+            DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+            dacl,
+        )
     })();
     // SAFETY: sd was allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW.
     unsafe { LocalFree(sd as HLOCAL) };
@@ -368,95 +377,81 @@ pub fn is_private(path: &Path) -> io::Result<bool> {
     Ok(any)
 }
 
-/// Copies `src`'s DACL (and whether it is protected) onto `out`, which was opened through
-/// `create_with_mode`: a re-encrypted or rewritten file keeps the access the original had.
-pub fn keep_owner(src: &File, out: &File) -> io::Result<()> {
+/// A file whose DACL is read or written: an open handle, or a path.
+enum Secured<'a> {
+    Handle(&'a File),
+    Path(&'a Path),
+}
+
+/// Copies the DACL of `from` (and whether it is protected) onto `to`.
+fn copy_dacl(from: Secured, to: Secured) -> io::Result<()> {
     let mut dacl: *mut ACL = std::ptr::null_mut();
     let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-    // SAFETY: a valid handle; sd receives a LocalAlloc'd descriptor freed below.
+    // SAFETY: a valid handle or path; sd receives a LocalAlloc'd descriptor freed below.
     check_win32(unsafe {
-        GetSecurityInfo(
-            src.as_raw_handle() as HANDLE,
-            SE_FILE_OBJECT,
-            DACL_SECURITY_INFORMATION,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            &mut dacl,
-            std::ptr::null_mut(),
-            &mut sd,
-        )
+        match from {
+            Secured::Handle(f) => GetSecurityInfo(
+                f.as_raw_handle() as HANDLE,
+                SE_FILE_OBJECT,
+                DACL_SECURITY_INFORMATION,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &mut dacl,
+                std::ptr::null_mut(),
+                &mut sd,
+            ),
+            Secured::Path(p) => GetNamedSecurityInfoW(
+                wide(p)?.as_ptr(),
+                SE_FILE_OBJECT,
+                DACL_SECURITY_INFORMATION,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &mut dacl,
+                std::ptr::null_mut(),
+                &mut sd,
+            ),
+        }
     })?;
     let result = (|| {
         let (mut control, mut revision) = (0u16, 0u32);
         // SAFETY: sd is valid.
         check(unsafe { GetSecurityDescriptorControl(sd, &mut control, &mut revision) })?;
-        let protection = if control & SE_DACL_PROTECTED != 0 {
-            PROTECTED_DACL_SECURITY_INFORMATION
-        } else {
-            UNPROTECTED_DACL_SECURITY_INFORMATION
-        };
-        // SAFETY: valid handle with WRITE_DAC; the DACL lives in sd.
-        check_win32(unsafe {
-            windows_sys::Win32::Security::Authorization::SetSecurityInfo(
-                out.as_raw_handle() as HANDLE,
-                SE_FILE_OBJECT,
-                DACL_SECURITY_INFORMATION | protection,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                dacl,
-                std::ptr::null(),
-            )
-        })
+        let info = DACL_SECURITY_INFORMATION
+            | if control & SE_DACL_PROTECTED != 0 {
+                PROTECTED_DACL_SECURITY_INFORMATION
+            } else {
+                UNPROTECTED_DACL_SECURITY_INFORMATION
+            };
+        match to {
+            // SAFETY: a handle opened with WRITE_DAC; the DACL lives in sd.
+            Secured::Handle(f) => check_win32(unsafe {
+                SetSecurityInfo(
+                    f.as_raw_handle() as HANDLE,
+                    SE_FILE_OBJECT,
+                    info,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    dacl,
+                    std::ptr::null(),
+                )
+            }),
+            Secured::Path(p) => set_named_dacl(p, info, dacl),
+        }
     })();
-    // SAFETY: allocated by GetSecurityInfo.
+    // SAFETY: allocated by GetSecurityInfo / GetNamedSecurityInfoW.
     unsafe { LocalFree(sd as HLOCAL) };
     result
 }
 
-/// `keep_owner` by path, for a copy: `from`'s DACL (and whether it is protected) on `to`.
+/// Copies `src`'s DACL (and whether it is protected) onto `out`, which was opened through
+/// `create_with_mode`: a re-encrypted or rewritten file keeps the access the original had.
+pub fn keep_owner(src: &File, out: &File) -> io::Result<()> {
+    copy_dacl(Secured::Handle(src), Secured::Handle(out))
+}
+
+/// `keep_owner` by path, for a copy.
 pub fn copy_owner(from: &Path, to: &Path) -> io::Result<()> {
-    let f = wide(from)?;
-    let mut dacl: *mut ACL = std::ptr::null_mut();
-    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-    // SAFETY: a valid path; sd receives a LocalAlloc'd descriptor freed below.
-    check_win32(unsafe {
-        GetNamedSecurityInfoW(
-            f.as_ptr(),
-            SE_FILE_OBJECT,
-            DACL_SECURITY_INFORMATION,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            &mut dacl,
-            std::ptr::null_mut(),
-            &mut sd,
-        )
-    })?;
-    let result = (|| {
-        let (mut control, mut revision) = (0u16, 0u32);
-        // SAFETY: sd is valid.
-        check(unsafe { GetSecurityDescriptorControl(sd, &mut control, &mut revision) })?;
-        let protection = if control & SE_DACL_PROTECTED != 0 {
-            PROTECTED_DACL_SECURITY_INFORMATION
-        } else {
-            UNPROTECTED_DACL_SECURITY_INFORMATION
-        };
-        let t = wide(to)?;
-        // SAFETY: a valid path; the DACL lives in sd.
-        check_win32(unsafe {
-            SetNamedSecurityInfoW(
-                t.as_ptr(),
-                SE_FILE_OBJECT,
-                DACL_SECURITY_INFORMATION | protection,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                dacl,
-                std::ptr::null(),
-            )
-        })
-    })();
-    // SAFETY: allocated by GetNamedSecurityInfoW.
-    unsafe { LocalFree(sd as HLOCAL) };
-    result
+    copy_dacl(Secured::Path(from), Secured::Path(to))
 }
 
 fn by_handle(path: &Path) -> io::Result<BY_HANDLE_FILE_INFORMATION> {
