@@ -85,8 +85,9 @@ NOT_UNDER_WINE=(
   # its start command fails while a folder is missing (`cd DIR&& ...`), and wine's cmd.exe
   # does not fail a `cd` to a missing folder
   resume_stops_the_service_again_then_finishes_and_starts_it
-  # the stand-in schema upgrade tool is a python3 script
+  # the stand-in schema upgrade tools are python3 scripts
   sqlite_version_upgrade_runs_is_journaled_and_rolled_back_by_the_backup
+  sqlite_version_upgrade_killed_mid_way_is_restored_and_run_again
 )
 
 run_tests() {
