@@ -25,6 +25,7 @@ pub mod journal;
 pub mod manifest;
 pub mod plan;
 pub mod platform;
+pub mod pseudo_random;
 pub mod runbook;
 pub mod sample;
 pub mod steps;

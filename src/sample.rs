@@ -9,6 +9,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use crate::plan::{Plan, StepSpec};
+use crate::pseudo_random::Xorshift64;
 
 pub const RUNTIME_ZIP: &str = "Runtime_5.2.3.100.zip";
 
@@ -31,15 +32,8 @@ impl Default for SampleSize {
 
 /// Deterministic filler so trees are reproducible byte for byte.
 fn filler(seed: usize, len: usize) -> Vec<u8> {
-    let mut x = seed as u64 ^ 0x9E37_79B9_7F4A_7C15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b'a' + (x % 26) as u8
-        })
-        .collect()
+    let mut r = Xorshift64::new(seed as u64 ^ 0x9E37_79B9_7F4A_7C15);
+    (0..len).map(|_| b'a' + (r.next_u64() % 26) as u8).collect()
 }
 
 const APPSETTINGS: &str = r#"{

@@ -3,6 +3,7 @@
 //! deletes round-trip exactly, a foreign key blocking a delete rolls the run back, a wrong
 //! password or an unreachable server is refused at preflight with nothing changed.
 
+mod common;
 mod dbkit;
 
 use dbkit::{all_bytes, contains, Db, CHILD_TABLE, IDENTITY_TABLE, TABLES};

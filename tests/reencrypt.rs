@@ -96,15 +96,8 @@ fn keys() -> &'static Keys {
 }
 
 fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    usercube_upgrade::pseudo_random::Xorshift64::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        .bytes(len)
 }
 
 fn write_legacy(path: &Path, plain: &[u8]) {
@@ -216,17 +209,7 @@ fn with_group(mut c: Command, group: &str) -> Command {
 }
 
 fn crash_at(s: &Setup, args: &[&str], group: &str, n: u64) -> bool {
-    let out = with_group(s.install.cmd(args), group)
-        .env("USERCUBE_UPGRADE_CRASH_AT", n.to_string())
-        .output()
-        .unwrap();
-    if usercube_upgrade::platform::aborted(&out.status) {
-        return true;
-    }
-    match out.status.code() {
-        Some(0) => false,
-        c => panic!("{args:?} with crash at {n} exited {c:?}:\n{}", text(&out)),
-    }
+    common::crash_at(with_group(s.install.cmd(args), group), n)
 }
 
 fn ok(s: &Setup, args: &[&str], group: &str) {

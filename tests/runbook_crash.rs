@@ -79,18 +79,7 @@ impl Demo {
 
     /// True when the process aborted at crash point `n`.
     fn crash_at(&self, args: &[&str], n: u64) -> bool {
-        let out = self
-            .cmd(args)
-            .env("USERCUBE_UPGRADE_CRASH_AT", n.to_string())
-            .output()
-            .unwrap();
-        if usercube_upgrade::platform::aborted(&out.status) {
-            return true;
-        }
-        match out.status.code() {
-            Some(0) => false,
-            c => panic!("{args:?} crash at {n} exited {c:?}:\n{}", text(&out)),
-        }
+        common::crash_at(self.cmd(args), n)
     }
 
     fn snapshot(&self) -> Manifest {

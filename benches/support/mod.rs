@@ -30,17 +30,17 @@ pub fn make_pfx(dir: &Path, password: &str) -> PathBuf {
     dir.join("a.pfx")
 }
 
-/// `left` pseudo-random bytes (xorshift64), the same for the same seed.
+/// `left` pseudo-random bytes (xorshift64), the same for the same length.
 pub struct Gen {
     pub left: u64,
-    pub x: u64,
+    pub rng: usercube_upgrade::pseudo_random::Xorshift64,
 }
 
 impl Gen {
     pub fn new(len: u64) -> Gen {
         Gen {
             left: len,
-            x: 88172645463325252,
+            rng: usercube_upgrade::pseudo_random::Xorshift64::new(88172645463325252),
         }
     }
 }
@@ -48,12 +48,7 @@ impl Gen {
 impl std::io::Read for Gen {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = buf.len().min(self.left as usize);
-        for b in &mut buf[..n] {
-            self.x ^= self.x << 13;
-            self.x ^= self.x >> 7;
-            self.x ^= self.x << 17;
-            *b = self.x as u8;
-        }
+        self.rng.fill(&mut buf[..n]);
         self.left -= n as u64;
         Ok(n)
     }

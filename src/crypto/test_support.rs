@@ -175,13 +175,5 @@ pub(crate) fn cert_b() -> &'static Certificate {
 
 /// Deterministic pseudo-random test data (xorshift), so sizes are cheap to generate.
 pub(crate) fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    crate::pseudo_random::Xorshift64::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1).bytes(len)
 }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use rand::SeedableRng;
 
 use crate::crypto::{encrypt_legacy_with_rng, Certificate};
+use crate::pseudo_random::Xorshift64;
 
 /// The build numbers of the demo's versions.
 pub const OLD_VERSION: &str = "5.1.7.2106";
@@ -91,13 +92,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Deterministic filler.
 fn filler(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed ^ 0x9E37_79B9_7F4A_7C15;
+    let mut r = Xorshift64::new(seed ^ 0x9E37_79B9_7F4A_7C15);
     let mut v = Vec::with_capacity(len);
     while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
+        v.extend_from_slice(&r.next_u64().to_le_bytes());
     }
     v.truncate(len);
     v

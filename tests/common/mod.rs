@@ -99,22 +99,28 @@ impl Install {
 
     /// Runs with the crash failpoint; returns true when the process aborted.
     pub fn crash_at(&self, args: &[&str], n: u64) -> bool {
-        let out = self
-            .cmd(args)
-            .env("USERCUBE_UPGRADE_CRASH_AT", n.to_string())
-            .output()
-            .unwrap();
-        if usercube_upgrade::platform::aborted(&out.status) {
-            return true;
-        }
-        match out.status.code() {
-            Some(0) => false,
-            c => panic!("{args:?} with crash at {n} exited {c:?}:\n{}", text(&out)),
-        }
+        crash_at(self.cmd(args), n)
     }
 
     pub fn journal_dir(&self) -> PathBuf {
         self.root.join(JOURNAL)
+    }
+}
+
+/// Runs `cmd` (arguments already given) with the crash failpoint at durable point `n`: true
+/// when the process aborted there, false when it finished first (exit 0, fewer than `n`
+/// points); any other ending fails the test.
+pub fn crash_at(mut cmd: Command, n: u64) -> bool {
+    let out = cmd
+        .env("USERCUBE_UPGRADE_CRASH_AT", n.to_string())
+        .output()
+        .unwrap();
+    if usercube_upgrade::platform::aborted(&out.status) {
+        return true;
+    }
+    match out.status.code() {
+        Some(0) => false,
+        c => panic!("{cmd:?} with crash at {n} exited {c:?}:\n{}", text(&out)),
     }
 }
 

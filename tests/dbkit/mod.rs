@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use usercube_upgrade::db::{self, Database, Target, Value};
 use usercube_upgrade::plan::{Plan, StepSpec};
@@ -257,18 +257,7 @@ impl Db {
 
     /// Runs with the crash failpoint; true when the process aborted.
     pub fn crash_at(&self, args: &[&str], n: u64) -> bool {
-        let out = self
-            .cmd(args)
-            .env("USERCUBE_UPGRADE_CRASH_AT", n.to_string())
-            .output()
-            .unwrap();
-        if usercube_upgrade::platform::aborted(&out.status) {
-            return true;
-        }
-        match out.status.code() {
-            Some(0) => false,
-            c => panic!("{args:?} with crash at {n} exited {c:?}:\n{}", text(&out)),
-        }
+        super::common::crash_at(self.cmd(args), n)
     }
 
     pub fn journal_dir(&self) -> PathBuf {
@@ -276,13 +265,7 @@ impl Db {
     }
 }
 
-pub fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+pub use super::common::text;
 
 /// Every byte of every file under `dir`.
 pub fn all_bytes(dir: &Path) -> Vec<u8> {
