@@ -181,11 +181,13 @@ fn step_only(s: &Setup) -> (Duration, u64) {
     let step = steps::step_for(&spec, &s.root);
     let j = NullJournal(std::cell::Cell::new(0));
     let on_bytes = |_n: u64| {};
+    let deferred = usercube_upgrade::durable_fs::DeferredDirs::default();
     let ctx = StepContext {
         root: &s.root,
         trash: s.root.join("trash"),
         on_bytes: &on_bytes,
         journal: &j,
+        deferred: &deferred,
     };
     let t = Instant::now();
     let intent = step.intent(&ctx).unwrap();

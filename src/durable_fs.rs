@@ -111,58 +111,65 @@ pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Folders whose entries changed by `rename_deferred` and are not yet fsynced.
-static PENDING_DIRS: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
-
-/// Like `rename`, but the two folder fsyncs are left to the next `barrier`. Only for a
-/// rename that no later operation of the same step depends on: the engine calls `barrier`
-/// before it journals any step as done, so the outcome never becomes durable before the
-/// rename does, and one fsync per folder covers a whole group of renames.
-pub fn rename_deferred(from: &Path, to: &Path) -> io::Result<()> {
-    ensure_absent(to)?;
-    platform::rename(from, to)?;
-    defer_parents(&[from, to]);
-    Ok(())
+/// Folder fsyncs a run has put off: renames whose folders need not be durable until the
+/// step that made them is recorded done. One per engine, lent to each step through its
+/// `StepContext`, so the obligation shows in the signatures. The engine calls `barrier`
+/// before it journals any step as done or undone, so an outcome never becomes durable before
+/// the renames it describes, and one fsync per folder covers a whole group of renames.
+#[derive(Debug, Default)]
+pub struct DeferredDirs {
+    dirs: Mutex<BTreeSet<PathBuf>>,
 }
 
-/// Like `replace`, but the folder fsync is left to the next `barrier` (see `rename_deferred`).
-pub fn replace_deferred(staged: &Path, to: &Path) -> io::Result<()> {
-    platform::replace(staged, to)?;
-    defer_parents(&[to]);
-    Ok(())
-}
-
-/// Like `link_or_copy`, but the folder fsync is left to the next `barrier` (a copy's own
-/// data is still synced at once). The caller calls `barrier` before anything that relies
-/// on the link being durable.
-pub fn link_or_copy_deferred(from: &Path, to: &Path) -> io::Result<()> {
-    link_or_synced_copy(from, to)?;
-    defer_parents(&[to]);
-    Ok(())
-}
-
-fn defer_parents(paths: &[&Path]) {
-    let mut pending = PENDING_DIRS.lock().unwrap_or_else(|e| e.into_inner());
-    for p in paths {
-        pending.insert(
-            p.parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."))
-                .to_path_buf(),
-        );
+impl DeferredDirs {
+    /// Like [`rename`], but the two folder fsyncs wait for the next `barrier`. Only for a
+    /// rename that no later operation of the same step depends on.
+    pub fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        ensure_absent(to)?;
+        platform::rename(from, to)?;
+        self.defer_parents(&[from, to]);
+        Ok(())
     }
-}
 
-/// Makes every deferred folder change durable (see `rename_deferred`).
-pub fn barrier() -> io::Result<()> {
-    let dirs = std::mem::take(&mut *PENDING_DIRS.lock().unwrap_or_else(|e| e.into_inner()));
-    for d in dirs {
-        match fsync_dir(&d) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {} // renamed away: its parent was synced
-            other => other?,
+    /// Like [`replace`], but the folder fsync waits for the next `barrier`.
+    pub fn replace(&self, staged: &Path, to: &Path) -> io::Result<()> {
+        platform::replace(staged, to)?;
+        self.defer_parents(&[to]);
+        Ok(())
+    }
+
+    /// Like [`link_or_copy`], but the folder fsync waits for the next `barrier` (a copy's own
+    /// data is still synced at once). The caller calls `barrier` before anything that relies
+    /// on the link being durable.
+    pub fn link_or_copy(&self, from: &Path, to: &Path) -> io::Result<()> {
+        link_or_synced_copy(from, to)?;
+        self.defer_parents(&[to]);
+        Ok(())
+    }
+
+    fn defer_parents(&self, paths: &[&Path]) {
+        let mut pending = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
+        for p in paths {
+            pending.insert(
+                p.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .to_path_buf(),
+            );
         }
     }
-    Ok(())
+
+    /// Makes every deferred folder change durable.
+    pub fn barrier(&self) -> io::Result<()> {
+        let dirs = std::mem::take(&mut *self.dirs.lock().unwrap_or_else(|e| e.into_inner()));
+        for d in dirs {
+            match fsync_dir(&d) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {} // renamed away: its parent was synced
+                other => other?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `syncfs` of the filesystem holding `path`: recovery calls it before deciding anything
@@ -389,15 +396,16 @@ mod tests {
         let (f, kept) = (d.path().join("f"), d.path().join("trash-f"));
         fs::write(&f, b"original").unwrap();
         fs::write(staging_path(&f), b"new").unwrap();
-        link_or_copy_deferred(&f, &kept).unwrap();
-        replace_deferred(&staging_path(&f), &f).unwrap();
-        barrier().unwrap();
+        let deferred = DeferredDirs::default();
+        deferred.link_or_copy(&f, &kept).unwrap();
+        deferred.replace(&staging_path(&f), &f).unwrap();
+        deferred.barrier().unwrap();
         assert_eq!(fs::read(&kept).unwrap(), b"original");
         assert_eq!(fs::read(&f).unwrap(), b"new");
         assert!(!staging_path(&f).exists());
         // A link onto an existing name fails with nothing changed.
         fs::write(staging_path(&f), b"newer").unwrap();
-        assert!(link_or_copy_deferred(&f, &kept).is_err());
+        assert!(deferred.link_or_copy(&f, &kept).is_err());
         assert_eq!(fs::read(&kept).unwrap(), b"original");
     }
 

@@ -33,16 +33,6 @@ pub use progress::Progress;
 use sink::JournalSink;
 use state::{RunState, RunStatus};
 
-/// Folder changes deferred by steps (`durable_fs::rename_deferred`) become durable here,
-/// before any record says a step is done or undone.
-fn barrier(root: &Path) -> Result<()> {
-    durable_fs::barrier().map_err(|source| Error::Io {
-        what: "syncing folders under",
-        path: root.to_path_buf(),
-        source,
-    })
-}
-
 /// The journal folder's default name under the installation root.
 pub const JOURNAL_DIR_NAME: &str = ".usercube-upgrade";
 
@@ -79,6 +69,8 @@ pub struct Engine {
     journal: RefCell<Journal>,
     opts: Options,
     progress: Progress,
+    /// Folder fsyncs the steps put off; made durable before any step is recorded done.
+    deferred: durable_fs::DeferredDirs,
     _lock: RootLock,
 }
 
@@ -211,6 +203,7 @@ impl Engine {
             journal: RefCell::new(journal),
             opts,
             progress,
+            deferred: durable_fs::DeferredDirs::default(),
             _lock: locked.lock,
         })
     }
@@ -244,7 +237,18 @@ impl Engine {
             trash: self.trash_dir(run_id).join(id.to_string()),
             on_bytes,
             journal: sink,
+            deferred: &self.deferred,
         }
+    }
+
+    /// Folder changes deferred by steps become durable here, before any record says a step
+    /// is done or undone.
+    fn barrier(&self) -> Result<()> {
+        self.deferred.barrier().map_err(|source| Error::Io {
+            what: "syncing folders under",
+            path: self.root.clone(),
+            source,
+        })
     }
 
     /// The audit of every run (`journal export`), with every run of each service step's
@@ -521,7 +525,7 @@ impl Engine {
             }
         };
         let done = payload::StepDone { outcome, recovered };
-        barrier(&self.root).map_err(|e| StepFailure::new(id, e, &sink))?;
+        self.barrier().map_err(|e| StepFailure::new(id, e, &sink))?;
         let corrupt = sink.corruption();
         drop(ctx);
         drop(sink);
@@ -687,7 +691,7 @@ impl Engine {
                 payload::encode(&p),
             ));
         }
-        barrier(&self.root)?;
+        self.barrier()?;
         self.journal.borrow_mut().append_batch(outcomes)?;
         Ok(match failure {
             Some(f) => Err(f),
@@ -846,7 +850,7 @@ impl Engine {
                 }
             }
         }
-        barrier(&self.root)?;
+        self.barrier()?;
         self.journal.borrow_mut().append_batch(undone)?;
         match stop {
             Some(e) => Err(e),

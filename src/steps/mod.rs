@@ -123,6 +123,8 @@ pub struct StepContext<'a> {
     pub on_bytes: OnBytes<'a>,
     /// Where the step saves data it needs for undo before acting (StepData records).
     pub journal: &'a dyn StepJournal,
+    /// Folder fsyncs this step may put off until the engine's barrier (see `DeferredDirs`).
+    pub deferred: &'a crate::durable_fs::DeferredDirs,
 }
 
 /// The journal as a step sees it. `save` + `sync` before the side effect keeps the

@@ -626,14 +626,16 @@ impl Step for ReencryptFiles {
             // renames' folder fsyncs wait for the engine's barrier before the step is done.
             for (i, _) in group {
                 let t = &intent.touches[*i];
-                durable_fs::link_or_copy_deferred(&t.path, &kept_path(trash, *i))
+                ctx.deferred
+                    .link_or_copy(&t.path, &kept_path(trash, *i))
                     .map_err(io_err("keeping the original of", &t.path))?;
             }
-            durable_fs::barrier().map_err(io_err("syncing", trash))?;
+            ctx.deferred.barrier().map_err(io_err("syncing", trash))?;
             for (i, _) in group {
                 let t = &intent.touches[*i];
                 let s = durable_fs::staging_path(&t.path);
-                durable_fs::replace_deferred(&s, &t.path)
+                ctx.deferred
+                    .replace(&s, &t.path)
                     .map_err(io_err("renaming into place", &s))?;
             }
             after.extend(group.iter().cloned());

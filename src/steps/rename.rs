@@ -40,14 +40,18 @@ impl Step for Rename {
         moving_intent(&self.from, &self.to)
     }
 
-    fn apply(&self, _ctx: &StepContext, _intent: &Intent) -> Result<Outcome> {
+    fn apply(&self, ctx: &StepContext, _intent: &Intent) -> Result<Outcome> {
         // No later operation of this step depends on it: the engine's barrier syncs.
-        durable_fs::rename_deferred(&self.from, &self.to).map_err(io("renaming", &self.from))?;
+        ctx.deferred
+            .rename(&self.from, &self.to)
+            .map_err(io("renaming", &self.from))?;
         Ok(Outcome::default())
     }
 
-    fn undo(&self, _ctx: &StepContext, _intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
-        durable_fs::rename_deferred(&self.to, &self.from).map_err(io("renaming back", &self.to))
+    fn undo(&self, ctx: &StepContext, _intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
+        ctx.deferred
+            .rename(&self.to, &self.from)
+            .map_err(io("renaming back", &self.to))
     }
 }
 
