@@ -419,12 +419,11 @@ fn load_plan(source: &PlanSource) -> Result<Plan> {
     match &source.plan {
         None => Ok(sample::plan()),
         Some(file) => {
-            let text = crate::limits::read_text_limited(
-                file,
-                crate::limits::MAX_PLAN_BYTES,
-                "plan files",
-            )
-            .map_err(|e| Error::Usage(format!("{}: cannot read the plan: {e}", file.display())))?;
+            let text =
+                crate::limits::read_text_limited(file, crate::limits::MAX_PLAN_BYTES, "plan files")
+                    .map_err(|e| {
+                        Error::Usage(format!("{}: cannot read the plan: {e}", file.display()))
+                    })?;
             Plan::from_json(file, &text)
         }
     }

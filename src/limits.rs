@@ -52,7 +52,9 @@ fn too_big(size: u64, limit: u64, what: &str) -> io::Error {
     };
     io::Error::new(
         io::ErrorKind::InvalidData,
-        format!("{size}, over the {limit_text} limit for {what} (refused as hostile or broken input)"),
+        format!(
+            "{size}, over the {limit_text} limit for {what} (refused as hostile or broken input)"
+        ),
     )
 }
 
@@ -72,6 +74,10 @@ mod tests {
         assert!(e.to_string().contains("limit for JSON files"), "{e}");
         // A stream that says nothing of its size is cut at the limit, not read whole.
         let e = read_bounded(io::repeat(b'x'), 4096, "XML files").unwrap_err();
-        assert!(e.to_string().contains("over the 4096-byte limit for XML files"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("over the 4096-byte limit for XML files"),
+            "{e}"
+        );
     }
 }

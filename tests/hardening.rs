@@ -261,7 +261,8 @@ fn lie_about_size(path: &Path, name: &str, size: u32) {
 fn set_zip_mode(path: &Path, name: &str, m: u32) {
     let mut b = std::fs::read(path).unwrap();
     let (_, central) = headers_of(&b, name);
-    let attrs = (m << 16) | (u32::from_le_bytes(b[central + 38..central + 42].try_into().unwrap()) & 0xFFFF);
+    let attrs = (m << 16)
+        | (u32::from_le_bytes(b[central + 38..central + 42].try_into().unwrap()) & 0xFFFF);
     b[central + 38..central + 42].copy_from_slice(&attrs.to_le_bytes());
     std::fs::write(path, b).unwrap();
 }
@@ -362,7 +363,11 @@ fn a_plan_over_the_size_limit_is_a_typed_error_not_a_panic() {
         refused(
             &i,
             &[cmd],
-            &[plan, "cannot read the plan", "over the 64 MiB limit for plan files"],
+            &[
+                plan,
+                "cannot read the plan",
+                "over the 64 MiB limit for plan files",
+            ],
         );
     }
     assert!(!i.journal_dir().join("log").exists());
@@ -420,7 +425,10 @@ impl Demo {
             }
         }
         assert_same(&start, &snapshot(&self.root), "after a refusal");
-        assert!(!self.root.join(JOURNAL).exists(), "no journal for a refusal");
+        assert!(
+            !self.root.join(JOURNAL).exists(),
+            "no journal for a refusal"
+        );
     }
 }
 
@@ -458,10 +466,7 @@ fn symlinks_under_runtime_conf_temp_and_work_are_refused_by_name() {
         let at = d.root.join(link);
         std::fs::create_dir_all(at.parent().unwrap()).unwrap();
         std::os::unix::fs::symlink(&to, &at).unwrap();
-        d.refused(&[&format!(
-            "{link}: is a symbolic link (to {})",
-            to.display()
-        )]);
+        d.refused(&[&format!("{link}: is a symbolic link (to {})", to.display())]);
     }
     assert_eq!(
         std::fs::read_to_string(&target).unwrap(),
@@ -490,7 +495,12 @@ fn json_and_xml_files_over_their_limit_are_refused_by_name() {
         .map(|e| e.unwrap().into_path())
         .find(|p| p.extension().is_some_and(|x| x == "xml"))
         .unwrap();
-    let rel = xml.strip_prefix(&d.root).unwrap().to_str().unwrap().to_string();
+    let rel = xml
+        .strip_prefix(&d.root)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let f = std::fs::OpenOptions::new().write(true).open(&xml).unwrap();
     f.set_len((64 << 20) + 1).unwrap();
     drop(f);

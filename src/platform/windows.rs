@@ -338,7 +338,10 @@ fn other_writer(sddl: &str) -> Option<String> {
         .and_then(|s| s.split("D:").next())
         .unwrap_or("");
     let dacl = sddl.split_once("D:").map_or("", |(_, d)| d);
-    for ace in dacl.split(')').filter_map(|a| a.split_once('(').map(|(_, a)| a)) {
+    for ace in dacl
+        .split(')')
+        .filter_map(|a| a.split_once('(').map(|(_, a)| a))
+    {
         let fields: Vec<&str> = ace.split(';').collect();
         let (Some(kind), Some(rights), Some(trustee)) =
             (fields.first(), fields.get(2), fields.get(5))
@@ -348,7 +351,10 @@ fn other_writer(sddl: &str) -> Option<String> {
         if *kind != "A" || ["OW", "SY", "BA", "CO"].contains(trustee) || *trustee == owner {
             continue;
         }
-        let writes = match rights.strip_prefix("0x").or_else(|| rights.strip_prefix("0X")) {
+        let writes = match rights
+            .strip_prefix("0x")
+            .or_else(|| rights.strip_prefix("0X"))
+        {
             Some(hex) => u32::from_str_radix(hex, 16).map_or(true, |m| m & WRITE_MASK != 0),
             None => (0..rights.len())
                 .step_by(2)
@@ -364,7 +370,9 @@ fn other_writer(sddl: &str) -> Option<String> {
 /// The SID of the account this process runs as (a copy, owned).
 fn current_user_sid() -> io::Result<Vec<u8>> {
     use windows_sys::Win32::Foundation::CloseHandle;
-    use windows_sys::Win32::Security::{GetLengthSid, GetTokenInformation, TokenUser, TOKEN_QUERY, TOKEN_USER};
+    use windows_sys::Win32::Security::{
+        GetLengthSid, GetTokenInformation, TokenUser, TOKEN_QUERY, TOKEN_USER,
+    };
     use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
     let mut token: HANDLE = std::ptr::null_mut();
     // SAFETY: the pseudo-handle of this process; token receives a handle closed below.

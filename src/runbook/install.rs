@@ -76,8 +76,12 @@ pub fn installed(runtime: &Path, prefer: Product) -> Result<Found, String> {
     for product in order {
         let file = runtime.join(product.deps_file());
         if file.is_file() {
-            let text = crate::limits::read_text_limited(&file, crate::limits::MAX_JSON_BYTES, "JSON files")
-                .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+            let text = crate::limits::read_text_limited(
+                &file,
+                crate::limits::MAX_JSON_BYTES,
+                "JSON files",
+            )
+            .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
             return version_in_deps(&text, product, &file.display().to_string());
         }
     }
@@ -121,9 +125,10 @@ pub fn runtime_zip(zip_path: &Path, prefer: Product) -> Result<ZipInfo, String> 
             continue;
         };
         // Bounded: the entry's declared size is not trusted.
-        let text = crate::limits::read_bounded(&mut entry, crate::limits::MAX_JSON_BYTES, "JSON files")
-            .and_then(|b| String::from_utf8(b).map_err(std::io::Error::other))
-            .map_err(|e| format!("{show}!{name}: cannot read: {e}"))?;
+        let text =
+            crate::limits::read_bounded(&mut entry, crate::limits::MAX_JSON_BYTES, "JSON files")
+                .and_then(|b| String::from_utf8(b).map_err(std::io::Error::other))
+                .map_err(|e| format!("{show}!{name}: cannot read: {e}"))?;
         let found = version_in_deps(&text, product, &format!("{show}!{name}"))?;
         return Ok(ZipInfo {
             found,

@@ -55,7 +55,8 @@ pub struct AgentSource {
 
 fn parse(root: &Path, file: &Path, problems: &mut Vec<String>) -> Option<JsonDoc> {
     let show = file.strip_prefix(root).unwrap_or(file);
-    let text = match crate::limits::read_limited(file, crate::limits::MAX_JSON_BYTES, "JSON files") {
+    let text = match crate::limits::read_limited(file, crate::limits::MAX_JSON_BYTES, "JSON files")
+    {
         Ok(b) => match String::from_utf8(b) {
             Ok(t) => t,
             Err(e) => {
@@ -235,7 +236,12 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
     let conf_dir = root.join("Conf");
     let links = symlinks_under(
         root,
-        &[runtime.clone(), conf_dir.clone(), super::temp_dir(o), super::work_dir(o)],
+        &[
+            runtime.clone(),
+            conf_dir.clone(),
+            super::temp_dir(o),
+            super::work_dir(o),
+        ],
     );
     let conf_has_links = links.iter().any(|l| l.starts_with("Conf"));
     problems.extend(links);

@@ -349,7 +349,10 @@ mod tests {
         one_entry(&zip, "dir/ok.bin", &content);
         let into = d.path().join("out");
         fs::create_dir(&into).unwrap();
-        assert_eq!(extract_into(&zip, &into, &|_| {}).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            extract_into(&zip, &into, &|_| {}).unwrap(),
+            Vec::<String>::new()
+        );
         assert_eq!(fs::read(into.join("dir/ok.bin")).unwrap(), content);
     }
 

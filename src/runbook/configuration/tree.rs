@@ -68,8 +68,9 @@ pub fn migrate_tree(src_dir: &Path, ids: &IdMap) -> Result<TreeMigration, XmlErr
             .extension()
             .is_some_and(|ext| ext.eq_ignore_ascii_case("xml"));
         let outcome = if is_xml {
-            let bytes = crate::limits::read_limited(path, crate::limits::MAX_XML_BYTES, "XML files")
-                .map_err(|e| XmlError::io(path, e.to_string()))?;
+            let bytes =
+                crate::limits::read_limited(path, crate::limits::MAX_XML_BYTES, "XML files")
+                    .map_err(|e| XmlError::io(path, e.to_string()))?;
             let migration = migrate_file(path, &bytes, ids)?;
             result.changes.extend(migration.changes);
             result.encryption.merge(migration.encryption);
