@@ -205,10 +205,11 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<
         match File::open(path) {
             Ok(original) => platform::keep_owner(&original, &f)?,
             // A new file belongs to the owner of its folder, as its neighbours do.
-            Err(_) => match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                Some(dir) => platform::owner_from_folder(dir, &staged)?,
-                None => {}
-            },
+            Err(_) => {
+                if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    platform::owner_from_folder(dir, &staged)?;
+                }
+            }
         }
         f.write_all(bytes)?;
         platform::set_file_mode(&f, mode)?;
