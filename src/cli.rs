@@ -419,9 +419,11 @@ fn load_plan(source: &PlanSource) -> Result<Plan> {
     match &source.plan {
         None => Ok(sample::plan()),
         Some(file) => {
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                Error::Usage(format!("{}: cannot read the plan: {e}", file.display()))
-            })?;
+            let text =
+                crate::limits::read_text_limited(file, crate::limits::MAX_PLAN_BYTES, "plan files")
+                    .map_err(|e| {
+                        Error::Usage(format!("{}: cannot read the plan: {e}", file.display()))
+                    })?;
             Plan::from_json(file, &text)
         }
     }
@@ -437,7 +439,9 @@ fn run_locked(
     load: impl FnOnce() -> Result<Loaded>,
 ) -> Result<Loaded> {
     let locked = engine::Locked::acquire(&target.root, target.journal.as_deref())?;
-    let was_empty = locked.journal_is_empty();
+    // Only a folder this run created is removed after a refusal (`--journal` may name one
+    // that holds other things).
+    let was_empty = locked.journal_is_empty() && locked.created();
     let dir = locked.dir().to_path_buf();
     let result = match load() {
         Err(e) => {
@@ -979,6 +983,8 @@ fn print_status(target: &Target, json: bool) -> Result<()> {
         next: "no upgrade has run on this installation".into(),
     };
     if dir.is_dir() {
+        // An untrusted journal folder is refused, not reported as busy.
+        engine::check_journal_folder(&dir)?;
         match RootLock::acquire(&dir) {
             Err(Error::Refused(msg)) => {
                 out.state = "busy".into();

@@ -73,19 +73,22 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
 }
 
 /// Creates `dir` readable by its owner only (mode 0700; on Windows a protected DACL for the
-/// owner, SYSTEM and Administrators), or tightens an existing one to that, durably.
+/// owner, SYSTEM and Administrators), durably. An existing folder is left exactly as it is
+/// (never re-moded: it may be `/tmp`); the caller checks it (`platform::untrusted_folder`).
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    let fresh = !dir.exists();
-    if fresh {
-        if let Some(parent) = dir.parent() {
+    if dir.symlink_metadata().is_ok() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        if !parent.as_os_str().is_empty() {
             create_dir_all(parent)?;
         }
     }
-    platform::create_private_dir(dir)?;
-    if fresh {
-        fsync_parent(dir)?;
+    match platform::create_private_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        other => other?,
     }
-    Ok(())
+    fsync_parent(dir)
 }
 
 /// Steps never overwrite: an existing target is an error.
@@ -194,7 +197,8 @@ pub fn replace(staged: &Path, to: &Path) -> io::Result<()> {
 
 /// Writes `bytes` to `path` atomically: staging file, fsync, rename over, fsync folder.
 /// `mode` is applied to the new file (None: 0644, or the mode of the file it replaces). A
-/// replaced file's owner (on Windows, its ACL) passes to the new one.
+/// replaced file's owner (on Windows, its ACL) passes to the new one; a new file takes the
+/// owner of its folder.
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
     let mode = mode
         .or_else(|| path.metadata().ok().map(|m| platform::mode_of(&m)))
@@ -205,8 +209,14 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<
         let mut f =
             platform::create_with_mode(OpenOptions::new().write(true).create_new(true), mode)
                 .open(&staged)?;
-        if let Ok(original) = File::open(path) {
-            platform::keep_owner(&original, &f)?;
+        match File::open(path) {
+            Ok(original) => platform::keep_owner(&original, &f)?,
+            // A new file belongs to the owner of its folder, as its neighbours do.
+            Err(_) => {
+                if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    platform::owner_from_folder(dir, &staged)?;
+                }
+            }
         }
         f.write_all(bytes)?;
         platform::set_file_mode(&f, mode)?;
@@ -238,6 +248,7 @@ fn link_or_synced_copy(from: &Path, to: &Path) -> io::Result<()> {
         Err(_) => {
             ensure_absent(to)?;
             fs::copy(from, to)?;
+            platform::copy_owner(from, to)?;
             fsync_file(to)
         }
     }
@@ -272,6 +283,7 @@ fn copy_raw(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
             copy_raw(&e.path(), &to.join(e.file_name()), on_bytes)?;
         }
         fs::set_permissions(to, meta.permissions())?;
+        platform::copy_owner(from, to)?;
     } else {
         let n = fs::copy(from, to)?; // copy_file_range; also copies the mode (attributes)
                                      // The owner (on Windows, the ACL) too: the service account must still read it.

@@ -132,13 +132,22 @@ fn stage(cert: &Certificate, src: &Path, dest: &Path, dir: Direction) -> Result<
     let mode = crate::platform::mode_of(&src.metadata().map_err(io_error("reading", src))?);
     let staged = durable_fs::staging_path(dest);
     durable_fs::remove_path(&staged).map_err(io_error("removing", &staged))?;
-    let out =
+    // Decrypted plaintext is owner-only from the file's creation: a run killed mid-way
+    // leaves no readable plaintext behind. The source's mode and owner (on Windows its ACL)
+    // are given to it only once it is complete, just before it is renamed into place.
+    let plaintext = dir == Direction::Decrypt;
+    let out = if plaintext {
+        crate::platform::create_private_file(&staged)
+    } else {
         crate::platform::create_with_mode(OpenOptions::new().write(true).create_new(true), mode)
             .open(&staged)
-            .map_err(io_error("creating", &staged))?;
+    }
+    .map_err(io_error("creating", &staged))?;
     let input = File::open(src).map_err(io_error("opening", src))?;
-    crate::steps::reencrypt::keep_owner(&input, &out)
-        .map_err(io_error("setting the owner of", &staged))?;
+    if !plaintext {
+        crate::steps::reencrypt::keep_owner(&input, &out)
+            .map_err(io_error("setting the owner of", &staged))?;
+    }
     let input = BufReader::with_capacity(IO_BUF, input);
     let mut w = BufWriter::with_capacity(IO_BUF, &out);
     let crypto = |e: CryptoError| refused(src, e);
@@ -168,6 +177,11 @@ fn stage(cert: &Certificate, src: &Path, dest: &Path, dir: Direction) -> Result<
     };
     w.flush().map_err(io_error("writing", &staged))?;
     drop(w);
+    if plaintext {
+        let original = File::open(src).map_err(io_error("opening", src))?;
+        crate::steps::reencrypt::keep_owner(&original, &out)
+            .map_err(io_error("setting the owner of", &staged))?;
+    }
     crate::platform::set_file_mode(&out, mode).map_err(io_error("setting the mode of", &staged))?;
     out.sync_all().map_err(io_error("syncing", &staged))?;
     drop(out);
@@ -200,4 +214,63 @@ fn copy_hashing<R: Read, W: Write>(mut r: R, w: &mut W) -> io::Result<[u8; 32]> 
         w.write_all(&buf[..n])?;
     }
     Ok(h.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a `decrypt-file` killed mid-way leaves: a staging file holding part of the
+    /// plaintext. Here the decryption stops at a damaged chunk near the end, after most of
+    /// the plaintext was written; the staging file must be owner-only although the source
+    /// is readable by everyone.
+    #[test]
+    fn plaintext_staging_is_owner_only_from_its_creation() {
+        let cert = crate::runbook::demo::demo_certificate();
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("export.csv");
+        let plain: Vec<u8> = (0..1_048_576u32).map(|i| (i % 251) as u8).collect();
+        let mut enc = Vec::new();
+        let mut w = NewFormatWriter::new(cert, &mut enc).unwrap();
+        w.write_all(&plain).unwrap();
+        w.finish().unwrap();
+        let at = enc.len() - 100;
+        enc[at] ^= 0x55;
+        std::fs::write(&src, &enc).unwrap();
+        crate::platform::set_mode(&src, 0o644).unwrap();
+        assert!(!crate::platform::is_private(&src).unwrap());
+
+        let out = d.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let dest = out.join("export.csv");
+        let e = stage(cert, &src, &dest, Direction::Decrypt).unwrap_err();
+        assert!(e.to_string().contains("export.csv"), "{e}");
+        let staged = durable_fs::staging_path(&dest);
+        let left = std::fs::read(&staged).unwrap();
+        assert!(
+            left.len() >= 256 * 1024 && plain.starts_with(&left),
+            "the staging file holds {} bytes of plaintext",
+            left.len()
+        );
+        assert!(crate::platform::is_private(&staged).unwrap());
+        assert!(!dest.exists());
+
+        // Complete, it takes the source's mode only as it is renamed into place.
+        std::fs::write(&src, {
+            let mut ok = Vec::new();
+            let mut w = NewFormatWriter::new(cert, &mut ok).unwrap();
+            w.write_all(&plain).unwrap();
+            w.finish().unwrap();
+            ok
+        })
+        .unwrap();
+        durable_fs::remove_path(&staged).unwrap();
+        decrypt_files(cert, std::slice::from_ref(&src), Some(&out), true).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), plain);
+        let mode = crate::platform::mode_of(&std::fs::metadata(&src).unwrap());
+        assert_eq!(
+            crate::platform::mode_of(&std::fs::metadata(&dest).unwrap()),
+            mode
+        );
+    }
 }

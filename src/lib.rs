@@ -22,6 +22,7 @@ pub mod engine;
 pub mod error;
 pub mod filecrypt;
 pub mod journal;
+pub mod limits;
 pub mod manifest;
 pub mod plan;
 pub mod platform;

@@ -202,7 +202,27 @@ impl Plan {
                 )));
             }
         }
+        plan.check_size()
+            .map_err(|e| crate::Error::Usage(format!("{}: {e}", file.display())))?;
         Ok(plan)
+    }
+
+    /// A plan is stored whole in one journal record, which holds at most
+    /// `journal::record::MAX_BODY` bytes: a larger plan is refused here (an error naming its
+    /// size), never met later as a failure to encode it.
+    pub fn check_size(&self) -> Result<(), String> {
+        let limit = crate::journal::record::MAX_BODY;
+        match codec().serialized_size(self) {
+            Ok(n) if n <= limit => Ok(()),
+            Ok(n) => Err(format!(
+                "the plan is {n} bytes once encoded, over the {} MiB a journal record holds",
+                limit >> 20
+            )),
+            Err(_) => Err(format!(
+                "the plan is over the {} MiB a journal record holds",
+                limit >> 20
+            )),
+        }
     }
 }
 

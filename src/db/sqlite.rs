@@ -262,6 +262,10 @@ impl Database for Sqlite {
                 .map_err(|x| err(format!("removing {}: {x}", p.display())))?;
         }
         {
+            // The backup holds every identity: owner-only from its creation, not only once
+            // it is complete (SQLite would create it with the umask's mode).
+            crate::platform::create_private_file(&staged)
+                .map_err(|x| err(format!("sqlite: creating {}: {x}", staged.display())))?;
             let mut dst = Connection::open(&staged)
                 .map_err(|x| err(format!("sqlite: creating {}: {x}", staged.display())))?;
             let b = rusqlite::backup::Backup::new(&self.conn, &mut dst)

@@ -13,7 +13,10 @@ pub struct RootLock {
 }
 
 impl RootLock {
+    /// Refuses a journal folder another account could have planted or can write (its plans
+    /// name paths this run would act on), before anything is read or written in it.
     pub fn acquire(journal_dir: &Path) -> Result<RootLock, Error> {
+        check_journal_folder(journal_dir)?;
         let path = journal_dir.join("lock");
         let io = |source| Error::Io {
             what: "opening the lock file",
@@ -49,5 +52,23 @@ impl RootLock {
         file.rewind().map_err(io)?;
         write!(file, "{}", std::process::id()).map_err(io)?;
         Ok(RootLock { _file: file })
+    }
+}
+
+/// Refused (exit 2), naming the folder and what is wrong with it, unless the journal folder is
+/// a real folder owned by the account running the tool (or root; on Windows the
+/// Administrators or SYSTEM) that no other account can write.
+pub fn check_journal_folder(dir: &Path) -> Result<(), Error> {
+    match crate::platform::untrusted_folder(dir) {
+        Ok(None) => Ok(()),
+        Ok(Some(why)) => Err(Error::Refused(format!(
+            "journal folder {}: {why}; refusing to use it (nothing was changed)",
+            dir.display()
+        ))),
+        Err(source) => Err(Error::Io {
+            what: "checking the journal folder",
+            path: dir.to_path_buf(),
+            source,
+        }),
     }
 }

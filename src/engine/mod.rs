@@ -28,7 +28,7 @@ use crate::journal::{Journal, NewRecord, Phase};
 use crate::plan::Plan;
 use crate::steps::{self, Intent, Outcome, Probe, Step, StepContext, StepError, StepJournal};
 use crate::{Error, Result};
-pub use lock::RootLock;
+pub use lock::{check_journal_folder, RootLock};
 pub use progress::Progress;
 use sink::JournalSink;
 use state::{RunState, RunStatus};
@@ -112,6 +112,8 @@ pub struct Locked {
     pub root: PathBuf,
     pub dir: PathBuf,
     lock: RootLock,
+    /// This process created the journal folder (only such a folder is removed again).
+    created: bool,
 }
 
 impl Locked {
@@ -120,13 +122,24 @@ impl Locked {
     pub fn acquire(root: &Path, journal_dir: Option<&Path>) -> Result<Locked> {
         let root = canonical_root(root)?;
         let dir = journal_dir.map_or_else(|| default_journal_dir(&root), Path::to_path_buf);
+        let created = dir.symlink_metadata().is_err();
         durable_fs::create_private_dir(&dir).map_err(|source| Error::Io {
             what: "creating the journal folder",
             path: dir.clone(),
             source,
         })?;
         let lock = RootLock::acquire(&dir)?;
-        Ok(Locked { root, dir, lock })
+        Ok(Locked {
+            root,
+            dir,
+            lock,
+            created,
+        })
+    }
+
+    /// Whether this call created the journal folder (an existing one is never removed).
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     /// True when the journal folder holds no record (decided under the lock): no record log

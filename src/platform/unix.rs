@@ -97,13 +97,51 @@ pub fn create_with_mode(opts: &mut OpenOptions, mode: u32) -> &mut OpenOptions {
     opts.mode(mode & 0o7777)
 }
 
-/// Creates `dir` (its parent exists) readable by its owner only, or tightens an existing
-/// folder to that. Does not sync.
+/// Creates `dir` (its parent exists; `dir` does not) readable by its owner only. Does not
+/// sync. An existing folder is an error: it is never re-moded (see `untrusted_folder`).
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    if !dir.exists() {
-        fs::DirBuilder::new().mode(0o700).create(dir)?;
-    }
+    fs::DirBuilder::new().mode(0o700).create(dir)?;
+    // The umask may have taken bits the mode asked for, never added any: set it exactly.
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// Why `dir` cannot be trusted to hold the journal (whose plans name paths an administrator's
+/// run will act on), if so: a symbolic link, not a folder, owned by another account than the
+/// one running the tool (or root), or writable by its group or by everyone. Never changes it.
+pub fn untrusted_folder(dir: &Path) -> io::Result<Option<String>> {
+    let m = fs::symlink_metadata(dir)?;
+    if m.file_type().is_symlink() {
+        return Ok(Some("is a symbolic link".into()));
+    }
+    if !m.is_dir() {
+        return Ok(Some("is not a folder".into()));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if m.uid() != me && m.uid() != 0 {
+        return Ok(Some(format!(
+            "is owned by uid {}, not by the account running the tool (uid {me}) or root",
+            m.uid()
+        )));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Ok(Some(format!(
+            "is writable by its group or by everyone (mode {:o}); give a folder only its owner can write (mode 700)",
+            m.mode() & 0o7777
+        )));
+    }
+    Ok(None)
+}
+
+/// Creates the file `path` (which must not exist) readable by its owner only from its
+/// creation, so that no other account can open it while it is being written.
+pub fn create_private_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
 }
 
 /// Makes an existing file readable by its owner only.
@@ -133,6 +171,13 @@ pub fn copy_owner(from: &Path, to: &Path) -> io::Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(()),
         other => other,
     }
+}
+
+/// Gives `path` (not followed when a link) the owner and group of the folder `dir`: a file
+/// created by the tool where nothing was before (an extracted tree, a new file) belongs to
+/// whoever owns the installation folder. Without the right to, leaves it as created.
+pub fn owner_from_folder(dir: &Path, path: &Path) -> io::Result<()> {
+    copy_owner(dir, path)
 }
 
 /// (filesystem, inode): two paths with the same identity are one file.

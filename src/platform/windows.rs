@@ -290,13 +290,187 @@ fn set_protected_dacl(path: &Path, sddl: &str) -> io::Result<()> {
     result
 }
 
-/// Creates `dir` (its parent exists) with a protected DACL: its owner, SYSTEM and the
-/// Administrators group, nothing inherited from the parent. Does not sync.
+/// Creates `dir` (its parent exists; `dir` does not) with a protected DACL: its owner,
+/// SYSTEM and the Administrators group, nothing inherited from the parent. Does not sync.
+/// An existing folder is an error: it is never changed (see `untrusted_folder`).
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    if !dir.exists() {
-        fs::create_dir(dir)?;
-    }
+    fs::create_dir(dir)?;
     set_protected_dacl(dir, PRIVATE_DIR_SDDL)
+}
+
+/// Creates the file `path` (which must not exist) and gives it the owner-only protected DACL
+/// before anything is written into it.
+pub fn create_private_file(path: &Path) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .access_mode(GENERIC_READ | GENERIC_WRITE | READ_CONTROL | WRITE_DAC)
+        .open(path)?;
+    set_protected_dacl(path, PRIVATE_FILE_SDDL)?;
+    Ok(f)
+}
+
+/// Rights in an SDDL access mask that let a trustee change a folder's content or its
+/// security: generic and file "all"/"write", write DAC/owner, delete, and the bits SDDL
+/// prints with directory-service names (DC add file, LC add subfolder, RP write extended
+/// attributes, DT delete child, CR write attributes).
+const WRITE_RIGHTS: [&str; 12] = [
+    "GA", "GW", "FA", "FW", "WD", "WO", "SD", "DC", "LC", "RP", "DT", "CR",
+];
+/// The same as mask bits (an SDDL mask may be printed in hex).
+const WRITE_MASK: u32 = 0x1000_0000 // GENERIC_ALL
+    | 0x4000_0000 // GENERIC_WRITE
+    | 0x0008_0000 // WRITE_OWNER
+    | 0x0004_0000 // WRITE_DAC
+    | 0x0001_0000 // DELETE
+    | 0x0000_0002 // FILE_WRITE_DATA / FILE_ADD_FILE
+    | 0x0000_0004 // FILE_APPEND_DATA / FILE_ADD_SUBDIRECTORY
+    | 0x0000_0010 // FILE_WRITE_EA
+    | 0x0000_0040 // FILE_DELETE_CHILD
+    | 0x0000_0100; // FILE_WRITE_ATTRIBUTES
+
+/// The trustee of the first allow ACE of `sddl` (a `O:..D:..` descriptor) that grants a
+/// write right to anyone but the owner, SYSTEM, Administrators or the creator owner.
+fn other_writer(sddl: &str) -> Option<String> {
+    let owner = sddl
+        .strip_prefix("O:")
+        .and_then(|s| s.split("D:").next())
+        .unwrap_or("");
+    let dacl = sddl.split_once("D:").map_or("", |(_, d)| d);
+    for ace in dacl
+        .split(')')
+        .filter_map(|a| a.split_once('(').map(|(_, a)| a))
+    {
+        let fields: Vec<&str> = ace.split(';').collect();
+        let (Some(kind), Some(rights), Some(trustee)) =
+            (fields.first(), fields.get(2), fields.get(5))
+        else {
+            continue;
+        };
+        if *kind != "A" || ["OW", "SY", "BA", "CO"].contains(trustee) || *trustee == owner {
+            continue;
+        }
+        let writes = match rights
+            .strip_prefix("0x")
+            .or_else(|| rights.strip_prefix("0X"))
+        {
+            Some(hex) => u32::from_str_radix(hex, 16).map_or(true, |m| m & WRITE_MASK != 0),
+            None => (0..rights.len())
+                .step_by(2)
+                .any(|i| WRITE_RIGHTS.contains(&rights.get(i..i + 2).unwrap_or(""))),
+        };
+        if writes {
+            return Some((*trustee).to_string());
+        }
+    }
+    None
+}
+
+/// The SID of the account this process runs as (a copy, owned).
+fn current_user_sid() -> io::Result<Vec<u8>> {
+    use windows_sys::Win32::Foundation::CloseHandle;
+    use windows_sys::Win32::Security::{
+        GetLengthSid, GetTokenInformation, TokenUser, TOKEN_QUERY, TOKEN_USER,
+    };
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+    let mut token: HANDLE = std::ptr::null_mut();
+    // SAFETY: the pseudo-handle of this process; token receives a handle closed below.
+    check(unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) })?;
+    let result = (|| {
+        let mut len = 0u32;
+        // SAFETY: a size query (null buffer); fails with ERROR_INSUFFICIENT_BUFFER by design.
+        unsafe { GetTokenInformation(token, TokenUser, std::ptr::null_mut(), 0, &mut len) };
+        // u64 words: TOKEN_USER's alignment.
+        let mut buf = vec![0u64; (len as usize).div_ceil(8)];
+        // SAFETY: buf holds len bytes.
+        check(unsafe {
+            GetTokenInformation(token, TokenUser, buf.as_mut_ptr().cast(), len, &mut len)
+        })?;
+        // SAFETY: filled by GetTokenInformation with a TOKEN_USER and the SID it points to.
+        let sid = unsafe { (*(buf.as_ptr() as *const TOKEN_USER)).User.Sid };
+        // SAFETY: a valid SID inside buf.
+        let n = unsafe { GetLengthSid(sid) } as usize;
+        // SAFETY: n bytes of the SID.
+        Ok(unsafe { std::slice::from_raw_parts(sid as *const u8, n) }.to_vec())
+    })();
+    // SAFETY: opened above.
+    unsafe { CloseHandle(token) };
+    result
+}
+
+/// Why `dir` cannot be trusted to hold the journal, if so: a symbolic link or junction, not a
+/// folder, owned by someone other than the account running the tool, the Administrators
+/// group or SYSTEM, or writable (its DACL) by another trustee. Never changes it.
+pub fn untrusted_folder(dir: &Path) -> io::Result<Option<String>> {
+    use std::os::windows::fs::MetadataExt;
+    use windows_sys::Win32::Security::Authorization::ConvertSecurityDescriptorToStringSecurityDescriptorW as to_sddl;
+    use windows_sys::Win32::Security::{
+        EqualSid, IsWellKnownSid, WinBuiltinAdministratorsSid, WinLocalSystemSid,
+        OWNER_SECURITY_INFORMATION, PSID,
+    };
+    use windows_sys::Win32::Storage::FileSystem::FILE_ATTRIBUTE_REPARSE_POINT;
+    let m = fs::symlink_metadata(dir)?;
+    if m.file_type().is_symlink() || m.file_attributes() & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
+        return Ok(Some("is a symbolic link or junction".into()));
+    }
+    if !m.is_dir() {
+        return Ok(Some("is not a folder".into()));
+    }
+    let me = current_user_sid()?;
+    let p = wide(dir)?;
+    let mut owner: PSID = std::ptr::null_mut();
+    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    let info = OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION;
+    // SAFETY: valid path; sd receives a LocalAlloc'd descriptor (owner points into it).
+    check_win32(unsafe {
+        GetNamedSecurityInfoW(
+            p.as_ptr(),
+            SE_FILE_OBJECT,
+            info,
+            &mut owner,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut sd,
+        )
+    })?;
+    let result = (|| {
+        // SAFETY: owner points into sd; me is a valid SID.
+        let trusted_owner = unsafe {
+            EqualSid(owner, me.as_ptr() as PSID) != 0
+                || IsWellKnownSid(owner, WinBuiltinAdministratorsSid) != 0
+                || IsWellKnownSid(owner, WinLocalSystemSid) != 0
+        };
+        let mut text: *mut u16 = std::ptr::null_mut();
+        // SAFETY: sd is valid; text receives a LocalAlloc'd string freed below.
+        check(unsafe { to_sddl(sd, SDDL_REVISION_1, info, &mut text, std::ptr::null_mut()) })?;
+        let mut n = 0;
+        // SAFETY: a NUL-terminated string returned by the call above.
+        while unsafe { *text.add(n) } != 0 {
+            n += 1;
+        }
+        // SAFETY: n valid u16s.
+        let sddl = from_wide(unsafe { std::slice::from_raw_parts(text, n) });
+        // SAFETY: allocated by the conversion above.
+        unsafe { LocalFree(text as HLOCAL) };
+        let owner_name = sddl
+            .strip_prefix("O:")
+            .and_then(|s| s.split("D:").next())
+            .unwrap_or("?")
+            .to_string();
+        if !trusted_owner {
+            return Ok(Some(format!(
+                "is owned by {owner_name}, not by the account running the tool or the Administrators"
+            )));
+        }
+        Ok(other_writer(&sddl).map(|who| {
+            format!("can be written by {who} (its DACL); give a folder only its owner, SYSTEM and the Administrators can write")
+        }))
+    })();
+    // SAFETY: allocated by GetNamedSecurityInfoW.
+    unsafe { LocalFree(sd as HLOCAL) };
+    result
 }
 
 pub fn make_private_file(path: &Path) -> io::Result<()> {
@@ -452,6 +626,12 @@ pub fn keep_owner(src: &File, out: &File) -> io::Result<()> {
 /// `keep_owner` by path, for a copy.
 pub fn copy_owner(from: &Path, to: &Path) -> io::Result<()> {
     copy_dacl(Secured::Path(from), Secured::Path(to))
+}
+
+/// A new file or folder inherits its folder's ACL on Windows: nothing to copy (the Unix
+/// side gives it the folder's owner).
+pub fn owner_from_folder(_dir: &Path, _path: &Path) -> io::Result<()> {
+    Ok(())
 }
 
 fn by_handle(path: &Path) -> io::Result<BY_HANDLE_FILE_INFORMATION> {

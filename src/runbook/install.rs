@@ -75,7 +75,13 @@ pub fn installed(runtime: &Path, prefer: Product) -> Result<Found, String> {
     };
     for product in order {
         let file = runtime.join(product.deps_file());
-        if let Ok(text) = std::fs::read_to_string(&file) {
+        if file.is_file() {
+            let text = crate::limits::read_text_limited(
+                &file,
+                crate::limits::MAX_JSON_BYTES,
+                "JSON files",
+            )
+            .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
             return version_in_deps(&text, product, &file.display().to_string());
         }
     }
@@ -93,6 +99,8 @@ pub struct ZipInfo {
     pub found: Found,
     pub names: Vec<String>,
     pub uncompressed: u64,
+    /// Entries whose setuid, setgid or sticky bits extraction strips (a warning each).
+    pub stripped: Vec<String>,
 }
 
 pub fn runtime_zip(zip_path: &Path, prefer: Product) -> Result<ZipInfo, String> {
@@ -101,6 +109,10 @@ pub fn runtime_zip(zip_path: &Path, prefer: Product) -> Result<ZipInfo, String> 
     let mut z =
         zip::ZipArchive::new(f).map_err(|e| format!("{show}: not a readable zip archive: {e}"))?;
     let names: Vec<String> = z.file_names().map(str::to_string).collect();
+    // Symbolic link entries are refused here, before any change (extraction refuses them
+    // too); special mode bits are stripped by extraction.
+    let stripped =
+        crate::steps::extract_zip::check_entries(&mut z).map_err(|e| format!("{show}: {e}"))?;
     let uncompressed = crate::steps::extract_zip::entries_size(&mut z)
         .map_err(|e| format!("{show}: not a readable zip archive: {e}"))?;
     let order = match prefer {
@@ -112,15 +124,17 @@ pub fn runtime_zip(zip_path: &Path, prefer: Product) -> Result<ZipInfo, String> 
         let Ok(mut entry) = z.by_name(name) else {
             continue;
         };
-        let mut text = String::new();
-        entry
-            .read_to_string(&mut text)
-            .map_err(|e| format!("{show}!{name}: cannot read: {e}"))?;
+        // Bounded: the entry's declared size is not trusted.
+        let text =
+            crate::limits::read_bounded(&mut entry, crate::limits::MAX_JSON_BYTES, "JSON files")
+                .and_then(|b| String::from_utf8(b).map_err(std::io::Error::other))
+                .map_err(|e| format!("{show}!{name}: cannot read: {e}"))?;
         let found = version_in_deps(&text, product, &format!("{show}!{name}"))?;
         return Ok(ZipInfo {
             found,
             names,
             uncompressed,
+            stripped,
         });
     }
     Err(format!(

@@ -181,8 +181,8 @@ impl B<'_> {
         );
     }
 
-    /// The database backup, before the first change (a MakeDir first when the backup
-    /// folder is under the root and does not exist yet, so that rollback removes it).
+    /// The database backup, before the first change (a missing SQLite backup folder is
+    /// created owner-only by the step, and removed again by its undo).
     fn backup(&mut self, seed: &str, f: &Facts, note: Option<&str>) {
         let Some(cs) = f.connection_string.clone() else {
             return self.no_db(seed, "back up the database");
@@ -198,15 +198,8 @@ impl B<'_> {
         } else {
             dir
         };
-        if sqlite && !self.o.root.join(&dir).exists() {
-            self.step(
-                seed,
-                Some("the backup folder does not exist yet (removed again by rollback)".into()),
-                StepSpec::MakeDir { path: dir.clone() },
-            );
-        }
         let from = f.connection_string_from.as_deref().unwrap_or_default();
-        let mut n = format!("connection string from {from}; SQLite: online backup API + integrity check; SQL Server: BACKUP DATABASE ... WITH COPY_ONLY, CHECKSUM, INIT + RESTORE VERIFYONLY; its undo restores the database");
+        let mut n = format!("connection string from {from}; SQLite: online backup API + integrity check, the backup owner-only (a missing backup folder is created owner-only and removed again by rollback); SQL Server: BACKUP DATABASE ... WITH COPY_ONLY, CHECKSUM, INIT + RESTORE VERIFYONLY; its undo restores the database");
         if let Some(extra) = note {
             n = format!("{extra}; {n}");
         }
@@ -871,12 +864,15 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
         o.mode.title(),
         o.mode
     );
+    let plan = Plan {
+        title,
+        steps: b.steps,
+    };
+    // Rewritten files are held in the plan: a huge Conf tree cannot make it unstorable.
+    plan.check_size().map_err(|e| vec![e])?;
     Ok(Runbook {
         mode: o.mode,
-        plan: Plan {
-            title,
-            steps: b.steps,
-        },
+        plan,
         items: b.items,
         warnings: f.warnings,
         manual,

@@ -55,7 +55,8 @@ pub struct AgentSource {
 
 fn parse(root: &Path, file: &Path, problems: &mut Vec<String>) -> Option<JsonDoc> {
     let show = file.strip_prefix(root).unwrap_or(file);
-    let text = match std::fs::read(file) {
+    let text = match crate::limits::read_limited(file, crate::limits::MAX_JSON_BYTES, "JSON files")
+    {
         Ok(b) => match String::from_utf8(b) {
             Ok(t) => t,
             Err(e) => {
@@ -104,7 +105,10 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
         }
     };
     let zip = match install::runtime_zip(&o.runtime_zip, product) {
-        Ok(z) if z.found.is(TO_VERSION) => Some(z),
+        Ok(z) if z.found.is(TO_VERSION) => {
+            warnings.extend(z.stripped.iter().cloned());
+            Some(z)
+        }
         Ok(z) => {
             problems.push(format!(
                 "{}: the runtime zip holds version {}, not {TO_VERSION}.x",
@@ -227,9 +231,23 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
         }
     }
 
-    // 4. Configuration XML (migrated at plan time; line/column on error).
+    // 3b. Symbolic links under the folders the upgrade changes: never followed, refused by
+    // name (a rewrite or a move through one would land outside the installation).
     let conf_dir = root.join("Conf");
-    let conf = if o.mode != Mode::Server && conf_dir.is_dir() {
+    let links = symlinks_under(
+        root,
+        &[
+            runtime.clone(),
+            conf_dir.clone(),
+            super::temp_dir(o),
+            super::work_dir(o),
+        ],
+    );
+    let conf_has_links = links.iter().any(|l| l.starts_with("Conf"));
+    problems.extend(links);
+
+    // 4. Configuration XML (migrated at plan time; line/column on error).
+    let conf = if o.mode != Mode::Server && conf_dir.is_dir() && !conf_has_links {
         match configuration::migrate_tree(&conf_dir, &ids) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -388,6 +406,38 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
         connection_string_from,
         connection_string,
     })
+}
+
+/// Every symbolic link (on Windows also a junction) under `dirs`, or one of `dirs` itself,
+/// as a refusal naming it and its target; links are never followed.
+fn symlinks_under(root: &Path, dirs: &[PathBuf]) -> Vec<String> {
+    const SHOWN: usize = 20;
+    let mut found = Vec::new();
+    for dir in dirs {
+        let walk = walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .follow_root_links(false)
+            .sort_by_file_name();
+        // Unreadable entries are reported by the checks that read them.
+        for e in walk.into_iter().filter_map(Result::ok) {
+            if e.file_type().is_symlink() {
+                let target = std::fs::read_link(e.path())
+                    .map(|t| format!(" (to {})", t.display()))
+                    .unwrap_or_default();
+                let show = e.path().strip_prefix(root).unwrap_or(e.path());
+                found.push(format!(
+                    "{}: is a symbolic link{target}: the upgrade never follows links under Runtime, Conf, Temp or Work; replace it with the file or folder it points to",
+                    show.display()
+                ));
+            }
+        }
+    }
+    if found.len() > SHOWN {
+        let more = found.len() - SHOWN;
+        found.truncate(SHOWN);
+        found.push(format!("... and {more} more symbolic links"));
+    }
+    found
 }
 
 /// The version the database records (a fresh session of its own, closed at once).

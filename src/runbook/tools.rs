@@ -22,7 +22,7 @@ fn check_version(version: &str, problems: &mut Refusals) {
 }
 
 fn parse(file: &Path, problems: &mut Refusals) -> Option<JsonDoc> {
-    match std::fs::read_to_string(file) {
+    match crate::limits::read_text_limited(file, crate::limits::MAX_JSON_BYTES, "JSON files") {
         Ok(t) => JsonDoc::parse(file, &t)
             .map_err(|e| problems.push(format!("malformed JSON: {e}")))
             .ok(),

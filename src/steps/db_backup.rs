@@ -31,6 +31,11 @@ struct Detail {
     file: PathBuf,
     /// The version recorded in the database, when it records one.
     version: Option<String>,
+    /// SQLite: the backup folder did not exist; the step creates it owner-only (mode 0700,
+    /// a protected DACL on Windows) and its undo removes it again. An existing folder is
+    /// used as it is.
+    #[serde(default)]
+    creates_dir: bool,
 }
 
 impl DatabaseBackup {
@@ -78,7 +83,14 @@ impl Step for DatabaseBackup {
 
     fn check(&self, view: &mut PlanView) -> std::result::Result<(), String> {
         if self.is_sqlite() {
-            view.require(&self.dir())?;
+            let dir = self.dir();
+            if view.exists(&dir) == super::view::Exists::No {
+                // Created by the step itself, owner-only.
+                if let Some(parent) = dir.parent() {
+                    view.require(parent)?;
+                }
+                view.created(&dir);
+            }
         }
         connect_check(&self.connection, &self.root)?;
         view.created(&backup_marker(&self.root, &self.connection));
@@ -98,6 +110,7 @@ impl Step for DatabaseBackup {
             connection: db::redact(&self.connection),
             file,
             version,
+            creates_dir: self.is_sqlite() && self.dir().symlink_metadata().is_err(),
         };
         Ok(Intent {
             touches: Vec::new(),
@@ -108,6 +121,10 @@ impl Step for DatabaseBackup {
     fn apply(&self, ctx: &StepContext, intent: &Intent) -> Result<Outcome> {
         let d = Self::detail(intent)?;
         let t = self.target()?;
+        if d.creates_dir {
+            let dir = self.dir();
+            durable_fs::create_private_dir(&dir).map_err(super::io("creating", &dir))?;
+        }
         db::with_session(&t, |db| db.backup(&d.file)).map_err(refused)?;
         self.note_backup(ctx, &d)?;
         Ok(Outcome {
@@ -132,6 +149,9 @@ impl Step for DatabaseBackup {
         if self.is_sqlite() {
             let d = Self::detail(intent)?;
             remove_leftovers(&d.file)?;
+            if !d.file.exists() {
+                self.remove_created_dir(&d)?;
+            }
         }
         Ok(())
     }
@@ -164,8 +184,20 @@ impl Step for DatabaseBackup {
             durable_fs::move_path(&d.file, &dest, ctx.on_bytes)
                 .map_err(super::io("moving to the trash", &d.file))?;
             remove_leftovers(&d.file)?;
+            self.remove_created_dir(&d)?;
         }
         Ok(())
+    }
+}
+
+impl DatabaseBackup {
+    /// The backup folder the step created, once empty again (absent already: nothing to do).
+    fn remove_created_dir(&self, d: &Detail) -> Result<()> {
+        let dir = self.dir();
+        if !d.creates_dir || dir.symlink_metadata().is_err() {
+            return Ok(());
+        }
+        durable_fs::remove_empty_dir(&dir).map_err(super::io("removing", &dir))
     }
 }
 

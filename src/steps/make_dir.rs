@@ -54,6 +54,11 @@ impl Step for MakeDir {
 
     fn apply(&self, _ctx: &StepContext, _intent: &Intent) -> Result<Outcome> {
         durable_fs::create_dir_all(&self.path).map_err(io("creating", &self.path))?;
+        // Made by the account running the tool: it belongs to the owner of its folder.
+        if let Some(parent) = self.path.parent() {
+            crate::platform::owner_from_folder(parent, &self.path)
+                .map_err(io("setting the owner of", &self.path))?;
+        }
         let after = Manifest::of(&self.path).map_err(io("reading", &self.path))?;
         Ok(Outcome {
             after: vec![(0, after)],

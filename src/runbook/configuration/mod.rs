@@ -834,4 +834,19 @@ mod tests {
             )
         );
     }
+
+    #[test]
+    fn a_dtd_is_refused_naming_file_line_and_column() {
+        for doc in [
+            "<?xml version=\"1.0\"?>\n<!DOCTYPE a [<!ENTITY x \"xx\"><!ENTITY y \"&x;&x;\">]>\n<a>&y;</a>",
+            "<?xml version=\"1.0\"?>\n<!DOCTYPE a SYSTEM \"file:///etc/passwd\">\n<a/>",
+            "<?xml version=\"1.0\"?>\n<!DOCTYPE a PUBLIC \"-//x//y\" \"http://example.com/a.dtd\">\n<a/>",
+        ] {
+            let e = migrate_file(Path::new(F), doc.as_bytes(), &ids()).unwrap_err();
+            assert!(
+                e.to_string().starts_with("Conf/test.xml:2:1: a DTD"),
+                "{doc}: {e}"
+            );
+        }
+    }
 }

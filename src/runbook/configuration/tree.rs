@@ -36,15 +36,26 @@ pub struct TreeMigration {
 }
 
 /// Migrates every `*.xml` file (extension case-insensitive) under `src_dir`; other files are
-/// listed as [`FileOutcome::Unchanged`]. Symbolic links are followed. Nothing is written.
+/// listed as [`FileOutcome::Unchanged`]. Symbolic links are never followed: one is an error
+/// naming it (a rewrite through it could land outside the installation). Files over
+/// [`crate::limits::MAX_XML_BYTES`] are refused. Nothing is written.
 pub fn migrate_tree(src_dir: &Path, ids: &IdMap) -> Result<TreeMigration, XmlError> {
     let mut result = TreeMigration::default();
-    let walker = WalkDir::new(src_dir).follow_links(true).sort_by_file_name();
+    let walker = WalkDir::new(src_dir)
+        .follow_links(false)
+        .follow_root_links(false)
+        .sort_by_file_name();
     for entry in walker {
         let entry = entry.map_err(|e| {
             let path = e.path().unwrap_or(src_dir).to_path_buf();
             XmlError::io(&path, e.to_string())
         })?;
+        if entry.file_type().is_symlink() {
+            return Err(XmlError::io(
+                entry.path(),
+                "is a symbolic link: refused, never followed (replace it with what it points to)",
+            ));
+        }
         if entry.file_type().is_dir() {
             continue;
         }
@@ -57,7 +68,9 @@ pub fn migrate_tree(src_dir: &Path, ids: &IdMap) -> Result<TreeMigration, XmlErr
             .extension()
             .is_some_and(|ext| ext.eq_ignore_ascii_case("xml"));
         let outcome = if is_xml {
-            let bytes = std::fs::read(path).map_err(|e| XmlError::io(path, e.to_string()))?;
+            let bytes =
+                crate::limits::read_limited(path, crate::limits::MAX_XML_BYTES, "XML files")
+                    .map_err(|e| XmlError::io(path, e.to_string()))?;
             let migration = migrate_file(path, &bytes, ids)?;
             result.changes.extend(migration.changes);
             result.encryption.merge(migration.encryption);
@@ -215,5 +228,27 @@ mod tests {
         assert_eq!(e.kind, XmlErrorKind::Io);
         assert_eq!(e.file, missing);
         assert_eq!((e.line, e.column), (0, 0));
+    }
+
+    #[test]
+    fn a_symlink_in_the_tree_is_refused_never_followed() {
+        let tmp = TempDir::new("links");
+        let outside = TempDir::new("outside");
+        fs::write(outside.0.join("Outside.xml"), "<ConfigurationFile/>").unwrap();
+        let conf = tmp.0.join("Conf");
+        fs::create_dir_all(conf.join("Connectors")).unwrap();
+        fs::write(conf.join("A.xml"), "<ConfigurationFile/>").unwrap();
+        for (link, target) in [
+            ("Connectors/Linked.xml", outside.0.join("Outside.xml")),
+            ("Connectors/LinkedDir", outside.0.clone()),
+        ] {
+            crate::platform::symlink(&target, &conf.join(link)).unwrap();
+            let e = migrate_tree(&conf, &IdMap::new()).unwrap_err();
+            assert_eq!(e.kind, XmlErrorKind::Io);
+            assert_eq!(e.file, conf.join(link));
+            assert!(e.message.contains("is a symbolic link"), "{e}");
+            crate::durable_fs::remove_path(&conf.join(link)).unwrap();
+        }
+        assert_eq!(migrate_tree(&conf, &IdMap::new()).unwrap().files.len(), 1);
     }
 }

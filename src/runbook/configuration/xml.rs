@@ -118,6 +118,7 @@ pub(crate) fn walk<'a>(
     // Open elements: (qualified name, offset of its name).
     let mut open: Vec<(&'a str, usize)> = Vec::new();
     loop {
+        let event_start = body_start + reader.buffer_position() as usize;
         let event = match reader.read_event() {
             Ok(ev) => ev,
             Err(e) => {
@@ -126,6 +127,24 @@ pub(crate) fn walk<'a>(
             }
         };
         let (start, is_start) = match event {
+            // Configuration files have no DTD; one could declare entities (external ones, or
+            // ones that expand without bound). A DTD (internal subset, or SYSTEM / PUBLIC) is
+            // refused, never read; a bare `<!DOCTYPE Name>` declares nothing and passes.
+            Event::DocType(doctype) => {
+                let (_, decl) = reborrow(&doctype)?;
+                let external = decl
+                    .split_ascii_whitespace()
+                    .any(|w| w == "SYSTEM" || w == "PUBLIC");
+                if decl.contains('[') || external {
+                    return Err(err(
+                        event_start,
+                        XmlErrorKind::Malformed,
+                        "a DTD (<!DOCTYPE ... [...]> or SYSTEM/PUBLIC) is refused: Usercube configuration files have none, and a DTD can declare entities"
+                            .into(),
+                    ));
+                }
+                continue;
+            }
             Event::Start(start) => (start, true),
             Event::Empty(start) => (start, false),
             Event::End(end) => {
