@@ -125,7 +125,10 @@ impl ReencryptFiles {
             .get_or_init(|| {
                 // The key pair is proven here, in preflight: staged headers are then checked
                 // by wrapping again, without a private-key operation per file.
-                let cert = self.certificate.load(&self.root).map_err(|e| e.to_string())?;
+                let cert = self
+                    .certificate
+                    .load(&self.root)
+                    .map_err(|e| e.to_string())?;
                 cert.prove_key_pair().map_err(|e| e.to_string())?;
                 Ok(Arc::new(cert))
             })
