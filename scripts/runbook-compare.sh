@@ -34,6 +34,10 @@
 # `decrypt-file` and the plaintexts compared).
 set -euo pipefail
 
+for tool in hyperfine jq sqlite3 unzip; do
+    command -v "$tool" >/dev/null || { echo "runbook-compare.sh: $tool is needed (e.g. apt-get install $tool)" >&2; exit 2; }
+done
+
 FILES=${1:-50000}
 BYTES=${2:-2G}
 ROWS=${3:-200000}
