@@ -1118,23 +1118,35 @@ fn demo_encrypted_files_are_legacy_and_get_reencrypted() {
     use usercube_upgrade::crypto::{is_legacy, is_new_format, LegacyReader, NewFormatReader};
     let cert = demo::demo_certificate();
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let args = ["demo", "--files", "20", "--bytes", "20K", "--encrypted-files", "40"];
+    let args = [
+        "demo",
+        "--files",
+        "20",
+        "--bytes",
+        "20K",
+        "--encrypted-files",
+        "40",
+    ];
     let bulk = |root: &std::path::Path| -> Vec<(String, Vec<u8>)> {
-        let mut v: Vec<(String, Vec<u8>)> =
-            std::fs::read_dir(root.join(demo::BULK_ENCRYPTED_DIR))
-                .unwrap()
-                .map(|e| e.unwrap())
-                .filter(|e| e.file_name().to_string_lossy().starts_with("AD_Bulk_"))
-                .map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    (name, std::fs::read(e.path()).unwrap())
-                })
-                .collect();
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(root.join(demo::BULK_ENCRYPTED_DIR))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("AD_Bulk_"))
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, std::fs::read(e.path()).unwrap())
+            })
+            .collect();
         v.sort();
         v
     };
     let before = tmp.path().join("before");
-    let out = bin().args(args).arg("--no-run").arg(&before).output().unwrap();
+    let out = bin()
+        .args(args)
+        .arg("--no-run")
+        .arg(&before)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let legacy = bulk(&before);
     assert_eq!(legacy.len(), 40);
@@ -1146,7 +1158,11 @@ fn demo_encrypted_files_are_legacy_and_get_reencrypted() {
             .unwrap()
             .read_to_end(&mut p)
             .unwrap();
-        assert!((4096..=16384).contains(&p.len()), "{name}: {} bytes", p.len());
+        assert!(
+            (4096..=16384).contains(&p.len()),
+            "{name}: {} bytes",
+            p.len()
+        );
         plain.push(p);
     }
 

@@ -20,8 +20,18 @@ fn key_der() -> Vec<u8> {
         assert!(ok.success(), "openssl {args:?}");
     };
     let (pem_s, der_s) = (pem.to_str().unwrap(), path.to_str().unwrap());
-    run(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", pem_s]);
-    run(&["pkcs8", "-topk8", "-nocrypt", "-in", pem_s, "-outform", "DER", "-out", der_s]);
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        pem_s,
+    ]);
+    run(&[
+        "pkcs8", "-topk8", "-nocrypt", "-in", pem_s, "-outform", "DER", "-out", der_s,
+    ]);
     let der = std::fs::read(&path).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     der
@@ -61,8 +71,7 @@ mod rsa_crate {
 #[cfg(feature = "aws-lc")]
 mod aws_lc {
     use aws_lc_rs::rsa::{
-        OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey,
-        OAEP_SHA1_MGF1SHA1,
+        OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey, OAEP_SHA1_MGF1SHA1,
     };
     pub struct C(OaepPrivateDecryptingKey, OaepPublicEncryptingKey);
     pub fn new(der: &[u8]) -> C {
@@ -76,13 +85,21 @@ mod aws_lc {
         }
         fn wrap(&self, key: &[u8]) -> Vec<u8> {
             let mut out = vec![0u8; self.1.ciphertext_size()];
-            let n = self.1.encrypt(&OAEP_SHA1_MGF1SHA1, key, &mut out, None).unwrap().len();
+            let n = self
+                .1
+                .encrypt(&OAEP_SHA1_MGF1SHA1, key, &mut out, None)
+                .unwrap()
+                .len();
             out.truncate(n);
             out
         }
         fn unwrap(&self, w: &[u8]) -> Vec<u8> {
             let mut out = vec![0u8; self.0.min_output_size()];
-            let n = self.0.decrypt(&OAEP_SHA1_MGF1SHA1, w, &mut out, None).unwrap().len();
+            let n = self
+                .0
+                .decrypt(&OAEP_SHA1_MGF1SHA1, w, &mut out, None)
+                .unwrap()
+                .len();
             out.truncate(n);
             out
         }
@@ -103,13 +120,19 @@ mod ossl {
         }
         fn wrap(&self, key: &[u8]) -> Vec<u8> {
             let mut out = vec![0u8; self.0.size() as usize];
-            let n = self.0.public_encrypt(key, &mut out, Padding::PKCS1_OAEP).unwrap();
+            let n = self
+                .0
+                .public_encrypt(key, &mut out, Padding::PKCS1_OAEP)
+                .unwrap();
             out.truncate(n);
             out
         }
         fn unwrap(&self, w: &[u8]) -> Vec<u8> {
             let mut out = vec![0u8; self.0.size() as usize];
-            let n = self.0.private_decrypt(w, &mut out, Padding::PKCS1_OAEP).unwrap();
+            let n = self
+                .0
+                .private_decrypt(w, &mut out, Padding::PKCS1_OAEP)
+                .unwrap();
             out.truncate(n);
             out
         }
