@@ -1,7 +1,7 @@
 //! The whole re-encryption step on many small files, through the real binary, against `cp -a`
 //! of the same folder followed by `sync -f` (issue 5's "throughput against cp", at the scale of
-//! a Temp folder full of exports, where the per-file costs dominate: two RSA key unwraps at
-//! most, an fsync, a journal record, a rename).
+//! a Temp folder full of exports, where the per-file costs dominate: one RSA private-key
+//! operation (the legacy key's unwrap), a share of one `syncfs`, a journal record, a rename).
 //!
 //! `cargo build --release --bins --examples && target/release/examples/reencrypt_many [FILES]
 //! [KIB] [DIR]` (defaults: 2000 files of 16 KiB under `target/`). Needs the `openssl` command

@@ -3,8 +3,10 @@
 # demo installation against a plain bash script doing the same work, step by step, with
 # mv, cp -a, unzip, rm -rf and sqlite3, each on a fresh copy of the same installation.
 #
-# usage: scripts/runbook-compare.sh [FILES [BYTES [ROWS [RUNS]]]]
-#   defaults: the issue's large demo, 50000 runtime files, 2G, 200000 rows per table, 3 runs.
+# usage: scripts/runbook-compare.sh [FILES [BYTES [ROWS [RUNS [ENCRYPTED]]]]]
+#   defaults: the issue's large demo, 50000 runtime files, 2G, 200000 rows per table, 3 runs,
+#   and 3000 small legacy-encrypted agent files (`demo --encrypted-files`, 4-16 KiB each)
+#   besides the demo's own few, as a real agent installation holds (issue 15).
 # env: CARGO_TARGET_DIR (default ./target), WORK (scratch folder, default a new mktemp -d;
 #      needs about 5 times BYTES free), CARGO (default cargo; e.g. CARGO="nice -n 15 cargo").
 #
@@ -16,9 +18,11 @@
 #   (the appsettings and configuration migrations are computed when the plan is built, so
 #   the plain script copies those precomputed results: it does no migration work);
 #   database-version-upgrade -> nothing (the demo has no vendor tool: the engine skips it
-#   too); reencrypt-files -> `usercube-upgrade decrypt-file` then `encrypt-file` on the same
-#   legacy-encrypted files (no plain tool reads the 5.1 format or writes ours; these are
-#   the vendor's Decrypt-File/Encrypt-File jobs, unjournaled).
+#   too); reencrypt-files -> scripts/peer-reencrypt.py: the same conversion by Python's
+#   `cryptography` (OpenSSL) in one process, as an administrator would script it (no plain
+#   command-line tool reads the 5.1 format or writes ours). Without `cryptography` the plain
+#   script falls back, with a message, to our `decrypt-file` then `encrypt-file` subcommands
+#   (the vendor's Decrypt-File/Encrypt-File jobs, unjournaled).
 # sqlite3 commits durably on its own; nothing else in the plain script fsyncs. The engine
 # journals and fsyncs everything, so a second figure times the plain script plus `sync`.
 #
@@ -26,13 +30,19 @@
 # folder (.usercube-upgrade, holding the trash: Temp/Collect, the replaced files, the
 # re-encrypted originals, the deleted rows), the backup file's name in DatabaseBackup (both
 # backups are checked to hold the starting rows), the database file (compared by a dump of
-# every table) and the re-encrypted files (random keys: compared after decryption).
+# every table) and the re-encrypted files (random keys: each side's are decrypted with
+# `decrypt-file` and the plaintexts compared).
 set -euo pipefail
+
+for tool in hyperfine jq sqlite3 unzip; do
+    command -v "$tool" >/dev/null || { echo "runbook-compare.sh: $tool is needed (e.g. apt-get install $tool)" >&2; exit 2; }
+done
 
 FILES=${1:-50000}
 BYTES=${2:-2G}
 ROWS=${3:-200000}
 RUNS=${4:-3}
+ENCRYPTED=${5:-3000}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$HERE/target}
 CARGO=${CARGO:-cargo}
@@ -49,17 +59,27 @@ ZIP_NAME=Runtime_5.2.3.3180.zip
 ZIP=$WORK/$ZIP_NAME
 CERT=$WORK/demo-agent.pfx
 PASS=usercube-demo
+PEER=$HERE/scripts/peer-reencrypt.py
+if python3 -c 'import cryptography' 2>/dev/null; then
+    PLAIN_REENCRYPT=peer
+else
+    PLAIN_REENCRYPT=subcommands
+    echo "== Python's cryptography is missing (pip install cryptography): the plain script" \
+        "re-encrypts with usercube-upgrade decrypt-file + encrypt-file instead" >&2
+fi
 
 echo "== building (release)"
 (cd "$HERE" && $CARGO build --release --quiet --bin usercube-upgrade)
 
-if [ ! -f "$PRISTINE/.complete" ]; then
-    echo "== demo installation: --files $FILES --bytes $BYTES --rows $ROWS"
+SIZE="--files $FILES --bytes $BYTES --rows $ROWS --encrypted-files $ENCRYPTED"
+if [ "$(cat "$PRISTINE/.complete" 2>/dev/null)" != "$SIZE" ]; then
+    echo "== demo installation: $SIZE"
     rm -rf "$PRISTINE"
-    "$BIN" demo "$PRISTINE" --no-run --files "$FILES" --bytes "$BYTES" --rows "$ROWS" | sed 's/^/   /'
+    # shellcheck disable=SC2086 # $SIZE is a list of options
+    "$BIN" demo "$PRISTINE" --no-run $SIZE | sed 's/^/   /'
     mv "$PRISTINE/$ZIP_NAME" "$ZIP"
     cp "$PRISTINE/Certs/demo-agent.pfx" "$CERT"
-    touch "$PRISTINE/.complete"
+    echo "$SIZE" > "$PRISTINE/.complete"
 fi
 du -sh "$PRISTINE" "$ZIP" | sed 's/^/   /'
 
@@ -97,6 +117,8 @@ elif $a.key == "database-backup" then
 elif $a.key == "delete-rows" then "sqlite3 \($v.connection | db) 'DELETE FROM \($v.table);'"
 elif $a.key == "database-version-upgrade" then
   ": the vendor tool is absent in the demo: skipped, as the engine does"
+elif $a.key == "reencrypt-files" and $reencrypt == "peer" then
+  "python3 \"$PEER\" \"$PFX\" \"$PASS\" \(($v.folders | map(@sh)) + ($v.files | map(glob)) | join(" "))"
 elif $a.key == "reencrypt-files" then
   "mapfile -d '' enc < <(legacy \(($v.folders | map(@sh)) + ($v.files | map(glob)) | join(" ")))\n" +
   "\"$BIN\" decrypt-file --quiet --files \"${enc[@]}\" \"${CERT[@]}\"\n" +
@@ -112,6 +134,7 @@ PLAIN=$WORK/plain.sh
     echo "PRE=$(printf '%q' "$PRE")"
     echo "BIN=$(printf '%q' "$BIN")"
     echo "CERT=(--file-cert-file $(printf '%q' "$CERT") --file-cert-password $PASS)"
+    echo "PEER=$(printf '%q' "$PEER") PFX=$(printf '%q' "$CERT") PASS=$PASS"
     cat <<'SH'
 # The legacy-encrypted (5.1) files among folders (searched) and files: first bytes 93 10 01 00.
 legacy() {
@@ -120,7 +143,7 @@ legacy() {
     done
 }
 SH
-    jq -r -f "$WORK/plain.jq" "$WORK/plan.json"
+    jq -r --arg reencrypt "$PLAIN_REENCRYPT" -f "$WORK/plain.jq" "$WORK/plan.json"
 } > "$PLAIN"
 chmod +x "$PLAIN"
 sed 's/^/   /' "$WORK/plan-steps.txt"
@@ -145,25 +168,36 @@ for side in engine plain; do
         { echo "database differs ($side)" >&2; exit 1; }
     b=$(find "$t/DatabaseBackup" -type f | head -1)
     [ "$(dump "$b")" = "$START_DUMP" ] || { echo "$side: the backup does not hold the starting rows" >&2; exit 1; }
-    # New-format files hold random keys: compare what they decrypt to.
+    # New-format files hold random keys: each side's are decrypted (one decrypt-file call)
+    # and then compared as plaintext; the encrypted files themselves leave the diff below.
     mapfile -d '' files < <(cd "$t" && find Temp Work -type f -print0)
     newfmt=()
     for f in "${files[@]}"; do
-        if [ "$(head -c 4 "$t/$f" | od -An -tx1 | tr -d ' \n')" = 93100100 ]; then
+        magic=$(head -c 5 "$t/$f" | od -An -tx1 | tr -d ' \n')
+        if [ "${magic:0:8}" = 93100100 ]; then
             echo "$side: $f is still in the legacy format" >&2; exit 1
         fi
-        if "$BIN" decrypt-file --quiet --files "$t/$f" --file-cert-file "$CERT" \
-            --file-cert-password "$PASS" >/dev/null 2>&1; then newfmt+=("$f"); fi
+        if [ "$magic" = 5543454e43 ]; then newfmt+=("$t/$f"); fi
     done
+    rm -rf "$WORK/decrypted-$side" && mkdir -p "$WORK/decrypted-$side"
+    "$BIN" decrypt-file --quiet --files "${newfmt[@]}" --output-path "$WORK/decrypted-$side" \
+        --file-cert-file "$CERT" --file-cert-password "$PASS"
+    rm -f -- "${newfmt[@]}"
     echo "   $side: ${#newfmt[@]} re-encrypted files (the demo holds $LEGACY legacy-encrypted files)"
+    [ "${#newfmt[@]}" = "$LEGACY" ] || { echo "$side: not every legacy file was re-encrypted" >&2; exit 1; }
 done
+if ! diff -r "$WORK/decrypted-engine" "$WORK/decrypted-plain" >/dev/null; then
+    echo "the re-encrypted files of the engine and of the plain script decrypt to different bytes" >&2
+    exit 1
+fi
 if ! diff -r -x .usercube-upgrade -x DatabaseBackup -x Usercube.sqlite "$WORK/after-engine" "$WORK/after-plain" >/dev/null; then
     echo "the engine and the plain script end with different trees:" >&2
     diff -rq -x .usercube-upgrade -x DatabaseBackup -x Usercube.sqlite "$WORK/after-engine" "$WORK/after-plain" >&2 || true
     exit 1
 fi
-rm -rf "$WORK/after-engine" "$WORK/after-plain"
+rm -rf "$WORK/after-engine" "$WORK/after-plain" "$WORK/decrypted-engine" "$WORK/decrypted-plain"
 echo "   same tree (journal folder and backup file name aside; database rows equal; re-encrypted files equal once decrypted)"
+echo "   plain re-encryption: $PLAIN_REENCRYPT"
 
 echo "== timing, $RUNS runs each, fresh copy + sync before every run (not timed)"
 echo "   load before timing: $(cut -d' ' -f1-3 /proc/loadavg)"

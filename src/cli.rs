@@ -300,6 +300,10 @@ pub enum Command {
         /// Rows per UJ table of the demo database.
         #[arg(long, value_name = "N", default_value_t = 1000)]
         rows: u64,
+        /// Extra legacy-encrypted exports of 4-16 KiB in Temp/ExportOutput (a real agent
+        /// holds thousands; the re-encryption step converts them).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        encrypted_files: usize,
     },
     /// Encrypt files in the new format for a certificate (like the vendor's Encrypt-File).
     /// All files are written and verified before any is replaced; on error nothing changes.
@@ -666,13 +670,14 @@ pub fn run(args: Args) -> Result<()> {
             files,
             bytes,
             rows,
+            encrypted_files,
         } => {
             let size = runbook::demo::DemoSize {
                 files,
                 bytes: runbook::demo::parse_size(&bytes).map_err(Error::Usage)?,
                 rows,
             };
-            demo(dir, no_run, size, opts)
+            demo(dir, no_run, size, encrypted_files, opts)
         }
         Command::EncryptFile {
             files,
@@ -1067,6 +1072,7 @@ fn demo(
     dir: Option<PathBuf>,
     no_run: bool,
     size: runbook::demo::DemoSize,
+    encrypted_files: usize,
     opts: Options,
 ) -> Result<()> {
     let root = match dir {
@@ -1091,11 +1097,13 @@ fn demo(
             root.display()
         )));
     }
-    runbook::demo::create(&root, size).map_err(|source| Error::Io {
-        what: "writing the demo installation into",
-        path: root.clone(),
-        source,
-    })?;
+    runbook::demo::create(&root, size)
+        .and_then(|()| runbook::demo::add_encrypted_files(&root, encrypted_files))
+        .map_err(|source| Error::Io {
+            what: "writing the demo installation into",
+            path: root.clone(),
+            source,
+        })?;
     let root = engine::canonical_root(&root)?;
     println!(
         "demo Usercube {} installation written to {}",

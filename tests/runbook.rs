@@ -1108,3 +1108,76 @@ fn run_without_the_pfx_password_is_refused_before_any_change() {
     );
     assert_same(&start, &snapshot(&d.root), "refused: nothing changed");
 }
+
+/// `demo --encrypted-files N`: N legacy-encrypted exports of 4-16 KiB of plaintext, which the
+/// demo's upgrade re-encrypts (two demos of the same size are identical: one is read before,
+/// the other after the upgrade).
+#[test]
+fn demo_encrypted_files_are_legacy_and_get_reencrypted() {
+    use std::io::Read;
+    use usercube_upgrade::crypto::{is_legacy, is_new_format, LegacyReader, NewFormatReader};
+    let cert = demo::demo_certificate();
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let args = [
+        "demo",
+        "--files",
+        "20",
+        "--bytes",
+        "20K",
+        "--encrypted-files",
+        "40",
+    ];
+    let bulk = |root: &std::path::Path| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(root.join(demo::BULK_ENCRYPTED_DIR))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("AD_Bulk_"))
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = tmp.path().join("before");
+    let out = bin()
+        .args(args)
+        .arg("--no-run")
+        .arg(&before)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let legacy = bulk(&before);
+    assert_eq!(legacy.len(), 40);
+    let mut plain = Vec::new();
+    for (name, bytes) in &legacy {
+        assert!(is_legacy(bytes), "{name} is legacy-encrypted");
+        let mut p = Vec::new();
+        LegacyReader::new(cert, &bytes[..])
+            .unwrap()
+            .read_to_end(&mut p)
+            .unwrap();
+        assert!(
+            (4096..=16384).contains(&p.len()),
+            "{name}: {} bytes",
+            p.len()
+        );
+        plain.push(p);
+    }
+
+    let after = tmp.path().join("after");
+    let out = bin().args(args).arg(&after).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let converted = bulk(&after);
+    assert_eq!(converted.len(), 40);
+    for ((name, bytes), p) in converted.iter().zip(&plain) {
+        assert!(is_new_format(bytes), "{name} is re-encrypted");
+        let mut back = Vec::new();
+        NewFormatReader::new(cert, &bytes[..])
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == *p, "{name} decrypts to its plaintext");
+    }
+}

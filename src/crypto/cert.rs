@@ -8,10 +8,13 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use p12_keystore::error::Error as P12Error;
 use p12_keystore::Pkcs12Archive;
+use rand::rngs::{OsRng, StdRng};
+use rand::{RngCore, SeedableRng};
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use rsa::traits::PublicKeyParts;
 use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
@@ -33,6 +36,11 @@ pub struct Certificate {
     /// Legacy data keys already unwrapped, by SHA-256 of the wrapped value (see
     /// [`Certificate::unwrap_legacy_key`]).
     legacy_keys: Arc<Mutex<HashMap<[u8; 32], Vec<u8>>>>,
+    /// Whether the private key unwrapped what the public key wrapped, once per certificate
+    /// (and its clones): see [`Certificate::prove_key_pair`].
+    key_pair: Arc<OnceLock<bool>>,
+    /// Private-key operations done with this certificate (and its clones).
+    private_ops: Arc<AtomicU64>,
 }
 
 /// Where the private-key operations happen.
@@ -145,6 +153,8 @@ impl Certificate {
                 private_key: PrivateKey::Rsa(Box::new(private_key)),
                 public_key,
                 legacy_keys: Arc::default(),
+                key_pair: Arc::default(),
+                private_ops: Arc::default(),
             });
         }
         Err(first_error.unwrap_or(CryptoError::NoPrivateKey { path }))
@@ -212,11 +222,14 @@ impl Certificate {
             private_key: PrivateKey::Os(Arc::new(key)),
             public_key,
             legacy_keys: Arc::default(),
+            key_pair: Arc::default(),
+            private_ops: Arc::default(),
         })
     }
 
     /// RSA-OAEP(SHA-256) decryption of a new-format header's wrapped key.
     pub(crate) fn unwrap_key_sha256(&self, wrapped: &[u8]) -> Option<Vec<u8>> {
+        self.private_ops.fetch_add(1, Ordering::Relaxed);
         self.private_key.decrypt_oaep(true, wrapped)
     }
 
@@ -232,9 +245,69 @@ impl Certificate {
         if let Some(key) = memo().get(&id) {
             return Some(key.clone());
         }
+        self.private_ops.fetch_add(1, Ordering::Relaxed);
         let key = self.private_key.decrypt_oaep(false, wrapped)?;
         memo().insert(id, key.clone());
         Some(key)
+    }
+
+    /// RSA-OAEP(SHA-256) encryption of `key` for this certificate, with the OAEP seed drawn
+    /// from a generator seeded by `seed`: the same `key` and `seed` give the same bytes, so a
+    /// writer that keeps both can check its header later with this public-key operation
+    /// alone (`encryption-format.md`, "Verifying a header without the private key").
+    pub(crate) fn wrap_key_sha256(
+        &self,
+        key: &[u8],
+        seed: [u8; 32],
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.public_key
+            .encrypt(&mut StdRng::from_seed(seed), Oaep::new::<Sha256>(), key)
+            .map_err(|e| CryptoError::Rsa(e.to_string()))
+    }
+
+    /// Proves that the private key unwraps what the public key wraps: one round trip of a
+    /// random key, RSA-OAEP(SHA-256), the first time it is called for this certificate (or a
+    /// clone); later calls return the remembered answer. It is what lets a header be verified
+    /// by wrapping again instead of unwrapping (one private-key operation per run instead of
+    /// one per file): a PFX or an OS store entry whose private key belongs to another public
+    /// key fails here, before any file is replaced.
+    pub fn prove_key_pair(&self) -> Result<(), CryptoError> {
+        let matched = *self.key_pair.get_or_init(|| {
+            let mut key = [0u8; 32];
+            let mut seed = [0u8; 32];
+            OsRng.fill_bytes(&mut key);
+            OsRng.fill_bytes(&mut seed);
+            self.wrap_key_sha256(&key, seed)
+                .ok()
+                .and_then(|w| self.unwrap_key_sha256(&w))
+                .is_some_and(|k| k == key)
+        });
+        if matched {
+            Ok(())
+        } else {
+            Err(CryptoError::KeyPairMismatch {
+                thumbprint: self.thumbprint(),
+            })
+        }
+    }
+
+    /// RSA private-key operations done so far with this certificate and its clones (the
+    /// costly part of re-encrypting a small file; the benches and tests count them).
+    pub fn private_key_operations(&self) -> u64 {
+        self.private_ops.load(Ordering::Relaxed)
+    }
+
+    /// This certificate with `other`'s public key and a fresh memo: a key pair that does not
+    /// match, as a store entry linked to the wrong key would be.
+    #[cfg(test)]
+    pub(crate) fn with_public_key_of(&self, other: &Certificate) -> Certificate {
+        Certificate {
+            public_key: other.public_key.clone(),
+            legacy_keys: Arc::default(),
+            key_pair: Arc::default(),
+            private_ops: Arc::default(),
+            ..self.clone()
+        }
     }
 
     pub(crate) fn public_key(&self) -> &RsaPublicKey {
@@ -396,5 +469,46 @@ mod tests {
             Err(CryptoError::KeyUnwrap { .. })
         ));
         assert_eq!(remembered(&other), 0);
+    }
+
+    #[test]
+    fn seeded_wrap_is_repeatable_and_unwraps() {
+        let f = fixture();
+        let c = Certificate::from_pfx(&f.pfx_default, "pass-A").unwrap();
+        let key = [9u8; 32];
+        let a = c.wrap_key_sha256(&key, [1; 32]).unwrap();
+        assert_eq!(a, c.wrap_key_sha256(&key, [1; 32]).unwrap(), "same seed");
+        assert_ne!(a, c.wrap_key_sha256(&key, [2; 32]).unwrap(), "other seed");
+        assert_ne!(
+            a,
+            c.wrap_key_sha256(&[8u8; 32], [1; 32]).unwrap(),
+            "other key"
+        );
+        assert_eq!(a.len(), c.key_len());
+        assert_eq!(c.unwrap_key_sha256(&a).unwrap(), key);
+    }
+
+    #[test]
+    fn key_pair_is_proven_once_and_a_mismatch_is_refused() {
+        let f = fixture();
+        let a = Certificate::from_pfx(&f.pfx_default, "pass-A").unwrap();
+        let b = Certificate::from_pfx(&f.pfx_b, "pass-B").unwrap();
+        assert_eq!(a.private_key_operations(), 0);
+        a.prove_key_pair().unwrap();
+        a.clone().prove_key_pair().unwrap();
+        assert_eq!(
+            a.private_key_operations(),
+            1,
+            "one round trip per certificate"
+        );
+        let mixed = a.with_public_key_of(&b);
+        match mixed.prove_key_pair() {
+            Err(CryptoError::KeyPairMismatch { thumbprint }) => {
+                assert_eq!(thumbprint, a.thumbprint())
+            }
+            other => panic!("expected KeyPairMismatch, got {other:?}"),
+        }
+        assert!(mixed.prove_key_pair().is_err(), "the answer is remembered");
+        assert_eq!(mixed.private_key_operations(), 1);
     }
 }

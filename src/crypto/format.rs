@@ -18,7 +18,6 @@ use aes_gcm::aead::{Aead, AeadInOut, KeyInit, Payload};
 use aes_gcm::Aes256Gcm;
 use rand::rngs::OsRng;
 use rand::RngCore;
-use rsa::Oaep;
 use sha2::{Digest, Sha256};
 
 use super::{read_full, Certificate, CryptoError, LegacyReader};
@@ -67,17 +66,93 @@ pub(crate) struct Header {
     pub prefix: [u8; NONCE_PREFIX_LEN],
 }
 
+/// What a writer keeps to verify its own header without the private key: the data key and
+/// the OAEP seed it was wrapped with. Wrapping again with the same seed must give the same
+/// bytes (OAEP is deterministic once the seed is fixed), so comparing them checks the wrapped
+/// key with one public-key operation (`encryption-format.md`, "Verifying a header without
+/// the private key"). In memory only; its `Debug` shows nothing of it.
+pub(crate) struct KeyWrap {
+    key: [u8; 32],
+    seed: [u8; 32],
+}
+
+impl std::fmt::Debug for KeyWrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyWrap(..)")
+    }
+}
+
+impl Drop for KeyWrap {
+    fn drop(&mut self) {
+        // Best effort: the key also lives in the cipher's key schedule until that is dropped.
+        self.key = [0; 32];
+        self.seed = [0; 32];
+    }
+}
+
+/// The fixed fields of a header, checked against `cert`: (header bytes, wrapped key range).
+fn read_header_bytes<R: Read>(
+    cert: &Certificate,
+    inner: &mut R,
+) -> Result<(Vec<u8>, std::ops::Range<usize>), CryptoError> {
+    let herr = |e| CryptoError::io("new format header", e);
+    let mut fixed = [0u8; 28];
+    let n = read_full(inner, &mut fixed).map_err(herr)?;
+    if n < NEW_MAGIC.len() || fixed[..NEW_MAGIC.len()] != NEW_MAGIC {
+        return Err(CryptoError::BadMagic { format: FORMAT });
+    }
+    if n < fixed.len() {
+        return Err(truncated("file ends inside the header"));
+    }
+    if fixed[5] != VERSION {
+        return Err(CryptoError::UnsupportedVersion {
+            format: FORMAT,
+            version: fixed[5],
+        });
+    }
+    let thumbprint = &fixed[6..26];
+    if thumbprint != cert.thumbprint_bytes() {
+        return Err(CryptoError::WrongCertificate {
+            file_thumbprint: hex::encode_upper(thumbprint),
+            cert_thumbprint: cert.thumbprint(),
+        });
+    }
+    let wrapped_len = u16::from_be_bytes([fixed[26], fixed[27]]) as usize;
+    if !(WRAPPED_MIN..=WRAPPED_MAX).contains(&wrapped_len) || wrapped_len != cert.key_len() {
+        return Err(CryptoError::BadHeader {
+            format: FORMAT,
+            reason: format!(
+                "wrapped key length {wrapped_len} does not match the {}-byte RSA key",
+                cert.key_len()
+            ),
+        });
+    }
+    let mut bytes = fixed.to_vec();
+    bytes.resize(fixed.len() + wrapped_len + NONCE_PREFIX_LEN, 0);
+    let n = read_full(inner, &mut bytes[fixed.len()..]).map_err(herr)?;
+    if n < wrapped_len + NONCE_PREFIX_LEN {
+        return Err(truncated("file ends inside the header"));
+    }
+    Ok((bytes, fixed.len()..fixed.len() + wrapped_len))
+}
+
 impl Header {
     /// A new random data key and nonce prefix, the key wrapped for `cert`.
     pub fn fresh(cert: &Certificate) -> Result<Header, CryptoError> {
-        let mut key = [0u8; 32];
+        Self::fresh_kept(cert).map(|(h, _)| h)
+    }
+
+    /// [`Header::fresh`], and what [`Header::read_written`] needs to verify it later.
+    pub fn fresh_kept(cert: &Certificate) -> Result<(Header, KeyWrap), CryptoError> {
+        let mut kept = KeyWrap {
+            key: [0; 32],
+            seed: [0; 32],
+        };
         let mut prefix = [0u8; NONCE_PREFIX_LEN];
-        OsRng.fill_bytes(&mut key);
+        OsRng.fill_bytes(&mut kept.key);
+        OsRng.fill_bytes(&mut kept.seed);
         OsRng.fill_bytes(&mut prefix);
-        let wrapped = cert
-            .public_key()
-            .encrypt(&mut OsRng, Oaep::new::<Sha256>(), &key)
-            .map_err(|e| CryptoError::Rsa(e.to_string()))?;
+        let wrapped = cert.wrap_key_sha256(&kept.key, kept.seed)?;
         let wrapped_len = u16::try_from(wrapped.len())
             .map_err(|_| CryptoError::Rsa("RSA key too large".into()))?;
         let mut bytes = Vec::with_capacity(35 + wrapped.len());
@@ -87,55 +162,19 @@ impl Header {
         bytes.extend_from_slice(&wrapped_len.to_be_bytes());
         bytes.extend_from_slice(&wrapped);
         bytes.extend_from_slice(&prefix);
-        Ok(Header {
+        let header = Header {
             bytes,
-            cipher: Aes256Gcm::new(&key.into()),
+            cipher: Aes256Gcm::new(&kept.key.into()),
             prefix,
-        })
+        };
+        Ok((header, kept))
     }
 
     /// Reads the header from `inner`, checks it names `cert`, unwraps the data key.
     pub fn read<R: Read>(cert: &Certificate, inner: &mut R) -> Result<Header, CryptoError> {
-        let herr = |e| CryptoError::io("new format header", e);
-        let mut fixed = [0u8; 28];
-        let n = read_full(inner, &mut fixed).map_err(herr)?;
-        if n < NEW_MAGIC.len() || fixed[..NEW_MAGIC.len()] != NEW_MAGIC {
-            return Err(CryptoError::BadMagic { format: FORMAT });
-        }
-        if n < fixed.len() {
-            return Err(truncated("file ends inside the header"));
-        }
-        if fixed[5] != VERSION {
-            return Err(CryptoError::UnsupportedVersion {
-                format: FORMAT,
-                version: fixed[5],
-            });
-        }
-        let thumbprint = &fixed[6..26];
-        if thumbprint != cert.thumbprint_bytes() {
-            return Err(CryptoError::WrongCertificate {
-                file_thumbprint: hex::encode_upper(thumbprint),
-                cert_thumbprint: cert.thumbprint(),
-            });
-        }
-        let wrapped_len = u16::from_be_bytes([fixed[26], fixed[27]]) as usize;
-        if !(WRAPPED_MIN..=WRAPPED_MAX).contains(&wrapped_len) || wrapped_len != cert.key_len() {
-            return Err(CryptoError::BadHeader {
-                format: FORMAT,
-                reason: format!(
-                    "wrapped key length {wrapped_len} does not match the {}-byte RSA key",
-                    cert.key_len()
-                ),
-            });
-        }
-        let mut rest = vec![0u8; wrapped_len + NONCE_PREFIX_LEN];
-        let n = read_full(inner, &mut rest).map_err(herr)?;
-        if n < rest.len() {
-            return Err(truncated("file ends inside the header"));
-        }
-        let wrapped = &rest[..wrapped_len];
+        let (bytes, wrapped) = read_header_bytes(cert, inner)?;
         let key = cert
-            .unwrap_key_sha256(wrapped)
+            .unwrap_key_sha256(&bytes[wrapped.clone()])
             .ok_or_else(|| CryptoError::KeyUnwrap {
                 format: FORMAT,
                 thumbprint: cert.thumbprint(),
@@ -146,15 +185,38 @@ impl Header {
                 reason: format!("unwrapped key is {} bytes, expected 32", key.len()),
             });
         }
+        Ok(Self::with_key(bytes, wrapped.end, &key))
+    }
+
+    /// Reads back a header this process wrote with [`Header::fresh_kept`]: checks it names
+    /// `cert` and that its wrapped key is, byte for byte, `kept`'s key wrapped again for
+    /// `cert` with `kept`'s seed (a public-key operation; no private-key operation). The
+    /// caller must have proven once that `cert`'s private key unwraps what its public key
+    /// wraps ([`Certificate::prove_key_pair`]); then the private key unwraps these bytes to
+    /// `kept`'s key.
+    pub fn read_written<R: Read>(
+        cert: &Certificate,
+        inner: &mut R,
+        kept: &KeyWrap,
+    ) -> Result<Header, CryptoError> {
+        let (bytes, wrapped) = read_header_bytes(cert, inner)?;
+        if bytes[wrapped.clone()] != cert.wrap_key_sha256(&kept.key, kept.seed)? {
+            return Err(CryptoError::BadHeader {
+                format: FORMAT,
+                reason: "the wrapped key read back is not the one written".into(),
+            });
+        }
+        Ok(Self::with_key(bytes, wrapped.end, &kept.key))
+    }
+
+    fn with_key(bytes: Vec<u8>, prefix_at: usize, key: &[u8]) -> Header {
         let mut prefix = [0u8; NONCE_PREFIX_LEN];
-        prefix.copy_from_slice(&rest[wrapped_len..]);
-        let mut bytes = fixed.to_vec();
-        bytes.extend_from_slice(&rest);
-        Ok(Header {
+        prefix.copy_from_slice(&bytes[prefix_at..prefix_at + NONCE_PREFIX_LEN]);
+        Header {
             bytes,
-            cipher: Aes256Gcm::new_from_slice(&key).expect("32-byte key"),
+            cipher: Aes256Gcm::new_from_slice(key).expect("32-byte key"),
             prefix,
-        })
+        }
     }
 
     /// The nonce of chunk `counter`.

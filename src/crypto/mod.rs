@@ -98,6 +98,9 @@ pub enum CryptoError {
         format: &'static str,
         thumbprint: String,
     },
+    /// The certificate's private key does not unwrap what its public key wraps.
+    #[error("certificate {thumbprint}: its private key does not match its public key (a key wrapped with the certificate did not unwrap)")]
+    KeyPairMismatch { thumbprint: String },
     /// The header is malformed (e.g. impossible wrapped-key length).
     #[error("{format}: malformed header: {reason}")]
     BadHeader {

@@ -28,7 +28,7 @@ use aes_gcm::aead::AeadInOut;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use super::format::{Header, CHUNK_SIZE, TAG_LEN};
+use super::format::{Header, KeyWrap, CHUNK_SIZE, TAG_LEN};
 use super::legacy;
 use super::{Certificate, CryptoError};
 
@@ -46,6 +46,9 @@ pub struct Staged {
     pub plaintext_len: u64,
     /// BLAKE3 of each chunk's plaintext.
     digests: Vec<[u8; 32]>,
+    /// The data key and OAEP seed of the header written: the header is verified by wrapping
+    /// again, not by unwrapping (one private-key operation per file, the legacy one).
+    wrap: KeyWrap,
 }
 
 impl Staged {
@@ -183,7 +186,7 @@ pub fn reencrypt_file(
     last.iter_mut().zip(prev.iter()).for_each(|(b, p)| *b ^= p);
     let layout = Layout::new(ct_len, legacy::padding(last)?)?;
 
-    let h = Header::fresh(new_cert)?;
+    let (h, wrap) = Header::fresh_kept(new_cert)?;
     let mut w = out;
     w.write_all(&h.bytes)
         .map_err(|e| CryptoError::io("new format output", e))?;
@@ -283,10 +286,13 @@ pub fn reencrypt_file(
     Ok(Staged {
         plaintext_len: layout.plain_len,
         digests,
+        wrap,
     })
 }
 
-/// Reads the new-format file `staged` back: header for `cert`, exact length, every chunk
+/// Reads the new-format file `staged` back: header for `cert`, its wrapped key equal to the
+/// one written (wrapped again with the kept seed: a public-key operation, after the
+/// once-per-certificate proof [`Certificate::prove_key_pair`]), exact length, every chunk
 /// authenticated and its plaintext digest equal to the one in `expect`. Returns the SHA-256
 /// and the length of the whole file.
 pub fn verify_file(
@@ -295,12 +301,14 @@ pub fn verify_file(
     expect: &Staged,
 ) -> Result<([u8; 32], u64), CryptoError> {
     const FORMAT: &str = "new format";
-    let h = Header::read(
+    cert.prove_key_pair()?;
+    let h = Header::read_written(
         cert,
         &mut At {
             file: staged,
             pos: 0,
         },
+        &expect.wrap,
     )?;
     let hdr = h.bytes.len() as u64;
     let n = expect.chunks();
@@ -474,10 +482,24 @@ mod tests {
         let mut longer = good.clone();
         longer.push(0);
         assert!(matches!(with(&longer), CryptoError::TrailingData { .. }));
-        // Another file of the same length (same plaintext, fresh key): every chunk
-        // authenticates, but the digests are of other plaintext.
+        // Another file of the same length (fresh key and seed): its wrapped key is not the
+        // one written.
         let other = reencrypt(&data(3 * CHUNK_SIZE + 100, 8)).0;
         let e = verify_file(cert_a(), &other, &staged).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("wrapped key read back is not the one written"),
+            "{e}"
+        );
+        // One byte of the wrapped key changed on disk.
+        let mut wrapped_flipped = good.clone();
+        wrapped_flipped[28 + 100] ^= 1;
+        let e = with(&wrapped_flipped);
+        assert!(matches!(e, CryptoError::BadHeader { .. }), "{e}");
+        // Every chunk authenticates, but its plaintext is not what was encrypted.
+        let mut wrong_digest = reencrypt(&plain);
+        wrong_digest.1.digests[0][0] ^= 1;
+        let e = verify_file(cert_a(), &wrong_digest.0, &wrong_digest.1).unwrap_err();
         assert!(
             e.to_string().contains("chunk 0 decrypts to other bytes"),
             "{e}"
@@ -523,6 +545,46 @@ mod tests {
             )
             .unwrap_err(),
             CryptoError::KeyUnwrap { .. }
+        ));
+    }
+
+    #[test]
+    fn one_private_key_operation_per_file() {
+        let f = crate::crypto::test_support::fixture();
+        // A certificate of its own: the counter and the memos start empty.
+        let cert = Certificate::from_pfx(&f.pfx_default, "pass-A").unwrap();
+        let files = 5;
+        for k in 0..files {
+            let plain = data(4096 + 1000 * k, 40 + k as u64);
+            let src = legacy_file(&plain);
+            let out = tempfile::tempfile().unwrap();
+            let staged = reencrypt_file(&cert, &cert, &src, &out, &|_| {}).unwrap();
+            verify_file(&cert, &out, &staged).unwrap();
+            let mut back = Vec::new();
+            NewFormatReader::new(&cert, &bytes_of(&out)[..])
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
+            assert!(back == plain, "file {k} round trip");
+        }
+        // Each file's legacy unwrap, one key-pair proof, and the reader's unwraps above.
+        assert_eq!(
+            cert.private_key_operations(),
+            files as u64 + 1 + files as u64
+        );
+    }
+
+    #[test]
+    fn a_key_pair_that_does_not_match_fails_verification() {
+        let mixed = cert_a().with_public_key_of(cert_b());
+        let src = legacy_file(&data(10_000, 5));
+        let out = tempfile::tempfile().unwrap();
+        // Written for the public key it shows (cert B's), which cert A's private key cannot
+        // unwrap: verification refuses it although the bytes are what was written.
+        let staged = reencrypt_file(cert_a(), &mixed, &src, &out, &|_| {}).unwrap();
+        assert!(matches!(
+            verify_file(&mixed, &out, &staged).unwrap_err(),
+            CryptoError::KeyPairMismatch { .. }
         ));
     }
 }

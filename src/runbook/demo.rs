@@ -330,6 +330,35 @@ pub fn create(root: &Path, size: DemoSize) -> io::Result<()> {
     Ok(())
 }
 
+/// Folder of [`add_encrypted_files`]'s files, relative to the root.
+pub const BULK_ENCRYPTED_DIR: &str = "Temp/ExportOutput";
+
+/// Adds `count` legacy-encrypted CSV exports of 4 to 16 KiB of plaintext to
+/// [`BULK_ENCRYPTED_DIR`] (`demo --encrypted-files N`): the thousands of small encrypted
+/// files a real agent installation holds, which the re-encryption step converts.
+/// Deterministic, like the rest of the demo.
+pub fn add_encrypted_files(root: &Path, count: usize) -> io::Result<()> {
+    let dir = root.join(BULK_ENCRYPTED_DIR);
+    fs::create_dir_all(&dir)?;
+    for i in 0..count {
+        let seed = 1_000_000 + i as u64;
+        let len = 4096 + (i * 7919) % (12 * 1024 + 1);
+        let mut plain = b"Id;Value\n".to_vec();
+        for (k, c) in filler(seed, len).chunks(12).enumerate() {
+            if plain.len() >= len {
+                break;
+            }
+            plain.extend_from_slice(format!("{k};{}\n", hex::encode(c)).as_bytes());
+        }
+        plain.truncate(len);
+        fs::write(
+            dir.join(format!("AD_Bulk_{i:05}.csv")),
+            legacy_encrypted(seed, &plain)?,
+        )?;
+    }
+    Ok(())
+}
+
 /// The Runtime's bulk files (`generation` changes their content: 0 old, 1 new).
 fn write_runtime_files(
     size: DemoSize,

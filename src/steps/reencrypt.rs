@@ -8,6 +8,8 @@
 //! Per file `F` (touch `i`), in this order:
 //! 1. (parallel across files, and across the chunks of each file: [`parallel`]) decrypt `F`
 //!    and write it re-encrypted to `F.ucu-staging` beside it; read the staged file back,
+//!    check its wrapped key by wrapping the kept data key again with the kept OAEP seed (no
+//!    private-key operation: the key pair was proven once when the certificate was loaded),
 //!    decrypt and authenticate every chunk, and compare each chunk's plaintext digest with the
 //!    one computed while writing (plaintext and digests stay in memory); the staged file's own
 //!    SHA-256 (the new ciphertext) is computed in the same pass. A file of
@@ -121,10 +123,14 @@ impl ReencryptFiles {
     fn cert(&self) -> Result<Arc<Certificate>> {
         self.cert
             .get_or_init(|| {
-                self.certificate
+                // The key pair is proven here, in preflight: staged headers are then checked
+                // by wrapping again, without a private-key operation per file.
+                let cert = self
+                    .certificate
                     .load(&self.root)
-                    .map(Arc::new)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                cert.prove_key_pair().map_err(|e| e.to_string())?;
+                Ok(Arc::new(cert))
             })
             .clone()
             .map_err(StepError::Refused)
