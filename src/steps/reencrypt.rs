@@ -35,8 +35,8 @@
 //! its hash.
 //!
 //! The certificate is loaded at run time from a [`CertificateSource`] (PFX path or store
-//! lookup; the PFX password from `$USERCUBE_UPGRADE_CERT_PASSWORD` or
-//! [`crate::crypto::set_cert_password`], never stored). Rollback needs no key.
+//! lookup; the PFX password a [`CertPassword`] value given by the command line, never
+//! stored). Rollback needs no key.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read};
@@ -51,7 +51,8 @@ use super::{
     StepError, Touch,
 };
 use crate::crypto::{
-    is_legacy, is_new_format, parallel, Certificate, CertificateSource, LegacyReader, LEGACY_MAGIC,
+    is_legacy, is_new_format, parallel, CertPassword, Certificate, CertificateSource, LegacyReader,
+    LEGACY_MAGIC,
     NEW_MAGIC,
 };
 use crate::durable_fs;
@@ -81,6 +82,8 @@ pub struct ReencryptFiles {
     /// Files; the last component may hold `*` and `?` wildcards.
     pub files: Vec<PathBuf>,
     pub certificate: CertificateSource,
+    /// The PFX password given at run time (never in the plan).
+    password: Option<CertPassword>,
     cert: OnceLock<std::result::Result<Arc<Certificate>, String>>,
 }
 
@@ -108,12 +111,14 @@ impl ReencryptFiles {
         folders: Vec<PathBuf>,
         files: Vec<PathBuf>,
         certificate: CertificateSource,
+        password: Option<CertPassword>,
     ) -> ReencryptFiles {
         ReencryptFiles {
             root: root.to_path_buf(),
             folders: folders.iter().map(|p| root.join(p)).collect(),
             files: files.iter().map(|p| root.join(p)).collect(),
             certificate,
+            password,
             cert: OnceLock::new(),
         }
     }
@@ -122,7 +127,7 @@ impl ReencryptFiles {
         self.cert
             .get_or_init(|| {
                 self.certificate
-                    .load(&self.root)
+                    .load(&self.root, self.password.as_ref())
                     .map(Arc::new)
                     .map_err(|e| e.to_string())
             })
