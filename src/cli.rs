@@ -336,7 +336,11 @@ pub struct CertPasswordArgs {
     /// The PFX password on the command line, where other accounts of this machine can read
     /// it (a warning is printed): prefer --file-cert-password-file or
     /// USERCUBE_UPGRADE_CERT_PASSWORD.
-    #[arg(long, value_name = "PASSWORD", conflicts_with = "file_cert_password_file")]
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        conflicts_with = "file_cert_password_file"
+    )]
     pub file_cert_password: Option<String>,
     /// A file whose first line is the PFX password; `-` reads it from standard input
     /// [default: the environment variable USERCUBE_UPGRADE_CERT_PASSWORD].
@@ -391,18 +395,14 @@ impl CertPasswordArgs {
         }
         let read = match &self.file_cert_password_file {
             None => return Ok(CertPassword::from_env()),
-            Some(f) if f.as_os_str() == "-" => {
-                CertPassword::from_reader(
+            Some(f) if f.as_os_str() == "-" => CertPassword::from_reader(
                 std::io::stdin().lock(),
                 "--file-cert-password-file - (standard input)",
-            )
-            }
+            ),
             Some(f) => {
                 let what = format!("--file-cert-password-file {}", f.display());
                 std::fs::File::open(f)
-                    .map_err(|e| {
-                        crate::crypto::SourceError::PasswordFile(format!("{what}: {e}"))
-                    })
+                    .map_err(|e| crate::crypto::SourceError::PasswordFile(format!("{what}: {e}")))
                     .and_then(|file| CertPassword::from_reader(file, &what))
             }
         };
@@ -1152,9 +1152,7 @@ fn demo(
     o.runtime_path = Some(root.join("Runtime").display().to_string());
     o.cert.file = Some(root.join(runbook::demo::DEMO_CERT));
     let opts = Options {
-        cert_password: Some(CertPassword::new(
-            runbook::demo::DEMO_CERT_PASSWORD.into(),
-        )),
+        cert_password: Some(CertPassword::new(runbook::demo::DEMO_CERT_PASSWORD.into())),
         ..opts
     };
     let rb = runbook::build(&o).map_err(|p| Error::Refused(preflight::refusal(&p)))?;

@@ -29,7 +29,9 @@ pub struct CertificateOptions {
 pub enum OptionsError {
     #[error("--file-cert-file {}: no such file", .0.display())]
     NoSuchFile(PathBuf),
-    #[error("--file-cert-file names a PFX file, --file-cert-{0} a certificate store: give one of them")]
+    #[error(
+        "--file-cert-file names a PFX file, --file-cert-{0} a certificate store: give one of them"
+    )]
     FileAndStore(&'static str),
     #[error("--file-cert-{0} needs --file-cert-thumbprint (the certificate to find in the store)")]
     StoreWithoutThumbprint(&'static str),
@@ -176,7 +178,10 @@ mod tests {
             thumbprint: Some("12ab".into()),
             ..Default::default()
         };
-        assert_eq!(bad.source(), Err(OptionsError::BadThumbprint("12ab".into())));
+        assert_eq!(
+            bad.source(),
+            Err(OptionsError::BadThumbprint("12ab".into()))
+        );
 
         let location = CertificateOptions {
             thumbprint: Some(TP.into()),

@@ -52,8 +52,7 @@ use super::{
 };
 use crate::crypto::{
     is_legacy, is_new_format, parallel, CertPassword, Certificate, CertificateSource, LegacyReader,
-    LEGACY_MAGIC,
-    NEW_MAGIC,
+    LEGACY_MAGIC, NEW_MAGIC,
 };
 use crate::durable_fs;
 use crate::manifest::{Entry, Kind, Manifest};
