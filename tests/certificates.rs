@@ -193,12 +193,11 @@ fn the_password_from_a_file_or_standard_input() {
     let wrong = d.outside("wrong.txt");
     std::fs::write(&wrong, "not-the-password\n").unwrap();
     let (c, msg) = code(
-        &mut d
-            .cmd(
-                "run",
-                &["--file-cert-file", &pfx, "--file-cert-password-file"],
-            )
-            .arg(&wrong),
+        d.cmd(
+            "run",
+            &["--file-cert-file", &pfx, "--file-cert-password-file"],
+        )
+        .arg(&wrong),
     );
     assert_eq!(c, Some(2), "{msg}");
     assert!(
@@ -212,12 +211,11 @@ fn the_password_from_a_file_or_standard_input() {
     let missing = d.outside("missing.txt");
     for (f, why) in [(&empty, "empty"), (&missing, "missing.txt")] {
         let (c, msg) = code(
-            &mut d
-                .cmd(
-                    "run",
-                    &["--file-cert-file", &pfx, "--file-cert-password-file"],
-                )
-                .arg(f),
+            d.cmd(
+                "run",
+                &["--file-cert-file", &pfx, "--file-cert-password-file"],
+            )
+            .arg(f),
         );
         assert_eq!(c, Some(2), "{msg}");
         assert!(
