@@ -178,7 +178,7 @@ fn step_only(s: &Setup) -> (Duration, u64) {
         connection: s.conn.clone(),
         table: "UJ_JobSteps".into(),
     };
-    let step = steps::step_for(&spec, &s.root);
+    let step = steps::step_for(&spec, &s.root, None);
     let j = NullJournal(std::cell::Cell::new(0));
     let on_bytes = |_n: u64| {};
     let deferred = usercube_upgrade::durable_fs::DeferredDirs::default();

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use serde::Serialize;
 
+use crate::crypto::CertPassword;
 use crate::engine::{self, audit, preflight, state, Engine, Options, RootLock};
 use crate::plan::Plan;
 use crate::{runbook, sample, Error, Result};
@@ -68,16 +69,8 @@ pub struct RunbookArgs {
     /// Resolve relative paths of the agent's connections against this Runtime folder.
     #[arg(long, value_name = "DIR")]
     pub runtime_path: Option<String>,
-    #[arg(long, value_name = "F")]
-    pub file_cert_file: Option<PathBuf>,
-    #[arg(long, value_name = "P")]
-    pub file_cert_password: Option<String>,
-    #[arg(long, value_name = "T")]
-    pub file_cert_thumbprint: Option<String>,
-    #[arg(long, value_name = "L")]
-    pub file_cert_store_location: Option<String>,
-    #[arg(long, value_name = "N")]
-    pub file_cert_store_name: Option<String>,
+    #[command(flatten)]
+    pub cert: CertificateArgs,
     /// appsettings.agent.json of further agents (their InformationSystems are concatenated).
     #[arg(long, value_name = "FILE", num_args = 1..)]
     pub agent_appsettings: Vec<PathBuf>,
@@ -136,19 +129,9 @@ impl RunbookArgs {
         let mut o = runbook::Options::new(root.to_path_buf(), mode, zip);
         o.connection_string = self.connection_string.clone();
         o.backup_dir = self.backup_dir.as_ref().map(abs);
-        if let Some(p) = &self.file_cert_password {
-            // For the re-encryption step, process-wide: never into the plan or the journal.
-            crate::crypto::set_cert_password(p.clone());
-        }
         o.database_upgrade_command = self.database_upgrade_command.clone();
         o.runtime_path = self.runtime_path.clone();
-        o.cert = runbook::CertArgs {
-            file: self.file_cert_file.as_ref().map(abs),
-            password: self.file_cert_password.clone(),
-            thumbprint: self.file_cert_thumbprint.clone(),
-            store_location: self.file_cert_store_location.clone(),
-            store_name: self.file_cert_store_name.clone(),
-        };
+        o.cert = self.cert.options();
         o.agent_appsettings = self.agent_appsettings.iter().map(abs).collect();
         o.temp_folder = self.temp_folder.clone();
         o.work_folder = self.work_folder.clone();
@@ -188,10 +171,9 @@ pub enum Command {
     Resume {
         #[command(flatten)]
         target: Target,
-        /// The PFX password of an unfinished re-encryption step (else
-        /// USERCUBE_UPGRADE_CERT_PASSWORD); never journaled.
-        #[arg(long, value_name = "P")]
-        file_cert_password: Option<String>,
+        /// The PFX password of an unfinished re-encryption step (never journaled).
+        #[command(flatten)]
+        password: CertPasswordArgs,
     },
     /// Restore the exact starting state of the latest run.
     Rollback {
@@ -222,16 +204,8 @@ pub enum Command {
         /// Move the agent's folders too (integrated and agent installations).
         #[arg(long)]
         migrate_agent: bool,
-        #[arg(long, value_name = "F")]
-        file_cert_file: Option<PathBuf>,
-        #[arg(long, value_name = "P")]
-        file_cert_password: Option<String>,
-        #[arg(long, value_name = "T")]
-        file_cert_thumbprint: Option<String>,
-        #[arg(long, value_name = "L")]
-        file_cert_store_location: Option<String>,
-        #[arg(long, value_name = "N")]
-        file_cert_store_name: Option<String>,
+        #[command(flatten)]
+        cert: CertificateArgs,
         #[arg(long, value_name = "DIR", default_value = "../Temp")]
         temp_folder: String,
         #[arg(long, value_name = "DIR", default_value = "../Work")]
@@ -315,7 +289,7 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         output_path: Option<PathBuf>,
         #[command(flatten)]
-        cert: FileCert,
+        cert: CertificateArgs,
     },
     /// Decrypt files encrypted in the new or the legacy (5.1) format (like the vendor's
     /// Decrypt-File). All files are decrypted before any is replaced; on error nothing changes.
@@ -327,31 +301,117 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         output_path: Option<PathBuf>,
         #[command(flatten)]
-        cert: FileCert,
+        cert: CertificateArgs,
     },
 }
 
-/// The vendor's certificate options: a PFX file and its password, or a store lookup.
-#[derive(ClapArgs, Debug, Clone)]
-pub struct FileCert {
-    /// PFX file holding the certificate and its RSA private key.
-    #[arg(long, value_name = "FILE", conflicts_with = "file_cert_store_name")]
+/// The vendor's certificate options, declared once for every command that takes a
+/// certificate: a PFX file and its password, or a store lookup. The one mapping to a
+/// [`crate::crypto::CertificateSource`] is [`crate::crypto::CertificateOptions::source`].
+#[derive(ClapArgs, Debug, Clone, Default)]
+pub struct CertificateArgs {
+    /// PFX file holding the agent's certificate and its RSA private key (its password: see
+    /// --file-cert-password-file).
+    #[arg(long, value_name = "FILE")]
     pub file_cert_file: Option<PathBuf>,
-    /// Password of --file-cert-file [default: $USERCUBE_UPGRADE_CERT_PASSWORD].
-    #[arg(long, value_name = "PASSWORD", requires = "file_cert_file")]
-    pub file_cert_password: Option<String>,
-    /// Thumbprint of the certificate (with --file-cert-file: checked against it).
+    #[command(flatten)]
+    pub password: CertPasswordArgs,
+    /// Thumbprint of the certificate: looked up in the store, or, with --file-cert-file,
+    /// checked against the PFX.
     #[arg(long, value_name = "THUMBPRINT")]
     pub file_cert_thumbprint: Option<String>,
-    /// CurrentUser or LocalMachine.
-    #[arg(long, value_name = "LOCATION", default_value = "CurrentUser")]
-    pub file_cert_store_location: String,
-    /// Store name, for example My.
+    /// Store location of --file-cert-thumbprint: CurrentUser or LocalMachine
+    /// [default: CurrentUser].
+    #[arg(long, value_name = "LOCATION")]
+    pub file_cert_store_location: Option<String>,
+    /// Store name of --file-cert-thumbprint, for example My [default: My].
     #[arg(long, value_name = "NAME")]
     pub file_cert_store_name: Option<String>,
-    /// Folder holding the store's PFX files (overrides the .NET convention).
+    /// Folder holding the store's PFX files, instead of the .NET convention (and, on
+    /// Windows, instead of the Windows certificate store).
     #[arg(long, value_name = "DIR")]
     pub file_cert_store_path: Option<PathBuf>,
+}
+
+/// How the PFX password is given: one of these, else `$USERCUBE_UPGRADE_CERT_PASSWORD`.
+/// It is never stored in a plan or the journal, and wiped from memory after use.
+#[derive(ClapArgs, Debug, Clone, Default)]
+pub struct CertPasswordArgs {
+    /// The PFX password on the command line, where other accounts of this machine can read
+    /// it (a warning is printed): prefer --file-cert-password-file or
+    /// USERCUBE_UPGRADE_CERT_PASSWORD.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        conflicts_with = "file_cert_password_file"
+    )]
+    pub file_cert_password: Option<String>,
+    /// A file whose first line is the PFX password; `-` reads it from standard input
+    /// [default: the environment variable USERCUBE_UPGRADE_CERT_PASSWORD].
+    #[arg(long, value_name = "FILE")]
+    pub file_cert_password_file: Option<PathBuf>,
+}
+
+impl CertificateArgs {
+    /// The options for the one mapping (paths made absolute), without the password.
+    pub fn options(&self) -> crate::crypto::CertificateOptions {
+        crate::crypto::CertificateOptions {
+            file: self.file_cert_file.as_deref().map(absolute),
+            thumbprint: self.file_cert_thumbprint.clone(),
+            store_location: self.file_cert_store_location.clone(),
+            store_name: self.file_cert_store_name.clone(),
+            store_path: self.file_cert_store_path.as_deref().map(absolute),
+        }
+    }
+
+    /// Loads the certificate for `encrypt-file` / `decrypt-file`; every failure is a
+    /// refusal (exit 2, nothing changed).
+    fn load(&self, password: Option<&CertPassword>) -> Result<crate::crypto::Certificate> {
+        let source = self
+            .options()
+            .source()
+            .map_err(|e| Error::Usage(e.to_string()))?
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "give a certificate: --file-cert-file F (its password with {}), or --file-cert-thumbprint T [--file-cert-store-location L --file-cert-store-name N]",
+                    crate::crypto::PASSWORD_OPTIONS
+                ))
+            })?;
+        source
+            .load(Path::new("."), password)
+            .map_err(|e| Error::Refused(format!("{e}; nothing was changed")))
+    }
+}
+
+impl CertPasswordArgs {
+    /// The password, taken out of the arguments (so that the only copy is the one wiped on
+    /// drop): `--file-cert-password` (with a warning on stderr unless `quiet`),
+    /// `--file-cert-password-file` (`-`: standard input), else the environment variable.
+    fn take(&mut self, quiet: bool) -> Result<Option<CertPassword>> {
+        if let Some(p) = self.file_cert_password.take() {
+            if !quiet {
+                eprintln!(
+                    "warning: --file-cert-password puts the password where other accounts of this machine can read it (process list, shell history); prefer --file-cert-password-file FILE or the environment variable {}",
+                    crate::crypto::PASSWORD_ENV
+                );
+            }
+            return Ok(Some(CertPassword::new(p)));
+        }
+        let read = match &self.file_cert_password_file {
+            None => return Ok(CertPassword::from_env()),
+            Some(f) if f.as_os_str() == "-" => CertPassword::from_reader(
+                std::io::stdin().lock(),
+                "--file-cert-password-file - (standard input)",
+            ),
+            Some(f) => {
+                let what = format!("--file-cert-password-file {}", f.display());
+                std::fs::File::open(f)
+                    .map_err(|e| crate::crypto::SourceError::PasswordFile(format!("{what}: {e}")))
+                    .and_then(|file| CertPassword::from_reader(file, &what))
+            }
+        };
+        read.map(Some).map_err(|e| Error::Usage(e.to_string()))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -484,9 +544,10 @@ pub fn run(args: Args) -> Result<()> {
     match args.command {
         Command::Plan {
             target,
-            source,
+            mut source,
             json,
         } => {
+            let password = source.runbook.cert.password.take(quiet)?;
             // While a run holds the lock, its tree is half changed: refuse at once rather
             // than plan from it. No journal folder: nothing runs (and `plan` creates none).
             let dir = journal_dir(&engine::canonical_root(&target.root)?, &target);
@@ -496,17 +557,24 @@ pub fn run(args: Args) -> Result<()> {
                 None
             };
             let l = load(&target, &source)?;
-            print_plan(&target, &l.plan, l.runbook.as_ref(), json)
+            print_plan(
+                &target,
+                &l.plan,
+                l.runbook.as_ref(),
+                json,
+                password.as_ref(),
+            )
         }
         Command::Run {
             target,
-            source,
+            mut source,
             no_auto_rollback,
             batch,
         } => {
             let opts = Options {
                 auto_rollback: !no_auto_rollback,
                 batch,
+                cert_password: source.runbook.cert.password.take(quiet)?,
                 ..opts
             };
             let l = run_locked(&target, opts, || {
@@ -523,13 +591,15 @@ pub fn run(args: Args) -> Result<()> {
         }
         Command::Resume {
             target,
-            file_cert_password,
+            mut password,
         } => {
-            if let Some(p) = file_cert_password {
-                crate::crypto::set_cert_password(p);
-            }
+            let password = password.take(quiet)?;
+            let opts = Options {
+                cert_password: password.clone(),
+                ..opts
+            };
             let mut e = open(&target, opts)?;
-            check_certificates_for_resume(&e)?;
+            check_certificates_for_resume(&e, password.as_ref())?;
             e.resume()
         }
         Command::Rollback { target, force } => {
@@ -544,32 +614,21 @@ pub fn run(args: Args) -> Result<()> {
             target,
             tool,
             migrate_agent,
-            file_cert_file,
-            file_cert_password,
-            file_cert_thumbprint,
-            file_cert_store_location,
-            file_cert_store_name,
+            mut cert,
             temp_folder,
             work_folder,
         } => {
             let root = engine::canonical_root(&target.root)?;
-            if let Some(p) = &file_cert_password {
-                // For the re-encryption step, process-wide: never into the plan or the journal.
-                crate::crypto::set_cert_password(p.clone());
-            }
-            let cert = runbook::CertArgs {
-                file: file_cert_file,
-                password: file_cert_password,
-                thumbprint: file_cert_thumbprint,
-                store_location: file_cert_store_location,
-                store_name: file_cert_store_name,
+            let opts = Options {
+                cert_password: cert.password.take(quiet)?,
+                ..opts
             };
             let rt = root.join("Runtime");
             let (plan, notes) = runbook::tools::upgrade_files(
                 &root,
                 &tool.from_version,
                 migrate_agent,
-                &cert,
+                &cert.options(),
                 &runbook::normalize(&rt, &temp_folder),
                 &runbook::normalize(&rt, &work_folder),
             )
@@ -682,60 +741,30 @@ pub fn run(args: Args) -> Result<()> {
         Command::EncryptFile {
             files,
             output_path,
-            cert,
-        } => crate::filecrypt::encrypt_files(&cert.load()?, &files, output_path.as_deref(), quiet),
+            mut cert,
+        } => {
+            let password = cert.password.take(quiet)?;
+            let certificate = cert.load(password.as_ref())?;
+            drop(password);
+            crate::filecrypt::encrypt_files(&certificate, &files, output_path.as_deref(), quiet)
+        }
         Command::DecryptFile {
             files,
             output_path,
-            cert,
-        } => crate::filecrypt::decrypt_files(&cert.load()?, &files, output_path.as_deref(), quiet),
-    }
-}
-
-impl FileCert {
-    /// Loads the certificate; every failure is a refusal (exit 2, nothing changed).
-    pub fn load(&self) -> Result<crate::crypto::Certificate> {
-        use crate::crypto::CertificateSource;
-        let source = match (&self.file_cert_file, &self.file_cert_store_name) {
-            (Some(path), _) => {
-                if let Some(p) = &self.file_cert_password {
-                    crate::crypto::set_cert_password(p.clone());
-                }
-                CertificateSource::Pfx {
-                    path: path.clone(),
-                    thumbprint: self.file_cert_thumbprint.clone(),
-                }
-            }
-            (None, Some(name)) => CertificateSource::Store {
-                thumbprint: self.file_cert_thumbprint.clone().ok_or_else(|| {
-                    Error::Usage("--file-cert-store-name needs --file-cert-thumbprint".into())
-                })?,
-                location: self.file_cert_store_location.clone(),
-                name: name.clone(),
-                path: self.file_cert_store_path.clone(),
-            },
-            (None, None) if self.file_cert_thumbprint.is_some() => CertificateSource::Store {
-                thumbprint: self.file_cert_thumbprint.clone().unwrap_or_default(),
-                location: self.file_cert_store_location.clone(),
-                name: "My".into(),
-                path: self.file_cert_store_path.clone(),
-            },
-            (None, None) => {
-                return Err(Error::Usage(
-                    "give a certificate: --file-cert-file F --file-cert-password P, or --file-cert-thumbprint T --file-cert-store-location L --file-cert-store-name N".into(),
-                ))
-            }
-        };
-        source
-            .load(Path::new("."))
-            .map_err(|e| Error::Refused(format!("{e}; nothing was changed")))
+            mut cert,
+        } => {
+            let password = cert.password.take(quiet)?;
+            let certificate = cert.load(password.as_ref())?;
+            drop(password);
+            crate::filecrypt::decrypt_files(&certificate, &files, output_path.as_deref(), quiet)
+        }
     }
 }
 
 /// A resumed run needs the certificates of its unfinished re-encryption steps (their PFX
 /// password is never journaled): check them before the engine acts, so that a missing
 /// password is a refusal rather than a failed, rolled-back run.
-fn check_certificates_for_resume(e: &Engine) -> Result<()> {
+fn check_certificates_for_resume(e: &Engine, password: Option<&CertPassword>) -> Result<()> {
     let Some(run) = e.latest()? else {
         return Ok(());
     };
@@ -751,7 +780,9 @@ fn check_certificates_for_resume(e: &Engine) -> Result<()> {
             continue;
         }
         if let crate::plan::StepSpec::ReencryptFiles { certificate, .. } = &s.action {
-            certificate.load(e.root()).map_err(|err| {
+            certificate
+                .load(e.root(), password)
+                .map_err(|err| {
                 Error::Refused(format!(
                     "step {} needs its certificate to resume: {err}; nothing was changed (`rollback` needs no key)",
                     s.id
@@ -767,9 +798,10 @@ fn print_plan(
     plan: &Plan,
     rb: Option<&runbook::Runbook>,
     json: bool,
+    cert_password: Option<&CertPassword>,
 ) -> Result<()> {
     let root = engine::canonical_root(&target.root)?;
-    let problems = preflight::check(&root, &journal_dir(&root, target), plan);
+    let problems = preflight::check(&root, &journal_dir(&root, target), plan, cert_password);
     if let (Some(rb), false) = (rb, json) {
         print_runbook(&root, rb);
     } else if let (Some(rb), true) = (rb, json) {
@@ -812,7 +844,7 @@ fn print_plan(
             hex::encode(plan.hash())
         );
         for s in &plan.steps {
-            let step = crate::steps::step_for(&s.action, &root);
+            let step = crate::steps::step_for(&s.action, &root, None);
             let seed = s
                 .seed
                 .as_deref()
@@ -841,7 +873,7 @@ fn absolute(p: &Path) -> PathBuf {
 /// A vendor-tool subcommand: print and check its plan, or run it through the engine.
 fn tool_run(target: &Target, tool: &ToolArgs, plan: Plan, opts: Options) -> Result<()> {
     if tool.plan_only {
-        return print_plan(target, &plan, None, false);
+        return print_plan(target, &plan, None, false, opts.cert_password.as_ref());
     }
     Engine::open(&target.root, target.journal.as_deref(), opts)?.run(plan)
 }
@@ -859,7 +891,7 @@ fn print_runbook(root: &Path, rb: &runbook::Runbook) {
         match &item.kind {
             runbook::ItemKind::Step(id) => {
                 let s = &plan.steps[(*id - 1) as usize];
-                let step = crate::steps::step_for(&s.action, root);
+                let step = crate::steps::step_for(&s.action, root, None);
                 println!("  {:<9} step {:<8} {}", item.seed, id, step.describe(root));
                 if let Some(note) = &s.note {
                     println!("  {:<9} {:<13} note: {note}", "", "");
@@ -1133,8 +1165,10 @@ fn demo(
     );
     o.runtime_path = Some(root.join("Runtime").display().to_string());
     o.cert.file = Some(root.join(runbook::demo::DEMO_CERT));
-    o.cert.password = Some(runbook::demo::DEMO_CERT_PASSWORD.into());
-    crate::crypto::set_cert_password(runbook::demo::DEMO_CERT_PASSWORD.into());
+    let opts = Options {
+        cert_password: Some(CertPassword::new(runbook::demo::DEMO_CERT_PASSWORD.into())),
+        ..opts
+    };
     let rb = runbook::build(&o).map_err(|p| Error::Refused(preflight::refusal(&p)))?;
     if !opts.quiet {
         print_warnings(&rb);

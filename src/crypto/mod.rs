@@ -3,7 +3,9 @@
 //! * [`cert`]: X.509 certificates with an RSA private key, loaded from PFX (PKCS#12) files.
 //! * [`store`]: .NET-on-Linux style certificate stores (folders of `<THUMBPRINT>.pfx`).
 //! * [`source`]: a certificate reference as plans store it (PFX path or store lookup) and the
-//!   run-time PFX password (never stored).
+//!   run-time PFX password, a [`CertPassword`] value (never stored, wiped after use).
+//! * [`options`]: the vendor's certificate options and their one mapping to a
+//!   [`CertificateSource`].
 //! * [`legacy`]: the 5.1 file format as this project models it (RSA-OAEP-SHA1 + AES-256-CBC).
 //! * [`format`]: our own streaming format (RSA-OAEP-SHA256 + AES-256-GCM STREAM), documented
 //!   byte by byte in `encryption-format.md`, plus [`reencrypt`] and [`verify_new`].
@@ -17,6 +19,7 @@
 pub mod cert;
 pub mod format;
 pub mod legacy;
+pub mod options;
 pub mod parallel;
 pub mod source;
 pub mod store;
@@ -33,7 +36,8 @@ pub use format::{
     ReencryptSummary, CHUNK_SIZE, NEW_MAGIC,
 };
 pub use legacy::{encrypt_legacy, encrypt_legacy_with_rng, is_legacy, LegacyReader, LEGACY_MAGIC};
-pub use source::{cert_password, set_cert_password, CertificateSource, SourceError, PASSWORD_ENV};
+pub use options::{CertificateOptions, OptionsError};
+pub use source::{CertPassword, CertificateSource, SourceError, PASSWORD_ENV, PASSWORD_OPTIONS};
 pub use store::{find_in_store, normalize_thumbprint, store_folder, StoreLocation};
 
 /// Minimum RSA modulus size accepted for an encryption certificate.

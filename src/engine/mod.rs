@@ -23,6 +23,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::crypto::CertPassword;
 use crate::durable_fs;
 use crate::journal::{Journal, NewRecord, Phase};
 use crate::plan::Plan;
@@ -49,6 +50,8 @@ pub struct Options {
     /// Most steps whose records share one flush.
     pub batch: usize,
     pub quiet: bool,
+    /// The PFX password of the plan's re-encryption steps (never journaled).
+    pub cert_password: Option<CertPassword>,
 }
 
 impl Default for Options {
@@ -58,6 +61,7 @@ impl Default for Options {
             auto_rollback: true,
             batch: 256,
             quiet: false,
+            cert_password: None,
         }
     }
 }
@@ -365,7 +369,12 @@ impl Engine {
                 return Err(Error::Refused(format!("{hint} (run {})", prev.run_hex())));
             }
         }
-        let problems = preflight::check(&self.root, &self.dir, &plan);
+        let problems = preflight::check(
+            &self.root,
+            &self.dir,
+            &plan,
+            self.opts.cert_password.as_ref(),
+        );
         if !problems.is_empty() {
             return Err(Error::Refused(preflight::refusal(&problems)));
         }
@@ -554,7 +563,7 @@ impl Engine {
         let steps = plan
             .steps
             .iter()
-            .map(|s| steps::step_for(&s.action, &self.root))
+            .map(|s| steps::step_for(&s.action, &self.root, self.opts.cert_password.as_ref()))
             .collect();
         Active {
             run_id,

@@ -3,18 +3,25 @@
 
 use std::path::Path;
 
+use crate::crypto::CertPassword;
 use crate::durable_fs;
 use crate::plan::Plan;
 use crate::platform;
 use crate::steps::{self, PlanView};
 
-/// Every problem found; empty means the plan may run.
-pub fn check(root: &Path, journal_dir: &Path, plan: &Plan) -> Vec<String> {
+/// Every problem found; empty means the plan may run. `cert_password` opens the PFX of a
+/// re-encryption step (checked here, before anything changes).
+pub fn check(
+    root: &Path,
+    journal_dir: &Path,
+    plan: &Plan,
+    cert_password: Option<&CertPassword>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     let mut view = PlanView::new(root);
     let mut needed = 0u64;
     for s in &plan.steps {
-        let step = steps::step_for(&s.action, root);
+        let step = steps::step_for(&s.action, root, cert_password);
         for p in s.action.paths() {
             if platform::path_starts_with(&root.join(p), journal_dir) {
                 problems.push(format!(

@@ -57,16 +57,6 @@ impl Mode {
     }
 }
 
-/// The certificate options, with the vendor's names.
-#[derive(Debug, Clone, Default)]
-pub struct CertArgs {
-    pub file: Option<PathBuf>,
-    pub password: Option<String>,
-    pub thumbprint: Option<String>,
-    pub store_location: Option<String>,
-    pub store_name: Option<String>,
-}
-
 /// Everything the command line gives the runbook.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -84,7 +74,8 @@ pub struct Options {
     /// warning where it cannot run).
     pub database_upgrade_command: Option<String>,
     pub runtime_path: Option<String>,
-    pub cert: CertArgs,
+    /// The certificate options (`--file-cert-*`); the password travels apart, as a value.
+    pub cert: crate::crypto::CertificateOptions,
     pub agent_appsettings: Vec<PathBuf>,
     /// As written into appsettings.json, relative to Runtime (default `../Temp`).
     pub temp_folder: String,
@@ -108,7 +99,7 @@ impl Options {
             backup_dir: None,
             database_upgrade_command: None,
             runtime_path: None,
-            cert: CertArgs::default(),
+            cert: crate::crypto::CertificateOptions::default(),
             agent_appsettings: Vec::new(),
             temp_folder: "../Temp".into(),
             work_folder: "../Work".into(),
@@ -117,63 +108,6 @@ impl Options {
             services: Vec::new(),
             accept_manual_steps: false,
         }
-    }
-
-    /// The certificate to use: the command line's, else `EncryptionCertificate` of the old
-    /// `Runtime/appsettings.json`. `Err` when the command line's is incomplete or missing.
-    /// Only presence is checked here: opening it is the re-encryption step's job.
-    pub fn certificate(
-        &self,
-        settings: Option<&appsettings::JsonDoc>,
-        runtime: &Path,
-    ) -> Result<Option<String>, String> {
-        let c = &self.cert;
-        if let Some(f) = &c.file {
-            if !f.is_file() {
-                return Err(format!("--file-cert-file {}: no such file", f.display()));
-            }
-            if c.password.is_none() {
-                return Err("--file-cert-file needs --file-cert-password".into());
-            }
-            return Ok(Some(format!("certificate file {}", f.display())));
-        }
-        if let Some(t) = &c.thumbprint {
-            if c.store_location.is_none() || c.store_name.is_none() {
-                return Err("--file-cert-thumbprint needs --file-cert-store-location and --file-cert-store-name".into());
-            }
-            return Ok(Some(format!(
-                "certificate {t} in store {}/{}",
-                c.store_location.as_deref().unwrap_or_default(),
-                c.store_name.as_deref().unwrap_or_default()
-            )));
-        }
-        if c.password.is_some() || c.store_location.is_some() || c.store_name.is_some() {
-            return Err(
-                "certificate options given without --file-cert-file or --file-cert-thumbprint"
-                    .into(),
-            );
-        }
-        let Some(doc) = settings else { return Ok(None) };
-        let get = |k: &str| {
-            doc.get(&["EncryptionCertificate", k])
-                .and_then(|v| v.as_str())
-                .filter(|s| !s.is_empty())
-        };
-        if let Some(f) = get("File") {
-            return Ok(runtime.join(f).is_file().then(|| {
-                format!("certificate file {f} (EncryptionCertificate in Runtime/appsettings.json)")
-            }));
-        }
-        if let (Some(t), Some(l), Some(n)) = (
-            get("Thumbprint").or_else(|| get("DistinguishedName")),
-            get("StoreLocation"),
-            get("StoreName"),
-        ) {
-            return Ok(Some(format!(
-                "certificate {t} in store {l}/{n} (EncryptionCertificate in Runtime/appsettings.json)"
-            )));
-        }
-        Ok(None)
     }
 }
 
@@ -235,13 +169,16 @@ pub fn split_command(cmd: &str) -> Result<Vec<String>, String> {
 }
 
 impl Options {
-    /// The certificate as a plan stores it (no password): the command line's, else
-    /// `EncryptionCertificate` of the old `Runtime/appsettings.json`. A file under Runtime is
-    /// referenced under RuntimeOld, where the plan's first steps move it.
+    /// The certificate as a plan stores it (no password): the command line's (the one
+    /// mapping, [`crate::crypto::CertificateOptions::source`]), else `EncryptionCertificate`
+    /// of the old `Runtime/appsettings.json` (`File`, or `Thumbprint` with `StoreLocation`
+    /// and `StoreName`; a `File` that does not exist names no certificate). A file under
+    /// Runtime is referenced under RuntimeOld, where the plan's first steps move it. `Err`
+    /// when the command line's options do not name one certificate.
     pub fn certificate_source(
         &self,
         settings: Option<&appsettings::JsonDoc>,
-    ) -> Option<crate::crypto::CertificateSource> {
+    ) -> Result<Option<crate::crypto::CertificateSource>, String> {
         use crate::crypto::CertificateSource;
         let under_root = |abs: &Path| {
             let p = plan_path(&self.root, abs);
@@ -250,45 +187,44 @@ impl Options {
                 _ => p,
             }
         };
-        let c = &self.cert;
-        if let Some(f) = &c.file {
-            return Some(CertificateSource::Pfx {
-                path: under_root(f),
-                thumbprint: c.thumbprint.clone(),
-            });
+        match self.cert.source().map_err(|e| e.to_string())? {
+            Some(CertificateSource::Pfx { path, thumbprint }) => {
+                return Ok(Some(CertificateSource::Pfx {
+                    path: under_root(&path),
+                    thumbprint,
+                }))
+            }
+            Some(store) => return Ok(Some(store)),
+            None => {}
         }
-        if let (Some(t), Some(l), Some(n)) = (&c.thumbprint, &c.store_location, &c.store_name) {
-            return Some(CertificateSource::Store {
-                thumbprint: t.clone(),
-                location: l.clone(),
-                name: n.clone(),
-                path: None,
-            });
-        }
-        let doc = settings?;
-        let get = |k: &str| {
-            doc.get(&["EncryptionCertificate", k])
-                .and_then(|v| v.as_str())
-                .filter(|s| !s.is_empty())
-        };
+        let Some(doc) = settings else { return Ok(None) };
+        let get = |k: &str| encryption_certificate(doc, k);
         if let Some(f) = get("File") {
-            return Some(CertificateSource::Pfx {
-                path: under_root(&normalize(&self.root.join("Runtime"), f)),
+            let file = normalize(&self.root.join("Runtime"), f);
+            return Ok(file.is_file().then(|| CertificateSource::Pfx {
+                path: under_root(&file),
                 thumbprint: None,
-            });
+            }));
         }
         if let (Some(t), Some(l), Some(n)) =
             (get("Thumbprint"), get("StoreLocation"), get("StoreName"))
         {
-            return Some(CertificateSource::Store {
+            return Ok(Some(CertificateSource::Store {
                 thumbprint: t.to_string(),
                 location: l.to_string(),
                 name: n.to_string(),
                 path: None,
-            });
+            }));
         }
-        None
+        Ok(None)
     }
+}
+
+/// `EncryptionCertificate.<key>` of an appsettings file, when a non-empty string.
+pub fn encryption_certificate<'a>(doc: &'a appsettings::JsonDoc, key: &str) -> Option<&'a str> {
+    doc.get(&["EncryptionCertificate", key])
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
 }
 
 /// `base.join(p)` with `.` and `..` resolved lexically.

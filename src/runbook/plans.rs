@@ -499,8 +499,8 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
             Some(cert) if n > 0 => b.step(
                 seed,
                 Some(format!(
-                    "{n} legacy-encrypted agent files found at plan time; each staged, verified and renamed into place, the original kept in the journal trash; the PFX password comes from --file-cert-password or {} (never in the plan)",
-                    crate::crypto::PASSWORD_ENV
+                    "{n} legacy-encrypted agent files found at plan time; each staged, verified and renamed into place, the original kept in the journal trash; the PFX password comes from {} (never in the plan)",
+                    crate::crypto::PASSWORD_OPTIONS
                 )),
                 StepSpec::ReencryptFiles {
                     folders: vec![b.p(&temp), b.p(&work)],

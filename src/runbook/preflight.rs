@@ -32,7 +32,6 @@ pub struct Facts {
     pub encrypt_file: bool,
     pub manual: Vec<ManualItem>,
     pub encrypted: Vec<PathBuf>,
-    pub certificate: Option<String>,
     /// The certificate as the re-encryption step references it (integrated and agent).
     pub certificate_source: Option<crate::crypto::CertificateSource>,
     /// `tracked-accounts-*.csv` of the old Runtime that are legacy-encrypted.
@@ -280,7 +279,6 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
 
     // 5. Encrypted files need a certificate (integrated and agent modes).
     let mut encrypted = Vec::new();
-    let mut certificate = None;
     let mut certificate_source = None;
     let tracked_accounts = install::tracked_accounts(&runtime);
     let tracked_encrypted = tracked_accounts
@@ -296,22 +294,36 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
         for dir in [super::temp_dir(o), super::work_dir(o)] {
             encrypted.extend(install::encrypted_files(&dir, root));
         }
-        match o.certificate(by_name("appsettings.json"), &runtime) {
-            Ok(c) => certificate = c,
-            Err(e) => problems.push(e),
-        }
-        if certificate.is_some() {
-            certificate_source = o.certificate_source(by_name("appsettings.json"));
-        }
-        if (!encrypted.is_empty() || tracked_encrypted > 0) && certificate.is_none() {
-            problems.push(format!(
-                "{} legacy-encrypted files (first: {}) but no certificate: give --file-cert-file F --file-cert-password P, or --file-cert-thumbprint T --file-cert-store-location L --file-cert-store-name N (or set EncryptionCertificate in Runtime/appsettings.json)",
-                encrypted.len() + tracked_encrypted,
-                encrypted
-                    .first()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "a Runtime/tracked-accounts-*.csv".into())
-            ));
+        let options_valid = match o.certificate_source(by_name("appsettings.json")) {
+            Ok(c) => {
+                certificate_source = c;
+                true
+            }
+            Err(e) => {
+                problems.push(e);
+                false
+            }
+        };
+        let needed = !encrypted.is_empty() || tracked_encrypted > 0;
+        if needed && options_valid && certificate_source.is_none() {
+            let first = encrypted
+                .first()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "a Runtime/tracked-accounts-*.csv".into());
+            let n = encrypted.len() + tracked_encrypted;
+            // A store lookup by subject is not something this tool can do: say so, rather
+            // than leave the files in the old format.
+            let distinguished_name = by_name("appsettings.json")
+                .and_then(|d| super::encryption_certificate(d, "DistinguishedName"));
+            problems.push(match distinguished_name {
+                Some(dn) => format!(
+                    "{n} legacy-encrypted files (first: {first}) need the agent's certificate, but EncryptionCertificate in Runtime/appsettings.json names it by DistinguishedName {dn:?}, which this tool cannot look up: give its thumbprint with --file-cert-thumbprint T (and --file-cert-store-location L --file-cert-store-name N, default CurrentUser/My), or its PFX with --file-cert-file F"
+                ),
+                None => format!(
+                    "{n} legacy-encrypted files (first: {first}) but no certificate: give --file-cert-file F (its password with {}), or --file-cert-thumbprint T --file-cert-store-location L --file-cert-store-name N (or set EncryptionCertificate in Runtime/appsettings.json)",
+                    crate::crypto::PASSWORD_OPTIONS
+                ),
+            });
         }
     }
 
@@ -398,7 +410,6 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
         encrypt_file,
         manual,
         encrypted,
-        certificate,
         certificate_source,
         tracked_encrypted,
         warnings,

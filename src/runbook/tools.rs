@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use super::appsettings::{migrate_agent, migrate_server, JsonDoc, ServerSettings};
 use super::configuration::{migrate_tree, FileOutcome, IdMap};
-use super::{install, moves, plan_path, plans, CertArgs, FROM_VERSION};
+use super::{install, moves, plan_path, plans, FROM_VERSION};
+use crate::crypto::{CertificateOptions, CertificateSource};
 use crate::plan::{Plan, PlannedStep, StepSpec};
 
 type Refusals = Vec<String>;
@@ -253,7 +254,7 @@ pub fn upgrade_files(
     root: &Path,
     version: &str,
     migrate_agent: bool,
-    cert: &CertArgs,
+    cert: &CertificateOptions,
     temp: &Path,
     work: &Path,
 ) -> Result<(Plan, Vec<String>), Refusals> {
@@ -280,35 +281,27 @@ pub fn upgrade_files(
             .flat_map(|d| install::encrypted_files(d, root))
             .collect();
         if !encrypted.is_empty() {
-            if cert.file.is_none() && cert.thumbprint.is_none() {
-                problems.push(format!(
+            match cert.source() {
+                Err(e) => problems.push(e.to_string()),
+                Ok(None) => problems.push(format!(
                     "{} legacy-encrypted files (first: {}) but no --file-cert-file or --file-cert-thumbprint",
                     encrypted.len(),
                     encrypted[0].display()
-                ));
-            } else {
-                let certificate = match (&cert.file, &cert.thumbprint) {
-                    (Some(f), t) => crate::crypto::CertificateSource::Pfx {
-                        path: plan_path(root, &std::path::absolute(f).unwrap_or(f.clone())),
-                        thumbprint: t.clone(),
+                )),
+                Ok(Some(source)) => {
+                let certificate = match source {
+                    CertificateSource::Pfx { path, thumbprint } => CertificateSource::Pfx {
+                        path: plan_path(root, &path),
+                        thumbprint,
                     },
-                    (None, Some(t)) => crate::crypto::CertificateSource::Store {
-                        thumbprint: t.clone(),
-                        location: cert
-                            .store_location
-                            .clone()
-                            .unwrap_or_else(|| "CurrentUser".into()),
-                        name: cert.store_name.clone().unwrap_or_else(|| "My".into()),
-                        path: None,
-                    },
-                    (None, None) => unreachable!("checked above"),
+                    store => store,
                 };
                 s.add(
                     "5.3",
                     Some(format!(
-                        "{} legacy-encrypted files found; each staged, verified and renamed into place, the original kept in the journal trash; the PFX password from --file-cert-password or {}",
+                        "{} legacy-encrypted files found; each staged, verified and renamed into place, the original kept in the journal trash; the PFX password from {} (never in the plan)",
                         encrypted.len(),
-                        crate::crypto::PASSWORD_ENV
+                        crate::crypto::PASSWORD_OPTIONS
                     )),
                     StepSpec::ReencryptFiles {
                         folders: vec![plan_path(root, temp), plan_path(root, work)],
@@ -316,6 +309,7 @@ pub fn upgrade_files(
                         certificate,
                     },
                 );
+                }
             }
         }
     }

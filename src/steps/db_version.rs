@@ -209,7 +209,7 @@ impl Step for DatabaseVersionUpgrade {
         }
         ctx.journal.save(STARTED.to_vec())?;
         ctx.journal.sync()?;
-        let out = Command::new(&program)
+        let out = super::without_tool_variables(&mut Command::new(&program))
             .args(self.command[1..].iter().map(|a| expand(a)))
             .current_dir(&self.root)
             .output()

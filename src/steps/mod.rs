@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::CertPassword;
 use crate::durable_fs;
 use crate::manifest::Manifest;
 use crate::plan::{ServiceAction, StepSpec};
@@ -270,7 +271,14 @@ pub(crate) fn settle_pair(from: &Path, to: &Path, expected: &Manifest) -> Result
 }
 
 /// The step implementation for a specification.
-pub fn step_for(spec: &StepSpec, root: &Path) -> Box<dyn Step> {
+/// The step a spec describes. `cert_password` is the PFX password a re-encryption step
+/// loads its certificate with (given at run time, never in the plan); `None` where no
+/// certificate is loaded (descriptions, rollback) or none was given.
+pub fn step_for(
+    spec: &StepSpec,
+    root: &Path,
+    cert_password: Option<&CertPassword>,
+) -> Box<dyn Step> {
     let r = |p: &PathBuf| root.join(p);
     match spec {
         StepSpec::Rename { from, to } => Box::new(rename::Rename {
@@ -325,6 +333,7 @@ pub fn step_for(spec: &StepSpec, root: &Path) -> Box<dyn Step> {
             folders.clone(),
             files.clone(),
             certificate.clone(),
+            cert_password.cloned(),
         )),
         StepSpec::Service {
             action,
@@ -352,6 +361,27 @@ pub fn step_for(spec: &StepSpec, root: &Path) -> Box<dyn Step> {
             })
         }
     }
+}
+
+/// Prefix of this tool's own environment variables: its settings and its secrets
+/// (`USERCUBE_UPGRADE_CERT_PASSWORD`).
+pub const TOOL_ENV_PREFIX: &str = "USERCUBE_UPGRADE_";
+
+/// `cmd` with none of the tool's own variables ([`TOOL_ENV_PREFIX`]) in its environment:
+/// the service commands and the vendor's database tool never see the PFX password (and
+/// their output, which is journaled, cannot echo it).
+pub fn without_tool_variables(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    for (name, _) in std::env::vars_os() {
+        // Windows names are case-insensitive.
+        if name
+            .to_string_lossy()
+            .to_ascii_uppercase()
+            .starts_with(TOOL_ENV_PREFIX)
+        {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
 }
 
 /// Relative display of a path under the root, for messages and plans.

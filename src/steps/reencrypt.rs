@@ -37,8 +37,8 @@
 //! its hash.
 //!
 //! The certificate is loaded at run time from a [`CertificateSource`] (PFX path or store
-//! lookup; the PFX password from `$USERCUBE_UPGRADE_CERT_PASSWORD` or
-//! [`crate::crypto::set_cert_password`], never stored). Rollback needs no key.
+//! lookup; the PFX password a [`CertPassword`] value given by the command line, never
+//! stored). Rollback needs no key.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read};
@@ -53,8 +53,8 @@ use super::{
     StepError, Touch,
 };
 use crate::crypto::{
-    is_legacy, is_new_format, parallel, Certificate, CertificateSource, LegacyReader, LEGACY_MAGIC,
-    NEW_MAGIC,
+    is_legacy, is_new_format, parallel, CertPassword, Certificate, CertificateSource, LegacyReader,
+    LEGACY_MAGIC, NEW_MAGIC,
 };
 use crate::durable_fs;
 use crate::manifest::{Entry, Kind, Manifest};
@@ -83,6 +83,8 @@ pub struct ReencryptFiles {
     /// Files; the last component may hold `*` and `?` wildcards.
     pub files: Vec<PathBuf>,
     pub certificate: CertificateSource,
+    /// The PFX password given at run time (never in the plan).
+    password: Option<CertPassword>,
     cert: OnceLock<std::result::Result<Arc<Certificate>, String>>,
 }
 
@@ -110,12 +112,14 @@ impl ReencryptFiles {
         folders: Vec<PathBuf>,
         files: Vec<PathBuf>,
         certificate: CertificateSource,
+        password: Option<CertPassword>,
     ) -> ReencryptFiles {
         ReencryptFiles {
             root: root.to_path_buf(),
             folders: folders.iter().map(|p| root.join(p)).collect(),
             files: files.iter().map(|p| root.join(p)).collect(),
             certificate,
+            password,
             cert: OnceLock::new(),
         }
     }
@@ -127,7 +131,7 @@ impl ReencryptFiles {
                 // by wrapping again, without a private-key operation per file.
                 let cert = self
                     .certificate
-                    .load(&self.root)
+                    .load(&self.root, self.password.as_ref())
                     .map_err(|e| e.to_string())?;
                 cert.prove_key_pair().map_err(|e| e.to_string())?;
                 Ok(Arc::new(cert))

@@ -61,7 +61,9 @@ impl Op {
     fn run(&self, root: &Path) -> std::io::Result<(Option<i32>, bool, String)> {
         match self {
             Op::Line(line) => {
-                let out = platform::shell_command(line).current_dir(root).output()?;
+                let out = super::without_tool_variables(&mut platform::shell_command(line))
+                    .current_dir(root)
+                    .output()?;
                 let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
                 text.push_str(&String::from_utf8_lossy(&out.stderr));
                 Ok((out.status.code(), out.status.success(), text))
