@@ -27,6 +27,7 @@ pub mod plan;
 pub mod platform;
 pub mod runbook;
 pub mod sample;
+pub mod secrets;
 pub mod steps;
 
 pub use error::{Error, Result};

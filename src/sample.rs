@@ -197,7 +197,7 @@ pub fn plan() -> Plan {
                 None,
                 StepSpec::WriteFile {
                     path: p("Runtime/appsettings.json"),
-                    content: migrated.into_bytes(),
+                    content: migrated.into_bytes().into(),
                 },
             ),
             (
