@@ -342,7 +342,19 @@ mod tests {
         assert!(json.contains("\"AP8K\""), "content is base64: {json}");
         assert_eq!(Plan::from_json(Path::new("p.json"), &json).unwrap(), p);
         let bin = codec().serialize(&p).unwrap();
-        assert_eq!(codec().deserialize::<Plan>(&bin).unwrap(), p);
+        let back = codec().deserialize::<Plan>(&bin).unwrap();
+        assert_eq!(back, p);
+        // The journal encoding holds the content's digest and length, never its bytes.
+        let StepSpec::WriteFile { content, .. } = &back.steps[1].action else {
+            panic!("{back:?}")
+        };
+        assert_eq!(content.bytes(), None);
+        assert_eq!(content.len, 3);
+        assert!(!format!("{back:?}").contains("[0, 255"), "Debug shows no bytes");
+        let mut loaded = content.clone();
+        assert!(loaded.load(vec![0, 255, 11]).is_err(), "other bytes refused");
+        loaded.load(vec![0, 255, 10]).unwrap();
+        assert_eq!(loaded.bytes(), Some(&[0u8, 255, 10][..]));
         assert_ne!(p.hash(), sample_with_other_content().hash());
     }
 

@@ -215,6 +215,94 @@ mod legacy {
         })
     }
 
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn old_payload(content: &[u8], break_hash: bool) -> Vec<u8> {
+            let plan = Plan {
+                title: "old".into(),
+                steps: vec![PlannedStep {
+                    id: 1,
+                    seed: Some("5.1".into()),
+                    note: None,
+                    action: StepSpec::WriteFile {
+                        path: "Runtime/appsettings.json".into(),
+                        content: content.to_vec(),
+                    },
+                }],
+            };
+            let mut plan_hash: [u8; 32] =
+                Sha256::digest(codec().serialize(&plan).unwrap()).into();
+            if break_hash {
+                plan_hash[0] ^= 1;
+            }
+            codec()
+                .serialize(&RunStarted {
+                    plan,
+                    plan_hash,
+                    root: "/r".into(),
+                    tool_version: "0.1.0".into(),
+                    pid: 7,
+                })
+                .unwrap()
+        }
+
+        #[test]
+        fn an_older_builds_run_started_is_read_with_its_contents() {
+            let bytes = old_payload(b"{\"Password\": \"p\"}", false);
+            let started = crate::engine::payload::RunStarted::decode(5, &bytes).unwrap();
+            assert!(started.legacy);
+            let crate::plan::StepSpec::WriteFile { content, path } = &started.plan.steps[0].action
+            else {
+                panic!("{:?}", started.plan)
+            };
+            assert_eq!(path, std::path::Path::new("Runtime/appsettings.json"));
+            assert_eq!(content.bytes(), Some(&b"{\"Password\": \"p\"}"[..]));
+            assert_eq!(started.plan.steps[0].seed.as_deref(), Some("5.1"));
+            let e = crate::engine::payload::RunStarted::decode(5, &old_payload(b"x", true))
+                .unwrap_err();
+            assert!(matches!(e, crate::Error::Corrupt(_)), "{e}");
+            assert!(e.to_string().contains("journal record 5"), "{e}");
+        }
+
+        #[test]
+        fn the_new_layout_holds_digests_only() {
+            let secret = b"ClientSecret: 9f2c-not-in-the-record";
+            let plan = crate::plan::Plan::new(
+                "new",
+                vec![(
+                    None,
+                    None,
+                    crate::plan::StepSpec::WriteFile {
+                        path: "a".into(),
+                        content: secret.to_vec().into(),
+                    },
+                )],
+            );
+            let started = crate::engine::payload::RunStarted {
+                plan_hash: plan.hash(),
+                plan,
+                root: "/r".into(),
+                tool_version: "0.1.0".into(),
+                pid: 7,
+                legacy: false,
+            };
+            let bytes = started.encode();
+            assert!(bytes.starts_with(&crate::engine::payload::RUN_STARTED_MARKER));
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret));
+            let back = crate::engine::payload::RunStarted::decode(5, &bytes).unwrap();
+            assert!(!back.legacy);
+            assert_eq!(back, started, "equal by digest");
+            let crate::plan::StepSpec::WriteFile { content, .. } = &back.plan.steps[0].action
+            else {
+                panic!()
+            };
+            assert_eq!(content.bytes(), None, "loaded from the contents folder, not the record");
+            assert_eq!(back.plan.hash(), started.plan_hash);
+        }
+    }
+
     /// The old content encoding: raw bytes in bincode, base64 text in JSON.
     mod serde_bytes_or_base64 {
         use base64::Engine;
