@@ -166,10 +166,19 @@ impl Serialize for FileContent {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use base64::Engine;
         if s.is_human_readable() {
-            let bytes = self.bytes().ok_or_else(|| {
-                serde::ser::Error::custom("a journaled file content is not loaded")
-            })?;
-            s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+            match self.bytes() {
+                Some(bytes) => {
+                    s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+                }
+                // A journaled plan not loaded: what printed plans show (`crate::secrets`).
+                None => {
+                    use serde::ser::SerializeMap;
+                    let mut m = s.serialize_map(Some(2))?;
+                    m.serialize_entry("sha256", &hex::encode(self.sha256))?;
+                    m.serialize_entry("bytes", &self.len)?;
+                    m.end()
+                }
+            }
         } else {
             (self.sha256, self.len).serialize(s)
         }
@@ -350,9 +359,22 @@ mod tests {
         };
         assert_eq!(content.bytes(), None);
         assert_eq!(content.len, 3);
-        assert!(!format!("{back:?}").contains("[0, 255"), "Debug shows no bytes");
+        assert!(
+            !format!("{back:?}").contains("[0, 255"),
+            "Debug shows no bytes"
+        );
+        // Not loaded, it prints as its digest, which is no runnable plan.
+        let printed = serde_json::to_string(&back).unwrap();
+        assert!(printed.contains(&hex::encode(content.sha256)), "{printed}");
+        let e = Plan::from_json(Path::new("p.json"), &printed)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("p.json:1:"), "{e}");
         let mut loaded = content.clone();
-        assert!(loaded.load(vec![0, 255, 11]).is_err(), "other bytes refused");
+        assert!(
+            loaded.load(vec![0, 255, 11]).is_err(),
+            "other bytes refused"
+        );
         loaded.load(vec![0, 255, 10]).unwrap();
         assert_eq!(loaded.bytes(), Some(&[0u8, 255, 10][..]));
         assert_ne!(p.hash(), sample_with_other_content().hash());

@@ -233,8 +233,7 @@ fn walk(value: &mut serde_json::Value, path: &mut Vec<String>) {
                     if let Value::String(b64) = v {
                         *v = content_digest(b64);
                     }
-                } else if is_secret_path(path) && !v.is_null() && !v.is_object() && !v.is_array()
-                {
+                } else if is_secret_path(path) && !v.is_null() && !v.is_object() && !v.is_array() {
                     *v = Value::String(MASK.into());
                 } else {
                     walk(v, path);
@@ -355,7 +354,10 @@ mod tests {
             redact_connection_string("Server=h;Password=\"a;b"),
             "Server=h;Password=***"
         );
-        assert_eq!(redact_connection_string("sqlite:Database/x.db"), "sqlite:Database/x.db");
+        assert_eq!(
+            redact_connection_string("sqlite:Database/x.db"),
+            "sqlite:Database/x.db"
+        );
         assert!(matches!(
             redact_connection_string("Server=h;Database=d"),
             Cow::Borrowed(_)

@@ -38,11 +38,23 @@ const SERVICE_ENV: &str = "UC_TEST_SERVICE_TOKEN";
 const SERVICE_SECRET: &str = "sekrit-service-env-d3e4";
 
 const SECRETS: &[(&str, &str)] = &[
-    ("Runtime/appsettings.json EncryptionCertificate.Password", SERVER_SECRET),
-    ("Runtime/appsettings.agent.json OpenIdClients.Job", AGENT_SECRET),
+    (
+        "Runtime/appsettings.json EncryptionCertificate.Password",
+        SERVER_SECRET,
+    ),
+    (
+        "Runtime/appsettings.agent.json OpenIdClients.Job",
+        AGENT_SECRET,
+    ),
     ("the connection string's password", CONN_SECRET),
-    ("the connection string's password (after its ';')", CONN_SECRET_TAIL),
-    ("Runtime/appsettings.encrypted.agent.json Password", ENCRYPTED_AGENT_SECRET),
+    (
+        "the connection string's password (after its ';')",
+        CONN_SECRET_TAIL,
+    ),
+    (
+        "Runtime/appsettings.encrypted.agent.json Password",
+        ENCRYPTED_AGENT_SECRET,
+    ),
     ("the PFX password", PFX_SECRET),
     ("the service command's environment variable", SERVICE_SECRET),
 ];
@@ -64,7 +76,9 @@ impl Demo {
         d.edit(
             "Runtime/appsettings.json",
             "\"File\": \"../Certs/demo-agent.pfx\"",
-            &format!("\"File\": \"../Certs/demo-agent.pfx\",\n    \"Password\": \"{SERVER_SECRET}\""),
+            &format!(
+                "\"File\": \"../Certs/demo-agent.pfx\",\n    \"Password\": \"{SERVER_SECRET}\""
+            ),
         );
         d.edit(
             "Runtime/appsettings.agent.json",
@@ -153,9 +167,10 @@ fn keep(outputs: &mut Vec<(String, Vec<u8>)>, what: &str, out: Output) {
 }
 
 fn openssl(args: &[&str]) {
-    let out = Command::new("openssl").args(args).output().unwrap_or_else(|e| {
-        panic!("the `openssl` command line tool is needed by this test ({e})")
-    });
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("the `openssl` command line tool is needed by this test ({e})"));
     assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
 }
 
@@ -258,7 +273,11 @@ fn no_secret_is_printed_or_left_in_a_finalized_journal() {
         .collect();
     assert!(written.len() >= 3, "{json}");
     for w in &written {
-        assert_eq!(w["content"]["sha256"].as_str().map(str::len), Some(64), "{w}");
+        assert_eq!(
+            w["content"]["sha256"].as_str().map(str::len),
+            Some(64),
+            "{w}"
+        );
     }
 
     // A first run, rolled back (its trash keeps copies of the appsettings files), then a
@@ -305,7 +324,11 @@ fn no_secret_is_printed_or_left_in_a_finalized_journal() {
         all.extend(folder_leaks(&backups));
     }
     all.extend(folder_leaks(&d.journal()));
-    assert!(all.is_empty(), "secrets found in clear:\n{}", all.join("\n"));
+    assert!(
+        all.is_empty(),
+        "secrets found in clear:\n{}",
+        all.join("\n")
+    );
 
     // What was purged is gone; the digests stay in the audit.
     for gone in ["trash", "contents"] {
@@ -351,5 +374,9 @@ fn a_service_command_never_sees_the_tools_secret_variables() {
         .flat_map(|(what, bytes)| leaks(what, bytes))
         .collect();
     all.extend(folder_leaks(&d.journal()));
-    assert!(all.is_empty(), "secrets found in clear:\n{}", all.join("\n"));
+    assert!(
+        all.is_empty(),
+        "secrets found in clear:\n{}",
+        all.join("\n")
+    );
 }

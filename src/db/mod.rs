@@ -162,7 +162,10 @@ pub fn check_no_literal_password(conn: &str) -> Result<()> {
     }
     let pairs = crate::secrets::parse_connection_string(conn)
         .map_err(|e| err(format!("{}: {e}", redact(conn))))?;
-    for crate::secrets::ConnPair { key: k, value: v, .. } in &pairs {
+    for crate::secrets::ConnPair {
+        key: k, value: v, ..
+    } in &pairs
+    {
         if crate::secrets::is_secret_key(k)
             && !v.is_empty()
             && !(v.starts_with("${") && v.ends_with('}'))

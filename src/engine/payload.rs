@@ -232,8 +232,7 @@ mod legacy {
                     },
                 }],
             };
-            let mut plan_hash: [u8; 32] =
-                Sha256::digest(codec().serialize(&plan).unwrap()).into();
+            let mut plan_hash: [u8; 32] = Sha256::digest(codec().serialize(&plan).unwrap()).into();
             if break_hash {
                 plan_hash[0] ^= 1;
             }
@@ -298,7 +297,11 @@ mod legacy {
             else {
                 panic!()
             };
-            assert_eq!(content.bytes(), None, "loaded from the contents folder, not the record");
+            assert_eq!(
+                content.bytes(),
+                None,
+                "loaded from the contents folder, not the record"
+            );
             assert_eq!(back.plan.hash(), started.plan_hash);
         }
     }

@@ -82,8 +82,7 @@ impl Step for WriteFile {
             durable_fs::link_or_copy(&self.path, &prev).map_err(io("keeping", &self.path))?;
         }
         let mode = intent.touches[0].after.as_ref().map(|m| m.entries[0].mode);
-        durable_fs::atomic_write(&self.path, content, mode)
-            .map_err(io("writing", &self.path))?;
+        durable_fs::atomic_write(&self.path, content, mode).map_err(io("writing", &self.path))?;
         Ok(Outcome::default())
     }
 
