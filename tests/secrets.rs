@@ -119,7 +119,7 @@ impl Demo {
             "-passout",
             &format!("pass:{PFX_SECRET}"),
         ]);
-        std::fs::remove_file(&pem).unwrap();
+        usercube_upgrade::durable_fs::remove_path(&pem).unwrap();
         d
     }
 
