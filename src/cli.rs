@@ -716,10 +716,7 @@ pub fn run(args: Args) -> Result<()> {
             JournalAction::Export { target, json: _ } => {
                 let e = open(&target, opts)?;
                 let a = e.audit()?;
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&a).expect("audit serializes")
-                );
+                println!("{}", crate::secrets::to_public_json(&a));
                 Ok(())
             }
         },
@@ -816,10 +813,7 @@ fn print_plan(
             sha256: hex::encode(plan.hash()),
             problems: &problems,
         };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).expect("runbook serializes")
-        );
+        println!("{}", crate::secrets::to_public_json(&out));
     } else if json {
         #[derive(Serialize)]
         struct PlanOut<'a> {
@@ -832,10 +826,7 @@ fn print_plan(
             sha256: hex::encode(plan.hash()),
             problems: &problems,
         };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).expect("plan serializes")
-        );
+        println!("{}", crate::secrets::to_public_json(&out));
     } else {
         println!(
             "plan: {} ({} steps, sha256 {})",
@@ -967,7 +958,7 @@ fn salvage(target: &Target, output: &Path) -> Result<()> {
     let _lock = RootLock::acquire(&dir)?;
     let found = crate::journal::salvage(&dir);
     let report = audit::salvage(&dir, &found);
-    let text = serde_json::to_string_pretty(&report).expect("salvage report serializes");
+    let text = crate::secrets::to_public_json(&report);
     crate::durable_fs::atomic_write(output, text.as_bytes(), None).map_err(|source| Error::Io {
         what: "writing",
         path: output.to_path_buf(),
@@ -1072,10 +1063,7 @@ fn print_status(target: &Target, json: bool) -> Result<()> {
 
 fn print_status_out(out: &StatusOut, json: bool) -> Result<()> {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).expect("status serializes")
-        );
+        println!("{}", crate::secrets::to_public_json(&out));
     } else {
         println!("installation: {}", out.root.display());
         println!(

@@ -233,6 +233,17 @@ pub fn write_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     File::create(path)?.write_all(bytes)
 }
 
+/// [`write_unsynced`] for a file only its owner may read (mode 0600 from its creation; the
+/// owner-only DACL on Windows): file contents kept in the journal.
+pub fn write_private_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    crate::platform::create_with_mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    crate::platform::make_private_file(path)?;
+    f.write_all(bytes)
+}
+
 /// A second name for the file `from` (hard link; a durable copy where links are refused).
 pub fn link_or_copy(from: &Path, to: &Path) -> io::Result<()> {
     link_or_synced_copy(from, to)?;

@@ -29,6 +29,7 @@ pub mod platform;
 pub mod pseudo_random;
 pub mod runbook;
 pub mod sample;
+pub mod secrets;
 pub mod steps;
 
 pub use error::{Error, Result};

@@ -40,12 +40,9 @@ pub enum StepSpec {
     MoveTree { from: PathBuf, to: PathBuf },
     /// "Delete" a tree: move it into the journal's trash, purged at finalize.
     DeleteTree { path: PathBuf },
-    /// Write a file atomically, keeping the previous content for undo.
-    WriteFile {
-        path: PathBuf,
-        #[serde(with = "content_serde")]
-        content: Vec<u8>,
-    },
+    /// Write a file atomically, keeping the previous content for undo. The content (base64
+    /// in JSON) is journaled apart from the plan, by digest: see [`FileContent`].
+    WriteFile { path: PathBuf, content: FileContent },
     /// Extract a zip archive into a new folder.
     ExtractZip { archive: PathBuf, dest: PathBuf },
     /// Create one new, empty folder (removed again by undo).
@@ -94,6 +91,118 @@ pub enum StepSpec {
         action: ServiceAction,
         names: Vec<String>,
     },
+}
+
+/// The content a `write-file` step writes. It may hold secrets (appsettings passwords,
+/// client secrets), so it never enters the journal's records: in the journal encoding
+/// (bincode) only its SHA-256 and length are written, and the bytes live in an owner-only
+/// journal file named by that digest (purged at finalize). In JSON (`--plan FILE`) it is the
+/// bytes, in base64. Printed plans show only the digest (`crate::secrets`).
+#[derive(Clone)]
+pub struct FileContent {
+    pub sha256: [u8; 32],
+    pub len: u64,
+    /// The bytes; `None` for a plan read back from the journal until they are loaded.
+    bytes: Option<std::sync::Arc<[u8]>>,
+}
+
+impl FileContent {
+    pub fn new(bytes: Vec<u8>) -> FileContent {
+        FileContent {
+            sha256: Sha256::digest(&bytes).into(),
+            len: bytes.len() as u64,
+            bytes: Some(bytes.into()),
+        }
+    }
+
+    /// The bytes, when known (always, except for a journaled plan not yet loaded).
+    pub fn bytes(&self) -> Option<&[u8]> {
+        self.bytes.as_deref()
+    }
+
+    /// Gives a journaled content its bytes back; refused unless they match the digest.
+    pub fn load(&mut self, bytes: Vec<u8>) -> Result<(), String> {
+        if bytes.len() as u64 != self.len || <[u8; 32]>::from(Sha256::digest(&bytes)) != self.sha256
+        {
+            return Err(format!(
+                "expected {} bytes with SHA-256 {}",
+                self.len,
+                hex::encode(self.sha256)
+            ));
+        }
+        self.bytes = Some(bytes.into());
+        Ok(())
+    }
+}
+
+/// Equal contents have equal digests; whether the bytes are loaded does not matter.
+impl PartialEq for FileContent {
+    fn eq(&self, other: &FileContent) -> bool {
+        self.sha256 == other.sha256 && self.len == other.len
+    }
+}
+
+impl Eq for FileContent {}
+
+impl From<Vec<u8>> for FileContent {
+    fn from(bytes: Vec<u8>) -> FileContent {
+        FileContent::new(bytes)
+    }
+}
+
+/// Never the bytes: debug output ends up in messages and logs.
+impl std::fmt::Debug for FileContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "FileContent({} bytes, sha256 {})",
+            self.len,
+            hex::encode(self.sha256)
+        )
+    }
+}
+
+impl Serialize for FileContent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        if s.is_human_readable() {
+            match self.bytes() {
+                Some(bytes) => {
+                    s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+                }
+                // A journaled plan not loaded: what printed plans show (`crate::secrets`).
+                None => {
+                    use serde::ser::SerializeMap;
+                    let mut m = s.serialize_map(Some(2))?;
+                    m.serialize_entry("sha256", &hex::encode(self.sha256))?;
+                    m.serialize_entry("bytes", &self.len)?;
+                    m.end()
+                }
+            }
+        } else {
+            (self.sha256, self.len).serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FileContent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<FileContent, D::Error> {
+        use base64::Engine;
+        if d.is_human_readable() {
+            let text = String::deserialize(d)?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(serde::de::Error::custom)?;
+            Ok(FileContent::new(bytes))
+        } else {
+            let (sha256, len) = <([u8; 32], u64)>::deserialize(d)?;
+            Ok(FileContent {
+                sha256,
+                len,
+                bytes: None,
+            })
+        }
+    }
 }
 
 /// What a [`StepSpec::Service`] step does to the service.
@@ -226,48 +335,6 @@ impl Plan {
     }
 }
 
-/// File content: base64 text in JSON, raw bytes in bincode.
-mod content_serde {
-    use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
-        } else {
-            s.serialize_bytes(v)
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        if d.is_human_readable() {
-            let s = String::deserialize(d)?;
-            base64::engine::general_purpose::STANDARD
-                .decode(s)
-                .map_err(serde::de::Error::custom)
-        } else {
-            serde_bytes_vec(d)
-        }
-    }
-
-    fn serde_bytes_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-        }
-        d.deserialize_byte_buf(V)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,7 +356,7 @@ mod tests {
                     None,
                     StepSpec::WriteFile {
                         path: "c".into(),
-                        content: vec![0, 255, 10],
+                        content: vec![0, 255, 10].into(),
                     },
                 ),
             ],
@@ -304,7 +371,32 @@ mod tests {
         assert!(json.contains("\"AP8K\""), "content is base64: {json}");
         assert_eq!(Plan::from_json(Path::new("p.json"), &json).unwrap(), p);
         let bin = codec().serialize(&p).unwrap();
-        assert_eq!(codec().deserialize::<Plan>(&bin).unwrap(), p);
+        let back = codec().deserialize::<Plan>(&bin).unwrap();
+        assert_eq!(back, p);
+        // The journal encoding holds the content's digest and length, never its bytes.
+        let StepSpec::WriteFile { content, .. } = &back.steps[1].action else {
+            panic!("{back:?}")
+        };
+        assert_eq!(content.bytes(), None);
+        assert_eq!(content.len, 3);
+        assert!(
+            !format!("{back:?}").contains("[0, 255"),
+            "Debug shows no bytes"
+        );
+        // Not loaded, it prints as its digest, which is no runnable plan.
+        let printed = serde_json::to_string(&back).unwrap();
+        assert!(printed.contains(&hex::encode(content.sha256)), "{printed}");
+        let e = Plan::from_json(Path::new("p.json"), &printed)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("p.json:1:"), "{e}");
+        let mut loaded = content.clone();
+        assert!(
+            loaded.load(vec![0, 255, 11]).is_err(),
+            "other bytes refused"
+        );
+        loaded.load(vec![0, 255, 10]).unwrap();
+        assert_eq!(loaded.bytes(), Some(&[0u8, 255, 10][..]));
         assert_ne!(p.hash(), sample_with_other_content().hash());
     }
 
@@ -312,7 +404,7 @@ mod tests {
         let mut p = sample();
         p.steps[1].action = StepSpec::WriteFile {
             path: "c".into(),
-            content: vec![1],
+            content: vec![1].into(),
         };
         p
     }

@@ -191,7 +191,7 @@ pub fn plan() -> Plan {
                 None,
                 StepSpec::WriteFile {
                     path: p("Runtime/appsettings.json"),
-                    content: migrated.into_bytes(),
+                    content: migrated.into_bytes().into(),
                 },
             ),
             (

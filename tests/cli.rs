@@ -65,10 +65,15 @@ fn finalize_purges_the_trash_and_forbids_rollback() {
     let i = Install::new(SampleSize::default());
     i.ok(&["run"]);
     let trash = i.journal_dir().join("trash");
+    let contents = i.journal_dir().join("contents");
     assert!(std::fs::read_dir(&trash).unwrap().next().is_some());
+    assert!(
+        std::fs::read_dir(&contents).unwrap().next().is_some(),
+        "the plan's write-file contents are kept for resume"
+    );
     let after_run = i.snapshot();
     i.ok(&["finalize"]);
-    assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 0);
+    assert!(!trash.exists() && !contents.exists(), "both purged whole");
     assert_same(
         &after_run,
         &i.snapshot(),

@@ -122,7 +122,7 @@ fn plan(certificate: CertificateSource) -> Plan {
                 None,
                 StepSpec::WriteFile {
                     path: "Conf/marker.txt".into(),
-                    content: b"before the re-encryption".to_vec(),
+                    content: b"before the re-encryption".to_vec().into(),
                 },
             ),
             (

@@ -149,32 +149,10 @@ pub enum Target {
     SqlServer(String),
 }
 
-/// Keys whose values are secrets in an ADO.NET string.
-const SECRET_KEYS: &[&str] = &["password", "pwd"];
-
-fn pairs(conn: &str) -> impl Iterator<Item = (&str, &str)> {
-    conn.split(';').filter(|p| !p.trim().is_empty()).map(|p| {
-        let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        (k.trim(), v.trim())
-    })
-}
-
-fn is_secret_key(k: &str) -> bool {
-    SECRET_KEYS.iter().any(|s| k.eq_ignore_ascii_case(s))
-}
-
-/// The connection string with every password value replaced by `***` (for messages).
+/// The connection string with every password value replaced by `***` (for messages); the
+/// string is parsed by the ADO.NET quoting rules (`crate::secrets`).
 pub fn redact(conn: &str) -> String {
-    if conn.starts_with("sqlite:") {
-        return conn.to_string();
-    }
-    conn.split(';')
-        .map(|p| match p.split_once('=') {
-            Some((k, _)) if is_secret_key(k.trim()) => format!("{k}=***"),
-            _ => p.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(";")
+    crate::secrets::redact_connection_string(conn).into_owned()
 }
 
 /// Refuses a connection string that holds a literal password (plans are journaled whole).
@@ -182,8 +160,16 @@ pub fn check_no_literal_password(conn: &str) -> Result<()> {
     if conn.starts_with("sqlite:") {
         return Ok(());
     }
-    for (k, v) in pairs(conn) {
-        if is_secret_key(k) && !v.is_empty() && !(v.starts_with("${") && v.ends_with('}')) {
+    let pairs = crate::secrets::parse_connection_string(conn)
+        .map_err(|e| err(format!("{}: {e}", redact(conn))))?;
+    for crate::secrets::ConnPair {
+        key: k, value: v, ..
+    } in &pairs
+    {
+        if crate::secrets::is_secret_key(k)
+            && !v.is_empty()
+            && !(v.starts_with("${") && v.ends_with('}'))
+        {
             return Err(err(format!(
                 "the connection string holds a literal password ({}); plans are kept in the journal, so write {k}=${{VARIABLE}} and set the environment variable VARIABLE",
                 redact(conn)

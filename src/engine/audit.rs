@@ -116,8 +116,15 @@ fn run_audit(run: &RunState) -> RunAudit {
                 id: p.id,
                 seed: p.seed.clone(),
                 note: p.note.clone(),
-                description: intent
-                    .map_or_else(|| format!("{:?}", p.action), |i| i.description.clone()),
+                // A step never started is described as `plan` does (never the plan's raw data:
+                // a file content, a connection string).
+                description: intent.map_or_else(
+                    || {
+                        let root = &run.started.root;
+                        crate::steps::step_for(&p.action, root, None).describe(root)
+                    },
+                    |i| i.description.clone(),
+                ),
                 state,
                 intent_ms,
                 done_ms,
@@ -232,7 +239,7 @@ pub fn salvage(dir: &std::path::Path, found: &crate::journal::Salvage) -> Salvag
         let mut detail = None;
         match r.phase {
             Phase::RunStarted => {
-                if let Ok(s) = payload::decode::<RunStarted>(r.seq, &r.payload) {
+                if let Ok(s) = RunStarted::decode(r.seq, &r.payload) {
                     run.title = Some(s.plan.title.clone());
                     detail = Some(s.plan.title);
                 }

@@ -34,6 +34,11 @@ pub use progress::Progress;
 use sink::JournalSink;
 use state::{RunState, RunStatus};
 
+/// `<journal>/trash`: what steps keep for undo, per run and step; purged at finalize.
+pub const TRASH_DIR: &str = "trash";
+/// `<journal>/contents`: the plans' file contents, per run; purged at finalize.
+pub const CONTENTS_DIR: &str = "contents";
+
 /// The journal folder's default name under the installation root.
 pub const JOURNAL_DIR_NAME: &str = ".usercube-upgrade";
 
@@ -311,7 +316,81 @@ impl Engine {
     }
 
     fn trash_dir(&self, run_id: &[u8; 16]) -> PathBuf {
-        self.dir.join("trash").join(hex::encode(&run_id[..8]))
+        self.dir.join(TRASH_DIR).join(hex::encode(&run_id[..8]))
+    }
+
+    /// `<journal>/contents/<run>`: the bytes of the plan's `write-file` steps, one owner-only
+    /// file per content, named by its SHA-256 (the plan record holds only the digest).
+    fn contents_dir(&self, run_id: &[u8; 16]) -> PathBuf {
+        self.dir.join(CONTENTS_DIR).join(hex::encode(&run_id[..8]))
+    }
+
+    /// Writes every `write-file` content of the plan into [`Self::contents_dir`] and makes
+    /// the files and their folders durable.
+    fn save_contents(&self, run_id: &[u8; 16], plan: &Plan) -> Result<()> {
+        let dir = self.contents_dir(run_id);
+        let io = |what: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { what, path, source }
+        };
+        let mut written = Vec::new();
+        for step in &plan.steps {
+            let crate::plan::StepSpec::WriteFile { content, .. } = &step.action else {
+                continue;
+            };
+            let bytes = content.bytes().ok_or_else(|| {
+                Error::Usage(format!("step {}: its file content is not loaded", step.id))
+            })?;
+            if written.is_empty() {
+                durable_fs::create_private_dir(&self.dir.join(CONTENTS_DIR))
+                    .map_err(io("creating", &dir))?;
+                durable_fs::create_private_dir(&dir).map_err(io("creating", &dir))?;
+            }
+            let file = dir.join(hex::encode(content.sha256));
+            durable_fs::write_private_unsynced(&file, bytes).map_err(io("writing", &file))?;
+            written.push(file);
+        }
+        if written.is_empty() {
+            return Ok(());
+        }
+        durable_fs::sync_files(written.iter().map(PathBuf::as_path))
+            .map_err(io("syncing", &dir))?;
+        durable_fs::fsync_dir(&dir).map_err(io("syncing", &dir))?;
+        durable_fs::fsync_dir(&self.dir.join(CONTENTS_DIR)).map_err(io("syncing", &dir))?;
+        durable_fs::fsync_dir(&self.dir).map_err(io("syncing", &self.dir))
+    }
+
+    /// Gives a journaled plan's `write-file` steps their bytes back (resume needs them;
+    /// rollback works from digests). Missing or damaged: the journal cannot finish the run.
+    fn load_contents(&self, a: &mut Active) -> Result<()> {
+        let dir = self.contents_dir(&a.run_id);
+        for step in &mut a.plan.steps {
+            let crate::plan::StepSpec::WriteFile { path, content } = &mut step.action else {
+                continue;
+            };
+            if content.bytes().is_some() {
+                continue;
+            }
+            let file = dir.join(hex::encode(content.sha256));
+            let loaded = std::fs::read(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| content.load(bytes));
+            if let Err(why) = loaded {
+                return Err(Error::Corrupt(format!(
+                    "{}: the content step {} writes into {} is missing or damaged ({why}); `rollback` does not need it",
+                    file.display(),
+                    step.id,
+                    path.display()
+                )));
+            }
+        }
+        a.steps = a
+            .plan
+            .steps
+            .iter()
+            .map(|s| steps::step_for(&s.action, &self.root, self.opts.cert_password.as_ref()))
+            .collect();
+        Ok(())
     }
 
     fn append(
@@ -384,14 +463,17 @@ impl Engine {
             source,
         })?;
         let run_id = *uuid::Uuid::new_v4().as_bytes();
+        // Durable before the record that names them by digest.
+        self.save_contents(&run_id, &plan)?;
         let started = payload::RunStarted {
             plan_hash: plan.hash(),
             plan: plan.clone(),
             root: self.root.clone(),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
+            legacy: false,
         };
-        self.append(run_id, None, Phase::RunStarted, payload::encode(&started))?;
+        self.append(run_id, None, Phase::RunStarted, started.encode())?;
         self.progress.say(format!(
             "run {} started: {} ({} steps)",
             hex::encode(run_id),
@@ -428,7 +510,8 @@ impl Engine {
                 "a rollback of this run was interrupted; run `rollback` to finish it".into(),
             ));
         }
-        let active = self.activate(&run)?;
+        let mut active = self.activate(&run)?;
+        self.load_contents(&mut active)?;
         self.settle_page_cache()?;
         self.reassert(&active, &run)?;
         self.progress.say(format!(
@@ -573,7 +656,7 @@ impl Engine {
     }
 
     fn activate(&self, run: &RunState) -> Result<Active> {
-        if run.started.plan.hash() != run.started.plan_hash {
+        if !run.started.legacy && run.started.plan.hash() != run.started.plan_hash {
             return Err(Error::Corrupt(format!(
                 "journal record {}: the stored plan does not match its hash",
                 run.started_seq
@@ -930,14 +1013,18 @@ impl Engine {
             path: self.dir.clone(),
             source,
         })?;
-        let trash = self.trash_dir(&run.run_id);
-        durable_fs::remove_path(&trash).map_err(|source| Error::Io {
-            what: "purging",
-            path: trash.clone(),
-            source,
-        })?;
+        // Every run's kept contents, not only this one's: an earlier rolled-back run's
+        // trash holds copies of the appsettings files as well. Digests stay in the records.
+        for kept in [TRASH_DIR, CONTENTS_DIR] {
+            let path = self.dir.join(kept);
+            durable_fs::remove_path(&path).map_err(|source| Error::Io {
+                what: "purging",
+                path: path.clone(),
+                source,
+            })?;
+        }
         self.progress.say(format!(
-            "run {} finalized: kept copies purged; the journal stays for audit",
+            "run {} finalized: kept copies and file contents of every run purged; the journal stays for audit",
             run.run_hex()
         ));
         Ok(())

@@ -9,6 +9,9 @@ use crate::journal::record::codec;
 use crate::plan::Plan;
 use crate::steps::{Intent, Outcome};
 
+/// Payload of RunStarted: [`RUN_STARTED_MARKER`] (8 bytes), then this struct (see
+/// [`RunStarted::encode`]). The plan's `write-file` contents are not in it, only their
+/// digests (`plan::FileContent`): the bytes are in `<journal>/contents/<run>/<sha256>`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct RunStarted {
     pub plan: Plan,
@@ -16,6 +19,33 @@ pub struct RunStarted {
     pub root: PathBuf,
     pub tool_version: String,
     pub pid: u32,
+    /// Read from an older build's layout (its plan hash, over that layout, was checked when
+    /// it was decoded). Never written.
+    #[serde(skip)]
+    pub legacy: bool,
+}
+
+/// First 8 bytes of a RunStarted payload whose plan keeps file contents apart. An older
+/// build's payload begins with the plan title's length (u64 LE, at most 256 MiB), which is
+/// never this value.
+pub const RUN_STARTED_MARKER: [u8; 8] = *b"UCRS\x02\0\0\0";
+
+impl RunStarted {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = RUN_STARTED_MARKER.to_vec();
+        out.extend(encode(self));
+        out
+    }
+
+    /// Decodes either layout. An older build's payload (file contents inside the plan) is
+    /// read with its own frozen types ([`legacy`]) and its plan hash checked there; the
+    /// contents then come with the plan, as they did.
+    pub fn decode(seq: u64, bytes: &[u8]) -> Result<RunStarted, crate::Error> {
+        match bytes.strip_prefix(&RUN_STARTED_MARKER[..]) {
+            Some(rest) => decode(seq, rest),
+            None => legacy::decode(seq, bytes),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -52,6 +82,260 @@ pub struct DataRef {
 
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     codec().serialize(v).expect("payload is serializable")
+}
+
+/// The RunStarted layout of builds that embedded `write-file` contents in the plan, frozen:
+/// read only, to keep their journals readable (audit, resume, rollback).
+mod legacy {
+    use std::path::PathBuf;
+
+    use bincode::Options;
+    use serde::{Deserialize, Serialize};
+    use sha2::{Digest, Sha256};
+
+    use crate::journal::record::codec;
+    use crate::plan::ServiceAction;
+
+    #[derive(Serialize, Deserialize)]
+    struct RunStarted {
+        plan: Plan,
+        plan_hash: [u8; 32],
+        root: PathBuf,
+        tool_version: String,
+        pid: u32,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Plan {
+        title: String,
+        steps: Vec<PlannedStep>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct PlannedStep {
+        id: u32,
+        #[serde(default)]
+        seed: Option<String>,
+        #[serde(default)]
+        note: Option<String>,
+        action: StepSpec,
+    }
+
+    /// `crate::plan::StepSpec` as it was, variant for variant (bincode encodes the index).
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    enum StepSpec {
+        Rename {
+            from: PathBuf,
+            to: PathBuf,
+        },
+        Copy {
+            from: PathBuf,
+            to: PathBuf,
+        },
+        MoveTree {
+            from: PathBuf,
+            to: PathBuf,
+        },
+        DeleteTree {
+            path: PathBuf,
+        },
+        WriteFile {
+            path: PathBuf,
+            #[serde(with = "serde_bytes_or_base64")]
+            content: Vec<u8>,
+        },
+        ExtractZip {
+            archive: PathBuf,
+            dest: PathBuf,
+        },
+        MakeDir {
+            path: PathBuf,
+        },
+        DatabaseBackup {
+            connection: String,
+            backup_dir: PathBuf,
+        },
+        DeleteRows {
+            connection: String,
+            table: String,
+        },
+        DatabaseVersionUpgrade {
+            connection: String,
+            #[serde(default)]
+            command: Vec<String>,
+        },
+        ReencryptFiles {
+            #[serde(default)]
+            folders: Vec<PathBuf>,
+            #[serde(default)]
+            files: Vec<PathBuf>,
+            certificate: crate::crypto::CertificateSource,
+        },
+        Service {
+            action: ServiceAction,
+            command: String,
+            #[serde(default)]
+            undo: Option<String>,
+        },
+        WindowsService {
+            action: ServiceAction,
+            names: Vec<String>,
+        },
+    }
+
+    pub(super) fn decode(seq: u64, bytes: &[u8]) -> Result<super::RunStarted, crate::Error> {
+        let old: RunStarted = super::decode(seq, bytes)?;
+        let corrupt = |why: String| {
+            crate::Error::Corrupt(format!(
+                "journal record {seq} (an older build's run-started): {why}; the last good record is {}",
+                seq - 1
+            ))
+        };
+        let hash: [u8; 32] = Sha256::digest(
+            codec()
+                .serialize(&old.plan)
+                .map_err(|e| corrupt(e.to_string()))?,
+        )
+        .into();
+        if hash != old.plan_hash {
+            return Err(corrupt("the stored plan does not match its hash".into()));
+        }
+        // Same names in JSON, where the old content is base64 as the new one is.
+        let plan: crate::plan::Plan = serde_json::to_value(&old.plan)
+            .and_then(serde_json::from_value)
+            .map_err(|e| corrupt(e.to_string()))?;
+        Ok(super::RunStarted {
+            plan,
+            plan_hash: old.plan_hash,
+            root: old.root,
+            tool_version: old.tool_version,
+            pid: old.pid,
+            legacy: true,
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn old_payload(content: &[u8], break_hash: bool) -> Vec<u8> {
+            let plan = Plan {
+                title: "old".into(),
+                steps: vec![PlannedStep {
+                    id: 1,
+                    seed: Some("5.1".into()),
+                    note: None,
+                    action: StepSpec::WriteFile {
+                        path: "Runtime/appsettings.json".into(),
+                        content: content.to_vec(),
+                    },
+                }],
+            };
+            let mut plan_hash: [u8; 32] = Sha256::digest(codec().serialize(&plan).unwrap()).into();
+            if break_hash {
+                plan_hash[0] ^= 1;
+            }
+            codec()
+                .serialize(&RunStarted {
+                    plan,
+                    plan_hash,
+                    root: "/r".into(),
+                    tool_version: "0.1.0".into(),
+                    pid: 7,
+                })
+                .unwrap()
+        }
+
+        #[test]
+        fn an_older_builds_run_started_is_read_with_its_contents() {
+            let bytes = old_payload(b"{\"Password\": \"p\"}", false);
+            let started = crate::engine::payload::RunStarted::decode(5, &bytes).unwrap();
+            assert!(started.legacy);
+            let crate::plan::StepSpec::WriteFile { content, path } = &started.plan.steps[0].action
+            else {
+                panic!("{:?}", started.plan)
+            };
+            assert_eq!(path, std::path::Path::new("Runtime/appsettings.json"));
+            assert_eq!(content.bytes(), Some(&b"{\"Password\": \"p\"}"[..]));
+            assert_eq!(started.plan.steps[0].seed.as_deref(), Some("5.1"));
+            let e = crate::engine::payload::RunStarted::decode(5, &old_payload(b"x", true))
+                .unwrap_err();
+            assert!(matches!(e, crate::Error::Corrupt(_)), "{e}");
+            assert!(e.to_string().contains("journal record 5"), "{e}");
+        }
+
+        #[test]
+        fn the_new_layout_holds_digests_only() {
+            let secret = b"ClientSecret: 9f2c-not-in-the-record";
+            let plan = crate::plan::Plan::new(
+                "new",
+                vec![(
+                    None,
+                    None,
+                    crate::plan::StepSpec::WriteFile {
+                        path: "a".into(),
+                        content: secret.to_vec().into(),
+                    },
+                )],
+            );
+            let started = crate::engine::payload::RunStarted {
+                plan_hash: plan.hash(),
+                plan,
+                root: "/r".into(),
+                tool_version: "0.1.0".into(),
+                pid: 7,
+                legacy: false,
+            };
+            let bytes = started.encode();
+            assert!(bytes.starts_with(&crate::engine::payload::RUN_STARTED_MARKER));
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret));
+            let back = crate::engine::payload::RunStarted::decode(5, &bytes).unwrap();
+            assert!(!back.legacy);
+            assert_eq!(back, started, "equal by digest");
+            let crate::plan::StepSpec::WriteFile { content, .. } = &back.plan.steps[0].action
+            else {
+                panic!()
+            };
+            assert_eq!(
+                content.bytes(),
+                None,
+                "loaded from the contents folder, not the record"
+            );
+            assert_eq!(back.plan.hash(), started.plan_hash);
+        }
+    }
+
+    /// The old content encoding: raw bytes in bincode, base64 text in JSON.
+    mod serde_bytes_or_base64 {
+        use base64::Engine;
+        use serde::{Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+            if s.is_human_readable() {
+                s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+            } else {
+                s.serialize_bytes(v)
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Vec<u8>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                    Ok(v.to_vec())
+                }
+                fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                    Ok(v)
+                }
+            }
+            d.deserialize_byte_buf(V)
+        }
+    }
 }
 
 pub fn decode<T: DeserializeOwned>(seq: u64, bytes: &[u8]) -> Result<T, crate::Error> {

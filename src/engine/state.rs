@@ -69,7 +69,7 @@ pub fn runs(records: &[Record]) -> Result<Vec<RunState>, Error> {
     let mut runs: Vec<RunState> = Vec::new();
     for r in records {
         if r.phase == Phase::RunStarted {
-            let started: RunStarted = payload::decode(r.seq, &r.payload)?;
+            let started = RunStarted::decode(r.seq, &r.payload)?;
             if let Some(prev) = runs.last() {
                 if prev.status.is_open() || prev.status == RunStatus::Committed {
                     return Err(Error::Corrupt(format!(

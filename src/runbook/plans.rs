@@ -400,7 +400,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
                 b.step(
                     seed,
                     Some(format!("the runtime zip ships its own {n}: replaced by the old one (the zip's kept for rollback)")),
-                    StepSpec::WriteFile { path: new(n), content },
+                    StepSpec::WriteFile { path: new(n), content: content.into() },
                 );
             } else {
                 b.step(
@@ -425,7 +425,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
                         enc.encrypt_file,
                         note.map(|n| format!("; {n}")).unwrap_or_default()
                     )),
-                    StepSpec::WriteFile { path: new("appsettings.json"), content: t.clone().into_bytes() },
+                    StepSpec::WriteFile { path: new("appsettings.json"), content: t.clone().into_bytes().into() },
                 ),
                 (None, true) => b.step(
                     seed,
@@ -538,7 +538,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
                     )),
                     StepSpec::WriteFile {
                         path: asf.join(n),
-                        content: src.text.clone().into_bytes(),
+                        content: src.text.clone().into_bytes().into(),
                     },
                 ),
                 _ => b.step(
@@ -573,7 +573,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
             b.step(
                 seed,
                 Some("our own documented content (identifier mapping, agent identifier), computed from the old appsettings: no server start needed".into()),
-                StepSpec::WriteFile { path: asf.join(n), content: text.into_bytes() },
+                StepSpec::WriteFile { path: asf.join(n), content: text.into_bytes().into() },
             );
         }
     };
@@ -586,7 +586,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
                     changes_note(changes),
                     StepSpec::WriteFile {
                         path: new(n),
-                        content: t.clone().into_bytes(),
+                        content: t.clone().into_bytes().into(),
                     },
                 ),
                 None => b.item(
@@ -651,7 +651,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
                     changes_note(changes),
                     StepSpec::WriteFile {
                         path: PathBuf::from("Conf").join(&file.path),
-                        content: bytes.clone(),
+                        content: bytes.clone().into(),
                     },
                 );
             }
@@ -727,7 +727,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
                 b.step(
                     "4.4",
                     (src.from.len() > 1).then(|| "the InformationSystems sections of the agents concatenated into one file".to_string()),
-                    StepSpec::WriteFile { path: asf.join("appsettings.agent.json"), content: src.text.clone().into_bytes() },
+                    StepSpec::WriteFile { path: asf.join("appsettings.agent.json"), content: src.text.clone().into_bytes().into() },
                 );
             } else {
                 b.item("4.2-4.4", ItemKind::Manual, "no --agent-appsettings given: obtain the agent's appsettings.agent.json for the database upgrade");
@@ -776,7 +776,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
                         Some("the zip ships its own web.config: replaced by the old one".into()),
                         StepSpec::WriteFile {
                             path: new("web.config"),
-                            content,
+                            content: content.into(),
                         },
                     );
                 } else {

@@ -108,7 +108,7 @@ pub fn upgrade_configuration_version(
                         Some(format!("{n} rule changes")),
                         StepSpec::WriteFile {
                             path: plan_path(root, &output.join(&f.path)),
-                            content: bytes.clone(),
+                            content: bytes.clone().into(),
                         },
                     );
                 }
@@ -153,7 +153,7 @@ pub fn prepare_upgrade_appsettings(
             Some("our own documented content (docs/runbook.md)".into()),
             StepSpec::WriteFile {
                 path: plan_path(root, &output_path.join(n)),
-                content: text.into_bytes(),
+                content: text.into_bytes().into(),
             },
         );
     }
@@ -204,7 +204,7 @@ pub fn upgrade_appsettings(
                         ),
                         StepSpec::WriteFile {
                             path: plan_path(root, &runtime.join(name)),
-                            content: t.into_bytes(),
+                            content: t.into_bytes().into(),
                         },
                     );
                 }
@@ -235,7 +235,7 @@ pub fn upgrade_appsettings(
                     None,
                     StepSpec::WriteFile {
                         path: plan_path(root, &file),
-                        content: t.into_bytes(),
+                        content: t.into_bytes().into(),
                     },
                 );
             }

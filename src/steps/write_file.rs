@@ -3,15 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::{io, show, Intent, Outcome, PlanView, Result, Step, StepContext, StepError, Touch};
 use crate::durable_fs;
 use crate::manifest::{Entry, Kind, Manifest};
+use crate::plan::FileContent;
 
 pub struct WriteFile {
     pub path: PathBuf,
-    pub content: Vec<u8>,
+    /// Its bytes are needed only to apply (a rollback works from the digest alone).
+    pub content: FileContent,
 }
 
 const PREVIOUS: &str = "previous";
@@ -22,7 +22,7 @@ impl Step for WriteFile {
         format!(
             "write {} ({} bytes, previous content kept)",
             show(root, &self.path),
-            self.content.len()
+            self.content.len
         )
     }
 
@@ -35,7 +35,7 @@ impl Step for WriteFile {
     }
 
     fn bytes_needed(&self, _view: &PlanView) -> u64 {
-        self.content.len() as u64
+        self.content.len
     }
 
     fn intent(&self, _ctx: &StepContext) -> Result<Intent> {
@@ -52,9 +52,9 @@ impl Step for WriteFile {
             entries: vec![Entry {
                 rel: String::new(),
                 kind: Kind::File,
-                size: self.content.len() as u64,
+                size: self.content.len,
                 mode,
-                sha256: Sha256::digest(&self.content).into(),
+                sha256: self.content.sha256,
             }],
         };
         Ok(Intent {
@@ -68,6 +68,12 @@ impl Step for WriteFile {
     }
 
     fn apply(&self, ctx: &StepContext, intent: &Intent) -> Result<Outcome> {
+        let content = self.content.bytes().ok_or_else(|| {
+            StepError::Refused(format!(
+                "the content to write into {} was not loaded from the journal",
+                self.path.display()
+            ))
+        })?;
         let before = &intent.touches[0].before;
         if before.exists() {
             let prev = ctx.trash_path(PREVIOUS)?;
@@ -76,8 +82,7 @@ impl Step for WriteFile {
             durable_fs::link_or_copy(&self.path, &prev).map_err(io("keeping", &self.path))?;
         }
         let mode = intent.touches[0].after.as_ref().map(|m| m.entries[0].mode);
-        durable_fs::atomic_write(&self.path, &self.content, mode)
-            .map_err(io("writing", &self.path))?;
+        durable_fs::atomic_write(&self.path, content, mode).map_err(io("writing", &self.path))?;
         Ok(Outcome::default())
     }
 

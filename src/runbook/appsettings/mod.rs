@@ -51,6 +51,8 @@ pub struct Change {
     pub new: String,
 }
 
+use crate::secrets::redact_value;
+
 impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let file = self.file.display();
@@ -58,8 +60,20 @@ impl std::fmt::Display for Change {
             (ChangeKind::RenameKey, Some(old)) => {
                 write!(f, "{file}: {}: key {old} -> {}", self.key_path, self.new)
             }
-            (_, Some(old)) => write!(f, "{file}: {}: {old} -> {}", self.key_path, self.new),
-            (_, None) => write!(f, "{file}: {}: added {}", self.key_path, self.new),
+            // Values under a secret key (or a connection string's password) never print.
+            (_, Some(old)) => write!(
+                f,
+                "{file}: {}: {} -> {}",
+                self.key_path,
+                redact_value(&self.key_path, old),
+                redact_value(&self.key_path, &self.new)
+            ),
+            (_, None) => write!(
+                f,
+                "{file}: {}: added {}",
+                self.key_path,
+                redact_value(&self.key_path, &self.new)
+            ),
         }
     }
 }
