@@ -356,8 +356,9 @@ fn no_secret_is_printed_or_left_in_a_finalized_journal() {
 }
 
 /// The tool's own secret variables (the PFX password) must not reach a service command,
-/// whose output is journaled. Built by the `certs` branch (service commands get an
-/// environment without the tool's secret variables): enable once it is merged.
+/// whose output is journaled (service commands get an
+/// environment without the tool's secret variables). The journal folder is scanned after
+/// `finalize`: before it, the owner-only kept contents hold the appsettings by design.
 #[test]
 fn a_service_command_never_sees_the_tools_secret_variables() {
     let d = Demo::new();
@@ -368,6 +369,7 @@ fn a_service_command_never_sees_the_tools_secret_variables() {
     let mut outputs = Vec::new();
     d.ok(&["run"], &stop, &mut outputs);
     d.ok(&["journal", "export", "--json"], &stop, &mut outputs);
+    d.ok(&["finalize"], &stop, &mut outputs);
     let mut all: Vec<String> = outputs
         .iter()
         .flat_map(|(what, bytes)| leaks(what, bytes))
