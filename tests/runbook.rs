@@ -1108,3 +1108,135 @@ fn run_without_the_pfx_password_is_refused_before_any_change() {
     );
     assert_same(&start, &snapshot(&d.root), "refused: nothing changed");
 }
+
+// ---- issue 12 point 3: the database is as the run left it before a restore; the agent gate
+
+/// A stand-in for the vendor's schema upgrade: records 5.2.3 in the version table.
+const SET_VERSION_PY: &str = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.execute(\"UPDATE UM_DatabaseVersion SET Version = '5.2.3.3180'\")\nc.commit()\nprint('Database has been upgraded to version 5.2.3')\n";
+
+/// A server upgraded (its schema tool run), then a remote agent upgraded on the same
+/// database (it deletes the UJ rows). Returns both, the shared database, and the server's
+/// tree before its run.
+fn server_then_agent() -> (Demo, Demo, PathBuf, usercube_upgrade::manifest::Manifest) {
+    let mut server = Demo::new("server");
+    let db = server.path(demo::DATABASE);
+    let tool = server._tmp.path().join("set-version.py");
+    std::fs::write(&tool, SET_VERSION_PY).unwrap();
+    server.extra = vec![
+        "--database-upgrade-command".into(),
+        format!("python3 {} {}", tool.display(), db.display()),
+    ];
+    let server_start = snapshot(&server.root);
+    server.ok(&["run"]);
+    assert!(common::db_dump(&db).contains("5.2.3.3180"), "the tool ran");
+    let mut agent = Demo::new("agent");
+    agentize(&agent);
+    agent.extra = vec![
+        "--connection-string".into(),
+        format!("sqlite:{}", db.display()),
+    ];
+    agent.ok(&["run"]);
+    assert!(
+        common::db_dump(&db).contains("UJ_JobSteps: []"),
+        "the agent deleted rows"
+    );
+    (server, agent, db, server_start)
+}
+
+#[test]
+fn rolling_back_a_server_before_its_agent_is_refused_then_works_in_order() {
+    let (server, agent, db, server_start) = server_then_agent();
+    let tree = snapshot(&server.root);
+    let rows = common::db_dump(&db);
+    let (code, msg) = server.code(&["rollback"]);
+    assert_eq!(code, Some(2), "{msg}");
+    for expect in [
+        "is not as this run",
+        "table UJ_JobSteps: 10 rows",
+        "0 rows",
+        "the agent's upgrade",
+        "roll the agent's run back first",
+        "Nothing was changed",
+        "--force",
+    ] {
+        assert!(msg.contains(expect), "{expect:?} in:\n{msg}");
+    }
+    assert_same(&tree, &snapshot(&server.root), "refused rollback");
+    assert_eq!(
+        rows,
+        common::db_dump(&db),
+        "database untouched by the refusal"
+    );
+    assert!(
+        server.ok(&["status"]).contains("committed"),
+        "the server's run is still open"
+    );
+    // The right order: the agent first (its backup restored: the database as the server
+    // left it), then the server.
+    agent.ok(&["rollback"]);
+    server.ok(&["rollback"]);
+    assert_same(
+        &server_start,
+        &snapshot(&server.root),
+        "server: after rollback",
+    );
+    assert!(common::db_dump(&db).contains("5.1.7.2106"));
+}
+
+#[test]
+fn force_rolls_a_server_back_over_its_agents_changes() {
+    let (server, agent, db, server_start) = server_then_agent();
+    let (code, msg) = server.code(&["rollback", "--force"]);
+    assert_eq!(code, Some(0), "{msg}");
+    assert_same(&server_start, &snapshot(&server.root), "forced rollback");
+    // The agent's run now finds the database changed under it too.
+    let rows = common::db_dump(&db);
+    let (code, msg) = agent.code(&["rollback"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(msg.contains("is not as this run"), "{msg}");
+    assert!(
+        msg.contains("UM_DatabaseVersion.Version: 5.2.3.3180"),
+        "{msg}"
+    );
+    assert_eq!(
+        rows,
+        common::db_dump(&db),
+        "database untouched by the refusal"
+    );
+}
+
+#[test]
+fn agent_gate_refuses_unless_the_database_confirms_the_server_upgrade() {
+    let mut d = Demo::new("agent");
+    agentize(&d);
+    set_db_version(&d, "5.2.2.1000");
+    d.refused(&[
+        "agent gate: cannot confirm that the server was upgraded first",
+        "reports version 5.2.2.1000 in UM_DatabaseVersion.Version, not 5.2.3.x",
+    ]);
+    rusqlite::Connection::open(d.path(demo::DATABASE))
+        .unwrap()
+        .execute_batch("DROP TABLE UM_DatabaseVersion")
+        .unwrap();
+    d.refused(&[
+        "agent gate: cannot confirm that the server was upgraded first",
+        "has no table UM_DatabaseVersion",
+        "--server-upgraded",
+    ]);
+    // The administrator's confirmation: the plan goes on, saying why.
+    d.extra = vec!["--server-upgraded".into()];
+    let plan = d.ok(&["plan"]);
+    assert!(
+        plan.contains("going on because --server-upgraded"),
+        "{plan}"
+    );
+    // Evidence against it still refuses.
+    rusqlite::Connection::open(d.path(demo::DATABASE))
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE UM_DatabaseVersion (Id INTEGER PRIMARY KEY, Version TEXT);
+             INSERT INTO UM_DatabaseVersion VALUES (1, '5.1.7.2106');",
+        )
+        .unwrap();
+    d.refused(&["still reports version 5.1.7.2106 in UM_DatabaseVersion.Version"]);
+}

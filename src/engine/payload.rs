@@ -7,7 +7,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::journal::record::codec;
 use crate::plan::Plan;
-use crate::steps::{Intent, Outcome};
+use crate::steps::{Fingerprint, Intent, Outcome};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct RunStarted {
@@ -16,6 +16,73 @@ pub struct RunStarted {
     pub root: PathBuf,
     pub tool_version: String,
     pub pid: u32,
+    /// Who started the run, where, with which command line. Absent in journals written by
+    /// earlier builds (their payload ends after `pid`).
+    pub context: Option<RunContext>,
+}
+
+/// `RunStarted` as earlier builds wrote it (no `context`).
+#[derive(Deserialize)]
+struct RunStartedV1 {
+    plan: Plan,
+    plan_hash: [u8; 32],
+    root: PathBuf,
+    tool_version: String,
+    pid: u32,
+}
+
+/// Who ran a command that changes the installation, where, and how: the operator (the OS
+/// account), the host name and the command line with every secret value masked
+/// ([`mask_command_line`]). Kept in `run-started`, `run-rolled-back` and `run-finalized`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct RunContext {
+    pub operator: String,
+    pub host: String,
+    pub command_line: Vec<String>,
+}
+
+impl RunContext {
+    /// This process's context: the account and host as the OS names them, and `args`
+    /// (the command line, program first) masked.
+    pub fn of_process(args: impl IntoIterator<Item = String>) -> RunContext {
+        let args: Vec<String> = args.into_iter().collect();
+        RunContext {
+            operator: crate::platform::user_name().unwrap_or_else(|| "unknown".into()),
+            host: crate::platform::host_name().unwrap_or_else(|| "unknown".into()),
+            command_line: mask_command_line(&args),
+        }
+    }
+}
+
+/// Flag names whose value is a secret: any containing one of these words.
+const SECRET_FLAG_WORDS: &[&str] = &["password", "secret", "pwd", "token"];
+
+/// The command line with every secret value replaced by `***`: the value of any flag whose
+/// name holds "password", "secret", "pwd" or "token" (`--flag VALUE` or `--flag=VALUE`), and
+/// the `Password`/`Pwd` of any ADO.NET connection string in any argument.
+pub fn mask_command_line(args: &[String]) -> Vec<String> {
+    let secret_flag = |flag: &str| {
+        let name = flag.trim_start_matches('-').to_ascii_lowercase();
+        flag.starts_with("--") && SECRET_FLAG_WORDS.iter().any(|w| name.contains(w))
+    };
+    let mut out = Vec::with_capacity(args.len());
+    let mut mask_next = false;
+    for a in args {
+        if mask_next {
+            out.push("***".to_string());
+            mask_next = false;
+            continue;
+        }
+        match a.split_once('=') {
+            Some((flag, _)) if secret_flag(flag) => out.push(format!("{flag}=***")),
+            _ if secret_flag(a) => {
+                out.push(a.clone());
+                mask_next = true;
+            }
+            _ => out.push(crate::db::redact(a)),
+        }
+    }
+    out
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -29,6 +96,54 @@ pub struct StepDone {
     pub outcome: Outcome,
     /// True when recovery found the step applied (its outcome was probed, not observed).
     pub recovered: bool,
+    /// What the step left outside the tree (a database), taken right after it acted;
+    /// compared before a rollback undoes it. Absent for other steps, and in journals written
+    /// by earlier builds (their payload ends after `recovered`).
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// `StepDone` as earlier builds wrote it (no `fingerprint`).
+#[derive(Deserialize)]
+struct StepDoneV1 {
+    outcome: Outcome,
+    recovered: bool,
+}
+
+/// Payload of `run-started` (this build's, or an earlier build's without the context).
+pub fn decode_run_started(seq: u64, bytes: &[u8]) -> Result<RunStarted, crate::Error> {
+    if let Ok(s) = codec().deserialize::<RunStarted>(bytes) {
+        return Ok(s);
+    }
+    let v1: RunStartedV1 = decode(seq, bytes)?;
+    Ok(RunStarted {
+        plan: v1.plan,
+        plan_hash: v1.plan_hash,
+        root: v1.root,
+        tool_version: v1.tool_version,
+        pid: v1.pid,
+        context: None,
+    })
+}
+
+/// Payload of `step-done` (this build's, or an earlier build's without the fingerprint).
+pub fn decode_step_done(seq: u64, bytes: &[u8]) -> Result<StepDone, crate::Error> {
+    if let Ok(d) = codec().deserialize::<StepDone>(bytes) {
+        return Ok(d);
+    }
+    let v1: StepDoneV1 = decode(seq, bytes)?;
+    Ok(StepDone {
+        outcome: v1.outcome,
+        recovered: v1.recovered,
+        fingerprint: None,
+    })
+}
+
+/// Payload of `run-rolled-back` and `run-finalized`: empty in journals of earlier builds.
+pub fn decode_context(seq: u64, bytes: &[u8]) -> Result<Option<RunContext>, crate::Error> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    decode(seq, bytes).map(Some)
 }
 
 /// Payload of StepFailed and RunFailed.
