@@ -1240,3 +1240,179 @@ fn agent_gate_refuses_unless_the_database_confirms_the_server_upgrade() {
         .unwrap();
     d.refused(&["still reports version 5.1.7.2106 in UM_DatabaseVersion.Version"]);
 }
+
+// ---- issue 12 point 9: the audit names who, where, how and when; a closed pipe is quiet
+
+/// `2026-12-02T15:04:05.123Z`.
+fn is_iso8601_utc(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| r.into_iter().all(|i| b[i].is_ascii_digit());
+    b.len() == 24
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[19] == b'.'
+        && digits(20..23)
+        && b[23] == b'Z'
+}
+
+#[test]
+fn audit_names_operator_host_command_line_times_and_row_digests() {
+    use sha2::Digest;
+    use usercube_upgrade::engine::audit::iso8601;
+    let mut d = Demo::new("agent");
+    agentize(&d);
+    // Secrets on the command line, as an administrator might give them.
+    d.extra = vec![
+        "--file-cert-file".into(),
+        d.path(demo::DEMO_CERT).display().to_string(),
+        "--file-cert-password".into(),
+        demo::DEMO_CERT_PASSWORD.into(),
+    ];
+    let expected_digest = {
+        use usercube_upgrade::db::{self, Target};
+        let mut db = db::open(&Target::Sqlite(d.path(demo::DATABASE))).unwrap();
+        let rows = db::dump(&mut *db, "UJ_JobSteps").unwrap();
+        assert_eq!(rows.len(), 10);
+        let bytes =
+            bincode::Options::serialize(usercube_upgrade::journal::record::codec(), &rows).unwrap();
+        hex::encode(sha2::Sha256::digest(bytes))
+    };
+    d.ok(&["run"]);
+    d.ok(&["rollback"]);
+    d.ok(&["finalize"]);
+    let export: serde_json::Value =
+        serde_json::from_str(&d.ok(&["journal", "export", "--json"])).unwrap();
+    let run = &export["runs"][0];
+    let user = usercube_upgrade::platform::user_name().unwrap();
+    let host = usercube_upgrade::platform::host_name().unwrap();
+    assert_eq!(run["operator"], user.as_str());
+    assert_eq!(run["host"], host.as_str());
+    let cmd: Vec<&str> = run["command_line"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let flag = cmd
+        .iter()
+        .position(|a| *a == "--file-cert-password")
+        .unwrap();
+    assert_eq!(cmd[flag + 1], "***", "{cmd:?}");
+    assert!(cmd.contains(&"run") && cmd.contains(&"agent"), "{cmd:?}");
+    assert!(
+        !cmd.iter().any(|a| a.contains(demo::DEMO_CERT_PASSWORD)),
+        "{cmd:?}"
+    );
+    for (at, ms) in [
+        ("started_at", "started_ms"),
+        ("ended_at", "ended_ms"),
+        ("rolled_back_at", "rolled_back_ms"),
+        ("finalized_at", "finalized_ms"),
+    ] {
+        let text = run[at].as_str().unwrap_or_else(|| panic!("{at}: {run}"));
+        assert!(is_iso8601_utc(text), "{at}: {text}");
+        assert_eq!(text, iso8601(run[ms].as_u64().unwrap()), "{at}");
+    }
+    assert_eq!(run["ended"], "committed");
+    assert!(run["started_ms"].as_u64() <= run["ended_ms"].as_u64());
+    assert!(run["ended_ms"].as_u64() <= run["rolled_back_ms"].as_u64());
+    for by in ["rolled_back_by", "finalized_by"] {
+        assert_eq!(run[by]["operator"], user.as_str(), "{by}");
+        let line = run[by]["command_line"].to_string();
+        assert!(
+            line.contains(if by == "rolled_back_by" {
+                "rollback"
+            } else {
+                "finalize"
+            }),
+            "{by}: {line}"
+        );
+    }
+    let steps = run["steps"].as_array().unwrap();
+    let delete = steps
+        .iter()
+        .find(|s| {
+            s["description"]
+                .as_str()
+                .unwrap()
+                .contains("every row of UJ_JobSteps")
+        })
+        .unwrap();
+    assert_eq!(
+        delete["row_digests"],
+        serde_json::json!([{ "chunk": 0, "rows": 10, "sha256": expected_digest }]),
+        "the deleted rows' digest, as computed from the rows before the run"
+    );
+    assert!(is_iso8601_utc(delete["done_at"].as_str().unwrap()));
+    assert!(is_iso8601_utc(delete["undone_at"].as_str().unwrap()));
+    let fingerprint = delete["database_fingerprint"]["parts"].to_string();
+    assert!(fingerprint.contains("table UJ_JobSteps") && fingerprint.contains("0 rows"));
+
+    let show = d.ok(&["journal", "show"]);
+    let first = show.lines().next().unwrap();
+    assert!(first.contains("run-started"), "{first}");
+    assert!(
+        first.contains(&format!("by {user} on {host}: "))
+            && first.contains("--file-cert-password ***"),
+        "{first}"
+    );
+    assert!(!show.contains(demo::DEMO_CERT_PASSWORD), "{show}");
+    for line in show.lines() {
+        let time = line.split_whitespace().nth(1).unwrap();
+        assert!(is_iso8601_utc(time), "{line}");
+    }
+    assert!(show
+        .lines()
+        .any(|l| l.contains("run-finalized") && l.contains("finalize")));
+
+    let status = d.ok(&["status"]);
+    assert!(
+        status.contains(&format!(
+            "started:      {} by {user} on {host}",
+            run["started_at"].as_str().unwrap()
+        )),
+        "{status}"
+    );
+    assert!(status.contains("finalized:    "), "{status}");
+    let status: serde_json::Value = serde_json::from_str(&d.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["rolled_back_at"], run["rolled_back_at"]);
+}
+
+/// Each printing command with its reader gone before it writes (`| head -1`): no panic,
+/// the command's own exit code.
+#[test]
+fn a_closed_pipe_is_a_quiet_end() {
+    let d = Demo::new("integrated");
+    d.ok(&["run"]);
+    for args in [
+        &["journal", "export", "--json"][..],
+        &["journal", "show"],
+        &["journal", "verify"],
+        &["status"],
+        &["status", "--json"],
+    ] {
+        let mut child = bin()
+            .args(args)
+            .arg("--root")
+            .arg(&d.root)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader leaves before the first line
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: nothing on stderr: {err}");
+    }
+}

@@ -177,3 +177,87 @@ pub fn decode<T: DeserializeOwned>(seq: u64, bytes: &[u8]) -> Result<T, crate::E
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_on_the_command_line_are_masked() {
+        let args: Vec<String> = [
+            "usercube-upgrade",
+            "run",
+            "--file-cert-password",
+            "pfx-secret",
+            "--client-secret=s2",
+            "--connection-string",
+            "Server=h;User Id=sa;Password=db-secret;Database=U",
+            "--database-upgrade-command",
+            "tool --connection-string \"Server=h;Pwd=db-secret2\"",
+            "--root",
+            "/srv/usercube",
+        ]
+        .map(String::from)
+        .to_vec();
+        let masked = mask_command_line(&args);
+        let line = masked.join(" ");
+        for secret in ["pfx-secret", "s2", "db-secret", "db-secret2"] {
+            assert!(
+                !masked.iter().any(|a| a.contains(secret)),
+                "{secret} in {line}"
+            );
+        }
+        assert_eq!(masked[3], "***");
+        assert_eq!(masked[4], "--client-secret=***");
+        assert_eq!(masked[6], "Server=h;User Id=sa;Password=***;Database=U");
+        assert_eq!(masked[9..], args[9..], "the rest as given");
+    }
+
+    #[test]
+    fn payloads_of_earlier_builds_still_decode() {
+        #[derive(Serialize)]
+        struct OldStarted {
+            plan: Plan,
+            plan_hash: [u8; 32],
+            root: PathBuf,
+            tool_version: String,
+            pid: u32,
+        }
+        let plan = crate::sample::plan();
+        let old = encode(&OldStarted {
+            plan_hash: plan.hash(),
+            plan: plan.clone(),
+            root: "/r".into(),
+            tool_version: "0.0.9".into(),
+            pid: 7,
+        });
+        let s = decode_run_started(1, &old).unwrap();
+        assert_eq!((s.pid, s.context), (7, None));
+        let new = RunStarted {
+            context: Some(RunContext {
+                operator: "op".into(),
+                host: "h".into(),
+                command_line: vec!["x".into()],
+            }),
+            ..s
+        };
+        assert_eq!(decode_run_started(1, &encode(&new)).unwrap(), new);
+
+        #[derive(Serialize)]
+        struct OldDone {
+            outcome: Outcome,
+            recovered: bool,
+        }
+        let d = decode_step_done(
+            2,
+            &encode(&OldDone {
+                outcome: Outcome::default(),
+                recovered: true,
+            }),
+        )
+        .unwrap();
+        assert!(d.recovered && d.fingerprint.is_none());
+        assert_eq!(decode_context(3, &[]).unwrap(), None);
+        assert!(decode_step_done(4, b"garbage").is_err());
+    }
+}

@@ -179,7 +179,12 @@ mod tests {
         conn.execute("UPDATE UM_DatabaseVersion SET Version = '5.1.7.1'", [])
             .unwrap();
         let d = differences(&two, &take());
-        assert!(d.len() == 1 && d[0].starts_with(VERSION_PART), "{d:?}");
+        assert!(
+            d[0].starts_with(&format!(
+                "{VERSION_PART}: 5.2.3.1 when the run left it, 5.1.7.1 now"
+            )),
+            "{d:?}"
+        );
     }
 
     #[test]
