@@ -9,6 +9,14 @@ use serde::Serialize;
 
 use crate::crypto::CertPassword;
 use crate::engine::{self, audit, preflight, state, Engine, Options, RootLock};
+
+/// Every `println!` of this module writes through [`crate::out`]: a closed pipe (`| head`)
+/// drops the text instead of panicking; the command goes on to its own exit code.
+macro_rules! println {
+    ($($arg:tt)*) => {
+        $crate::out::line(format_args!($($arg)*))
+    };
+}
 use crate::plan::Plan;
 use crate::{runbook, sample, Error, Result};
 
@@ -97,6 +105,11 @@ pub struct RunbookArgs {
     /// leaving them to you (they are listed).
     #[arg(long)]
     pub accept_manual_steps: bool,
+    /// Agent mode: the server was upgraded first, although the database cannot show it (no
+    /// version table UM_DatabaseVersion, or unreadable). A database reporting 5.1 still
+    /// refuses.
+    #[arg(long)]
+    pub server_upgraded: bool,
 }
 
 /// Arguments every vendor-tool subcommand takes.
@@ -139,6 +152,7 @@ impl RunbookArgs {
         o.start_command = self.start_command.clone();
         o.services = self.services.clone();
         o.accept_manual_steps = self.accept_manual_steps;
+        o.server_upgraded = self.server_upgraded;
         Some(o)
     }
 }
@@ -538,6 +552,10 @@ pub fn run(args: Args) -> Result<()> {
     let quiet = args.quiet;
     let opts = Options {
         quiet,
+        // For the audit: who, where, and this command line with its secrets masked.
+        context: engine::payload::RunContext::of_process(
+            std::env::args_os().map(|a| a.to_string_lossy().into_owned()),
+        ),
         ..Options::default()
     };
     let open = |t: &Target, opts: Options| Engine::open(&t.root, t.journal.as_deref(), opts);
@@ -709,15 +727,16 @@ pub fn run(args: Args) -> Result<()> {
             }
             JournalAction::Show { target } => {
                 let e = open(&target, opts)?;
-                print!("{}", audit::show(e.journal().records()));
-                Ok(())
+                let text = audit::show(e.journal().records());
+                crate::out::print(&text)
             }
             JournalAction::Salvage { target, output } => salvage(&target, &output),
             JournalAction::Export { target, json: _ } => {
                 let e = open(&target, opts)?;
                 let a = e.audit()?;
-                println!("{}", crate::secrets::to_public_json(&a));
-                Ok(())
+                let mut text = crate::secrets::to_public_json(&a);
+                text.push('\n');
+                crate::out::print(&text)
             }
         },
         Command::Demo {
@@ -942,6 +961,18 @@ struct StatusOut {
     failure: Option<String>,
     records: u64,
     next: String,
+    /// ISO 8601 (UTC) times of the latest run's start, end (committed or failed), rollback
+    /// and finalize, and who started it (operator on host); null when not (yet) recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rolled_back_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finalized_at: Option<String>,
 }
 
 /// `journal salvage`: reads the log and the store as they are (under the root lock) and
@@ -1009,6 +1040,11 @@ fn print_status(target: &Target, json: bool) -> Result<()> {
         failure: None,
         records: 0,
         next: "no upgrade has run on this installation".into(),
+        started_at: None,
+        started_by: None,
+        ended_at: None,
+        rolled_back_at: None,
+        finalized_at: None,
     };
     if dir.is_dir() {
         // An untrusted journal folder is refused, not reported as busy.
@@ -1039,6 +1075,19 @@ fn print_status(target: &Target, json: bool) -> Result<()> {
                     out.steps_done = run.done_count();
                     out.steps_undone = run.steps.values().filter(|s| s.undone.is_some()).count();
                     out.failure = run.failure.clone();
+                    let at = |seq: Option<u64>| {
+                        seq.and_then(|q| run.times.get(&q))
+                            .map(|ms| audit::iso8601(*ms))
+                    };
+                    out.started_at = at(Some(run.started_seq));
+                    out.started_by = run
+                        .started
+                        .context
+                        .as_ref()
+                        .map(|c| format!("{} on {}", c.operator, c.host));
+                    out.ended_at = at(run.ended_seq());
+                    out.rolled_back_at = at(run.rolled_back.as_ref().map(|r| r.0));
+                    out.finalized_at = at(run.finalized.as_ref().map(|r| r.0));
                     out.next = match run.status {
                         state::RunStatus::Interrupted if run.rollback_started() => {
                             "a rollback was interrupted: run `rollback` to finish it".into()
@@ -1063,7 +1112,9 @@ fn print_status(target: &Target, json: bool) -> Result<()> {
 
 fn print_status_out(out: &StatusOut, json: bool) -> Result<()> {
     if json {
-        println!("{}", crate::secrets::to_public_json(&out));
+        let mut text = crate::secrets::to_public_json(&out);
+        text.push('\n');
+        crate::out::print(&text)?;
     } else {
         println!("installation: {}", out.root.display());
         println!(
@@ -1079,6 +1130,23 @@ fn print_status_out(out: &StatusOut, json: bool) -> Result<()> {
             );
         } else {
             println!("state:        {}", out.state);
+        }
+        if let Some(at) = &out.started_at {
+            let by = out
+                .started_by
+                .as_ref()
+                .map(|b| format!(" by {b}"))
+                .unwrap_or_default();
+            println!("started:      {at}{by}");
+        }
+        for (label, at) in [
+            ("ended:       ", &out.ended_at),
+            ("rolled back: ", &out.rolled_back_at),
+            ("finalized:   ", &out.finalized_at),
+        ] {
+            if let Some(at) = at {
+                println!("{label} {at}");
+            }
         }
         if let Some(f) = &out.failure {
             println!("failure:      {f}");

@@ -109,11 +109,11 @@ fn process(
             Direction::Encrypt => "encrypted",
             Direction::Decrypt => "decrypted",
         };
-        println!(
+        crate::out::line(format_args!(
             "{verb} {} file(s) with certificate {}",
             pairs.len(),
             cert.thumbprint()
-        );
+        ));
     }
     Ok(())
 }

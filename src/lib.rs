@@ -11,6 +11,7 @@
 //! - [`steps`]: one module per step kind behind the [`steps::Step`] trait;
 //! - [`journal`]: sled store, record frames, hash chain, durability, verification;
 //! - [`durable_fs`] and [`manifest`]: every rename/write/fsync, and SHA-256 manifests;
+//! - [`out`]: stdout without a panic on a closed pipe;
 //! - [`crypto`]: certificates, the legacy and new encrypted formats (used by the
 //!   re-encryption step and `filecrypt`).
 
@@ -24,6 +25,7 @@ pub mod filecrypt;
 pub mod journal;
 pub mod limits;
 pub mod manifest;
+pub mod out;
 pub mod plan;
 pub mod platform;
 pub mod pseudo_random;

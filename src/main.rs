@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     match usercube_upgrade::cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            usercube_upgrade::out::error_line(format_args!("error: {e}"));
             ExitCode::from(e.exit_code())
         }
     }

@@ -228,6 +228,16 @@ impl StepSpec {
     }
 
     /// Every path the step reads or changes (used to batch only independent steps).
+    /// The connection string of the database this step changes, if it changes one.
+    pub fn database(&self) -> Option<&str> {
+        match self {
+            StepSpec::DatabaseBackup { connection, .. }
+            | StepSpec::DeleteRows { connection, .. }
+            | StepSpec::DatabaseVersionUpgrade { connection, .. } => Some(connection),
+            _ => None,
+        }
+    }
+
     pub fn paths(&self) -> Vec<&Path> {
         match self {
             StepSpec::Rename { from, to }

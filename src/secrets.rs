@@ -34,6 +34,33 @@ pub fn is_secret_key(segment: &str) -> bool {
             .any(|s| k.ends_with(s))
 }
 
+/// The command line with every secret value replaced by `***`: the value of any `--flag`
+/// whose name is a secret key ([`is_secret_key`]: `--file-cert-password`, not
+/// `--file-cert-password-file`), as `--flag VALUE` or `--flag=VALUE`, and the password of
+/// any connection string in any argument.
+pub fn mask_command_line(args: &[String]) -> Vec<String> {
+    let secret_flag =
+        |flag: &str| flag.starts_with("--") && is_secret_key(flag.trim_start_matches('-'));
+    let mut out = Vec::with_capacity(args.len());
+    let mut mask_next = false;
+    for a in args {
+        if mask_next {
+            out.push(MASK.to_string());
+            mask_next = false;
+            continue;
+        }
+        match a.split_once('=') {
+            Some((flag, _)) if secret_flag(flag) => out.push(format!("{flag}={MASK}")),
+            _ if secret_flag(a) => {
+                out.push(a.clone());
+                mask_next = true;
+            }
+            _ => out.push(crate::db::redact(a)),
+        }
+    }
+    out
+}
+
 /// Whether a key path (its segments, outermost first) holds a secret.
 pub fn is_secret_path<S: AsRef<str>>(path: &[S]) -> bool {
     match path {

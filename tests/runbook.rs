@@ -1181,3 +1181,311 @@ fn demo_encrypted_files_are_legacy_and_get_reencrypted() {
         assert!(back == *p, "{name} decrypts to its plaintext");
     }
 }
+
+// ---- issue 12 point 3: the database is as the run left it before a restore; the agent gate
+
+/// A stand-in for the vendor's schema upgrade: records 5.2.3 in the version table.
+const SET_VERSION_PY: &str = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.execute(\"UPDATE UM_DatabaseVersion SET Version = '5.2.3.3180'\")\nc.commit()\nprint('Database has been upgraded to version 5.2.3')\n";
+
+/// A server upgraded (its schema tool run), then a remote agent upgraded on the same
+/// database (it deletes the UJ rows). Returns both, the shared database, and the server's
+/// tree before its run.
+fn server_then_agent() -> (Demo, Demo, PathBuf, usercube_upgrade::manifest::Manifest) {
+    let mut server = Demo::new("server");
+    let db = server.path(demo::DATABASE);
+    let tool = server._tmp.path().join("set-version.py");
+    std::fs::write(&tool, SET_VERSION_PY).unwrap();
+    server.extra = vec![
+        "--database-upgrade-command".into(),
+        format!("python3 {} {}", tool.display(), db.display()),
+    ];
+    let server_start = snapshot(&server.root);
+    server.ok(&["run"]);
+    assert!(common::db_dump(&db).contains("5.2.3.3180"), "the tool ran");
+    let mut agent = Demo::new("agent");
+    agentize(&agent);
+    agent.extra = vec![
+        "--connection-string".into(),
+        format!("sqlite:{}", db.display()),
+    ];
+    agent.ok(&["run"]);
+    assert!(
+        common::db_dump(&db).contains("UJ_JobSteps: []"),
+        "the agent deleted rows"
+    );
+    (server, agent, db, server_start)
+}
+
+#[test]
+fn rolling_back_a_server_before_its_agent_is_refused_then_works_in_order() {
+    let (server, agent, db, server_start) = server_then_agent();
+    let tree = snapshot(&server.root);
+    let rows = common::db_dump(&db);
+    let (code, msg) = server.code(&["rollback"]);
+    assert_eq!(code, Some(2), "{msg}");
+    for expect in [
+        "is not as this run",
+        "table UJ_JobSteps: 10 rows",
+        "0 rows",
+        "the agent's upgrade",
+        "roll the agent's run back first",
+        "Nothing was changed",
+        "--force",
+    ] {
+        assert!(msg.contains(expect), "{expect:?} in:\n{msg}");
+    }
+    assert_same(&tree, &snapshot(&server.root), "refused rollback");
+    assert_eq!(
+        rows,
+        common::db_dump(&db),
+        "database untouched by the refusal"
+    );
+    assert!(
+        server.ok(&["status"]).contains("committed"),
+        "the server's run is still open"
+    );
+    // The right order: the agent first (its backup restored: the database as the server
+    // left it), then the server.
+    agent.ok(&["rollback"]);
+    server.ok(&["rollback"]);
+    assert_same(
+        &server_start,
+        &snapshot(&server.root),
+        "server: after rollback",
+    );
+    assert!(common::db_dump(&db).contains("5.1.7.2106"));
+}
+
+#[test]
+fn force_rolls_a_server_back_over_its_agents_changes() {
+    let (server, agent, db, server_start) = server_then_agent();
+    let (code, msg) = server.code(&["rollback", "--force"]);
+    assert_eq!(code, Some(0), "{msg}");
+    assert_same(&server_start, &snapshot(&server.root), "forced rollback");
+    // The agent's run now finds the database changed under it too.
+    let rows = common::db_dump(&db);
+    let (code, msg) = agent.code(&["rollback"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(msg.contains("is not as this run"), "{msg}");
+    assert!(
+        msg.contains("UM_DatabaseVersion.Version: 5.2.3.3180"),
+        "{msg}"
+    );
+    assert_eq!(
+        rows,
+        common::db_dump(&db),
+        "database untouched by the refusal"
+    );
+}
+
+#[test]
+fn agent_gate_refuses_unless_the_database_confirms_the_server_upgrade() {
+    let mut d = Demo::new("agent");
+    agentize(&d);
+    set_db_version(&d, "5.2.2.1000");
+    d.refused(&[
+        "agent gate: cannot confirm that the server was upgraded first",
+        "reports version 5.2.2.1000 in UM_DatabaseVersion.Version, not 5.2.3.x",
+    ]);
+    rusqlite::Connection::open(d.path(demo::DATABASE))
+        .unwrap()
+        .execute_batch("DROP TABLE UM_DatabaseVersion")
+        .unwrap();
+    d.refused(&[
+        "agent gate: cannot confirm that the server was upgraded first",
+        "has no table UM_DatabaseVersion",
+        "--server-upgraded",
+    ]);
+    // The administrator's confirmation: the plan goes on, saying why.
+    d.extra = vec!["--server-upgraded".into()];
+    let plan = d.ok(&["plan"]);
+    assert!(
+        plan.contains("going on because --server-upgraded"),
+        "{plan}"
+    );
+    // Evidence against it still refuses.
+    rusqlite::Connection::open(d.path(demo::DATABASE))
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE UM_DatabaseVersion (Id INTEGER PRIMARY KEY, Version TEXT);
+             INSERT INTO UM_DatabaseVersion VALUES (1, '5.1.7.2106');",
+        )
+        .unwrap();
+    d.refused(&["still reports version 5.1.7.2106 in UM_DatabaseVersion.Version"]);
+}
+
+// ---- issue 12 point 9: the audit names who, where, how and when; a closed pipe is quiet
+
+/// `2026-12-02T15:04:05.123Z`.
+fn is_iso8601_utc(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| r.into_iter().all(|i| b[i].is_ascii_digit());
+    b.len() == 24
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[19] == b'.'
+        && digits(20..23)
+        && b[23] == b'Z'
+}
+
+#[test]
+fn audit_names_operator_host_command_line_times_and_row_digests() {
+    use sha2::Digest;
+    use usercube_upgrade::engine::audit::iso8601;
+    let mut d = Demo::new("agent");
+    agentize(&d);
+    // Secrets on the command line, as an administrator might give them.
+    d.extra = vec![
+        "--file-cert-file".into(),
+        d.path(demo::DEMO_CERT).display().to_string(),
+        "--file-cert-password".into(),
+        demo::DEMO_CERT_PASSWORD.into(),
+    ];
+    let expected_digest = {
+        use usercube_upgrade::db::{self, Target};
+        let mut db = db::open(&Target::Sqlite(d.path(demo::DATABASE))).unwrap();
+        let rows = db::dump(&mut *db, "UJ_JobSteps").unwrap();
+        assert_eq!(rows.len(), 10);
+        let bytes =
+            bincode::Options::serialize(usercube_upgrade::journal::record::codec(), &rows).unwrap();
+        hex::encode(sha2::Sha256::digest(bytes))
+    };
+    d.ok(&["run"]);
+    d.ok(&["rollback"]);
+    d.ok(&["finalize"]);
+    let export: serde_json::Value =
+        serde_json::from_str(&d.ok(&["journal", "export", "--json"])).unwrap();
+    let run = &export["runs"][0];
+    let user = usercube_upgrade::platform::user_name().unwrap();
+    let host = usercube_upgrade::platform::host_name().unwrap();
+    assert_eq!(run["operator"], user.as_str());
+    assert_eq!(run["host"], host.as_str());
+    let cmd: Vec<&str> = run["command_line"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let flag = cmd
+        .iter()
+        .position(|a| *a == "--file-cert-password")
+        .unwrap();
+    assert_eq!(cmd[flag + 1], "***", "{cmd:?}");
+    assert!(cmd.contains(&"run") && cmd.contains(&"agent"), "{cmd:?}");
+    assert!(
+        !cmd.iter().any(|a| a.contains(demo::DEMO_CERT_PASSWORD)),
+        "{cmd:?}"
+    );
+    for (at, ms) in [
+        ("started_at", "started_ms"),
+        ("ended_at", "ended_ms"),
+        ("rolled_back_at", "rolled_back_ms"),
+        ("finalized_at", "finalized_ms"),
+    ] {
+        let text = run[at].as_str().unwrap_or_else(|| panic!("{at}: {run}"));
+        assert!(is_iso8601_utc(text), "{at}: {text}");
+        assert_eq!(text, iso8601(run[ms].as_u64().unwrap()), "{at}");
+    }
+    assert_eq!(run["ended"], "committed");
+    assert!(run["started_ms"].as_u64() <= run["ended_ms"].as_u64());
+    assert!(run["ended_ms"].as_u64() <= run["rolled_back_ms"].as_u64());
+    for by in ["rolled_back_by", "finalized_by"] {
+        assert_eq!(run[by]["operator"], user.as_str(), "{by}");
+        let line = run[by]["command_line"].to_string();
+        assert!(
+            line.contains(if by == "rolled_back_by" {
+                "rollback"
+            } else {
+                "finalize"
+            }),
+            "{by}: {line}"
+        );
+    }
+    let steps = run["steps"].as_array().unwrap();
+    let delete = steps
+        .iter()
+        .find(|s| {
+            s["description"]
+                .as_str()
+                .unwrap()
+                .contains("every row of UJ_JobSteps")
+        })
+        .unwrap();
+    assert_eq!(
+        delete["row_digests"],
+        serde_json::json!([{ "chunk": 0, "rows": 10, "sha256": expected_digest }]),
+        "the deleted rows' digest, as computed from the rows before the run"
+    );
+    assert!(is_iso8601_utc(delete["done_at"].as_str().unwrap()));
+    assert!(is_iso8601_utc(delete["undone_at"].as_str().unwrap()));
+    let fingerprint = delete["database_fingerprint"]["parts"].to_string();
+    assert!(fingerprint.contains("table UJ_JobSteps") && fingerprint.contains("0 rows"));
+
+    let show = d.ok(&["journal", "show"]);
+    let first = show.lines().next().unwrap();
+    assert!(first.contains("run-started"), "{first}");
+    assert!(
+        first.contains(&format!("by {user} on {host}: "))
+            && first.contains("--file-cert-password ***"),
+        "{first}"
+    );
+    assert!(!show.contains(demo::DEMO_CERT_PASSWORD), "{show}");
+    for line in show.lines() {
+        let time = line.split_whitespace().nth(1).unwrap();
+        assert!(is_iso8601_utc(time), "{line}");
+    }
+    assert!(show
+        .lines()
+        .any(|l| l.contains("run-finalized") && l.contains("finalize")));
+
+    let status = d.ok(&["status"]);
+    assert!(
+        status.contains(&format!(
+            "started:      {} by {user} on {host}",
+            run["started_at"].as_str().unwrap()
+        )),
+        "{status}"
+    );
+    assert!(status.contains("finalized:    "), "{status}");
+    let status: serde_json::Value = serde_json::from_str(&d.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["rolled_back_at"], run["rolled_back_at"]);
+}
+
+/// Each printing command with its reader gone before it writes (`| head -1`): no panic,
+/// the command's own exit code.
+#[test]
+fn a_closed_pipe_is_a_quiet_end() {
+    let d = Demo::new("integrated");
+    d.ok(&["run"]);
+    for args in [
+        &["journal", "export", "--json"][..],
+        &["journal", "show"],
+        &["journal", "verify"],
+        &["status"],
+        &["status", "--json"],
+    ] {
+        let mut child = bin()
+            .args(args)
+            .arg("--root")
+            .arg(&d.root)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader leaves before the first line
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: nothing on stderr: {err}");
+    }
+}

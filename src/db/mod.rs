@@ -112,6 +112,12 @@ pub trait Database: Send {
     /// Rolls back the open transaction, if any; never fails when there is none.
     fn rollback(&mut self) -> Result<()>;
     fn count(&mut self, table: &str) -> Result<u64>;
+    /// True when the table exists (a user table).
+    fn has_table(&mut self, table: &str) -> Result<bool>;
+    /// Every user table, where the backend lists them cheaply (SQLite); `None` elsewhere.
+    fn all_tables(&mut self) -> Result<Option<Vec<String>>> {
+        Ok(None)
+    }
     fn table_info(&mut self, table: &str) -> Result<TableInfo>;
     /// Every row, columns in `info` order, in key order; locks the table until the end of
     /// the transaction where the backend can.

@@ -239,6 +239,15 @@ impl Database for Mssql {
             .ok_or_else(|| err(format!("sql server: counting the rows of {t}: no result")))
     }
 
+    fn has_table(&mut self, table: &str) -> Result<bool> {
+        let t = super::check_table_name(table)?;
+        let sql = format!(
+            "SELECT CAST(OBJECTPROPERTY(OBJECT_ID({}), 'IsUserTable') AS int) AS t",
+            lit(&format!("dbo.{t}"))
+        );
+        Ok(self.scalar(&sql)? == Some(1))
+    }
+
     fn table_info(&mut self, table: &str) -> Result<TableInfo> {
         let t = super::check_table_name(table)?;
         let sql = format!("SELECT TOP 0 * FROM dbo.{}", q(t));

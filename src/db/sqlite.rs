@@ -155,6 +155,33 @@ impl Database for Sqlite {
             .map_err(e(&format!("counting the rows of {t}")))
     }
 
+    fn has_table(&mut self, table: &str) -> Result<bool> {
+        let t = super::check_table_name(table)?;
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [t],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(e(&format!("looking for the table {t}")))
+    }
+
+    fn all_tables(&mut self) -> Result<Option<Vec<String>>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+            )
+            .map_err(e("listing the tables"))?;
+        let names = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(e("listing the tables"))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(e("listing the tables"))?;
+        Ok(Some(names))
+    }
+
     fn table_info(&mut self, table: &str) -> Result<TableInfo> {
         let t = super::check_table_name(table)?;
         let mut stmt = self

@@ -4,10 +4,13 @@
 
 use serde::Serialize;
 
+use super::payload::RunContext;
 use super::state::{self, RunState, RunStatus};
 use crate::journal::Record;
 use crate::manifest::Manifest;
+use crate::steps::db_delete::ChunkDigest;
 use crate::steps::service::CommandRun;
+use crate::steps::Fingerprint;
 use crate::Result;
 
 #[derive(Serialize)]
@@ -26,7 +29,25 @@ pub struct RunAudit {
     pub tool_version: String,
     pub status: RunStatus,
     pub failure: Option<String>,
+    /// Who started the run, on which host, with which command line (secrets masked); null
+    /// for runs journaled by earlier builds.
+    pub operator: Option<String>,
+    pub host: Option<String>,
+    pub command_line: Option<Vec<String>>,
     pub started_ms: u64,
+    /// ISO 8601, UTC, of `started_ms` (and likewise for every `*_at` field).
+    pub started_at: String,
+    /// How the forward run ended ("committed" or "failed"); null while it has not.
+    pub ended: Option<&'static str>,
+    pub ended_ms: Option<u64>,
+    pub ended_at: Option<String>,
+    pub rolled_back_ms: Option<u64>,
+    pub rolled_back_at: Option<String>,
+    /// Who ran the rollback (null for earlier builds' journals, or no rollback).
+    pub rolled_back_by: Option<RunContext>,
+    pub finalized_ms: Option<u64>,
+    pub finalized_at: Option<String>,
+    pub finalized_by: Option<RunContext>,
     pub steps: Vec<StepAudit>,
 }
 
@@ -39,8 +60,12 @@ pub struct StepAudit {
     pub description: String,
     pub state: &'static str,
     pub intent_ms: Option<u64>,
+    pub intent_at: Option<String>,
     pub done_ms: Option<u64>,
+    pub done_at: Option<String>,
     pub elapsed_ms: Option<u64>,
+    pub undone_ms: Option<u64>,
+    pub undone_at: Option<String>,
     pub touched: Vec<Touched>,
     pub notes: Vec<String>,
     pub failure: Option<String>,
@@ -49,6 +74,15 @@ pub struct StepAudit {
     /// and undo (filled by [`super::Engine::audit`] from the step's saved data).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<CommandRun>,
+    /// A delete-rows step: per saved chunk of the deleted rows, its row count and the
+    /// SHA-256 of its serialized rows (checked against the rows the journal keeps; filled
+    /// by [`super::Engine::audit`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub row_digests: Vec<ChunkDigest>,
+    /// A database step: the database as the step left it (version, the upgrade's tables'
+    /// row counts and digests, the SQLite file's digest), which a rollback checks first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_fingerprint: Option<Fingerprint>,
 }
 
 #[derive(Serialize)]
@@ -58,6 +92,28 @@ pub struct Touched {
     pub after_sha256: Option<String>,
     pub before_entries: usize,
     pub before_bytes: u64,
+}
+
+/// Milliseconds since the Unix epoch as ISO 8601 in UTC: `2026-12-02T15:04:05.123Z`.
+pub fn iso8601(ms: u64) -> String {
+    let (days, rest) = (ms / 86_400_000, ms % 86_400_000);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm, proleptic Gregorian).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1000 % 60,
+        rest % 1000
+    )
 }
 
 fn digest(m: &Manifest) -> Option<String> {
@@ -89,6 +145,7 @@ fn run_audit(run: &RunState) -> RunAudit {
             let outcome = state::done_of(&s).map(|d| &d.outcome);
             let intent_ms = s.intent.as_ref().and_then(|(seq, _)| time(*seq));
             let done_ms = s.done.as_ref().and_then(|(seq, _)| time(*seq));
+            let undone_ms = s.undone.as_ref().and_then(|(seq, _)| time(*seq));
             let touched = intent
                 .map(|i| {
                     i.intent
@@ -127,16 +184,27 @@ fn run_audit(run: &RunState) -> RunAudit {
                 ),
                 state,
                 intent_ms,
+                intent_at: intent_ms.map(iso8601),
                 done_ms,
+                done_at: done_ms.map(iso8601),
                 elapsed_ms: intent_ms.zip(done_ms).map(|(a, b)| b.saturating_sub(a)),
+                undone_ms,
+                undone_at: undone_ms.map(iso8601),
                 touched,
                 notes: outcome.map(|o| o.notes.clone()).unwrap_or_default(),
                 failure: s.failed.as_ref().map(|(_, m)| m.clone()),
                 undo: s.undone.as_ref().map(|(_, how)| how.clone()),
                 commands: Vec::new(),
+                row_digests: Vec::new(),
+                database_fingerprint: state::done_of(&s).and_then(|d| d.fingerprint.clone()),
             }
         })
         .collect();
+    let context = run.started.context.as_ref();
+    let started_ms = time(run.started_seq).unwrap_or(0);
+    let ended_ms = run.ended_seq().and_then(time);
+    let rolled_back_ms = run.rolled_back.as_ref().and_then(|(seq, _)| time(*seq));
+    let finalized_ms = run.finalized.as_ref().and_then(|(seq, _)| time(*seq));
     RunAudit {
         run_id: run.run_hex(),
         title: run.started.plan.title.clone(),
@@ -145,26 +213,63 @@ fn run_audit(run: &RunState) -> RunAudit {
         tool_version: run.started.tool_version.clone(),
         status: run.status,
         failure: run.failure.clone(),
-        started_ms: time(run.started_seq).unwrap_or(0),
+        operator: context.map(|c| c.operator.clone()),
+        host: context.map(|c| c.host.clone()),
+        command_line: context.map(|c| c.command_line.clone()),
+        started_ms,
+        started_at: iso8601(started_ms),
+        ended: run
+            .committed_seq
+            .map(|_| "committed")
+            .or(run.failed_seq.map(|_| "failed")),
+        ended_ms,
+        ended_at: ended_ms.map(iso8601),
+        rolled_back_ms,
+        rolled_back_at: rolled_back_ms.map(iso8601),
+        rolled_back_by: run.rolled_back.as_ref().and_then(|(_, c)| c.clone()),
+        finalized_ms,
+        finalized_at: finalized_ms.map(iso8601),
+        finalized_by: run.finalized.as_ref().and_then(|(_, c)| c.clone()),
         steps,
     }
 }
 
-/// One line per record, for `journal show`.
+/// One line per record, for `journal show`: its time in ISO 8601 (UTC); a run's start, its
+/// rollback and its finalize also say who ran them, where, and how (secrets masked).
 pub fn show(records: &[Record]) -> String {
+    use crate::engine::payload;
+    use crate::journal::Phase;
     let mut out = String::new();
     for r in records {
         let step = r.step.map(|s| format!("step {s}")).unwrap_or_default();
         out.push_str(&format!(
-            "{:>6}  {}  {:<16} {:<9} run {}  {} bytes  sha256 {}\n",
+            "{:>6}  {}  {:<16} {:<9} run {}  {} bytes  sha256 {}",
             r.seq,
-            r.time_ms,
+            iso8601(r.time_ms),
             r.phase.name(),
             step,
             &hex::encode(r.run_id)[..8],
             r.payload.len(),
             &hex::encode(r.hash)[..16]
         ));
+        let context = match r.phase {
+            Phase::RunStarted => payload::RunStarted::decode(r.seq, &r.payload)
+                .ok()
+                .and_then(|s| s.context),
+            Phase::RunRolledBack | Phase::RunFinalized => {
+                payload::decode_context(r.seq, &r.payload).ok().flatten()
+            }
+            _ => None,
+        };
+        if let Some(c) = context {
+            out.push_str(&format!(
+                "  by {} on {}: {}",
+                c.operator,
+                c.host,
+                c.command_line.join(" ")
+            ));
+        }
+        out.push('\n');
     }
     out
 }
@@ -216,7 +321,7 @@ pub struct SalvagedStep {
 }
 
 pub fn salvage(dir: &std::path::Path, found: &crate::journal::Salvage) -> SalvageReport {
-    use crate::engine::payload::{self, RunStarted, StepIntent};
+    use crate::engine::payload::{self, StepIntent};
     use crate::journal::Phase;
     let mut records = Vec::new();
     let mut runs: Vec<SalvagedRun> = Vec::new();
@@ -239,7 +344,7 @@ pub fn salvage(dir: &std::path::Path, found: &crate::journal::Salvage) -> Salvag
         let mut detail = None;
         match r.phase {
             Phase::RunStarted => {
-                if let Ok(s) = RunStarted::decode(r.seq, &r.payload) {
+                if let Ok(s) = payload::RunStarted::decode(r.seq, &r.payload) {
                     run.title = Some(s.plan.title.clone());
                     detail = Some(s.plan.title);
                 }
@@ -293,5 +398,18 @@ pub fn salvage(dir: &std::path::Path, found: &crate::journal::Salvage) -> Salvag
         records,
         runs,
         notes: found.notes.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iso8601;
+
+    #[test]
+    fn iso8601_in_utc_with_milliseconds() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso8601(1_796_223_845_123), "2026-12-02T15:04:05.123Z");
+        assert_eq!(iso8601(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
     }
 }

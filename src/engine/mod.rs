@@ -39,6 +39,24 @@ pub const TRASH_DIR: &str = "trash";
 /// `<journal>/contents`: the plans' file contents, per run; purged at finalize.
 pub const CONTENTS_DIR: &str = "contents";
 
+/// A step's outcome with the fingerprint of what it left outside the tree (its database).
+/// A fingerprint that cannot be taken does not undo a done step: the outcome says so, and a
+/// rollback then goes without the check.
+fn fingerprint_after(
+    step: &dyn Step,
+    mut outcome: Outcome,
+) -> (Outcome, Option<steps::Fingerprint>) {
+    match step.fingerprint() {
+        Ok(f) => (outcome, f),
+        Err(e) => {
+            outcome.notes.push(format!(
+                "the database fingerprint could not be taken ({e}): a rollback cannot check that the database is as this step left it"
+            ));
+            (outcome, None)
+        }
+    }
+}
+
 /// The journal folder's default name under the installation root.
 pub const JOURNAL_DIR_NAME: &str = ".usercube-upgrade";
 
@@ -57,6 +75,9 @@ pub struct Options {
     pub quiet: bool,
     /// The PFX password of the plan's re-encryption steps (never journaled).
     pub cert_password: Option<CertPassword>,
+    /// Who runs this command, where, and how (secrets masked): journaled with the run's
+    /// start, its rollback and its finalize, for the audit.
+    pub context: payload::RunContext,
 }
 
 impl Default for Options {
@@ -67,6 +88,7 @@ impl Default for Options {
             batch: 256,
             quiet: false,
             cert_password: None,
+            context: payload::RunContext::default(),
         }
     }
 }
@@ -288,6 +310,19 @@ impl Engine {
                 .iter()
                 .zip(run_audit.steps.iter_mut())
             {
+                if let crate::plan::StepSpec::DeleteRows { .. } = planned.action {
+                    let mut digests = steps::db_delete::RowDigests::default();
+                    let read = self
+                        .sink(&run.run_id, planned.id)
+                        .saved(&mut |bytes| digests.add(bytes));
+                    match read {
+                        Ok(()) => step.row_digests = digests.finish(),
+                        Err(e) => step.notes.push(format!(
+                            "the digests of the deleted rows are unavailable: {e}"
+                        )),
+                    }
+                    continue;
+                }
                 if !matches!(
                     planned.action,
                     crate::plan::StepSpec::Service { .. }
@@ -471,6 +506,7 @@ impl Engine {
             root: self.root.clone(),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
+            context: Some(self.opts.context.clone()),
             legacy: false,
         };
         self.append(run_id, None, Phase::RunStarted, started.encode())?;
@@ -629,7 +665,12 @@ impl Engine {
                 ))
             }
         };
-        let done = payload::StepDone { outcome, recovered };
+        let (outcome, fingerprint) = fingerprint_after(&**step, outcome);
+        let done = payload::StepDone {
+            outcome,
+            recovered,
+            fingerprint,
+        };
         self.barrier().map_err(|e| StepFailure::new(id, e, &sink))?;
         let corrupt = sink.corruption();
         drop(ctx);
@@ -767,9 +808,11 @@ impl Engine {
                         "[{id}/{n}] {label} ({} ms)",
                         t.elapsed().as_millis()
                     ));
+                    let (outcome, fingerprint) = fingerprint_after(&**step, outcome);
                     let done = payload::StepDone {
                         outcome,
                         recovered: false,
+                        fingerprint,
                     };
                     outcomes.push(Self::record(
                         a.run_id,
@@ -860,6 +903,11 @@ impl Engine {
             }
             _ => {}
         }
+        if let Err(e) = self.check_databases(&run) {
+            // Refused before anything changed: give back the room the command line freed.
+            let _ = crate::journal::make_reserve(&self.dir);
+            return Err(e);
+        }
         if run.status != RunStatus::Committed || run.rollback_started() {
             // Unfinished: a restart since may have undone what earlier steps did outside
             // the tree (a committed run's own last steps are undone first instead).
@@ -901,12 +949,88 @@ impl Engine {
             self.undo_group(&a, &run, &order[group.clone()])?;
             i = group.end;
         }
-        self.append(a.run_id, None, Phase::RunRolledBack, Vec::new())?;
+        let by = payload::encode(&self.opts.context);
+        self.append(a.run_id, None, Phase::RunRolledBack, by)?;
         self.progress.finish();
         self.progress.say(format!(
             "run {} rolled back: the installation is as it was before the run",
             run.run_hex()
         ));
+        Ok(())
+    }
+
+    /// Before a rollback changes anything: every database the run changed must be as the
+    /// run's last database step left it (its fingerprint, recorded with its `step-done`).
+    /// Restoring a backup or re-inserting rows over a later change (a remote agent's upgrade
+    /// run after this server's, sharing the database) would silently discard that change.
+    /// Not checked, because the run's own state decides there: a database whose rollback has
+    /// begun, or whose last started step did not finish (its probe decides), or a step
+    /// recorded without a fingerprint (an earlier build). `--force` goes on, saying so.
+    fn check_databases(&self, run: &RunState) -> Result<()> {
+        let a = self.activate(run)?;
+        let mut seen: Vec<&str> = Vec::new();
+        for k in (0..a.steps.len()).rev() {
+            let planned = &a.plan.steps[k];
+            let Some(conn) = planned.action.database() else {
+                continue;
+            };
+            let Some(s) = run.step(planned.id).filter(|s| s.intent.is_some()) else {
+                continue;
+            };
+            if seen.contains(&conn) {
+                continue;
+            }
+            seen.push(conn);
+            let rollback_begun = a.plan.steps.iter().any(|p| {
+                p.action.database() == Some(conn)
+                    && run.step(p.id).is_some_and(|s| s.undo_intent.is_some())
+            });
+            let Some((done_seq, done)) = s.done.as_ref() else {
+                continue;
+            };
+            let (false, Some(recorded)) = (rollback_begun, done.fingerprint.as_ref()) else {
+                continue;
+            };
+            let what = a.steps[k].describe(&self.root);
+            let now = a.steps[k].fingerprint().map_err(|e| {
+                Error::Refused(format!(
+                    "cannot check that the database {} is as this run left it (step {}: {what}): {e}\nNothing was changed; `--force` rolls back without the check.",
+                    recorded.of, planned.id
+                ))
+            });
+            let differences = match (now, self.opts.force) {
+                (Ok(Some(now)), _) => steps::db_fingerprint::differences(recorded, &now),
+                (Ok(None), _) => continue,
+                (Err(e), false) => return Err(e),
+                (Err(e), true) => vec![e.to_string()],
+            };
+            if differences.is_empty() {
+                continue;
+            }
+            let when = run
+                .times
+                .get(done_seq)
+                .map(|ms| audit::iso8601(*ms))
+                .unwrap_or_default();
+            let list: String = differences.iter().map(|d| format!("\n  - {d}")).collect();
+            let message = format!(
+                "the database {} is not as this run ({}) left it at its last database step (step {}: {what}, done {when}):{list}\n\
+                 Something changed it after this run. On a database shared with remote agents that is the agent's upgrade \
+                 (`--mode agent`) run after this server's: roll the agent's run back first (`usercube-upgrade rollback --root AGENT-ROOT` \
+                 on the agent's installation), then this run. Rolling this run back first would restore its backup over the agent's changes, \
+                 and the agent's rollback would then put back a 5.2.3 database under a 5.1.7 server.",
+                recorded.of,
+                run.run_hex(),
+                planned.id,
+            );
+            if !self.opts.force {
+                return Err(Error::Refused(format!(
+                    "{message}\nNothing was changed. `--force` rolls back anyway, discarding those changes."
+                )));
+            }
+            self.progress
+                .say(format!("warning: {message}\n--force: rolling back anyway."));
+        }
         Ok(())
     }
 
@@ -996,7 +1120,8 @@ impl Engine {
             .ok_or_else(|| Error::Refused("nothing to finalize: no run in the journal".into()))?;
         match run.status {
             RunStatus::Committed | RunStatus::RolledBack => {
-                self.append(run.run_id, None, Phase::RunFinalized, Vec::new())?;
+                let by = payload::encode(&self.opts.context);
+                self.append(run.run_id, None, Phase::RunFinalized, by)?;
             }
             RunStatus::Finalized => self
                 .progress

@@ -32,8 +32,8 @@ impl Progress {
             return;
         }
         match &self.bar {
-            Some(b) => b.suspend(|| println!("{}", line.as_ref())),
-            None => println!("{}", line.as_ref()),
+            Some(b) => b.suspend(|| crate::out::line(format_args!("{}", line.as_ref()))),
+            None => crate::out::line(format_args!("{}", line.as_ref())),
         }
     }
 

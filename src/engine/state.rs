@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::payload::{self, RunStarted, StepDone, StepIntent};
+use super::payload::{self, RunContext, RunStarted, StepDone, StepIntent};
 use crate::journal::{Phase, Record};
 use crate::Error;
 
@@ -44,6 +44,13 @@ pub struct RunState {
     pub status: RunStatus,
     pub failure: Option<String>,
     pub times: BTreeMap<u64, u64>,
+    /// Sequence numbers of the run-level end records, when present.
+    pub committed_seq: Option<u64>,
+    pub failed_seq: Option<u64>,
+    /// The rollback's and the finalize's records, with who ran them (absent in journals of
+    /// earlier builds).
+    pub rolled_back: Option<(u64, Option<RunContext>)>,
+    pub finalized: Option<(u64, Option<RunContext>)>,
 }
 
 impl RunState {
@@ -57,6 +64,11 @@ impl RunState {
 
     pub fn rollback_started(&self) -> bool {
         self.steps.values().any(|s| s.undo_intent.is_some())
+    }
+
+    /// The record that ended the run's forward part: committed, else failed.
+    pub fn ended_seq(&self) -> Option<u64> {
+        self.committed_seq.or(self.failed_seq)
     }
 
     pub fn done_count(&self) -> usize {
@@ -87,6 +99,10 @@ pub fn runs(records: &[Record]) -> Result<Vec<RunState>, Error> {
                 status: RunStatus::Interrupted,
                 failure: None,
                 times: BTreeMap::new(),
+                committed_seq: None,
+                failed_seq: None,
+                rolled_back: None,
+                finalized: None,
             });
             runs.last_mut().unwrap().times.insert(r.seq, r.time_ms);
             continue;
@@ -121,7 +137,7 @@ pub fn runs(records: &[Record]) -> Result<Vec<RunState>, Error> {
             }
             Phase::StepData => run.steps.entry(step()?).or_default().data.push(r.seq),
             Phase::StepDone => {
-                let p = payload::decode(r.seq, &r.payload)?;
+                let p = payload::decode_step_done(r.seq, &r.payload)?;
                 run.steps.entry(step()?).or_default().done = Some((r.seq, p));
             }
             Phase::StepFailed => {
@@ -133,14 +149,24 @@ pub fn runs(records: &[Record]) -> Result<Vec<RunState>, Error> {
                 let p: payload::StepUndone = payload::decode(r.seq, &r.payload)?;
                 run.steps.entry(step()?).or_default().undone = Some((r.seq, p.how));
             }
-            Phase::RunCommitted => run.status = RunStatus::Committed,
+            Phase::RunCommitted => {
+                run.status = RunStatus::Committed;
+                run.committed_seq = Some(r.seq);
+            }
             Phase::RunFailed => {
                 let p: payload::Failure = payload::decode(r.seq, &r.payload)?;
                 run.status = RunStatus::Failed;
                 run.failure = Some(p.message);
+                run.failed_seq = Some(r.seq);
             }
-            Phase::RunRolledBack => run.status = RunStatus::RolledBack,
-            Phase::RunFinalized => run.status = RunStatus::Finalized,
+            Phase::RunRolledBack => {
+                run.status = RunStatus::RolledBack;
+                run.rolled_back = Some((r.seq, payload::decode_context(r.seq, &r.payload)?));
+            }
+            Phase::RunFinalized => {
+                run.status = RunStatus::Finalized;
+                run.finalized = Some((r.seq, payload::decode_context(r.seq, &r.payload)?));
+            }
         }
     }
     Ok(runs)

@@ -474,7 +474,7 @@ fn rebuild_store(
         "store rebuilt from the record log ({} records): {why}; the old store: {kept}",
         records.len()
     );
-    eprintln!("warning: journal {}: {line}", dir.display());
+    crate::out::error_line(format_args!("warning: journal {}: {line}", dir.display()));
     note_repair(dir, &line).map_err(io("noting the repair in the repairs file"))?;
     Ok((db, tree))
 }

@@ -1111,6 +1111,21 @@ pub fn runs_windows_executables() -> bool {
     true
 }
 
+/// The account this process runs as, `DOMAIN\user`, for the audit (as Windows sets it in
+/// every process's environment).
+pub fn user_name() -> Option<String> {
+    let user = std::env::var("USERNAME").ok().filter(|u| !u.is_empty())?;
+    Some(match std::env::var("USERDOMAIN") {
+        Ok(d) if !d.is_empty() => format!("{d}\\{user}"),
+        _ => user,
+    })
+}
+
+/// This machine's name, for the audit.
+pub fn host_name() -> Option<String> {
+    std::env::var("COMPUTERNAME").ok().filter(|h| !h.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

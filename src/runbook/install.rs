@@ -43,8 +43,13 @@ pub struct Found {
 impl Found {
     /// True when the version is `major.minor.patch` or `major.minor.patch.*`.
     pub fn is(&self, prefix: &str) -> bool {
-        self.version == prefix || self.version.starts_with(&format!("{prefix}."))
+        version_is(&self.version, prefix)
     }
+}
+
+/// True when `version` is `prefix` (`major.minor.patch`) or `prefix.*`.
+pub fn version_is(version: &str, prefix: &str) -> bool {
+    version == prefix || version.starts_with(&format!("{prefix}."))
 }
 
 /// The version recorded in a deps.json text for `product`, or why there is none.

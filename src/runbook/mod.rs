@@ -86,6 +86,10 @@ pub struct Options {
     /// Manager (`--service`); they replace the stop and start commands.
     pub services: Vec<String>,
     pub accept_manual_steps: bool,
+    /// The administrator confirms the server was upgraded first, for an agent plan whose
+    /// database cannot show it (no version table, unreadable). A database reporting 5.1
+    /// still refuses.
+    pub server_upgraded: bool,
 }
 
 impl Options {
@@ -107,6 +111,7 @@ impl Options {
             start_command: None,
             services: Vec::new(),
             accept_manual_steps: false,
+            server_upgraded: false,
         }
     }
 }

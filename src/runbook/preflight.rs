@@ -354,24 +354,43 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
         problems.push(format!("--database-upgrade-command: {e}"));
     }
 
-    // 6. The agent plan runs after its server: refused while the database reports 5.1.
+    // 6. The agent plan runs after its server: it goes on only when the database confirms
+    // the server's upgrade (or the administrator does, with --server-upgraded).
     if o.mode == Mode::Agent {
-        match connection_string.as_deref().map(|c| database_version(c, root)) {
-            Some(Ok(Some(v))) if v.starts_with("5.1") => problems.push(format!(
-                "the database ({}) still reports version {v}: upgrade the server first (--mode server), then its agents",
-                crate::db::redact(connection_string.as_deref().unwrap_or_default())
+        let shown = crate::db::redact(connection_string.as_deref().unwrap_or_default());
+        let table = crate::steps::db_fingerprint::VERSION_PART;
+        let unconfirmed = match connection_string.as_deref().map(|c| database_version(c, root)) {
+            Some(Ok(Some(v))) if super::install::version_is(&v, TO_VERSION) => None,
+            Some(Ok(Some(v))) if v.starts_with("5.1") => {
+                problems.push(format!(
+                    "agent gate: the database ({shown}) still reports version {v} in {table}: upgrade the server first (--mode server), then its agents"
+                ));
+                None
+            }
+            Some(Ok(Some(v))) => Some(format!(
+                "the database ({shown}) reports version {v} in {table}, not {TO_VERSION}.x"
             )),
-            Some(Ok(Some(_))) => {}
-            Some(Ok(None)) => warnings.push(format!(
-                "the database ({}) records no version: cannot check that the server was upgraded first; make sure it was",
-                crate::db::redact(connection_string.as_deref().unwrap_or_default())
+            Some(Ok(None)) => Some(format!(
+                "the database ({shown}) records no version: it has no table {} (the version table this tool reads; the vendor's guide names none)",
+                table.split('.').next().unwrap_or(table)
             )),
-            Some(Err(e)) => warnings.push(format!(
-                "the database version cannot be read ({e}): cannot check that the server was upgraded first; make sure it was"
+            Some(Err(e)) => Some(format!(
+                "the database version ({table}) cannot be read: {e}"
             )),
-            None => warnings.push(
-                "no connection string (--connection-string, or ConnectionString in Runtime/appsettings.json): cannot check that the server was upgraded first; make sure it was".into(),
+            None => Some(
+                "no connection string (--connection-string, or ConnectionString in Runtime/appsettings.json): the database version cannot be read".into(),
             ),
+        };
+        if let Some(why) = unconfirmed {
+            if o.server_upgraded {
+                warnings.push(format!(
+                    "agent gate: {why}; going on because --server-upgraded says the server was upgraded first"
+                ));
+            } else {
+                problems.push(format!(
+                    "agent gate: cannot confirm that the server was upgraded first: {why}. Upgrade the server first (--mode server); if it was, and the database cannot show it, pass --server-upgraded"
+                ));
+            }
         }
     }
 

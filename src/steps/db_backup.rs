@@ -174,6 +174,10 @@ impl Step for DatabaseBackup {
         }
     }
 
+    fn fingerprint(&self) -> Result<Option<super::Fingerprint>> {
+        super::db_fingerprint::take(&self.connection, &self.root, None).map(Some)
+    }
+
     fn undo(&self, ctx: &StepContext, intent: &Intent, _o: Option<&Outcome>) -> Result<()> {
         let d = Self::detail(intent)?;
         let t = self.target()?;

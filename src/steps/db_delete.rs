@@ -60,6 +60,67 @@ pub(crate) enum Saved {
     },
 }
 
+/// One chunk of the rows a delete-rows step removed, for the audit.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct ChunkDigest {
+    pub chunk: u32,
+    pub rows: u64,
+    /// SHA-256 of the chunk's rows, serialized as the journal keeps them (bincode, the
+    /// journal's configuration): the digest its undo checks the re-inserted rows against.
+    pub sha256: String,
+}
+
+/// The chunk digests of the last complete attempt, from the step's saved payloads in order
+/// (`add` each, then `finish`). Each chunk's digest is checked against its saved rows.
+#[derive(Default)]
+pub struct RowDigests {
+    /// Per attempt: its chunks, and whether its `End` was saved.
+    attempts: Vec<([u8; 16], Vec<ChunkDigest>, bool)>,
+}
+
+impl RowDigests {
+    pub fn add(&mut self, payload: &[u8]) -> Result<()> {
+        match decode(payload)? {
+            Saved::Begin { attempt, .. } => self.attempts.push((attempt, Vec::new(), false)),
+            Saved::Chunk {
+                attempt,
+                index,
+                rows,
+                sha256,
+            } => {
+                if chunk_hash(&rows) != sha256 {
+                    return Err(refused(format!(
+                        "the saved rows of chunk {index} do not match its recorded SHA-256"
+                    )));
+                }
+                if let Some((_, chunks, _)) = self.attempts.iter_mut().find(|a| a.0 == attempt) {
+                    chunks.push(ChunkDigest {
+                        chunk: index,
+                        rows: rows.len() as u64,
+                        sha256: hex::encode(sha256),
+                    });
+                }
+            }
+            Saved::End { attempt, .. } => {
+                if let Some(a) = self.attempts.iter_mut().find(|a| a.0 == attempt) {
+                    a.2 = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The last complete attempt's chunks (none when no attempt completed).
+    pub fn finish(self) -> Vec<ChunkDigest> {
+        self.attempts
+            .into_iter()
+            .rev()
+            .find(|a| a.2)
+            .map(|a| a.1)
+            .unwrap_or_default()
+    }
+}
+
 pub(crate) fn refused(e: impl std::fmt::Display) -> StepError {
     StepError::Refused(e.to_string())
 }
@@ -278,6 +339,10 @@ impl Step for DeleteRows {
             "{} has {now} rows; it had {} before the step and 0 after it",
             self.table, d.rows
         )))
+    }
+
+    fn fingerprint(&self) -> Result<Option<super::Fingerprint>> {
+        super::db_fingerprint::take(&self.connection, &self.root, Some(&self.table)).map(Some)
     }
 
     fn undo(&self, ctx: &StepContext, intent: &Intent, _o: Option<&Outcome>) -> Result<()> {

@@ -289,6 +289,10 @@ impl Step for DatabaseVersionUpgrade {
         }
     }
 
+    fn fingerprint(&self) -> Result<Option<super::Fingerprint>> {
+        super::db_fingerprint::take(&self.connection, &self.root, None).map(Some)
+    }
+
     fn undo(&self, _ctx: &StepContext, _intent: &Intent, _o: Option<&Outcome>) -> Result<()> {
         // Not reversible by itself: the database-backup step's undo (later in the rollback
         // order) restores the database.

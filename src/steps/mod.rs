@@ -10,6 +10,7 @@
 mod copy;
 pub mod db_backup;
 pub mod db_delete;
+pub mod db_fingerprint;
 pub mod db_version;
 mod delete_tree;
 pub(crate) mod extract_zip;
@@ -67,6 +68,17 @@ impl Intent {
             .as_ref()
             .or_else(|| outcome.and_then(|o| o.after.iter().find(|(j, _)| *j == i).map(|(_, m)| m)))
     }
+}
+
+/// What a step left outside the installation tree (a database), in named parts, taken right
+/// after it acted: a rollback compares it with the present before undoing anything there, and
+/// names each part that changed (see `db_fingerprint`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// What was fingerprinted: the connection string, redacted.
+    pub of: String,
+    /// (part, value), for example ("table UJ_JobSteps", "10 rows, sha256 ...").
+    pub parts: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,6 +216,13 @@ pub trait Step: Send + Sync {
     /// again by a reboot). Most steps have none. True when it acted.
     fn reassert(&self, _ctx: &StepContext, _intent: &Intent) -> Result<bool> {
         Ok(false)
+    }
+
+    /// The fingerprint of what the step changes outside the tree (its database), taken when
+    /// it is done and again before a rollback undoes the run's changes there. `None`: the
+    /// step changes nothing outside the tree.
+    fn fingerprint(&self) -> Result<Option<Fingerprint>> {
+        Ok(None)
     }
 
     /// Reverses an applied step. The engine has probed it `Applied` (every touched path in
