@@ -21,6 +21,8 @@ pub mod durable_fs;
 pub mod engine;
 pub mod error;
 pub mod filecrypt;
+#[cfg(feature = "testing")]
+pub mod fuzzing;
 pub mod journal;
 pub mod manifest;
 pub mod plan;
