@@ -87,7 +87,12 @@ fn attributes() -> impl Strategy<Value = String> {
         attrs
             .into_iter()
             .filter(|a| {
-                let name = a.trim_start().split(['=', ' ', '\n']).next().unwrap().to_string();
+                let name = a
+                    .trim_start()
+                    .split(['=', ' ', '\n'])
+                    .next()
+                    .unwrap()
+                    .to_string();
                 let new = !seen.contains(&name);
                 seen.push(name);
                 new
@@ -200,7 +205,9 @@ fn inside_markup(doc: &str, at: usize) -> bool {
         let mut from = 0;
         while let Some(s) = doc[from..].find(open) {
             let start = from + s;
-            let end = doc[start..].find(close).map_or(doc.len(), |e| start + e + close.len());
+            let end = doc[start..]
+                .find(close)
+                .map_or(doc.len(), |e| start + e + close.len());
             if start < at && at < end {
                 return true;
             }
@@ -252,15 +259,24 @@ fn json_scalar() -> impl Strategy<Value = String> {
 fn json_value() -> impl Strategy<Value = String> {
     json_scalar().prop_recursive(4, 32, 5, |inner| {
         let item = (trivia(), inner.clone(), trivia()).prop_map(|(a, v, b)| a + &v + &b);
-        let member = (trivia(), json_string_text(), trivia(), trivia(), inner, trivia())
+        let member = (
+            trivia(),
+            json_string_text(),
+            trivia(),
+            trivia(),
+            inner,
+            trivia(),
+        )
             .prop_map(|(a, k, b, c, v, d)| format!("{a}{k}{b}:{c}{v}{d}"));
         prop_oneof![
-            (prop::collection::vec(item, 0..4), prop::bool::ANY, trivia()).prop_map(
-                |(items, trailing, t)| list('[', ']', items, trailing, t)
-            ),
-            (prop::collection::vec(member, 0..4), prop::bool::ANY, trivia()).prop_map(
-                |(members, trailing, t)| list('{', '}', members, trailing, t)
-            ),
+            (prop::collection::vec(item, 0..4), prop::bool::ANY, trivia())
+                .prop_map(|(items, trailing, t)| list('[', ']', items, trailing, t)),
+            (
+                prop::collection::vec(member, 0..4),
+                prop::bool::ANY,
+                trivia()
+            )
+                .prop_map(|(members, trailing, t)| list('{', '}', members, trailing, t)),
         ]
     })
 }
@@ -278,7 +294,12 @@ fn list(open: char, close: char, items: Vec<String>, trailing: bool, t: String) 
 }
 
 fn json_document() -> impl Strategy<Value = String> {
-    (prop::sample::select(vec!["", "\u{FEFF}"]), trivia(), json_value(), trivia())
+    (
+        prop::sample::select(vec!["", "\u{FEFF}"]),
+        trivia(),
+        json_value(),
+        trivia(),
+    )
         .prop_map(|(bom, a, v, b)| format!("{bom}{a}{v}{b}"))
 }
 
