@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     let wanted = ServerSettings {
         temp_folder: "C:/Usercube/Temp".into(),
         work_folder: "C:/Usercube/Work".into(),
-        encrypt_file: data.len() % 2 == 0,
+        encrypt_file: data.len().is_multiple_of(2),
     };
     if let Some(new) = migrate_server(&doc, &wanted).new_text {
         JsonDoc::parse(file, &new).expect("a migrated server file parses");

@@ -9,10 +9,19 @@ use std::sync::OnceLock;
 use usercube_upgrade::crypto::{find_in_store, normalize_thumbprint, Certificate, StoreLocation};
 use usercube_upgrade::runbook::demo::{demo_certificate, DEMO_CERT_PASSWORD};
 
-fn store() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    // Kept for the whole run: one folder, its file rewritten by each input.
-    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir").keep())
+/// Two store folders kept for the whole run, each holding one file that every input
+/// rewrites: one named as .NET names store files, one under another name.
+fn store(named: bool) -> (&'static PathBuf, String) {
+    static DIRS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    let (by_name, other) = DIRS.get_or_init(|| {
+        let make = || tempfile::tempdir().expect("temp dir").keep();
+        (make(), make())
+    });
+    if named {
+        (by_name, format!("{}.pfx", demo_certificate().thumbprint()))
+    } else {
+        (other, "other.pfx".to_string())
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -35,15 +44,8 @@ fuzz_target!(|data: &[u8]| {
     }
     if mode & 0x80 != 0 {
         // The store: the file named as .NET names it, else found by its computed thumbprint.
-        let dir = store();
+        let (dir, name) = store(mode & 0x40 != 0);
         let wanted = demo_certificate().thumbprint();
-        let name = if mode & 0x40 != 0 {
-            format!("{wanted}.pfx")
-        } else {
-            "other.pfx".to_string()
-        };
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir).expect("store folder");
         std::fs::write(dir.join(name), pfx).expect("store file");
         if let Ok(cert) = find_in_store(&wanted, StoreLocation::CurrentUser, "My", Some(dir)) {
             assert_eq!(cert.thumbprint(), wanted);
