@@ -22,6 +22,8 @@ pub mod durable_fs;
 pub mod engine;
 pub mod error;
 pub mod filecrypt;
+#[cfg(feature = "testing")]
+pub mod fuzzing;
 pub mod journal;
 pub mod limits;
 pub mod manifest;

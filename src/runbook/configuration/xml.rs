@@ -264,6 +264,11 @@ fn scan_tag<'a>(
     let c = content.as_bytes();
     let mut i = c.iter().position(|&b| is_ws(b)).unwrap_or(c.len());
     let name = &content[..i];
+    // `< a="1"/>` has no element name: removing the attribute would leave `</>` (found by
+    // the xml_config fuzz target).
+    if name.is_empty() {
+        return Err(err(0, "element name missing after '<'".into()));
+    }
     let mut attrs: Vec<Attr<'a>> = Vec::new();
     loop {
         let ws_start = i;
