@@ -908,6 +908,10 @@ struct StatusOut {
     steps_done: usize,
     steps_undone: usize,
     failure: Option<String>,
+    /// Why an open run stopped: a signal, or `--until` (paused after a guide step).
+    stopped: Option<String>,
+    /// The first step not done yet, with its guide step, while the run is open.
+    next_step: Option<String>,
     records: u64,
     next: String,
 }
@@ -975,6 +979,8 @@ fn print_status(target: &Target, json: bool) -> Result<()> {
         steps_done: 0,
         steps_undone: 0,
         failure: None,
+        stopped: None,
+        next_step: None,
         records: 0,
         next: "no upgrade has run on this installation".into(),
     };
@@ -1005,9 +1011,29 @@ fn print_status(target: &Target, json: bool) -> Result<()> {
                     out.steps_done = run.done_count();
                     out.steps_undone = run.steps.values().filter(|s| s.undone.is_some()).count();
                     out.failure = run.failure.clone();
+                    out.stopped = run.stopped.as_ref().map(ToString::to_string);
+                    if run.status.is_open() && !run.rollback_started() {
+                        out.next_step = run
+                            .started
+                            .plan
+                            .steps
+                            .iter()
+                            .find(|s| run.step(s.id).is_none_or(|x| x.done.is_none()))
+                            .map(|s| {
+                                format!(
+                                    "step {} (guide step {}): {}",
+                                    s.id,
+                                    s.seed.as_deref().unwrap_or("-"),
+                                    crate::steps::step_for(&s.action, &root).describe(&root)
+                                )
+                            });
+                    }
                     out.next = match run.status {
                         state::RunStatus::Interrupted if run.rollback_started() => {
                             "a rollback was interrupted: run `rollback` to finish it".into()
+                        }
+                        state::RunStatus::Paused => {
+                            "paused as asked (--until): check the installation, then `resume` to go on (`resume --until GUIDE-STEP` stops again) or `rollback` to undo it".into()
                         }
                         state::RunStatus::Interrupted => {
                             "the run was interrupted: `resume` to finish it or `rollback` to undo it".into()
@@ -1051,6 +1077,12 @@ fn print_status_out(out: &StatusOut, json: bool) -> Result<()> {
         }
         if let Some(f) = &out.failure {
             println!("failure:      {f}");
+        }
+        if let Some(s) = &out.stopped {
+            println!("stopped:      {s}");
+        }
+        if let Some(s) = &out.next_step {
+            println!("next step:    {s}");
         }
         println!("next:         {}", out.next);
     }

@@ -26,6 +26,9 @@ pub struct RunAudit {
     pub tool_version: String,
     pub status: RunStatus,
     pub failure: Option<String>,
+    /// Why an open run stopped (a signal, `--until`), when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
     pub started_ms: u64,
     pub steps: Vec<StepAudit>,
 }
@@ -138,6 +141,7 @@ fn run_audit(run: &RunState) -> RunAudit {
         tool_version: run.started.tool_version.clone(),
         status: run.status,
         failure: run.failure.clone(),
+        stopped: run.stopped.as_ref().map(ToString::to_string),
         started_ms: time(run.started_seq).unwrap_or(0),
         steps,
     }
@@ -266,6 +270,11 @@ pub fn salvage(dir: &std::path::Path, found: &crate::journal::Salvage) -> Salvag
             }
             Phase::RunCommitted | Phase::RunRolledBack | Phase::RunFinalized => {
                 run.ended = Some(r.phase.name());
+            }
+            Phase::RunStopped => {
+                detail = payload::decode::<payload::RunStopped>(r.seq, &r.payload)
+                    .ok()
+                    .map(|s| s.to_string());
             }
             Phase::StepData | Phase::UndoIntent => {}
         }

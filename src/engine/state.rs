@@ -13,6 +13,9 @@ pub enum RunStatus {
     Interrupted,
     /// A step failed and the run was not (fully) rolled back.
     Failed,
+    /// Stopped by `--until GUIDE-STEP` after that guide step: open, reversible; `resume`
+    /// goes on.
+    Paused,
     Committed,
     RolledBack,
     Finalized,
@@ -20,7 +23,10 @@ pub enum RunStatus {
 
 impl RunStatus {
     pub fn is_open(self) -> bool {
-        matches!(self, RunStatus::Interrupted | RunStatus::Failed)
+        matches!(
+            self,
+            RunStatus::Interrupted | RunStatus::Failed | RunStatus::Paused
+        )
     }
 }
 
@@ -44,6 +50,8 @@ pub struct RunState {
     pub status: RunStatus,
     pub failure: Option<String>,
     pub times: BTreeMap<u64, u64>,
+    /// Why the run stopped, when its last record is a RunStopped (a signal, `--until`).
+    pub stopped: Option<payload::RunStopped>,
 }
 
 impl RunState {
@@ -87,6 +95,7 @@ pub fn runs(records: &[Record]) -> Result<Vec<RunState>, Error> {
                 status: RunStatus::Interrupted,
                 failure: None,
                 times: BTreeMap::new(),
+                stopped: None,
             });
             runs.last_mut().unwrap().times.insert(r.seq, r.time_ms);
             continue;
@@ -106,6 +115,10 @@ pub fn runs(records: &[Record]) -> Result<Vec<RunState>, Error> {
             )));
         }
         run.times.insert(r.seq, r.time_ms);
+        // A stop describes the run only until it goes on (resume, rollback).
+        if run.stopped.take().is_some() && run.status == RunStatus::Paused {
+            run.status = RunStatus::Interrupted;
+        }
         let step = || {
             r.step
                 .ok_or_else(|| Error::Corrupt(format!("journal record {}: step id missing", r.seq)))
@@ -141,6 +154,13 @@ pub fn runs(records: &[Record]) -> Result<Vec<RunState>, Error> {
             }
             Phase::RunRolledBack => run.status = RunStatus::RolledBack,
             Phase::RunFinalized => run.status = RunStatus::Finalized,
+            Phase::RunStopped => {
+                let p: payload::RunStopped = payload::decode(r.seq, &r.payload)?;
+                if matches!(p.reason, payload::StopReason::Until(_)) && !p.rollback {
+                    run.status = RunStatus::Paused;
+                }
+                run.stopped = Some(p);
+            }
         }
     }
     Ok(runs)
