@@ -194,6 +194,11 @@ impl Locked {
 }
 
 pub fn canonical_root(root: &Path) -> Result<PathBuf> {
+    if root.as_os_str().is_empty() {
+        return Err(Error::Usage(
+            "--root DIR is needed: the installation root (the folder holding Runtime, Conf, Temp, Work); it may be left out when the current folder is the installation's Runtime folder".into(),
+        ));
+    }
     if !root.is_dir() {
         return Err(Error::Usage(format!(
             "--root {}: not a folder",
