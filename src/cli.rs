@@ -31,7 +31,14 @@ pub struct Target {
     /// The installation root (the folder holding Runtime, Conf, Temp, Work) [default: the
     /// parent of the current folder when that is the installation's Runtime folder, where
     /// the guide runs its tools].
-    #[arg(long, value_name = "DIR", default_value_os_t = root_from_current_folder(), hide_default_value = true)]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value_os_t = root_from_current_folder(),
+        hide_default_value = true,
+        // Empty when not found: then `engine::canonical_root` asks for --root.
+        value_parser = clap::builder::TypedValueParser::map(clap::builder::OsStringValueParser::new(), PathBuf::from)
+    )]
     pub root: PathBuf,
     /// Journal folder [default: ROOT/.usercube-upgrade].
     #[arg(long, value_name = "DIR")]
