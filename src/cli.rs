@@ -54,9 +54,12 @@ fn root_from_current_folder() -> PathBuf {
     };
     let is_runtime = here.file_name().is_some_and(|n| {
         crate::platform::same_name(&n.to_string_lossy(), "Runtime")
-            && [runbook::install::Product::Server, runbook::install::Product::Agent]
-                .iter()
-                .any(|p| here.join(p.deps_file()).is_file())
+            && [
+                runbook::install::Product::Server,
+                runbook::install::Product::Agent,
+            ]
+            .iter()
+            .any(|p| here.join(p.deps_file()).is_file())
     });
     match (is_runtime, here.parent()) {
         (true, Some(root)) => root.to_path_buf(),
@@ -577,7 +580,14 @@ pub fn run(args: Args) -> Result<()> {
             // Space first (a full disk): sled may write when the journal opens.
             let locked = engine::Locked::acquire(&target.root, target.journal.as_deref())?;
             locked.release_reserve()?;
-            Engine::open_locked(locked, Options { force, ..watched(opts) })?.rollback()
+            Engine::open_locked(
+                locked,
+                Options {
+                    force,
+                    ..watched(opts)
+                },
+            )?
+            .rollback()
         }
         Command::Finalize { target } => open(&target, opts)?.finalize(),
         Command::Status { target, json } => print_status(&target, json),
@@ -631,7 +641,12 @@ pub fn run(args: Args) -> Result<()> {
             agent_identifier,
         } => {
             let root = engine::canonical_root(&target.root)?;
-            if tool_in_open_run(&target, Job::PrepareUpgradeAppsettings, tool.plan_only, &opts)? {
+            if tool_in_open_run(
+                &target,
+                Job::PrepareUpgradeAppsettings,
+                tool.plan_only,
+                &opts,
+            )? {
                 return Ok(());
             }
             let plan = runbook::tools::prepare_upgrade_appsettings(
@@ -674,7 +689,12 @@ pub fn run(args: Args) -> Result<()> {
             runtime_path,
         } => {
             let root = engine::canonical_root(&target.root)?;
-            if tool_in_open_run(&target, Job::UpgradeConfigurationVersion, tool.plan_only, &opts)? {
+            if tool_in_open_run(
+                &target,
+                Job::UpgradeConfigurationVersion,
+                tool.plan_only,
+                &opts,
+            )? {
                 return Ok(());
             }
             let plan = runbook::tools::upgrade_configuration_version(

@@ -32,7 +32,7 @@ impl Demo {
         let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let root = tmp.path().join("root");
         demo::create(&root, SIZE).unwrap();
-        let root = root.canonicalize().unwrap();
+        let root = dunce::canonicalize(&root).unwrap();
         Demo { tmp, root }
     }
 
@@ -88,9 +88,15 @@ impl Demo {
         while !self.side("started").exists() {
             if let Some(status) = child.try_wait().unwrap() {
                 let out = child.wait_with_output().unwrap();
-                panic!("run ended ({status}) before its stop command:\n{}", text(&out));
+                panic!(
+                    "run ended ({status}) before its stop command:\n{}",
+                    text(&out)
+                );
             }
-            assert!(std::time::Instant::now() < deadline, "the stop command never started");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the stop command never started"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         for s in signals {
@@ -121,8 +127,14 @@ fn check_interrupted(d: &Demo, out: &std::process::Output, signal: &str, code: i
     let expect = format!(
         "interrupted after step 1 of {total} ({signal}): `usercube-upgrade resume --root {root}` or `usercube-upgrade rollback --root {root}`"
     );
-    assert!(stderr.contains(&expect), "expected {expect:?} in:\n{stderr}");
-    assert!(!stderr.contains("error:"), "an interruption is not an error: {stderr}");
+    assert!(
+        stderr.contains(&expect),
+        "expected {expect:?} in:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("error:"),
+        "an interruption is not an error: {stderr}"
+    );
     assert_eq!(status["state"], "interrupted", "{status}");
     assert_eq!(status["steps_done"], 1, "{status}");
     assert_eq!(
@@ -142,7 +154,10 @@ fn check_interrupted(d: &Demo, out: &std::process::Output, signal: &str, code: i
     let lead = format!(
         "error: interrupted: the latest run was interrupted by {signal} after step 1 of {total}: `usercube-upgrade resume --root {root}` or `usercube-upgrade rollback --root {root}`"
     );
-    assert!(first.starts_with(&lead), "expected {lead:?} first in:\n{msg}");
+    assert!(
+        first.starts_with(&lead),
+        "expected {lead:?} first in:\n{msg}"
+    );
     assert!(!msg.contains("version"), "{msg}");
     assert_same(&start, &snapshot(&d.root), "a refused run changes nothing");
     total
@@ -157,7 +172,11 @@ fn sigint_stops_at_a_durable_point_then_rollback_restores_everything() {
     check_interrupted(&d, &out, "SIGINT", 130);
     let (c, msg) = d.code(&["rollback"]);
     assert_eq!(c, Some(0), "{msg}");
-    assert_same(&start, &snapshot(&d.root), "after rollback of the interrupted run");
+    assert_same(
+        &start,
+        &snapshot(&d.root),
+        "after rollback of the interrupted run",
+    );
     assert_eq!(rows, common::db_dump(&d.root.join(demo::DATABASE)));
     assert_eq!(d.status()["state"], "rolled-back");
 }

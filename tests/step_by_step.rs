@@ -28,7 +28,8 @@ impl Demo {
         let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let root = tmp.path().join("root");
         demo::create(&root, SIZE).unwrap();
-        let root = root.canonicalize().unwrap();
+        // As the tool shows it (no `\\?\` prefix on Windows).
+        let root = dunce::canonicalize(&root).unwrap();
         Demo { _tmp: tmp, root }
     }
 
@@ -74,7 +75,11 @@ impl Demo {
         let (code, msg) = self.code(args);
         assert_eq!(code, Some(2), "{args:?}:\n{msg}");
         assert_same(&start, &snapshot(&self.root), &format!("{args:?} refused"));
-        assert_eq!(self.status()["records"], records, "{args:?} wrote no record");
+        assert_eq!(
+            self.status()["records"],
+            records,
+            "{args:?} wrote no record"
+        );
         msg
     }
 
@@ -126,16 +131,27 @@ fn the_guide_step_by_step_in_one_reversible_run() {
         msg.starts_with("error: paused: the latest run was paused after guide step 4.5"),
         "{msg}"
     );
-    assert!(msg.contains(&format!("`usercube-upgrade resume --root {root}`")), "{msg}");
-    assert!(msg.contains(&format!("`usercube-upgrade rollback --root {root}`")), "{msg}");
+    assert!(
+        msg.contains(&format!("`usercube-upgrade resume --root {root}`")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("`usercube-upgrade rollback --root {root}`")),
+        "{msg}"
+    );
     let msg = d.refused(&["finalize"]);
     assert!(msg.contains("has not finished"), "{msg}");
 
     // upgrade-files is guide 5.2-5.3: 5.1 comes first, and the refusal says how.
     let msg = d.refused(&["upgrade-files", "--version", "5.1.7", "--migrate-agent"]);
-    assert!(msg.contains("(guide step 5.1) before it is not done yet"), "{msg}");
     assert!(
-        msg.contains(&format!("`usercube-upgrade resume --root {root} --until 5.3`")),
+        msg.contains("(guide step 5.1) before it is not done yet"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "`usercube-upgrade resume --root {root} --until 5.3`"
+        )),
         "{msg}"
     );
 
@@ -151,7 +167,13 @@ fn the_guide_step_by_step_in_one_reversible_run() {
 
     // The vendor-named subcommand inside the open run: first what it would do, then it.
     let before = snapshot(&d.root);
-    let out = d.ok(&["upgrade-files", "--version", "5.1.7", "--migrate-agent", "--plan-only"]);
+    let out = d.ok(&[
+        "upgrade-files",
+        "--version",
+        "5.1.7",
+        "--migrate-agent",
+        "--plan-only",
+    ]);
     assert!(out.contains("would go on with the open run"), "{out}");
     assert_same(&before, &snapshot(&d.root), "--plan-only changes nothing");
     let out = d.ok(&["upgrade-files", "--version", "5.1.7", "--migrate-agent"]);
@@ -183,7 +205,11 @@ fn the_guide_step_by_step_in_one_reversible_run() {
 
     // Still one run, still reversible: rollback restores every byte and every row.
     d.ok(&["rollback"]);
-    assert_same(&start, &snapshot(&d.root), "after rollback of the paused run");
+    assert_same(
+        &start,
+        &snapshot(&d.root),
+        "after rollback of the paused run",
+    );
     assert_eq!(rows, common::db_dump(&d.path(demo::DATABASE)));
     assert_eq!(d.status()["state"], "rolled-back");
 }
@@ -260,8 +286,18 @@ fn root_defaults_to_the_parent_of_the_runtime_folder_only() {
     }
     // An explicit --root wins.
     let out = d
-        .cmd_in(&d.path("Runtime"), &["status", "--root", &other.path().display().to_string()])
+        .cmd_in(
+            &d.path("Runtime"),
+            &["status", "--root", &other.path().display().to_string()],
+        )
         .output()
         .unwrap();
-    assert!(text(&out).contains(&format!("installation: {}", other.path().canonicalize().unwrap().display())), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "installation: {}",
+            dunce::canonicalize(other.path()).unwrap().display()
+        )),
+        "{}",
+        text(&out)
+    );
 }

@@ -766,7 +766,9 @@ impl Engine {
             match self.run_group(a, &order[group.clone()])? {
                 Err(f) => return self.fail(a, f).map(|()| Finish::Committed),
                 Ok(false) => {
-                    let signal = self.stop_requested().expect("a group stops early only on request");
+                    let signal = self
+                        .stop_requested()
+                        .expect("a group stops early only on request");
                     return self.interrupted(a, signal);
                 }
                 Ok(true) => {}
@@ -1011,7 +1013,9 @@ impl Engine {
             }
             let group = self.group(&a, &order, i);
             if !self.undo_group(&a, &run, &order[group.clone()])? {
-                let signal = self.stop_requested().expect("a group stops early only on request");
+                let signal = self
+                    .stop_requested()
+                    .expect("a group stops early only on request");
                 return self.rollback_interrupted(&a, signal, order.len());
             }
             i = group.end;
@@ -1038,7 +1042,10 @@ impl Engine {
             .plan
             .steps
             .iter()
-            .filter(|s| run.step(s.id).is_some_and(|x| x.intent.is_some() && x.undone.is_none()))
+            .filter(|s| {
+                run.step(s.id)
+                    .is_some_and(|x| x.intent.is_some() && x.undone.is_none())
+            })
             .count();
         let checked = to_check.saturating_sub(undone);
         let stopped = payload::RunStopped {

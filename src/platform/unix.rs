@@ -272,7 +272,11 @@ pub fn watch_stop_requests(req: &super::StopRequest) -> io::Result<()> {
     // signal-hook runs a signal's actions in registration order: the exit, armed only
     // by an earlier request, comes before the flags this request sets.
     for (sig, what) in signals {
-        flag::register_conditional_shutdown(sig, i32::from(what.exit_code()), Arc::clone(&req.armed))?;
+        flag::register_conditional_shutdown(
+            sig,
+            i32::from(what.exit_code()),
+            Arc::clone(&req.armed),
+        )?;
     }
     for (sig, what) in signals {
         flag::register_usize(sig, Arc::clone(&req.signal), what as usize)?;

@@ -967,10 +967,15 @@ unsafe extern "system" fn on_console_event(kind: u32) -> windows_sys::core::BOOL
 /// the process at once with 130 or 143.
 pub fn watch_stop_requests(req: &super::StopRequest) -> io::Result<()> {
     if STOP_REQUEST.set(req.clone()).is_err() {
-        return Err(io::Error::other("stop requests are already watched in this process"));
+        return Err(io::Error::other(
+            "stop requests are already watched in this process",
+        ));
     }
     // SAFETY: the handler is a plain function that only touches atomics and process exit.
-    if unsafe { windows_sys::Win32::System::Console::SetConsoleCtrlHandler(Some(on_console_event), 1) } == 0 {
+    if unsafe {
+        windows_sys::Win32::System::Console::SetConsoleCtrlHandler(Some(on_console_event), 1)
+    } == 0
+    {
         return Err(io::Error::last_os_error());
     }
     Ok(())

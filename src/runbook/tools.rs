@@ -328,7 +328,9 @@ pub enum Job {
     UpgradeFiles,
     PrepareUpgradeAppsettings,
     /// `migrate_only_agent`: the server's appsettings.json is left out.
-    UpgradeAppsettings { migrate_only_agent: bool },
+    UpgradeAppsettings {
+        migrate_only_agent: bool,
+    },
     UpgradeConfigurationVersion,
 }
 
