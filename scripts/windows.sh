@@ -93,6 +93,7 @@ NOT_UNDER_WINE=(
   sigint_stops_at_a_durable_point_then_rollback_restores_everything
   sigterm_stops_at_a_durable_point_then_resume_finishes
   a_second_sigint_ends_the_process_at_once
+  sigint_during_rollback_stops_it_and_rollback_finishes_it
 )
 
 run_tests() {

@@ -1210,7 +1210,10 @@ fn print_status(target: &Target, json: bool) -> Result<()> {
                             });
                     }
                     out.next = match run.status {
-                        state::RunStatus::Interrupted if run.rollback_started() => {
+                        // A committed run's rollback too: it is no longer "upgraded".
+                        state::RunStatus::Interrupted | state::RunStatus::Committed
+                            if run.rollback_started() =>
+                        {
                             "a rollback was interrupted: run `rollback` to finish it".into()
                         }
                         state::RunStatus::Paused => {

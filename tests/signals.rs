@@ -53,7 +53,10 @@ impl Demo {
             c.args(["--mode", "integrated", "--runtime-zip"])
                 .arg(self.root.join(RUNTIME_ZIP))
                 .arg("--stop-command")
-                .arg(stop);
+                .arg(stop)
+                // Its undo (the first undo of a rollback of the committed run) is the stop
+                // command: armed there, the signal arrives mid-rollback.
+                .args(["--start-command", "true"]);
         }
         c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
         c.env(
@@ -76,9 +79,14 @@ impl Demo {
 
     /// `run`, with `signals` sent (by `kill`) while its first step runs; its output.
     fn run_signalled(&self, signals: &[&str]) -> std::process::Output {
+        self.signalled(&["run"], signals)
+    }
+
+    /// `args`, with `signals` sent while the armed stop command runs.
+    fn signalled(&self, args: &[&str], signals: &[&str]) -> std::process::Output {
         std::fs::write(self.side("armed"), "").unwrap();
         let mut child = self
-            .cmd(&["run"])
+            .cmd(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -219,4 +227,52 @@ fn a_second_sigint_ends_the_process_at_once() {
     let (c, msg) = d.code(&["rollback"]);
     assert_eq!(c, Some(0), "{msg}");
     assert_same(&start, &snapshot(&d.root), "after rollback");
+}
+
+/// A rollback stopped by SIGINT between two undos: exit 130, the `rollback` command to
+/// finish it, a new `run` leading with it; `rollback` again restores everything.
+#[test]
+fn sigint_during_rollback_stops_it_and_rollback_finishes_it() {
+    let d = Demo::new();
+    let start = snapshot(&d.root);
+    let (c, msg) = d.code(&["run"]);
+    assert_eq!(c, Some(0), "{msg}");
+    let total = d.status()["steps_total"].as_u64().unwrap();
+    let out = d.signalled(&["rollback"], &["INT"]);
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let root = root_of(&d);
+    let expect = format!(
+        "rollback interrupted after step 1 of {total} to undo (SIGINT): `usercube-upgrade rollback --root {root}` finishes it"
+    );
+    assert!(
+        text(&out).contains(&expect),
+        "expected {expect:?} in:\n{}",
+        text(&out)
+    );
+    let status = d.status();
+    assert_eq!(status["steps_undone"], 1, "{status}");
+    assert_eq!(
+        status["stopped"],
+        format!("rollback interrupted by SIGINT after step 1 of {total}"),
+        "{status}"
+    );
+    assert_eq!(
+        status["next"], "a rollback was interrupted: run `rollback` to finish it",
+        "{status}"
+    );
+    let (c, msg) = d.code(&["finalize"]);
+    assert_eq!(c, Some(2), "a half rolled back run is not finalized: {msg}");
+    let (c, msg) = d.code(&["run"]);
+    assert_eq!(c, Some(2), "{msg}");
+    assert!(
+        msg.starts_with("error: interrupted: a rollback of the latest run did not finish"),
+        "{msg}"
+    );
+    let (c, msg) = d.code(&["rollback"]);
+    assert_eq!(c, Some(0), "{msg}");
+    assert_same(
+        &start,
+        &snapshot(&d.root),
+        "after the rollback was finished",
+    );
 }

@@ -1158,6 +1158,14 @@ impl Engine {
             .latest()?
             .ok_or_else(|| Error::Refused("nothing to finalize: no run in the journal".into()))?;
         match run.status {
+            // Half undone: what the rest of the rollback needs must not be purged.
+            RunStatus::Committed if run.rollback_started() => {
+                return Err(Error::Refused(format!(
+                    "a rollback of run {} did not finish: `{}` finishes it",
+                    run.run_hex(),
+                    self.command("rollback")
+                )))
+            }
             RunStatus::Committed | RunStatus::RolledBack => {
                 self.append(run.run_id, None, Phase::RunFinalized, Vec::new())?;
             }
