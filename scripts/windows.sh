@@ -94,6 +94,12 @@ NOT_UNDER_WINE=(
   # the stand-in schema upgrade tools are python3 scripts
   sqlite_version_upgrade_runs_is_journaled_and_rolled_back_by_the_backup
   sqlite_version_upgrade_killed_mid_way_is_restored_and_run_again
+  # sent with the Unix `kill` while a `sh` stop command waits; wine delivers no console
+  # control event (Ctrl+C, Ctrl+Break, close) to a process started without a console
+  sigint_stops_at_a_durable_point_then_rollback_restores_everything
+  sigterm_stops_at_a_durable_point_then_resume_finishes
+  a_second_sigint_ends_the_process_at_once
+  sigint_during_rollback_stops_it_and_rollback_finishes_it
 )
 
 run_tests() {
@@ -111,6 +117,7 @@ run_tests() {
   local common=(--release "$BUILD_STD" --target $TARGET -p usercube-upgrade --features failpoints)
   USERCUBE_SIGKILL_ITERATIONS=50 wcargo test "${common[@]}" --lib --bins \
     --test cli --test crash --test db --test db_crash --test runbook --test sigkill \
+    --test signals \
     "$@" -- "${skip[@]}"
   USERCUBE_CRASH_STRIDE=4 wcargo test "${common[@]}" --test runbook_crash "$@" -- "${skip[@]}"
 }

@@ -18,6 +18,7 @@ macro_rules! println {
     };
 }
 use crate::plan::Plan;
+use crate::runbook::tools::Job;
 use crate::{runbook, sample, Error, Result};
 
 #[derive(Parser, Debug)]
@@ -36,12 +37,43 @@ pub struct Args {
 
 #[derive(ClapArgs, Debug, Clone)]
 pub struct Target {
-    /// The installation root (the folder holding Runtime, Conf, Temp, Work).
-    #[arg(long, value_name = "DIR")]
+    /// The installation root (the folder holding Runtime, Conf, Temp, Work) [default: the
+    /// parent of the current folder when that is the installation's Runtime folder, where
+    /// the guide runs its tools].
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value_os_t = root_from_current_folder(),
+        hide_default_value = true,
+        // Empty when not found: then `engine::canonical_root` asks for --root.
+        value_parser = clap::builder::TypedValueParser::map(clap::builder::OsStringValueParser::new(), PathBuf::from)
+    )]
     pub root: PathBuf,
     /// Journal folder [default: ROOT/.usercube-upgrade].
     #[arg(long, value_name = "DIR")]
     pub journal: Option<PathBuf>,
+}
+
+/// The default `--root`: the parent of the current folder when the current folder is an
+/// installation's `Runtime` (it holds the server's or the agent's `.deps.json`); otherwise
+/// empty, and `--root` is then needed (`engine::canonical_root` says so).
+fn root_from_current_folder() -> PathBuf {
+    let Ok(here) = std::env::current_dir() else {
+        return PathBuf::new();
+    };
+    let is_runtime = here.file_name().is_some_and(|n| {
+        crate::platform::same_name(&n.to_string_lossy(), "Runtime")
+            && [
+                runbook::install::Product::Server,
+                runbook::install::Product::Agent,
+            ]
+            .iter()
+            .any(|p| here.join(p.deps_file()).is_file())
+    });
+    match (is_runtime, here.parent()) {
+        (true, Some(root)) => root.to_path_buf(),
+        _ => PathBuf::new(),
+    }
 }
 
 #[derive(ClapArgs, Debug, Clone)]
@@ -180,6 +212,11 @@ pub enum Command {
         /// Most steps whose journal records share one flush.
         #[arg(long, default_value_t = 256, hide = true)]
         batch: usize,
+        /// Stop after this step of the vendor guide (as `plan` numbers them, e.g. 4.5),
+        /// leaving the run open and reversible: check, then `resume` (or `resume --until`)
+        /// goes on, `rollback` undoes it.
+        #[arg(long, value_name = "GUIDE-STEP")]
+        until: Option<String>,
     },
     /// Finish an interrupted run from the journal, probing each unfinished step.
     Resume {
@@ -188,6 +225,9 @@ pub enum Command {
         /// The PFX password of an unfinished re-encryption step (never journaled).
         #[command(flatten)]
         password: CertPasswordArgs,
+        /// Stop again after this step of the vendor guide (e.g. 5.3); the run stays open.
+        #[arg(long, value_name = "GUIDE-STEP")]
+        until: Option<String>,
     },
     /// Restore the exact starting state of the latest run.
     Rollback {
@@ -514,22 +554,22 @@ fn load_plan(source: &PlanSource) -> Result<Plan> {
 fn run_locked(
     target: &Target,
     opts: Options,
+    until: Option<&str>,
     load: impl FnOnce() -> Result<Loaded>,
-) -> Result<Loaded> {
+) -> Result<(Loaded, engine::Finish)> {
     let locked = engine::Locked::acquire(&target.root, target.journal.as_deref())?;
     // Only a folder this run created is removed after a refusal (`--journal` may name one
     // that holds other things).
     let was_empty = locked.journal_is_empty() && locked.created();
     let dir = locked.dir().to_path_buf();
-    let result = match load() {
-        Err(e) => {
-            drop(locked);
-            Err(e)
-        }
-        Ok(l) => Engine::open_locked(locked, opts)
-            .and_then(|mut engine| engine.run(l.plan.clone()))
-            .map(|()| l),
-    };
+    let result = Engine::open_locked(locked, opts).and_then(|mut engine| {
+        // An open or unfinalized run comes first: the tree is half upgraded, and the
+        // plan's checks (the installed version first) would only mislead.
+        engine.refuse_if_open()?;
+        let l = load()?;
+        let finish = engine.run_until(l.plan.clone(), until)?;
+        Ok((l, finish))
+    });
     if let (Err(Error::Refused(_) | Error::Usage(_)), true) = (&result, was_empty) {
         // Refused before the first record: leave no trace, not even the journal folder.
         if let Ok(again) = engine::Locked::acquire(&target.root, Some(&dir)) {
@@ -539,6 +579,16 @@ fn run_locked(
         }
     }
     result
+}
+
+/// `opts` with SIGINT and SIGTERM (Ctrl+C, Ctrl+Break, the console closing) routed to the
+/// engine, which stops at its next durable point; only for the commands that run the
+/// engine, since nothing else reads the request.
+fn watched(opts: Options) -> Options {
+    if let Err(e) = crate::platform::watch_stop_requests(&opts.stop) {
+        tracing::warn!("signals are not watched: {e}");
+    }
+    opts
 }
 
 fn journal_dir(root: &Path, target: &Target) -> PathBuf {
@@ -588,21 +638,22 @@ pub fn run(args: Args) -> Result<()> {
             mut source,
             no_auto_rollback,
             batch,
+            until,
         } => {
             let opts = Options {
                 auto_rollback: !no_auto_rollback,
                 batch,
                 cert_password: source.runbook.cert.password.take(quiet)?,
-                ..opts
+                ..watched(opts)
             };
-            let l = run_locked(&target, opts, || {
+            let (l, finish) = run_locked(&target, opts, until.as_deref(), || {
                 let l = load(&target, &source)?;
                 if let (Some(rb), false) = (&l.runbook, quiet) {
                     print_warnings(rb);
                 }
                 Ok(l)
             })?;
-            if let (Some(rb), false) = (&l.runbook, quiet) {
+            if let (Some(rb), false, engine::Finish::Committed) = (&l.runbook, quiet, finish) {
                 print_remaining(rb);
             }
             Ok(())
@@ -610,21 +661,29 @@ pub fn run(args: Args) -> Result<()> {
         Command::Resume {
             target,
             mut password,
+            until,
         } => {
             let password = password.take(quiet)?;
             let opts = Options {
                 cert_password: password.clone(),
-                ..opts
+                ..watched(opts)
             };
             let mut e = open(&target, opts)?;
             check_certificates_for_resume(&e, password.as_ref())?;
-            e.resume()
+            e.resume_until(until.as_deref()).map(|_| ())
         }
         Command::Rollback { target, force } => {
             // Space first (a full disk): sled may write when the journal opens.
             let locked = engine::Locked::acquire(&target.root, target.journal.as_deref())?;
             locked.release_reserve()?;
-            Engine::open_locked(locked, Options { force, ..opts })?.rollback()
+            Engine::open_locked(
+                locked,
+                Options {
+                    force,
+                    ..watched(opts)
+                },
+            )?
+            .rollback()
         }
         Command::Finalize { target } => open(&target, opts)?.finalize(),
         Command::Status { target, json } => print_status(&target, json),
@@ -641,6 +700,9 @@ pub fn run(args: Args) -> Result<()> {
                 cert_password: cert.password.take(quiet)?,
                 ..opts
             };
+            if tool_in_open_run(&target, Job::UpgradeFiles, tool.plan_only, &opts)? {
+                return Ok(());
+            }
             let rt = root.join("Runtime");
             let (plan, notes) = runbook::tools::upgrade_files(
                 &root,
@@ -664,6 +726,14 @@ pub fn run(args: Args) -> Result<()> {
             agent_identifier,
         } => {
             let root = engine::canonical_root(&target.root)?;
+            if tool_in_open_run(
+                &target,
+                Job::PrepareUpgradeAppsettings,
+                tool.plan_only,
+                &opts,
+            )? {
+                return Ok(());
+            }
             let plan = runbook::tools::prepare_upgrade_appsettings(
                 &root,
                 &tool.from_version,
@@ -681,6 +751,10 @@ pub fn run(args: Args) -> Result<()> {
             runtime_path,
         } => {
             let root = engine::canonical_root(&target.root)?;
+            let job = Job::UpgradeAppsettings { migrate_only_agent };
+            if tool_in_open_run(&target, job, tool.plan_only, &opts)? {
+                return Ok(());
+            }
             let plan = runbook::tools::upgrade_appsettings(
                 &root,
                 &tool.from_version,
@@ -700,6 +774,14 @@ pub fn run(args: Args) -> Result<()> {
             runtime_path,
         } => {
             let root = engine::canonical_root(&target.root)?;
+            if tool_in_open_run(
+                &target,
+                Job::UpgradeConfigurationVersion,
+                tool.plan_only,
+                &opts,
+            )? {
+                return Ok(());
+            }
             let plan = runbook::tools::upgrade_configuration_version(
                 &root,
                 &tool.from_version,
@@ -885,7 +967,107 @@ fn tool_run(target: &Target, tool: &ToolArgs, plan: Plan, opts: Options) -> Resu
     if tool.plan_only {
         return print_plan(target, &plan, None, false, opts.cert_password.as_ref());
     }
-    Engine::open(&target.root, target.journal.as_deref(), opts)?.run(plan)
+    Engine::open(&target.root, target.journal.as_deref(), watched(opts))?.run(plan)
+}
+
+/// A vendor-named subcommand on an installation whose latest run is open (paused,
+/// interrupted, failed) or not finalized. When that run's plan has steps doing the job
+/// (`tools::Job::steps_in`), the job is done there, as `resume --until` its last guide step
+/// would (that plan was computed when the run started: the arguments given here are not
+/// used), or found already done; otherwise it is refused, naming the commands that do it.
+/// `Ok(false)`: no such run, the subcommand runs as a plan of its own.
+fn tool_in_open_run(
+    target: &Target,
+    job: runbook::tools::Job,
+    plan_only: bool,
+    opts: &Options,
+) -> Result<bool> {
+    let root = engine::canonical_root(&target.root)?;
+    let dir = journal_dir(&root, target);
+    if !dir.join(crate::journal::log::LOG_FILE).exists()
+        && !dir.join(crate::journal::STORE_DIR).exists()
+    {
+        return Ok(false);
+    }
+    let quiet = opts.quiet;
+    let password = opts.cert_password.clone();
+    let opts = if plan_only {
+        opts.clone()
+    } else {
+        watched(opts.clone())
+    };
+    let mut engine = Engine::open(&root, target.journal.as_deref(), opts)?;
+    let Some(run) = engine.latest()? else {
+        return Ok(false);
+    };
+    if matches!(
+        run.status,
+        state::RunStatus::RolledBack | state::RunStatus::Finalized
+    ) {
+        return Ok(false);
+    }
+    let name = job.name();
+    let plan = &run.started.plan;
+    let ks = job.steps_in(plan);
+    let seed = |k: usize| plan.steps[k].seed.clone().unwrap_or_else(|| "-".into());
+    let described = {
+        let mut seeds: Vec<String> = ks.iter().map(|&k| seed(k)).collect();
+        seeds.dedup();
+        match (ks.first(), ks.last()) {
+            (Some(&a), Some(&b)) => format!(
+                "steps {}-{} (guide {})",
+                plan.steps[a].id,
+                plan.steps[b].id,
+                seeds.join(", ")
+            ),
+            _ => String::new(),
+        }
+    };
+    let done = |k: usize| run.step(plan.steps[k].id).is_some_and(|s| s.done.is_some());
+    let resume = engine.command("resume");
+    if ks.is_empty() || run.rollback_started() {
+        let state = engine
+            .refuse_if_open()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        return Err(Error::Refused(format!(
+            "`{name}` is not part of the latest run and cannot start a run of its own now: {state}\nTo follow the guide step by step inside one reversible run: `usercube-upgrade run --mode MODE ... --until GUIDE-STEP`, then the vendor-named subcommands or `resume --until GUIDE-STEP` for each next step. Nothing was changed."
+        )));
+    }
+    if ks.iter().all(|&k| done(k)) {
+        println!(
+            "{name}: already done in run {} ({described}); nothing to do. `{}` shows where the run stands.",
+            run.run_hex(),
+            engine.command("status")
+        );
+        return Ok(true);
+    }
+    let last = *ks.last().expect("not empty");
+    let until = seed(last);
+    if let Some(k) = (0..last).find(|k| !done(*k) && !ks.contains(k)) {
+        return Err(Error::Refused(format!(
+            "`{name}` is {described} of the open run {}, and step {} (guide step {}) before it is not done yet: `{resume} --until {until}` does them in the guide's order (or `--until` an earlier guide step first). Nothing was changed.",
+            run.run_hex(),
+            plan.steps[k].id,
+            seed(k)
+        )));
+    }
+    if plan_only {
+        println!(
+            "{name}: would go on with the open run {} through {described}, as planned when it started (the same as `{resume} --until {until}`); nothing was changed",
+            run.run_hex()
+        );
+        return Ok(true);
+    }
+    if !quiet {
+        println!(
+            "{name}: inside the open run {}: {described}, as planned when it started (the arguments given here are not used); the same as `{resume} --until {until}`",
+            run.run_hex()
+        );
+    }
+    check_certificates_for_resume(&engine, password.as_ref())?;
+    engine.resume_until(Some(&until)).map(|_| true)
 }
 
 fn print_runbook(root: &Path, rb: &runbook::Runbook) {
@@ -959,6 +1141,10 @@ struct StatusOut {
     steps_done: usize,
     steps_undone: usize,
     failure: Option<String>,
+    /// Why an open run stopped: a signal, or `--until` (paused after a guide step).
+    stopped: Option<String>,
+    /// The first step not done yet, with its guide step, while the run is open.
+    next_step: Option<String>,
     records: u64,
     next: String,
     /// ISO 8601 (UTC) times of the latest run's start, end (committed or failed), rollback
@@ -1038,6 +1224,8 @@ fn print_status(target: &Target, json: bool) -> Result<()> {
         steps_done: 0,
         steps_undone: 0,
         failure: None,
+        stopped: None,
+        next_step: None,
         records: 0,
         next: "no upgrade has run on this installation".into(),
         started_at: None,
@@ -1088,9 +1276,32 @@ fn print_status(target: &Target, json: bool) -> Result<()> {
                     out.ended_at = at(run.ended_seq());
                     out.rolled_back_at = at(run.rolled_back.as_ref().map(|r| r.0));
                     out.finalized_at = at(run.finalized.as_ref().map(|r| r.0));
+                    out.stopped = run.stopped.as_ref().map(ToString::to_string);
+                    if run.status.is_open() && !run.rollback_started() {
+                        out.next_step = run
+                            .started
+                            .plan
+                            .steps
+                            .iter()
+                            .find(|s| run.step(s.id).is_none_or(|x| x.done.is_none()))
+                            .map(|s| {
+                                format!(
+                                    "step {} (guide step {}): {}",
+                                    s.id,
+                                    s.seed.as_deref().unwrap_or("-"),
+                                    crate::steps::step_for(&s.action, &root, None).describe(&root)
+                                )
+                            });
+                    }
                     out.next = match run.status {
-                        state::RunStatus::Interrupted if run.rollback_started() => {
+                        // A committed run's rollback too: it is no longer "upgraded".
+                        state::RunStatus::Interrupted | state::RunStatus::Committed
+                            if run.rollback_started() =>
+                        {
                             "a rollback was interrupted: run `rollback` to finish it".into()
+                        }
+                        state::RunStatus::Paused => {
+                            "paused as asked (--until): check the installation, then `resume` to go on (`resume --until GUIDE-STEP` stops again) or `rollback` to undo it".into()
                         }
                         state::RunStatus::Interrupted => {
                             "the run was interrupted: `resume` to finish it or `rollback` to undo it".into()
@@ -1150,6 +1361,12 @@ fn print_status_out(out: &StatusOut, json: bool) -> Result<()> {
         }
         if let Some(f) = &out.failure {
             println!("failure:      {f}");
+        }
+        if let Some(s) = &out.stopped {
+            println!("stopped:      {s}");
+        }
+        if let Some(s) = &out.next_step {
+            println!("next step:    {s}");
         }
         println!("next:         {}", out.next);
     }
@@ -1230,7 +1447,7 @@ fn demo(
         print_warnings(&rb);
     }
     let quiet = opts.quiet;
-    Engine::open(&root, None, opts)?.run(rb.plan.clone())?;
+    Engine::open(&root, None, watched(opts))?.run(rb.plan.clone())?;
     if !quiet {
         print_remaining(&rb);
     }
@@ -1265,7 +1482,7 @@ mod tests {
     #[test]
     fn run_builds_its_plan_under_the_lock() {
         let (_tmp, target) = sample_root();
-        let l = run_locked(&target, quiet(), || {
+        let l = run_locked(&target, quiet(), None, || {
             match engine::Locked::acquire(&target.root, None) {
                 Err(Error::Refused(msg)) => {
                     assert!(msg.contains(&std::process::id().to_string()), "{msg}")
@@ -1278,7 +1495,8 @@ mod tests {
                 runbook: None,
             })
         })
-        .unwrap();
+        .unwrap()
+        .0;
         assert_eq!(l.plan.steps.len(), sample::plan().steps.len());
     }
 
@@ -1289,7 +1507,7 @@ mod tests {
         let (_tmp, target) = sample_root();
         let refused = || -> Result<Loaded> { Err(Error::Refused("plan refused".into())) };
         // New journal, refused: no trace.
-        assert!(run_locked(&target, quiet(), refused).is_err());
+        assert!(run_locked(&target, quiet(), None, refused).is_err());
         let dir = engine::default_journal_dir(&dunce::canonicalize(&target.root).unwrap());
         assert!(!dir.exists());
         // A journal with records (a run done), then a refused run: kept, records intact.
@@ -1299,7 +1517,7 @@ mod tests {
             .run(sample::plan())
             .unwrap();
         let records = crate::journal::Journal::open(&dir).unwrap().records().len();
-        assert!(run_locked(&target, quiet(), refused).is_err());
+        assert!(run_locked(&target, quiet(), None, refused).is_err());
         assert_eq!(
             crate::journal::Journal::open(&dir).unwrap().records().len(),
             records

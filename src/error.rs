@@ -4,7 +4,8 @@ use crate::journal::JournalError;
 use crate::steps::StepError;
 
 /// Exit codes: 0 success; 1 the run (or rollback) failed; 2 usage error or refused by
-/// checks, nothing changed; 3 the journal is corrupt.
+/// checks, nothing changed; 3 the journal is corrupt; 130 / 143 stopped by SIGINT / SIGTERM
+/// at a durable point.
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_REFUSED: u8 = 2;
 pub const EXIT_CORRUPT: u8 = 3;
@@ -27,6 +28,10 @@ pub enum Error {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Step(#[from] StepError),
+    /// Stopped by a signal at a durable point (the message says how to go on); the exit
+    /// code is 128 + the signal number.
+    #[error("{message}")]
+    Interrupted { message: String, exit_code: u8 },
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -40,6 +45,7 @@ impl Error {
         match self {
             Error::Usage(_) | Error::Refused(_) => EXIT_REFUSED,
             Error::Corrupt(_) => EXIT_CORRUPT,
+            Error::Interrupted { exit_code, .. } => *exit_code,
             Error::Journal(j) if j.is_corruption() => EXIT_CORRUPT,
             _ => EXIT_FAILED,
         }

@@ -16,6 +16,11 @@ fn main() -> ExitCode {
     let args = usercube_upgrade::cli::Args::parse();
     match usercube_upgrade::cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
+        // Not an error: the run stopped where it was asked to; the message says what next.
+        Err(e @ usercube_upgrade::Error::Interrupted { .. }) => {
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code())
+        }
         Err(e) => {
             usercube_upgrade::out::error_line(format_args!("error: {e}"));
             ExitCode::from(e.exit_code())

@@ -34,6 +34,9 @@ pub struct RunAudit {
     pub operator: Option<String>,
     pub host: Option<String>,
     pub command_line: Option<Vec<String>>,
+    /// Why an open run stopped (a signal, `--until`), when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
     pub started_ms: u64,
     /// ISO 8601, UTC, of `started_ms` (and likewise for every `*_at` field).
     pub started_at: String,
@@ -230,6 +233,7 @@ fn run_audit(run: &RunState) -> RunAudit {
         finalized_ms,
         finalized_at: finalized_ms.map(iso8601),
         finalized_by: run.finalized.as_ref().and_then(|(_, c)| c.clone()),
+        stopped: run.stopped.as_ref().map(ToString::to_string),
         steps,
     }
 }
@@ -378,6 +382,11 @@ pub fn salvage(dir: &std::path::Path, found: &crate::journal::Salvage) -> Salvag
             }
             Phase::RunCommitted | Phase::RunRolledBack | Phase::RunFinalized => {
                 run.ended = Some(r.phase.name());
+            }
+            Phase::RunStopped => {
+                detail = payload::decode::<payload::RunStopped>(r.seq, &r.payload)
+                    .ok()
+                    .map(|s| s.to_string());
             }
             Phase::StepData | Phase::UndoIntent => {}
         }

@@ -17,6 +17,7 @@ pub mod preflight;
 mod progress;
 mod sink;
 pub mod state;
+pub mod until;
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -78,6 +79,18 @@ pub struct Options {
     /// Who runs this command, where, and how (secrets masked): journaled with the run's
     /// start, its rollback and its finalize, for the audit.
     pub context: payload::RunContext,
+    /// A request to stop (SIGINT, SIGTERM) that the engine honours at its next durable
+    /// point; never set unless the caller watches for one.
+    pub stop: crate::platform::StopRequest,
+}
+
+/// How `run` or `resume` ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// Every step done, the run committed.
+    Committed,
+    /// Stopped by `--until` after the guide step asked for; the run stays open.
+    Paused,
 }
 
 impl Default for Options {
@@ -89,6 +102,7 @@ impl Default for Options {
             quiet: false,
             cert_password: None,
             context: payload::RunContext::default(),
+            stop: Default::default(),
         }
     }
 }
@@ -216,6 +230,11 @@ impl Locked {
 }
 
 pub fn canonical_root(root: &Path) -> Result<PathBuf> {
+    if root.as_os_str().is_empty() {
+        return Err(Error::Usage(
+            "--root DIR is needed: the installation root (the folder holding Runtime, Conf, Temp, Work); it may be left out when the current folder is the installation's Runtime folder".into(),
+        ));
+    }
     if !root.is_dir() {
         return Err(Error::Usage(format!(
             "--root {}: not a folder",
@@ -467,22 +486,97 @@ impl Engine {
         Ok(())
     }
 
+    /// `usercube-upgrade VERB --root ROOT [--journal DIR]`: the exact command, for messages.
+    pub fn command(&self, verb: &str) -> String {
+        let quote = |p: &Path| {
+            let s = p.display().to_string();
+            if s.contains(char::is_whitespace) {
+                format!("\"{s}\"")
+            } else {
+                s
+            }
+        };
+        let mut c = format!("usercube-upgrade {verb} --root {}", quote(&self.root));
+        if self.dir != default_journal_dir(&self.root) {
+            c.push_str(&format!(" --journal {}", quote(&self.dir)));
+        }
+        c
+    }
+
+    /// Refuses a new run while the latest one is open or not finalized, leading with where
+    /// it stands and the exact commands that go on from there (before any other check:
+    /// the installation is half upgraded, and its version says nothing useful).
+    pub fn refuse_if_open(&self) -> Result<()> {
+        let Some(prev) = self.latest()? else {
+            return Ok(());
+        };
+        let resume = self.command("resume");
+        let rollback = self.command("rollback");
+        let (done, total) = (prev.done_count(), prev.started.plan.steps.len());
+        let stopped = prev.stopped.as_ref().map(ToString::to_string);
+        let message = match prev.status {
+            RunStatus::RolledBack | RunStatus::Finalized => return Ok(()),
+            _ if prev.rollback_started() => format!(
+                "interrupted: a rollback of the latest run did not finish: `{rollback}` finishes it"
+            ),
+            RunStatus::Paused => format!(
+                "paused: the latest run was {} and is still open: `{resume}` goes on (with `--until GUIDE-STEP` it stops again), `{rollback}` undoes it",
+                stopped.unwrap_or_default()
+            ),
+            RunStatus::Interrupted => match stopped {
+                Some(s) => format!("interrupted: the latest run was {s}: `{resume}` or `{rollback}`"),
+                None => format!(
+                    "interrupted: the latest run stopped after step {done} of {total} without finishing (the process ended: a crash, a kill or a power cut): `{resume}` or `{rollback}`"
+                ),
+            },
+            RunStatus::Failed => format!(
+                "the latest run failed{}: fix the cause, then `{resume}`, or `{rollback}`",
+                prev.failure
+                    .as_deref()
+                    .map(|f| format!(" ({f})"))
+                    .unwrap_or_default()
+            ),
+            RunStatus::Committed => format!(
+                "the latest run completed and is not finalized: check it, then `{}` (makes it permanent) or `{rollback}`",
+                self.command("finalize")
+            ),
+        };
+        Err(Error::Refused(format!(
+            "{message} (run {})",
+            prev.run_hex()
+        )))
+    }
+
+    /// The first stop request (a signal) received, if any.
+    fn stop_requested(&self) -> Option<crate::platform::StopSignal> {
+        self.opts.stop.get()
+    }
+
     /// Executes a plan from the start. On a step failure, rolls back (unless disabled).
     pub fn run(&mut self, plan: Plan) -> Result<()> {
-        if let Some(prev) = self.latest()? {
-            let hint = match prev.status {
-                RunStatus::Interrupted | RunStatus::Failed => {
-                    Some("an earlier run did not finish: `resume` it or `rollback` it first")
+        self.run_until(plan, None).map(|_| ())
+    }
+
+    /// Executes a plan from the start; with `until`, pauses after that guide step (the run
+    /// stays open: `resume` goes on, `rollback` undoes it).
+    pub fn run_until(&mut self, plan: Plan, until: Option<&str>) -> Result<Finish> {
+        self.refuse_if_open()?;
+        let end = match until {
+            None => plan.steps.len(),
+            Some(u) => {
+                let end = until::stop_index(&plan, 0, u)?;
+                if end == 0 {
+                    return Err(Error::Refused(format!(
+                        "--until {u}: no step of the plan is at or before guide step {u} (the first is step 1, guide step {}); nothing was changed",
+                        plan.steps
+                            .first()
+                            .and_then(|s| s.seed.as_deref())
+                            .unwrap_or("-")
+                    )));
                 }
-                RunStatus::Committed => {
-                    Some("an earlier run succeeded and is not finalized: `finalize` or `rollback` it first")
-                }
-                RunStatus::RolledBack | RunStatus::Finalized => None,
-            };
-            if let Some(hint) = hint {
-                return Err(Error::Refused(format!("{hint} (run {})", prev.run_hex())));
+                end
             }
-        }
+        };
         let problems = preflight::check(
             &self.root,
             &self.dir,
@@ -491,6 +585,15 @@ impl Engine {
         );
         if !problems.is_empty() {
             return Err(Error::Refused(preflight::refusal(&problems)));
+        }
+        if let Some(signal) = self.stop_requested() {
+            return Err(Error::Interrupted {
+                message: format!(
+                    "interrupted ({}) before the run started: nothing was changed",
+                    signal.name()
+                ),
+                exit_code: signal.exit_code(),
+            });
         }
         crate::journal::make_reserve(&self.dir).map_err(|source| Error::Io {
             what: "writing the rollback reserve in",
@@ -517,16 +620,22 @@ impl Engine {
             plan.steps.len()
         ));
         let active = self.activate_plan(run_id, plan);
-        self.go_forward(&active, 0)
+        self.go_forward(&active, 0, end, until)
     }
 
     /// Finishes an interrupted (or failed, not rolled back) run from the journal.
     pub fn resume(&mut self) -> Result<()> {
+        self.resume_until(None).map(|_| ())
+    }
+
+    /// Goes on with an open run (interrupted, failed, paused); with `until`, pauses again
+    /// after that guide step.
+    pub fn resume_until(&mut self, until: Option<&str>) -> Result<Finish> {
         let run = self
             .latest()?
             .ok_or_else(|| Error::Refused("nothing to resume: no run in the journal".into()))?;
         match run.status {
-            RunStatus::Interrupted | RunStatus::Failed => {}
+            RunStatus::Interrupted | RunStatus::Failed | RunStatus::Paused => {}
             RunStatus::Committed => {
                 return Err(Error::Refused(format!(
                     "run {} already completed; nothing to resume",
@@ -548,6 +657,35 @@ impl Engine {
         }
         let mut active = self.activate(&run)?;
         self.load_contents(&mut active)?;
+        let end = match until {
+            None => active.steps.len(),
+            Some(u) => {
+                let next = active
+                    .plan
+                    .steps
+                    .iter()
+                    .position(|s| run.step(s.id).is_none_or(|x| x.done.is_none()))
+                    .unwrap_or(active.steps.len());
+                let end = until::stop_index(&active.plan, next, u)?;
+                if end == next {
+                    let what = active.plan.steps.get(next).map_or_else(
+                        || "every step is done".to_string(),
+                        |s| {
+                            format!(
+                                "its next step is step {}, guide step {}",
+                                s.id,
+                                s.seed.as_deref().unwrap_or("-")
+                            )
+                        },
+                    );
+                    return Err(Error::Refused(format!(
+                        "--until {u}: run {} is already past guide step {u} ({what}); nothing was changed",
+                        run.run_hex()
+                    )));
+                }
+                end
+            }
+        };
         self.settle_page_cache()?;
         self.reassert(&active, &run)?;
         self.progress.say(format!(
@@ -557,7 +695,7 @@ impl Engine {
             active.steps.len()
         ));
         let mut first_fresh = active.steps.len();
-        for (k, planned) in active.plan.steps.iter().enumerate() {
+        for (k, planned) in active.plan.steps.iter().enumerate().take(end) {
             let s = run.step(planned.id).cloned().unwrap_or_default();
             if s.done.is_some() {
                 continue;
@@ -566,11 +704,38 @@ impl Engine {
                 first_fresh = k;
                 break;
             };
+            if let Some(signal) = self.stop_requested() {
+                return self.interrupted(&active, signal);
+            }
             if let Err(f) = self.recover_forward(&active, k, &recorded.intent) {
-                return self.fail(&active, f);
+                return self.fail(&active, f).map(|()| Finish::Committed);
             }
         }
-        self.go_forward(&active, first_fresh)
+        self.go_forward(&active, first_fresh, end, until)
+    }
+
+    /// Records that the run stopped on a signal at a durable point (it stays open) and
+    /// says how to go on.
+    fn interrupted(&mut self, a: &Active, signal: crate::platform::StopSignal) -> Result<Finish> {
+        let done = self.latest()?.map_or(0, |r| r.done_count());
+        let total = a.steps.len();
+        let stopped = payload::RunStopped {
+            reason: payload::StopReason::Signal(signal.name().into()),
+            rollback: false,
+            steps_done: done as u32,
+            steps_total: total as u32,
+        };
+        self.append(a.run_id, None, Phase::RunStopped, payload::encode(&stopped))?;
+        self.progress.finish();
+        Err(Error::Interrupted {
+            message: format!(
+                "interrupted after step {done} of {total} ({}): `{}` or `{}`\nThe run is open and no step is half done: resume finishes it, rollback restores the starting state.",
+                signal.name(),
+                self.command("resume"),
+                self.command("rollback")
+            ),
+            exit_code: signal.exit_code(),
+        })
     }
 
     /// Steps done earlier re-establish what a restart may have reverted (`Step::reassert`),
@@ -731,16 +896,37 @@ impl Engine {
         from..end
     }
 
-    /// Runs the steps from index `start` to the end, then commits.
-    fn go_forward(&mut self, a: &Active, start: usize) -> Result<()> {
-        let order: Vec<usize> = (start..a.steps.len()).collect();
+    /// Runs the steps from index `start` up to `end`; then commits, or, when `end` is
+    /// short of the last step (`--until`), records the pause. A stop request ends it at the
+    /// next durable point.
+    fn go_forward(
+        &mut self,
+        a: &Active,
+        start: usize,
+        end: usize,
+        until: Option<&str>,
+    ) -> Result<Finish> {
+        let order: Vec<usize> = (start..end).collect();
         let mut i = 0;
         while i < order.len() {
+            if let Some(signal) = self.stop_requested() {
+                return self.interrupted(a, signal);
+            }
             let group = self.group(a, &order, i);
-            if let Err(f) = self.run_group(a, &order[group.clone()])? {
-                return self.fail(a, f);
+            match self.run_group(a, &order[group.clone()])? {
+                Err(f) => return self.fail(a, f).map(|()| Finish::Committed),
+                Ok(false) => {
+                    let signal = self
+                        .stop_requested()
+                        .expect("a group stops early only on request");
+                    return self.interrupted(a, signal);
+                }
+                Ok(true) => {}
             }
             i = group.end;
+        }
+        if end < a.steps.len() {
+            return self.pause(a, end, until.unwrap_or_default());
         }
         self.append(a.run_id, None, Phase::RunCommitted, Vec::new())?;
         self.progress.finish();
@@ -749,16 +935,41 @@ impl Engine {
             hex::encode(a.run_id),
             a.steps.len()
         ));
-        Ok(())
+        Ok(Finish::Committed)
+    }
+
+    /// `--until`: every step before index `end` is done; the run stays open.
+    fn pause(&mut self, a: &Active, end: usize, until: &str) -> Result<Finish> {
+        let stopped = payload::RunStopped {
+            reason: payload::StopReason::Until(until.to_string()),
+            rollback: false,
+            steps_done: self.latest()?.map_or(0, |r| r.done_count()) as u32,
+            steps_total: a.steps.len() as u32,
+        };
+        self.append(a.run_id, None, Phase::RunStopped, payload::encode(&stopped))?;
+        self.progress.finish();
+        let next = &a.plan.steps[end];
+        self.progress.say(format!(
+            "run {} {stopped}: it is open and reversible.\nnext: step {} (guide step {}): {}\nCheck the installation, then go on with `{}` (add `--until GUIDE-STEP` to stop again), or undo everything with `{}`; `status` shows where it stands.",
+            hex::encode(a.run_id),
+            next.id,
+            next.seed.as_deref().unwrap_or("-"),
+            a.steps[end].describe(&self.root),
+            self.command("resume"),
+            self.command("rollback"),
+        ));
+        Ok(Finish::Paused)
     }
 
     /// One group: intents (one flush), actions, outcomes (one flush). The outer Result is
-    /// a journal failure (fail-stop), the inner one a step failure (recorded).
+    /// a journal failure (fail-stop), the inner one a step failure (recorded); `Ok(false)`:
+    /// a stop request ended the group early (its remaining steps have an intent and no
+    /// outcome, as after a crash: `resume` probes them, `rollback` finds them not applied).
     fn run_group(
         &mut self,
         a: &Active,
         ks: &[usize],
-    ) -> Result<std::result::Result<(), StepFailure>> {
+    ) -> Result<std::result::Result<bool, StepFailure>> {
         let progress = self.progress.clone();
         let on_bytes = |n| progress.add_bytes(n);
         let n = a.steps.len();
@@ -791,7 +1002,12 @@ impl Engine {
         }
         self.journal.borrow_mut().append_batch(records)?;
         let mut outcomes = Vec::with_capacity(ks.len());
-        for (&k, intent) in ks.iter().zip(&intents) {
+        let mut complete = true;
+        for (pos, (&k, intent)) in ks.iter().zip(&intents).enumerate() {
+            if pos > 0 && self.stop_requested().is_some() {
+                complete = false;
+                break;
+            }
             let id = a.plan.steps[k].id;
             let step = &a.steps[k];
             let label = step.describe(&self.root);
@@ -843,7 +1059,7 @@ impl Engine {
         self.journal.borrow_mut().append_batch(outcomes)?;
         Ok(match failure {
             Some(f) => Err(f),
-            None => Ok(()),
+            None => Ok(complete),
         })
     }
 
@@ -878,6 +1094,10 @@ impl Engine {
             Ok(()) => Err(Error::RunFailed(format!(
                 "{message}\nThe run was rolled back: the installation is exactly as it was before."
             ))),
+            Err(Error::Interrupted { message: stop, exit_code }) => Err(Error::Interrupted {
+                message: format!("{message}\nThe automatic {stop}"),
+                exit_code,
+            }),
             Err(e) => Err(Error::RunFailed(format!(
                 "{message}\nThe automatic rollback stopped: {e}\nFix that, then run `rollback` again."
             ))),
@@ -945,8 +1165,16 @@ impl Engine {
         ));
         let mut i = 0;
         while i < order.len() {
+            if let Some(signal) = self.stop_requested() {
+                return self.rollback_interrupted(&a, signal, order.len());
+            }
             let group = self.group(&a, &order, i);
-            self.undo_group(&a, &run, &order[group.clone()])?;
+            if !self.undo_group(&a, &run, &order[group.clone()])? {
+                let signal = self
+                    .stop_requested()
+                    .expect("a group stops early only on request");
+                return self.rollback_interrupted(&a, signal, order.len());
+            }
             i = group.end;
         }
         let by = payload::encode(&self.opts.context);
@@ -1034,7 +1262,46 @@ impl Engine {
         Ok(())
     }
 
-    fn undo_group(&mut self, a: &Active, run: &RunState, ks: &[usize]) -> Result<()> {
+    /// Records that a rollback stopped on a signal at a durable point; `rollback` again
+    /// finishes it.
+    fn rollback_interrupted(
+        &mut self,
+        a: &Active,
+        signal: crate::platform::StopSignal,
+        to_check: usize,
+    ) -> Result<()> {
+        let run = self.latest()?.expect("a run is being rolled back");
+        let undone = a
+            .plan
+            .steps
+            .iter()
+            .filter(|s| {
+                run.step(s.id)
+                    .is_some_and(|x| x.intent.is_some() && x.undone.is_none())
+            })
+            .count();
+        let checked = to_check.saturating_sub(undone);
+        let stopped = payload::RunStopped {
+            reason: payload::StopReason::Signal(signal.name().into()),
+            rollback: true,
+            steps_done: checked as u32,
+            steps_total: to_check as u32,
+        };
+        self.append(a.run_id, None, Phase::RunStopped, payload::encode(&stopped))?;
+        self.progress.finish();
+        Err(Error::Interrupted {
+            message: format!(
+                "rollback interrupted after step {checked} of {to_check} to undo ({}): `{}` finishes it",
+                signal.name(),
+                self.command("rollback")
+            ),
+            exit_code: signal.exit_code(),
+        })
+    }
+
+    /// One group of undos; `Ok(false)`: a stop request ended it early (the steps left have
+    /// an undo intent, which `rollback` settles and probes again).
+    fn undo_group(&mut self, a: &Active, run: &RunState, ks: &[usize]) -> Result<bool> {
         let progress = self.progress.clone();
         let on_bytes = |n| progress.add_bytes(n);
         let intents: Vec<NewRecord> = ks
@@ -1046,7 +1313,12 @@ impl Engine {
         self.journal.borrow_mut().append_batch(intents)?;
         let mut undone = Vec::with_capacity(ks.len());
         let mut stop = None;
-        for &k in ks {
+        let mut complete = true;
+        for (pos, &k) in ks.iter().enumerate() {
+            if pos > 0 && self.stop_requested().is_some() {
+                complete = false;
+                break;
+            }
             let id = a.plan.steps[k].id;
             let s = run.step(id).expect("filtered on intent");
             let intent = &state::intent_of(s).expect("filtered on intent").intent;
@@ -1083,7 +1355,7 @@ impl Engine {
         self.journal.borrow_mut().append_batch(undone)?;
         match stop {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => Ok(complete),
         }
     }
 
@@ -1119,6 +1391,14 @@ impl Engine {
             .latest()?
             .ok_or_else(|| Error::Refused("nothing to finalize: no run in the journal".into()))?;
         match run.status {
+            // Half undone: what the rest of the rollback needs must not be purged.
+            RunStatus::Committed if run.rollback_started() => {
+                return Err(Error::Refused(format!(
+                    "a rollback of run {} did not finish: `{}` finishes it",
+                    run.run_hex(),
+                    self.command("rollback")
+                )))
+            }
             RunStatus::Committed | RunStatus::RolledBack => {
                 let by = payload::encode(&self.opts.context);
                 self.append(run.run_id, None, Phase::RunFinalized, by)?;
@@ -1126,7 +1406,7 @@ impl Engine {
             RunStatus::Finalized => self
                 .progress
                 .say(format!("run {} was already finalized", run.run_hex())),
-            RunStatus::Interrupted | RunStatus::Failed => {
+            RunStatus::Interrupted | RunStatus::Failed | RunStatus::Paused => {
                 return Err(Error::Refused(format!(
                     "run {} has not finished: `resume` or `rollback` it first",
                     run.run_hex()

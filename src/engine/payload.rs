@@ -131,6 +131,43 @@ pub struct StepUndone {
     pub how: String,
 }
 
+/// Payload of RunStopped: why the run stopped, and how far it had come.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RunStopped {
+    pub reason: StopReason,
+    /// True when a rollback was stopped (it is finished by `rollback`).
+    pub rollback: bool,
+    /// Steps done (or, for a rollback, undone) when it stopped, and the plan's steps.
+    pub steps_done: u32,
+    pub steps_total: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// A signal (its name: SIGINT, SIGTERM); the run is interrupted.
+    Signal(String),
+    /// `--until GUIDE-STEP`: every step up to that guide step is done; the run is paused.
+    Until(String),
+}
+
+impl std::fmt::Display for RunStopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.rollback { "rollback " } else { "" };
+        match &self.reason {
+            StopReason::Signal(s) => write!(
+                f,
+                "{what}interrupted by {s} after step {} of {}",
+                self.steps_done, self.steps_total
+            ),
+            StopReason::Until(g) => write!(
+                f,
+                "paused after guide step {g} (step {} of {})",
+                self.steps_done, self.steps_total
+            ),
+        }
+    }
+}
+
 /// Payload of StepData: the saved data lives in `<journal>/data/<run>/<step>/<sha256 hex>`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct DataRef {

@@ -13,6 +13,9 @@ pub enum RunStatus {
     Interrupted,
     /// A step failed and the run was not (fully) rolled back.
     Failed,
+    /// Stopped by `--until GUIDE-STEP` after that guide step: open, reversible; `resume`
+    /// goes on.
+    Paused,
     Committed,
     RolledBack,
     Finalized,
@@ -20,7 +23,10 @@ pub enum RunStatus {
 
 impl RunStatus {
     pub fn is_open(self) -> bool {
-        matches!(self, RunStatus::Interrupted | RunStatus::Failed)
+        matches!(
+            self,
+            RunStatus::Interrupted | RunStatus::Failed | RunStatus::Paused
+        )
     }
 }
 
@@ -51,6 +57,8 @@ pub struct RunState {
     /// earlier builds).
     pub rolled_back: Option<(u64, Option<RunContext>)>,
     pub finalized: Option<(u64, Option<RunContext>)>,
+    /// Why the run stopped, when its last record is a RunStopped (a signal, `--until`).
+    pub stopped: Option<payload::RunStopped>,
 }
 
 impl RunState {
@@ -103,6 +111,7 @@ pub fn runs(records: &[Record]) -> Result<Vec<RunState>, Error> {
                 failed_seq: None,
                 rolled_back: None,
                 finalized: None,
+                stopped: None,
             });
             runs.last_mut().unwrap().times.insert(r.seq, r.time_ms);
             continue;
@@ -122,6 +131,10 @@ pub fn runs(records: &[Record]) -> Result<Vec<RunState>, Error> {
             )));
         }
         run.times.insert(r.seq, r.time_ms);
+        // A stop describes the run only until it goes on (resume, rollback).
+        if run.stopped.take().is_some() && run.status == RunStatus::Paused {
+            run.status = RunStatus::Interrupted;
+        }
         let step = || {
             r.step
                 .ok_or_else(|| Error::Corrupt(format!("journal record {}: step id missing", r.seq)))
@@ -166,6 +179,13 @@ pub fn runs(records: &[Record]) -> Result<Vec<RunState>, Error> {
             Phase::RunFinalized => {
                 run.status = RunStatus::Finalized;
                 run.finalized = Some((r.seq, payload::decode_context(r.seq, &r.payload)?));
+            }
+            Phase::RunStopped => {
+                let p: payload::RunStopped = payload::decode(r.seq, &r.payload)?;
+                if matches!(p.reason, payload::StopReason::Until(_)) && !p.rollback {
+                    run.status = RunStatus::Paused;
+                }
+                run.stopped = Some(p);
             }
         }
     }

@@ -47,6 +47,9 @@ pub enum Phase {
     RunRolledBack,
     /// What was kept only for rollback is purged; the run is closed.
     RunFinalized,
+    /// The run (or its rollback) stopped at a durable point on request (a signal, or
+    /// `--until`) and stays open; payload: why and how far.
+    RunStopped,
 }
 
 impl Phase {
@@ -63,6 +66,7 @@ impl Phase {
             Phase::RunFailed => "run-failed",
             Phase::RunRolledBack => "run-rolled-back",
             Phase::RunFinalized => "run-finalized",
+            Phase::RunStopped => "run-stopped",
         }
     }
 }

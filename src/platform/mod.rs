@@ -90,3 +90,49 @@ pub fn refused_path(path: &std::path::Path) -> Option<String> {
         _ => None,
     })
 }
+
+/// Which request to stop arrived: an interrupt (SIGINT; Ctrl+C or Ctrl+Break on Windows) or
+/// a termination (SIGTERM; the console closing, a log-off or a shutdown on Windows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    Interrupt = 1,
+    Terminate = 2,
+}
+
+impl StopSignal {
+    /// The shell convention, 128 + the signal number: 130 (SIGINT), 143 (SIGTERM).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            StopSignal::Interrupt => 130,
+            StopSignal::Terminate => 143,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StopSignal::Interrupt => "SIGINT",
+            StopSignal::Terminate => "SIGTERM",
+        }
+    }
+}
+
+/// A request to stop at the next durable point, set by the OS's signal (or console) handler
+/// that [`watch_stop_requests`] installs and read by the engine between steps. Until it is
+/// watched it never fires. Clones share the request.
+#[derive(Debug, Clone, Default)]
+pub struct StopRequest {
+    signal: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Set by the first request: a second one ends the process at once.
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StopRequest {
+    /// The first request to stop, if one arrived.
+    pub fn get(&self) -> Option<StopSignal> {
+        match self.signal.load(std::sync::atomic::Ordering::SeqCst) {
+            1 => Some(StopSignal::Interrupt),
+            2 => Some(StopSignal::Terminate),
+            _ => None,
+        }
+    }
+}

@@ -336,6 +336,33 @@ pub fn host_name() -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..end]).into_owned()).filter(|h| !h.is_empty())
 }
 
+/// Routes SIGINT and SIGTERM into `req` (see [`super::StopRequest`]): the first sets it and
+/// the process goes on to its next durable point; a second one exits at once with 128 + the
+/// signal number (the journal is crash-safe, so recovery handles that like a kill).
+pub fn watch_stop_requests(req: &super::StopRequest) -> io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    use std::sync::Arc;
+    let signals = [
+        (SIGINT, super::StopSignal::Interrupt),
+        (SIGTERM, super::StopSignal::Terminate),
+    ];
+    // signal-hook runs a signal's actions in registration order: the exit, armed only
+    // by an earlier request, comes before the flags this request sets.
+    for (sig, what) in signals {
+        flag::register_conditional_shutdown(
+            sig,
+            i32::from(what.exit_code()),
+            Arc::clone(&req.armed),
+        )?;
+    }
+    for (sig, what) in signals {
+        flag::register_usize(sig, Arc::clone(&req.signal), what as usize)?;
+        flag::register(sig, Arc::clone(&req.armed))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

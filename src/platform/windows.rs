@@ -1126,6 +1126,56 @@ pub fn host_name() -> Option<String> {
     std::env::var("COMPUTERNAME").ok().filter(|h| !h.is_empty())
 }
 
+/// The request the console handler sets: the handler gets no context pointer, so the one
+/// request of this process is kept here (set once, by `watch_stop_requests`).
+static STOP_REQUEST: std::sync::OnceLock<super::StopRequest> = std::sync::OnceLock::new();
+
+/// Runs on a thread of its own when the console sends an event.
+unsafe extern "system" fn on_console_event(kind: u32) -> windows_sys::core::BOOL {
+    use std::sync::atomic::Ordering::SeqCst;
+    use windows_sys::Win32::System::Console::{
+        CTRL_BREAK_EVENT, CTRL_CLOSE_EVENT, CTRL_C_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT,
+    };
+    let Some(req) = STOP_REQUEST.get() else {
+        return 0;
+    };
+    let what = match kind {
+        CTRL_C_EVENT | CTRL_BREAK_EVENT => super::StopSignal::Interrupt,
+        CTRL_CLOSE_EVENT | CTRL_LOGOFF_EVENT | CTRL_SHUTDOWN_EVENT => super::StopSignal::Terminate,
+        _ => return 0,
+    };
+    if req.armed.swap(true, SeqCst) {
+        // A second request: at once (the journal is crash-safe).
+        unsafe { windows_sys::Win32::System::Threading::ExitProcess(u32::from(what.exit_code())) }
+    }
+    req.signal.store(what as usize, SeqCst);
+    if what == super::StopSignal::Terminate {
+        // Windows ends the process when this handler returns (and after a few seconds in
+        // any case): wait here so the engine can reach its durable point and exit itself.
+        std::thread::sleep(Duration::from_secs(30));
+    }
+    1
+}
+
+/// Routes Ctrl+C and Ctrl+Break (as SIGINT) and the console closing, a log-off or a shutdown
+/// (as SIGTERM) into `req` (see [`super::StopRequest`]): the first sets it; a second ends
+/// the process at once with 130 or 143.
+pub fn watch_stop_requests(req: &super::StopRequest) -> io::Result<()> {
+    if STOP_REQUEST.set(req.clone()).is_err() {
+        return Err(io::Error::other(
+            "stop requests are already watched in this process",
+        ));
+    }
+    // SAFETY: the handler is a plain function that only touches atomics and process exit.
+    if unsafe {
+        windows_sys::Win32::System::Console::SetConsoleCtrlHandler(Some(on_console_event), 1)
+    } == 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

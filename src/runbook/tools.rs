@@ -315,3 +315,84 @@ pub fn upgrade_files(
     }
     s.done("upgrade-files".into(), problems).map(|p| (p, notes))
 }
+
+/// A vendor tool's job, as the subcommands name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    UpgradeFiles,
+    PrepareUpgradeAppsettings,
+    /// `migrate_only_agent`: the server's appsettings.json is left out.
+    UpgradeAppsettings {
+        migrate_only_agent: bool,
+    },
+    UpgradeConfigurationVersion,
+}
+
+impl Job {
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::UpgradeFiles => "upgrade-files",
+            Job::PrepareUpgradeAppsettings => "prepare-upgrade-appsettings",
+            Job::UpgradeAppsettings { .. } => "upgrade-appsettings",
+            Job::UpgradeConfigurationVersion => "upgrade-configuration-version",
+        }
+    }
+
+    /// Whether a step of a runbook plan (`plans::build`) does part of this job.
+    fn does(self, action: &StepSpec) -> bool {
+        let name = |p: &Path| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_default()
+        };
+        let in_runtime = |p: &Path| p.parent() == Some(Path::new("Runtime"));
+        match (self, action) {
+            (
+                Job::UpgradeFiles,
+                StepSpec::MoveTree { .. }
+                | StepSpec::DeleteTree { .. }
+                | StepSpec::ReencryptFiles { .. },
+            ) => true,
+            (Job::PrepareUpgradeAppsettings, StepSpec::WriteFile { path, .. }) => {
+                matches!(name(path).as_str(), "520.json" | "522.json")
+            }
+            (Job::UpgradeAppsettings { migrate_only_agent }, StepSpec::WriteFile { path, .. }) => {
+                in_runtime(path)
+                    && match name(path).as_str() {
+                        "appsettings.agent.json" | "appsettings.encrypted.agent.json" => true,
+                        "appsettings.json" => !migrate_only_agent,
+                        _ => false,
+                    }
+            }
+            (Job::UpgradeConfigurationVersion, StepSpec::Rename { from, .. }) => {
+                from == Path::new("Conf")
+            }
+            (Job::UpgradeConfigurationVersion, StepSpec::Copy { from, to }) => {
+                from == Path::new("ConfOld") && to == Path::new("Conf")
+            }
+            (Job::UpgradeConfigurationVersion, StepSpec::WriteFile { path, .. }) => {
+                path.starts_with("Conf")
+            }
+            _ => false,
+        }
+    }
+
+    /// The indexes of the steps of `plan` that do this job: the steps that do part of it
+    /// and every other step of the same guide steps (as `--until` counts them).
+    pub fn steps_in(self, plan: &Plan) -> Vec<usize> {
+        let seeds: Vec<&str> = plan
+            .steps
+            .iter()
+            .filter(|s| self.does(&s.action))
+            .filter_map(|s| s.seed.as_deref())
+            .collect();
+        plan.steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                self.does(&s.action) || s.seed.as_deref().is_some_and(|g| seeds.contains(&g))
+            })
+            .map(|(k, _)| k)
+            .collect()
+    }
+}

@@ -1,0 +1,278 @@
+//! SIGINT and SIGTERM through the real binary on the demo installation: the run stops at
+//! its next durable point, records why (`run-stopped`), says "interrupted after step N of M"
+//! with the exact `resume` and `rollback` commands, exits 130 / 143; a new `run` leads with
+//! that state; `rollback` (or `resume`) then works as after any interruption.
+//!
+//! The signal is sent with `kill` while step 1 runs: a `--stop-command` that, once armed,
+//! says it started and waits for the test's go (files outside the root), so the signal
+//! arrives mid-step whatever the machine's speed. Unix only (`kill`, `sh`); skipped under
+//! wine (scripts/windows.sh, NOT_UNDER_WINE).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::{assert_same, bin, snapshot, text};
+use usercube_upgrade::runbook::demo::{self, DemoSize, RUNTIME_ZIP};
+
+const SIZE: DemoSize = DemoSize {
+    files: 40,
+    bytes: 40 << 10,
+    rows: 10,
+};
+
+struct Demo {
+    tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Demo {
+    fn new() -> Demo {
+        let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let root = tmp.path().join("root");
+        demo::create(&root, SIZE).unwrap();
+        let root = dunce::canonicalize(&root).unwrap();
+        Demo { tmp, root }
+    }
+
+    fn side(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = bin();
+        c.args(args).arg("--root").arg(&self.root);
+        if args.first() == Some(&"run") {
+            let stop = format!(
+                "if [ -e {armed} ]; then rm {armed}; touch {started}; while [ ! -e {go} ]; do sleep 0.05; done; fi",
+                armed = self.side("armed").display(),
+                started = self.side("started").display(),
+                go = self.side("go").display(),
+            );
+            c.args(["--mode", "integrated", "--runtime-zip"])
+                .arg(self.root.join(RUNTIME_ZIP))
+                .arg("--stop-command")
+                .arg(stop)
+                // Its undo (the first undo of a rollback of the committed run) is the stop
+                // command: armed there, the signal arrives mid-rollback.
+                .args(["--start-command", "true"]);
+        }
+        c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
+        c.env(
+            usercube_upgrade::crypto::PASSWORD_ENV,
+            demo::DEMO_CERT_PASSWORD,
+        );
+        c
+    }
+
+    fn code(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = self.cmd(args).output().unwrap();
+        (out.status.code(), text(&out))
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = self.cmd(&["status", "--json"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `run`, with `signals` sent (by `kill`) while its first step runs; its output.
+    fn run_signalled(&self, signals: &[&str]) -> std::process::Output {
+        self.signalled(&["run"], signals)
+    }
+
+    /// `args`, with `signals` sent while the armed stop command runs.
+    fn signalled(&self, args: &[&str], signals: &[&str]) -> std::process::Output {
+        std::fs::write(self.side("armed"), "").unwrap();
+        let mut child = self
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A guard against a hang, not a measurement: the step starts within seconds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        while !self.side("started").exists() {
+            if let Some(status) = child.try_wait().unwrap() {
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "run ended ({status}) before its stop command:\n{}",
+                    text(&out)
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the stop command never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        for s in signals {
+            let sent = Command::new("kill")
+                .arg(format!("-{s}"))
+                .arg(child.id().to_string())
+                .status()
+                .unwrap();
+            assert!(sent.success(), "kill -{s}");
+        }
+        std::fs::write(self.side("go"), "").unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+fn root_of(d: &Demo) -> String {
+    d.root.display().to_string()
+}
+
+/// The interrupted run's message, its exit code, the journal's record and state, and the
+/// lead message of a new `run`; returns the number of steps of the plan.
+fn check_interrupted(d: &Demo, out: &std::process::Output, signal: &str, code: i32) -> u64 {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{}", text(out));
+    let status = d.status();
+    let total = status["steps_total"].as_u64().unwrap();
+    let root = root_of(d);
+    let expect = format!(
+        "interrupted after step 1 of {total} ({signal}): `usercube-upgrade resume --root {root}` or `usercube-upgrade rollback --root {root}`"
+    );
+    assert!(
+        stderr.contains(&expect),
+        "expected {expect:?} in:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("error:"),
+        "an interruption is not an error: {stderr}"
+    );
+    assert_eq!(status["state"], "interrupted", "{status}");
+    assert_eq!(status["steps_done"], 1, "{status}");
+    assert_eq!(
+        status["stopped"],
+        format!("interrupted by {signal} after step 1 of {total}"),
+        "{status}"
+    );
+    let (c, show) = d.code(&["journal", "show"]);
+    assert_eq!(c, Some(0), "{show}");
+    let last = show.lines().last().unwrap_or_default();
+    assert!(last.contains("run-stopped"), "the last record: {show}");
+    // A new run leads with the interruption, not with the version check.
+    let start = snapshot(&d.root);
+    let (c, msg) = d.code(&["run"]);
+    assert_eq!(c, Some(2), "{msg}");
+    let first = msg.lines().next().unwrap_or_default();
+    let lead = format!(
+        "error: interrupted: the latest run was interrupted by {signal} after step 1 of {total}: `usercube-upgrade resume --root {root}` or `usercube-upgrade rollback --root {root}`"
+    );
+    assert!(
+        first.starts_with(&lead),
+        "expected {lead:?} first in:\n{msg}"
+    );
+    assert!(!msg.contains("version"), "{msg}");
+    assert_same(&start, &snapshot(&d.root), "a refused run changes nothing");
+    total
+}
+
+#[test]
+fn sigint_stops_at_a_durable_point_then_rollback_restores_everything() {
+    let d = Demo::new();
+    let start = snapshot(&d.root);
+    let rows = common::db_dump(&d.root.join(demo::DATABASE));
+    let out = d.run_signalled(&["INT"]);
+    check_interrupted(&d, &out, "SIGINT", 130);
+    let (c, msg) = d.code(&["rollback"]);
+    assert_eq!(c, Some(0), "{msg}");
+    assert_same(
+        &start,
+        &snapshot(&d.root),
+        "after rollback of the interrupted run",
+    );
+    assert_eq!(rows, common::db_dump(&d.root.join(demo::DATABASE)));
+    assert_eq!(d.status()["state"], "rolled-back");
+}
+
+#[test]
+fn sigterm_stops_at_a_durable_point_then_resume_finishes() {
+    let d = Demo::new();
+    let start = snapshot(&d.root);
+    let out = d.run_signalled(&["TERM"]);
+    let total = check_interrupted(&d, &out, "SIGTERM", 143);
+    let (c, msg) = d.code(&["resume"]);
+    assert_eq!(c, Some(0), "{msg}");
+    let status = d.status();
+    assert_eq!(status["state"], "committed", "{status}");
+    assert_eq!(status["steps_done"].as_u64(), Some(total));
+    assert!(status["stopped"].is_null(), "{status}");
+    let (c, msg) = d.code(&["rollback"]);
+    assert_eq!(c, Some(0), "{msg}");
+    assert_same(&start, &snapshot(&d.root), "after resume and rollback");
+}
+
+/// A second signal does not wait for the durable point: the process ends at once (exit
+/// 130), as a kill would, and the journal shows a run interrupted without a stop record;
+/// rollback still restores everything.
+#[test]
+fn a_second_sigint_ends_the_process_at_once() {
+    let d = Demo::new();
+    let start = snapshot(&d.root);
+    let out = d.run_signalled(&["INT", "INT"]);
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let status = d.status();
+    assert_eq!(status["state"], "interrupted", "{status}");
+    assert!(status["stopped"].is_null(), "no stop record: {status}");
+    let (c, msg) = d.code(&["run"]);
+    assert_eq!(c, Some(2), "{msg}");
+    assert!(
+        msg.starts_with("error: interrupted: the latest run stopped after step"),
+        "{msg}"
+    );
+    let (c, msg) = d.code(&["rollback"]);
+    assert_eq!(c, Some(0), "{msg}");
+    assert_same(&start, &snapshot(&d.root), "after rollback");
+}
+
+/// A rollback stopped by SIGINT between two undos: exit 130, the `rollback` command to
+/// finish it, a new `run` leading with it; `rollback` again restores everything.
+#[test]
+fn sigint_during_rollback_stops_it_and_rollback_finishes_it() {
+    let d = Demo::new();
+    let start = snapshot(&d.root);
+    let (c, msg) = d.code(&["run"]);
+    assert_eq!(c, Some(0), "{msg}");
+    let total = d.status()["steps_total"].as_u64().unwrap();
+    let out = d.signalled(&["rollback"], &["INT"]);
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let root = root_of(&d);
+    let expect = format!(
+        "rollback interrupted after step 1 of {total} to undo (SIGINT): `usercube-upgrade rollback --root {root}` finishes it"
+    );
+    assert!(
+        text(&out).contains(&expect),
+        "expected {expect:?} in:\n{}",
+        text(&out)
+    );
+    let status = d.status();
+    assert_eq!(status["steps_undone"], 1, "{status}");
+    assert_eq!(
+        status["stopped"],
+        format!("rollback interrupted by SIGINT after step 1 of {total}"),
+        "{status}"
+    );
+    assert_eq!(
+        status["next"], "a rollback was interrupted: run `rollback` to finish it",
+        "{status}"
+    );
+    let (c, msg) = d.code(&["finalize"]);
+    assert_eq!(c, Some(2), "a half rolled back run is not finalized: {msg}");
+    let (c, msg) = d.code(&["run"]);
+    assert_eq!(c, Some(2), "{msg}");
+    assert!(
+        msg.starts_with("error: interrupted: a rollback of the latest run did not finish"),
+        "{msg}"
+    );
+    let (c, msg) = d.code(&["rollback"]);
+    assert_eq!(c, Some(0), "{msg}");
+    assert_same(
+        &start,
+        &snapshot(&d.root),
+        "after the rollback was finished",
+    );
+}

@@ -1,0 +1,303 @@
+//! The vendor guide step by step inside one reversible run, through the real binary on the
+//! demo installation: `run --until GUIDE-STEP` pauses with the run open, `status` says where
+//! and what is next, `resume --until` and the vendor-named subcommands go on inside it (or
+//! refuse naming the command that does), every command finds the root from inside
+//! `Runtime`, and `rollback` restores the starting tree byte for byte.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{assert_same, bin, snapshot, text, JOURNAL};
+use usercube_upgrade::runbook::demo::{self, DemoSize, RUNTIME_ZIP};
+
+const SIZE: DemoSize = DemoSize {
+    files: 40,
+    bytes: 40 << 10,
+    rows: 10,
+};
+
+struct Demo {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Demo {
+    fn new() -> Demo {
+        let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let root = tmp.path().join("root");
+        demo::create(&root, SIZE).unwrap();
+        // As the tool shows it (no `\\?\` prefix on Windows).
+        let root = dunce::canonicalize(&root).unwrap();
+        Demo { _tmp: tmp, root }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// The command run from `dir`, without `--root` (the guide runs its tools from inside
+    /// Runtime); `run` and `plan` get the integrated mode's arguments.
+    fn cmd_in(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut c = bin();
+        c.current_dir(dir).args(args);
+        if matches!(args.first(), Some(&"run") | Some(&"plan")) {
+            c.args(["--mode", "integrated", "--runtime-zip"])
+                .arg(self.root.join(RUNTIME_ZIP))
+                .arg("--runtime-path")
+                .arg(self.root.join("Runtime"));
+        }
+        c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
+        c.env(
+            usercube_upgrade::crypto::PASSWORD_ENV,
+            demo::DEMO_CERT_PASSWORD,
+        );
+        c
+    }
+
+    /// From inside `Runtime`, as the guide does.
+    fn code(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = self.cmd_in(&self.path("Runtime"), args).output().unwrap();
+        (out.status.code(), text(&out))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, msg) = self.code(args);
+        assert_eq!(code, Some(0), "{args:?} failed:\n{msg}");
+        msg
+    }
+
+    /// Exit 2 and nothing changed (journal included: the records stay as they were).
+    fn refused(&self, args: &[&str]) -> String {
+        let start = snapshot(&self.root);
+        let records = self.status()["records"].clone();
+        let (code, msg) = self.code(args);
+        assert_eq!(code, Some(2), "{args:?}:\n{msg}");
+        assert_same(&start, &snapshot(&self.root), &format!("{args:?} refused"));
+        assert_eq!(
+            self.status()["records"],
+            records,
+            "{args:?} wrote no record"
+        );
+        msg
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = self
+            .cmd_in(&self.path("Runtime"), &["status", "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn root_arg(&self) -> String {
+        self.root.display().to_string()
+    }
+}
+
+#[test]
+fn the_guide_step_by_step_in_one_reversible_run() {
+    let d = Demo::new();
+    let start = snapshot(&d.root);
+    let rows = common::db_dump(&d.path(demo::DATABASE));
+    let root = d.root_arg();
+
+    let out = d.ok(&["run", "--until", "4.5"]);
+    assert!(out.contains("paused after guide step 4.5 (step "), "{out}");
+    let status = d.status();
+    assert_eq!(status["root"], root, "the root found from inside Runtime");
+    assert_eq!(status["state"], "paused", "{status}");
+    let done = status["steps_done"].as_u64().unwrap();
+    let next = status["next_step"].as_str().unwrap().to_string();
+    assert!(
+        next.starts_with(&format!("step {} (guide step 5.1): ", done + 1)),
+        "{status}"
+    );
+    assert!(status["stopped"]
+        .as_str()
+        .unwrap()
+        .starts_with("paused after guide step 4.5"));
+    // The old Runtime is aside, the new one extracted; the migrations of 5.1 not done yet.
+    assert!(d.path("RuntimeOld").is_dir());
+    assert!(!std::fs::read_to_string(d.path("Runtime/appsettings.json"))
+        .unwrap()
+        .contains("TempFolderPath"));
+
+    // A new run leads with the open run, and names the commands that go on.
+    let msg = d.refused(&["run"]);
+    assert!(
+        msg.starts_with("error: paused: the latest run was paused after guide step 4.5"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("`usercube-upgrade resume --root {root}`")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("`usercube-upgrade rollback --root {root}`")),
+        "{msg}"
+    );
+    let msg = d.refused(&["finalize"]);
+    assert!(msg.contains("has not finished"), "{msg}");
+
+    // upgrade-files is guide 5.2-5.3: 5.1 comes first, and the refusal says how.
+    let msg = d.refused(&["upgrade-files", "--version", "5.1.7", "--migrate-agent"]);
+    assert!(
+        msg.contains("(guide step 5.1) before it is not done yet"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "`usercube-upgrade resume --root {root} --until 5.3`"
+        )),
+        "{msg}"
+    );
+
+    // resume --until: guide step 5.1 (TempFolderPath, WorkFolderPath, EncryptFile).
+    let out = d.ok(&["resume", "--until", "5.1"]);
+    assert!(out.contains("paused after guide step 5.1"), "{out}");
+    let settings = std::fs::read_to_string(d.path("Runtime/appsettings.json")).unwrap();
+    for key in ["TempFolderPath", "WorkFolderPath", "EncryptFile"] {
+        assert!(settings.contains(key), "{key} in {settings}");
+    }
+    let msg = d.refused(&["resume", "--until", "4.5"]);
+    assert!(msg.contains("is already past guide step 4.5"), "{msg}");
+
+    // The vendor-named subcommand inside the open run: first what it would do, then it.
+    let before = snapshot(&d.root);
+    let out = d.ok(&[
+        "upgrade-files",
+        "--version",
+        "5.1.7",
+        "--migrate-agent",
+        "--plan-only",
+    ]);
+    assert!(out.contains("would go on with the open run"), "{out}");
+    assert_same(&before, &snapshot(&d.root), "--plan-only changes nothing");
+    let out = d.ok(&["upgrade-files", "--version", "5.1.7", "--migrate-agent"]);
+    assert!(out.contains("inside the open run"), "{out}");
+    assert!(out.contains("paused after guide step 5.3"), "{out}");
+    assert!(d.path("Work/ProvisioningOrders").is_dir(), "moved by 5.3");
+    assert!(
+        d.path("Work/tracked-accounts-HR.csv").is_file(),
+        "the tracked-accounts copies of 5.3, which no vendor subcommand does"
+    );
+    let out = d.ok(&["upgrade-files", "--version", "5.1.7", "--migrate-agent"]);
+    assert!(out.contains("already done in run"), "{out}");
+
+    let out = d.ok(&[
+        "prepare-upgrade-appsettings",
+        "--version",
+        "5.1.7",
+        "--output-path",
+        &d.path("AppSettingsFolder").display().to_string(),
+    ]);
+    assert!(out.contains("paused after guide step 6.2"), "{out}");
+    assert!(d.path("AppSettingsFolder/520.json").is_file());
+    let status = d.status();
+    assert_eq!(status["state"], "paused");
+    assert!(status["next_step"]
+        .as_str()
+        .unwrap()
+        .contains("(guide step 7.2)"));
+
+    // Still one run, still reversible: rollback restores every byte and every row.
+    d.ok(&["rollback"]);
+    assert_same(
+        &start,
+        &snapshot(&d.root),
+        "after rollback of the paused run",
+    );
+    assert_eq!(rows, common::db_dump(&d.path(demo::DATABASE)));
+    assert_eq!(d.status()["state"], "rolled-back");
+}
+
+#[test]
+fn until_refuses_what_it_cannot_stop_at() {
+    let d = Demo::new();
+    let start = snapshot(&d.root);
+    for (until, expect) in [
+        ("1", "no step of the plan is at or before guide step 1"),
+        ("4.x", "not a guide step number"),
+    ] {
+        let (code, msg) = d.code(&["run", "--until", until]);
+        assert_eq!(code, Some(2), "{msg}");
+        assert!(msg.contains(expect), "{expect:?} in {msg}");
+        assert_same(&start, &snapshot(&d.root), "refused --until");
+        assert!(!d.path(JOURNAL).exists(), "no journal for a refusal");
+    }
+    // `--until` after the plan's last guide step runs it whole.
+    let out = d.ok(&["run", "--until", "99"]);
+    assert!(out.contains("completed"), "{out}");
+    assert_eq!(d.status()["state"], "committed");
+    let msg = d.refused(&["resume", "--until", "9.5"]);
+    assert!(msg.contains("already completed"), "{msg}");
+    d.ok(&["rollback"]);
+    assert_same(&start, &snapshot(&d.root), "after rollback");
+}
+
+/// The case: `upgrade-files` as a run of its own, then the next vendor step. The
+/// refusal names both ways on: finalize (or roll back) first, or one run with `--until`.
+#[test]
+fn a_vendor_subcommand_after_a_committed_one_names_the_ways_on() {
+    let d = Demo::new();
+    d.ok(&["upgrade-files", "--version", "5.1.7"]);
+    let root = d.root_arg();
+    let msg = d.refused(&[
+        "prepare-upgrade-appsettings",
+        "--version",
+        "5.1.7",
+        "--output-path",
+        &d.path("Runtime").display().to_string(),
+    ]);
+    for expect in [
+        "`prepare-upgrade-appsettings` is not part of the latest run",
+        &format!("`usercube-upgrade finalize --root {root}`"),
+        &format!("`usercube-upgrade rollback --root {root}`"),
+        "run --mode MODE ... --until GUIDE-STEP",
+    ] {
+        assert!(msg.contains(expect), "{expect:?} in {msg}");
+    }
+}
+
+#[test]
+fn root_defaults_to_the_parent_of_the_runtime_folder_only() {
+    let d = Demo::new();
+    let out = d
+        .cmd_in(&d.path("Runtime"), &["plan", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Elsewhere (the root itself, a folder named Runtime that is no installation's),
+    // --root is needed, and the refusal says so.
+    let other = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let stray = other.path().join("Runtime");
+    std::fs::create_dir(&stray).unwrap();
+    for dir in [d.root.as_path(), stray.as_path()] {
+        let out = d.cmd_in(dir, &["status"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(
+            text(&out).contains("--root DIR is needed"),
+            "{}",
+            text(&out)
+        );
+    }
+    // An explicit --root wins.
+    let out = d
+        .cmd_in(
+            &d.path("Runtime"),
+            &["status", "--root", &other.path().display().to_string()],
+        )
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).contains(&format!(
+            "installation: {}",
+            dunce::canonicalize(other.path()).unwrap().display()
+        )),
+        "{}",
+        text(&out)
+    );
+}
