@@ -53,8 +53,10 @@ impl Demo {
         let mut c = bin();
         c.args(args).arg("--root").arg(&self.root).arg("--quiet");
         if matches!(args.first(), Some(&"run") | Some(&"plan")) {
+            // The demo's zip holds no vendor schema tool (a scenario of its own tests that).
             c.args(["--mode", self.mode, "--runtime-zip"])
                 .arg(self.root.join(RUNTIME_ZIP))
+                .arg("--skip-database-upgrade")
                 .args(&self.extra);
         }
         c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
