@@ -65,7 +65,7 @@ chmod +x "$PLAIN"
 fresh() { rm -rf "$TREE" && cp -a "$PRISTINE" "$TREE"; }
 
 echo "== checking that both end with the same tree"
-fresh && "$BIN" run --root "$TREE" --quiet && mv "$TREE" "$WORK/after-engine"
+fresh && "$BIN" run --root "$TREE" --sample-plan --quiet && mv "$TREE" "$WORK/after-engine"
 fresh && "$PLAIN" "$TREE" && mv "$TREE" "$WORK/after-plain"
 if ! diff -r -x .usercube-upgrade "$WORK/after-engine" "$WORK/after-plain" >/dev/null; then
     echo "the engine and the plain script end with different trees:" >&2
@@ -75,7 +75,7 @@ fi
 rm -rf "$WORK/after-engine" "$WORK/after-plain"
 echo "   same tree (journal folder aside)"
 
-ENGINE_CMD="$BIN run --root $TREE --quiet"
+ENGINE_CMD="$BIN run --root $TREE --sample-plan --quiet"
 PLAIN_CMD="$PLAIN $TREE"
 
 echo "== timing, $RUNS runs each, fresh copy before every run (not timed)"

@@ -86,7 +86,7 @@ du -sh "$PRISTINE" "$ZIP" | sed 's/^/   /'
 fresh() { rm -rf "$TREE" && cp -a "$PRISTINE" "$TREE" && rm -f "$TREE/.complete"; }
 # What `demo` prints, with the zip outside the tree.
 ENGINE_ARGS=(run --root "$TREE" --mode integrated --runtime-zip "$ZIP" --runtime-path "$TREE/Runtime"
-    --file-cert-file "$TREE/Certs/demo-agent.pfx" --file-cert-password "$PASS")
+    --skip-database-upgrade --file-cert-file "$TREE/Certs/demo-agent.pfx" --file-cert-password "$PASS")
 
 echo "== the plain script, from the engine's plan"
 fresh
@@ -116,7 +116,7 @@ elif $a.key == "database-backup" then
   "sqlite3 \($v.connection | db) \".backup \($v.backup_dir)/plain-backup.sqlite\""
 elif $a.key == "delete-rows" then "sqlite3 \($v.connection | db) 'DELETE FROM \($v.table);'"
 elif $a.key == "database-version-upgrade" then
-  ": the vendor tool is absent in the demo: skipped, as the engine does"
+  error("the demo has no vendor schema tool: the engine runs with --skip-database-upgrade")
 elif $a.key == "reencrypt-files" and $reencrypt == "peer" then
   "python3 \"$PEER\" \"$PFX\" \"$PASS\" \(($v.folders | map(@sh)) + ($v.files | map(glob)) | join(" "))"
 elif $a.key == "reencrypt-files" then

@@ -84,7 +84,12 @@ NOT_UNDER_WINE=(
   rolling_back_a_server_before_its_agent_is_refused_then_works_in_order
   force_rolls_a_server_back_over_its_agents_changes
   # needs util-linux `script` for a pseudo-terminal
-  progress_bar_only_on_a_terminal
+  progress_bar_only_on_a_terminal progress_bar_is_labelled_during_rollback
+  # a shell script as the stand-in schema tool; chattr, chown and setpriv (Linux tools)
+  database_upgrade_runs_or_the_run_does_not_start
+  preflight_names_the_first_folder_it_cannot_write
+  # Linux path forms (`sqlite:root/...` against a Linux current folder) in its expectations
+  relative_paths_resolve_against_the_current_folder
   # cmd.exe is found in the system folder whatever PATH says: the shell cannot be made to
   # fail to start
   a_stop_command_that_cannot_start_changes_nothing

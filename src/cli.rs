@@ -78,9 +78,13 @@ fn root_from_current_folder() -> PathBuf {
 
 #[derive(ClapArgs, Debug, Clone)]
 pub struct PlanSource {
-    /// A plan as JSON (see README); without it and without --mode, the built-in sample plan.
-    #[arg(long, value_name = "FILE", conflicts_with = "mode")]
+    /// A plan as JSON (see README). `plan` and `run` need this or --mode.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["mode", "sample_plan"])]
     pub plan: Option<PathBuf>,
+    /// The engine's own small sample plan (src/sample.rs), for tests and benchmarks of the
+    /// engine on a sample installation; never used by omission.
+    #[arg(long, hide = true, conflicts_with = "mode")]
+    pub sample_plan: bool,
     #[command(flatten)]
     pub runbook: RunbookArgs,
 }
@@ -88,7 +92,8 @@ pub struct PlanSource {
 /// The 5.1.7 -> 5.2.3 runbook's options (vendor names where the guide has them).
 #[derive(ClapArgs, Debug, Clone)]
 pub struct RunbookArgs {
-    /// Which procedure of the guide: the built-in 5.1.7 -> 5.2.3 plan.
+    /// Which procedure of the guide: integrated (server and agent on one machine), server
+    /// (remote agents), agent (a remote agent, after its server). Needs --runtime-zip.
     #[arg(long, value_enum, requires = "runtime_zip")]
     pub mode: Option<ModeArg>,
     /// The new runtime, `Runtime_5.2.3.<build>.zip`.
@@ -101,12 +106,18 @@ pub struct RunbookArgs {
     /// server writes, as the server sees it.
     #[arg(long, value_name = "DIR")]
     pub backup_dir: Option<PathBuf>,
-    /// The database schema upgrade command (program and arguments, quoted like a shell)
-    /// [default: Runtime/identitymanager-Upgrade-DatabaseVersion.exe with the seed's
-    /// arguments, skipped with a warning where it cannot run].
-    #[arg(long, value_name = "CMD")]
+    /// The database schema upgrade command (program and arguments, quoted like a shell; a
+    /// relative program path is taken from the current folder) [default: the new Runtime's
+    /// identitymanager-Upgrade-DatabaseVersion.exe with the guide's arguments; preflight
+    /// refuses when it cannot run here].
+    #[arg(long, value_name = "CMD", conflicts_with = "skip_database_upgrade")]
     pub database_upgrade_command: Option<String>,
-    /// Resolve relative paths of the agent's connections against this Runtime folder.
+    /// Leave the database schema upgrade (guide step 4.5/4.6) out of the run: you run the
+    /// vendor's tool yourself afterwards; the run's summary lists it first.
+    #[arg(long)]
+    pub skip_database_upgrade: bool,
+    /// Resolve relative paths of the agent's connections against this Runtime folder
+    /// (a relative value is taken from the current folder).
     #[arg(long, value_name = "DIR")]
     pub runtime_path: Option<String>,
     #[command(flatten)]
@@ -114,10 +125,12 @@ pub struct RunbookArgs {
     /// appsettings.agent.json of further agents (their InformationSystems are concatenated).
     #[arg(long, value_name = "FILE", num_args = 1..)]
     pub agent_appsettings: Vec<PathBuf>,
-    /// TempFolderPath, relative to Runtime.
+    /// TempFolderPath as written into appsettings.json, relative to Runtime (as the
+    /// vendor's setting is).
     #[arg(long, value_name = "DIR", default_value = "../Temp")]
     pub temp_folder: String,
-    /// WorkFolderPath, relative to Runtime.
+    /// WorkFolderPath as written into appsettings.json, relative to Runtime (as the
+    /// vendor's setting is).
     #[arg(long, value_name = "DIR", default_value = "../Work")]
     pub work_folder: String,
     /// How to stop the service (`sh -c`): the plan's first step, after every check and
@@ -169,13 +182,17 @@ impl RunbookArgs {
             ModeArg::Server => runbook::Mode::Server,
             ModeArg::Agent => runbook::Mode::Agent,
         };
-        let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+        let abs = |p: &PathBuf| absolute(p);
         let zip = abs(self.runtime_zip.as_ref()?);
         let mut o = runbook::Options::new(root.to_path_buf(), mode, zip);
-        o.connection_string = self.connection_string.clone();
+        o.connection_string = self.connection_string.as_deref().map(absolute_sqlite);
         o.backup_dir = self.backup_dir.as_ref().map(abs);
-        o.database_upgrade_command = self.database_upgrade_command.clone();
-        o.runtime_path = self.runtime_path.clone();
+        o.database_upgrade_command = self
+            .database_upgrade_command
+            .as_deref()
+            .map(absolute_program);
+        o.skip_database_upgrade = self.skip_database_upgrade;
+        o.runtime_path = self.runtime_path.as_deref().map(absolute_str);
         o.cert = self.cert.options();
         o.agent_appsettings = self.agent_appsettings.iter().map(abs).collect();
         o.temp_folder = self.temp_folder.clone();
@@ -197,6 +214,7 @@ pub enum Command {
         target: Target,
         #[command(flatten)]
         source: PlanSource,
+        /// Print the plan (and any refusals) as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -241,6 +259,7 @@ pub enum Command {
     Status {
         #[command(flatten)]
         target: Target,
+        /// Print the status as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -260,8 +279,10 @@ pub enum Command {
         migrate_agent: bool,
         #[command(flatten)]
         cert: CertificateArgs,
+        /// The Temp folder, relative to Runtime (as the vendor's TempFolderPath).
         #[arg(long, value_name = "DIR", default_value = "../Temp")]
         temp_folder: String,
+        /// The Work folder, relative to Runtime (as the vendor's WorkFolderPath).
         #[arg(long, value_name = "DIR", default_value = "../Work")]
         work_folder: String,
     },
@@ -271,11 +292,13 @@ pub enum Command {
         target: Target,
         #[command(flatten)]
         tool: ToolArgs,
+        /// The folder to write 520.json and 522.json into (the guide's AppSettingsFolder).
         #[arg(long, value_name = "DIR")]
         output_path: PathBuf,
         /// Accepted for compatibility; not used (the mapping comes from the agent settings).
         #[arg(long, value_name = "CS")]
         connection_string: Option<String>,
+        /// The agent's identifier written into 522.json.
         #[arg(long, value_name = "ID", default_value = "Local")]
         agent_identifier: String,
     },
@@ -285,10 +308,14 @@ pub enum Command {
         target: Target,
         #[command(flatten)]
         tool: ToolArgs,
+        /// The folder holding the settings to migrate (the guide's AppSettingsFolder).
         #[arg(long, value_name = "DIR")]
         input_path: PathBuf,
+        /// Migrate only appsettings.agent.json (remote agent installations).
         #[arg(long)]
         migrate_only_agent: bool,
+        /// Resolve relative paths of the agent's connections against this Runtime folder
+        /// (a relative value is taken from the current folder).
         #[arg(long, value_name = "DIR")]
         runtime_path: Option<String>,
     },
@@ -298,12 +325,17 @@ pub enum Command {
         target: Target,
         #[command(flatten)]
         tool: ToolArgs,
+        /// The old configuration folder to read (the guide's ConfOld).
         #[arg(long, value_name = "DIR")]
         xml_path: PathBuf,
+        /// The folder to write the migrated configuration into (the guide's Conf).
         #[arg(long, value_name = "DIR")]
         output: PathBuf,
+        /// The agent settings whose connection identifiers the configuration uses.
         #[arg(long, value_name = "FILE")]
         appsettings_path: PathBuf,
+        /// Resolve relative paths of the agent's connections against this Runtime folder
+        /// (a relative value is taken from the current folder).
         #[arg(long, value_name = "DIR")]
         runtime_path: Option<String>,
     },
@@ -315,6 +347,9 @@ pub enum Command {
     /// Create the sample installation in DIR (default: a new temporary folder) and run the
     /// built-in plan on it end to end.
     Demo {
+        /// An empty or new folder for the demo installation [default: a new temporary
+        /// folder].
+        #[arg(value_name = "DIR")]
         dir: Option<PathBuf>,
         /// Only create the installation (and print the command that upgrades it).
         #[arg(long)]
@@ -505,7 +540,14 @@ struct Loaded {
     runbook: Option<runbook::Runbook>,
 }
 
-fn load(target: &Target, source: &PlanSource) -> Result<Loaded> {
+fn load(target: &Target, source: &PlanSource, command: &str) -> Result<Loaded> {
+    if source.runbook.mode.is_none() && source.plan.is_none() && !source.sample_plan {
+        // Never a built-in plan by omission: it would act on files this installation may
+        // not have.
+        return Err(Error::Usage(format!(
+            "`{command}` needs --mode integrated|server|agent with --runtime-zip FILE (the vendor guide's procedure), or --plan FILE (a plan as JSON); nothing was changed"
+        )));
+    }
     let root = engine::canonical_root(&target.root)?;
     match source.runbook.options(&root) {
         Some(o) => {
@@ -537,6 +579,7 @@ fn load_plan(source: &PlanSource) -> Result<Plan> {
     match &source.plan {
         None => Ok(sample::plan()),
         Some(file) => {
+            let file = &absolute(file);
             let text =
                 crate::limits::read_text_limited(file, crate::limits::MAX_PLAN_BYTES, "plan files")
                     .map_err(|e| {
@@ -624,7 +667,7 @@ pub fn run(args: Args) -> Result<()> {
             } else {
                 None
             };
-            let l = load(&target, &source)?;
+            let l = load(&target, &source, "plan")?;
             print_plan(
                 &target,
                 &l.plan,
@@ -647,7 +690,7 @@ pub fn run(args: Args) -> Result<()> {
                 ..watched(opts)
             };
             let (l, finish) = run_locked(&target, opts, until.as_deref(), || {
-                let l = load(&target, &source)?;
+                let l = load(&target, &source, "run")?;
                 if let (Some(rb), false) = (&l.runbook, quiet) {
                     print_warnings(rb);
                 }
@@ -760,7 +803,7 @@ pub fn run(args: Args) -> Result<()> {
                 &tool.from_version,
                 &absolute(&input_path),
                 migrate_only_agent,
-                runtime_path.as_deref(),
+                runtime_path.as_deref().map(absolute_str).as_deref(),
             )
             .map_err(|p| Error::Refused(preflight::refusal(&p)))?;
             tool_run(&target, &tool, plan, opts)
@@ -788,7 +831,7 @@ pub fn run(args: Args) -> Result<()> {
                 &absolute(&xml_path),
                 &absolute(&output),
                 &absolute(&appsettings_path),
-                runtime_path.as_deref(),
+                runtime_path.as_deref().map(absolute_str).as_deref(),
             )
             .map_err(|p| Error::Refused(preflight::refusal(&p)))?;
             tool_run(&target, &tool, plan, opts)
@@ -958,8 +1001,56 @@ fn print_plan(
     }
 }
 
+/// A command-line path, resolved against the current folder (every relative path given
+/// on the command line is).
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// A path kept as text (written into settings files): resolved against the current folder
+/// unless it is absolute here or a Windows absolute path (`C:/...`, `\\server\...`), which a
+/// remote agent's setting may be whatever this machine runs.
+fn absolute_str(p: &str) -> String {
+    let b = p.as_bytes();
+    let windows_absolute = (b.len() >= 3
+        && b[0].is_ascii_alphabetic()
+        && b[1] == b':'
+        && matches!(b[2], b'/' | b'\\'))
+        || p.starts_with("\\\\")
+        || p.starts_with("//");
+    if windows_absolute || Path::new(p).is_absolute() {
+        return p.to_string();
+    }
+    absolute(Path::new(p)).display().to_string()
+}
+
+/// `sqlite:PATH` with a relative PATH resolved against the current folder, like every
+/// other command-line path; other connection strings unchanged.
+fn absolute_sqlite(cs: &str) -> String {
+    match cs.strip_prefix("sqlite:") {
+        Some(p) if !p.is_empty() => format!("sqlite:{}", absolute_str(p)),
+        _ => cs.to_string(),
+    }
+}
+
+/// A command line whose program, when given as a relative path (`./tool`, `bin/tool`),
+/// is resolved against the current folder; a bare name is looked up on PATH. A command
+/// that does not split is left as it is, for preflight to refuse.
+fn absolute_program(cmd: &str) -> String {
+    let Ok(mut words) = runbook::split_command(cmd) else {
+        return cmd.to_string();
+    };
+    match words.first() {
+        Some(p) if Path::new(p).components().count() > 1 && Path::new(p).is_relative() => {
+            words[0] = absolute_str(p);
+        }
+        _ => return cmd.to_string(),
+    }
+    words
+        .iter()
+        .map(|w| format!("\"{}\"", w.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A vendor-tool subcommand: print and check its plan, or run it through the engine.
@@ -1096,13 +1187,14 @@ fn print_runbook(root: &Path, rb: &runbook::Runbook) {
                     runbook::ItemKind::Command => "command",
                     runbook::ItemKind::NotAvailable => "NOT AVAILABLE",
                     runbook::ItemKind::NotNeeded => "not needed",
+                    runbook::ItemKind::Skipped => "SKIPPED",
                     runbook::ItemKind::Step(_) => unreachable!(),
                 };
                 println!("  {:<9} {:<13} {}", item.seed, label, item.text);
             }
         }
     }
-    println!("Temp -> Work move table (src/runbook/moves.rs):");
+    println!("Temp -> Work move table:");
     for m in &rb.moves {
         println!("  - {m}");
     }
@@ -1120,8 +1212,19 @@ fn print_warnings(rb: &runbook::Runbook) {
 
 fn print_remaining(rb: &runbook::Runbook) {
     println!("still to do outside this run (see `plan`):");
-    for item in &rb.items {
+    // What was left out on request comes first: the installation is not upgraded
+    // until it is done.
+    let skipped = rb
+        .items
+        .iter()
+        .filter(|i| i.kind == runbook::ItemKind::Skipped);
+    let others = rb
+        .items
+        .iter()
+        .filter(|i| i.kind != runbook::ItemKind::Skipped);
+    for item in skipped.chain(others) {
         let label = match item.kind {
+            runbook::ItemKind::Skipped => "SKIPPED, do it now",
             runbook::ItemKind::Manual => "by hand",
             runbook::ItemKind::NotAvailable => "NOT AVAILABLE",
             _ => continue,
@@ -1437,6 +1540,9 @@ fn demo(
         root.join(runbook::demo::RUNTIME_ZIP),
     );
     o.runtime_path = Some(root.join("Runtime").display().to_string());
+    // The demo's zip holds no vendor schema tool: left to the administrator, as the
+    // printed command says.
+    o.skip_database_upgrade = true;
     o.cert.file = Some(root.join(runbook::demo::DEMO_CERT));
     let opts = Options {
         cert_password: Some(CertPassword::new(runbook::demo::DEMO_CERT_PASSWORD.into())),

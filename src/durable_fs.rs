@@ -396,6 +396,41 @@ pub fn remove_empty_dir(dir: &Path) -> io::Result<()> {
     fsync_parent(dir)
 }
 
+/// Whether this process can create (and so rename into, replace in, remove from) entries
+/// of the folder `dir`: a real probe, true also for an administrator or root whom mode bits
+/// do not bind (a read-only mount, an immutable folder, an ACL, a Windows DACL). It creates
+/// a file that leaves nothing behind even if the process is killed (an unnamed file on
+/// Linux, delete-on-close on Windows); where the filesystem makes no unnamed files, an empty
+/// named file removed at once. The folder's content stays as it was (its modification time
+/// may change).
+pub fn probe_writable(dir: &Path) -> io::Result<()> {
+    if platform::probe_dir_unnamed(dir)? {
+        return Ok(());
+    }
+    for n in 0..100u32 {
+        let probe = dir.join(format!(
+            ".usercube-upgrade-probe-{}-{n}",
+            std::process::id()
+        ));
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+        {
+            Ok(f) => {
+                drop(f);
+                return fs::remove_file(&probe);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "no free probe file name",
+    ))
+}
+
 /// Free bytes available to this user on the filesystem holding `path`.
 pub fn free_space(path: &Path) -> io::Result<u64> {
     let existing = path

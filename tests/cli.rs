@@ -377,6 +377,11 @@ fn progress_bar_only_on_a_terminal() {
         tty_out.contains("B/s"),
         "no progress bar on a terminal:\n{tty_out}"
     );
+    // The extraction's size is known: total, percentage and time left.
+    assert!(
+        tty_out.contains("%") && tty_out.contains("ETA"),
+        "no total, percentage or ETA:\n{tty_out}"
+    );
     let i = Install::new(SampleSize::default());
     let plain = common::bin()
         .args(["run", "--root"])
@@ -407,4 +412,198 @@ fn plan_while_a_run_holds_the_lock_is_refused_naming_the_holder() {
     );
     drop(lock);
     i.ok(&["plan"]);
+}
+
+/// Issue 12, point 1: `plan` and `run` without --mode and --plan are refused (exit 2) naming
+/// both options; nothing changes and no journal appears. The sample plan is reachable only
+/// when asked for by name.
+#[test]
+fn plan_and_run_need_mode_or_plan() {
+    let i = Install::new(SampleSize::default());
+    let start = i.snapshot();
+    for verb in ["plan", "run"] {
+        let out = common::bin()
+            .args([verb, "--root"])
+            .arg(&i.root)
+            .output()
+            .unwrap();
+        let msg = common::text(&out);
+        assert_eq!(out.status.code(), Some(2), "{verb}: {msg}");
+        assert!(
+            msg.contains("--mode") && msg.contains("--plan") && msg.contains("--runtime-zip"),
+            "{verb}: {msg}"
+        );
+        assert!(msg.contains("nothing was changed"), "{verb}: {msg}");
+        assert!(!msg.contains("sample"), "{verb}: {msg}");
+        assert_same(&start, &i.snapshot(), verb);
+        assert!(!i.journal_dir().exists(), "{verb} left a journal");
+    }
+    let out = common::bin()
+        .args(["plan", "--sample-plan", "--root"])
+        .arg(&i.root)
+        .output()
+        .unwrap();
+    let msg = common::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    assert!(msg.contains("sample upgrade"), "{msg}");
+}
+
+/// Issue 12, point 10: every flag and argument of every subcommand has a help text (the
+/// certificate flags are described by their own struct).
+#[test]
+fn every_flag_has_help_text() {
+    let subcommands: &[&[&str]] = &[
+        &["plan"],
+        &["run"],
+        &["resume"],
+        &["rollback"],
+        &["status"],
+        &["finalize"],
+        &["upgrade-files"],
+        &["prepare-upgrade-appsettings"],
+        &["upgrade-appsettings"],
+        &["upgrade-configuration-version"],
+        &["journal", "show"],
+        &["journal", "verify"],
+        &["journal", "export"],
+        &["journal", "salvage"],
+        &["demo"],
+        &["encrypt-file"],
+        &["decrypt-file"],
+    ];
+    // An option or argument line of clap's short help: `  -q, --quiet  Text`,
+    // `      --root <DIR>  Text`, `  [DIR]  Text`.
+    let arg_line = regex_lite_arg();
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for sub in subcommands {
+        let out = common::bin().args(*sub).arg("-h").output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{sub:?}: {help}");
+        let lines: Vec<&str> = help.lines().collect();
+        for (n, line) in lines.iter().enumerate() {
+            let Some((flag, mut text)) = arg_line(line) else {
+                continue;
+            };
+            // Where help is wide, clap puts it on the next, further indented line.
+            if text.is_empty() {
+                let indent = |l: &str| l.len() - l.trim_start().len();
+                if let Some(next) = lines.get(n + 1) {
+                    if indent(next) > indent(line) && arg_line(next).is_none() {
+                        text = next.trim().to_string();
+                    }
+                }
+            }
+            checked += 1;
+            if text.is_empty() && !flag.starts_with("--file-cert-") {
+                missing.push(format!("{} {flag}", sub.join(" ")));
+            }
+        }
+    }
+    assert!(
+        checked > 60,
+        "only {checked} flags found: the parser missed"
+    );
+    assert!(missing.is_empty(), "flags without help: {missing:?}");
+}
+
+/// Splits a help line into the flag (or argument) and its text; None for other lines.
+fn regex_lite_arg() -> impl Fn(&str) -> Option<(String, String)> {
+    |line: &str| {
+        let t = line.trim_start();
+        if line.len() == t.len()
+            || !(t.starts_with('-') || t.starts_with('[') || t.starts_with('<'))
+        {
+            return None;
+        }
+        // The flag ends at two spaces (clap's column gap) or at the end of the line.
+        let (flag, text) = match t.find("  ") {
+            Some(i) => (&t[..i], t[i..].trim()),
+            None => (t, ""),
+        };
+        let name = flag
+            .split([',', ' '])
+            .map(str::trim)
+            .find(|w| w.starts_with("--") || w.starts_with('[') || w.starts_with('<'))
+            .unwrap_or(flag);
+        Some((name.to_string(), text.to_string()))
+    }
+}
+
+/// Issue 12, point 10: an unreachable database fails every database step's check with
+/// the same message: the refusal says it once, naming the steps.
+#[test]
+fn one_database_problem_is_reported_once() {
+    let conn = "sqlite:NoSuchFolder/usercube.sqlite".to_string();
+    let steps = ["UJ_TaskEntityTypes", "UJ_TaskResourceTypes", "UJ_JobSteps"]
+        .iter()
+        .map(|t| {
+            (
+                None,
+                None,
+                StepSpec::DeleteRows {
+                    connection: conn.clone(),
+                    table: t.to_string(),
+                },
+            )
+        })
+        .collect();
+    let i = Install::with_plan(SampleSize::default(), &Plan::new("db", steps));
+    let (code, msg) = i.code(&["plan"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(msg.contains("steps 1, 2, 3"), "{msg}");
+    assert_eq!(msg.matches("cannot use the database").count(), 1, "{msg}");
+}
+
+/// Issue 12, point 10: during a rollback the progress bar says so. Only an undo that moves
+/// bytes draws one: a tree moved across filesystems (here to /dev/shm) and moved back.
+#[test]
+fn progress_bar_is_labelled_during_rollback() {
+    let shm = std::path::Path::new("/dev/shm");
+    let probe = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    if !shm.is_dir() || usercube_upgrade::durable_fs::same_filesystem(probe.path(), shm) {
+        eprintln!("note: no /dev/shm on another filesystem: the rollback label test is skipped");
+        return;
+    }
+    let away = tempfile::tempdir_in(shm).unwrap();
+    let plan = Plan::new(
+        "across filesystems",
+        vec![(
+            None,
+            None,
+            StepSpec::MoveTree {
+                from: "Temp/Collect".into(),
+                to: away.path().join("Collect"),
+            },
+        )],
+    );
+    let i = Install::with_plan(SampleSize::default(), &plan);
+    let start = i.snapshot();
+    let script = |verb: &str| {
+        let cmd = format!(
+            "{} {verb} --root {}{}",
+            env!("CARGO_BIN_EXE_usercube-upgrade"),
+            i.root.display(),
+            if verb == "run" {
+                format!(" --plan {}", i.plan_file.display())
+            } else {
+                String::new()
+            }
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .output()
+            .expect("the `script` command (util-linux) is needed for this test");
+        let text = common::text(&out);
+        assert!(out.status.success(), "{verb}: {text}");
+        text
+    };
+    script("run");
+    assert!(away.path().join("Collect").is_dir());
+    let rolled = script("rollback");
+    assert!(
+        rolled.contains("rolling back [1] move Temp/Collect"),
+        "no rollback label on the bar:\n{rolled}"
+    );
+    assert_same(&start, &i.snapshot(), "after rollback");
 }

@@ -317,21 +317,32 @@ fn sqlite_version_upgrade_runs_is_journaled_and_rolled_back_by_the_backup() {
     assert_eq!(n, 0, "the backup's undo restored the schema");
 }
 
+/// The schema upgrade runs or the run does not start (issue 12): a tool that is not there
+/// is refused as "not found" (not as "a Windows executable"), naming both ways out, and
+/// nothing changes.
 #[test]
-fn sqlite_version_upgrade_without_its_command_is_skipped_with_a_warning() {
+fn sqlite_version_upgrade_without_its_tool_is_refused() {
     let db = Db::sqlite(10);
+    let start = db.dump();
     version_plan(
         &db,
         vec!["Runtime/identitymanager-Upgrade-DatabaseVersion.exe".into()],
-        false,
+        true,
     );
-    let (code, plan) = db.code(&["plan"]);
-    assert_eq!(code, Some(0), "{plan}");
-    assert!(plan.contains("WARNING: skipped"), "{plan}");
-    db.ok(&["run"]);
-    let (_, audit) = db.code(&["journal", "export"]);
-    assert!(audit.contains("WARNING: skipped"), "{audit}");
-    assert_eq!(db.count("UJ_JobSteps"), 0, "the run went on");
+    for verb in ["plan", "run"] {
+        let (code, msg) = db.code(&[verb]);
+        assert_eq!(code, Some(2), "{verb}: {msg}");
+        assert!(
+            msg.contains("identitymanager-Upgrade-DatabaseVersion.exe not found"),
+            "{verb}: {msg}"
+        );
+        assert!(
+            msg.contains("--database-upgrade-command") && msg.contains("--skip-database-upgrade"),
+            "{verb}: {msg}"
+        );
+        assert!(!msg.contains("Windows executable"), "{verb}: {msg}");
+    }
+    assert_eq!(db.dump(), start);
 }
 
 #[test]

@@ -21,6 +21,9 @@ struct Demo {
     root: PathBuf,
     mode: &'static str,
     extra: Vec<String>,
+    /// `--skip-database-upgrade` on `plan` and `run` (the demo's zip holds no vendor
+    /// schema tool); the database tool's own scenario turns it off.
+    skip_database_upgrade: bool,
 }
 
 impl Demo {
@@ -34,6 +37,7 @@ impl Demo {
             root,
             mode,
             extra: Vec::new(),
+            skip_database_upgrade: true,
         }
     }
 
@@ -56,6 +60,9 @@ impl Demo {
             c.args(["--mode", self.mode, "--runtime-zip"])
                 .arg(self.root.join(RUNTIME_ZIP))
                 .args(&self.extra);
+            if self.skip_database_upgrade {
+                c.arg("--skip-database-upgrade");
+            }
         }
         c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
         // The demo certificate's PFX password (the plan references the file only).
@@ -366,8 +373,12 @@ fn integrated_run_then_rollback() {
             .any(|l| l.contains("NOT AVAILABLE") && l.contains("database")),
         "{plan}"
     );
+    let backup = format!(
+        "back up the database sqlite:{}",
+        d.path(demo::DATABASE).display()
+    );
     for expect in [
-        "back up the database sqlite:Database/Usercube.sqlite",
+        &backup,
         "delete every row of UJ_TaskEntityTypes",
         "delete every row of UJ_JobSteps",
         "identitymanager-Upgrade-DatabaseVersion.exe",
@@ -608,8 +619,17 @@ fn demo_command_writes_and_runs_the_demo() {
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(0), "{msg}");
     assert!(dir2.join("RuntimeOld").is_dir() && dir2.join("AppSettingsFolder/520.json").is_file());
+    // Every path absolute in the plan and the run's lines (issue 12).
+    let backup = format!(
+        "back up the database sqlite:{}",
+        dir2.canonicalize().unwrap().join(demo::DATABASE).display()
+    );
+    assert!(
+        msg.contains("SKIPPED") && msg.contains("--skip-database-upgrade"),
+        "the demo's zip has no schema tool: {msg}"
+    );
     for expect in [
-        "back up the database sqlite:Database/Usercube.sqlite",
+        &backup,
         "re-encrypt legacy-encrypted files",
         "delete every row of UJ_JobSteps",
     ] {
@@ -746,7 +766,13 @@ fn seed_key(seed: &str) -> Option<Vec<u32>> {
 #[test]
 fn every_plan_follows_the_seed_order() {
     for mode in ["integrated", "server", "agent"] {
-        let d = Demo::new(mode);
+        let mut d = Demo::new(mode);
+        // A schema upgrade command that exists (this binary), so that the step is planned.
+        d.skip_database_upgrade = false;
+        d.extra = vec![
+            "--database-upgrade-command".into(),
+            format!("\"{}\" --version", env!("CARGO_BIN_EXE_usercube-upgrade")),
+        ];
         if mode == "agent" {
             agentize(&d);
         }
@@ -1488,4 +1514,262 @@ fn a_closed_pipe_is_a_quiet_end() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert!(err.is_empty(), "{args:?}: nothing on stderr: {err}");
     }
+}
+
+/// Issue 12, point 2: the vendor's schema tool is a step that runs, or the run does not
+/// start. Without a runnable tool and without --database-upgrade-command or
+/// --skip-database-upgrade, `plan` and `run` refuse naming both options and the vendor's
+/// command line; a command that does not exist is "not found"; skipped on request, the
+/// run's summary lists it first; a given command runs (a relative program path is taken
+/// from the current folder) and its output is journaled.
+#[test]
+fn database_upgrade_runs_or_the_run_does_not_start() {
+    let mut d = Demo::new("integrated");
+    d.skip_database_upgrade = false;
+    let msg = d.refused(&[
+        "--database-upgrade-command",
+        "--skip-database-upgrade",
+        "identitymanager-Upgrade-DatabaseVersion.exe not found in",
+        "Runtime/identitymanager-Upgrade-DatabaseVersion.exe --connection-string sqlite:",
+        "--appsettings-path",
+    ]);
+    assert!(!msg.contains("Windows executable"), "{msg}");
+
+    d.extra = vec![
+        "--database-upgrade-command".into(),
+        "./no-such-tool --connection-string x".into(),
+    ];
+    let msg = d.refused(&["no-such-tool not found"]);
+    assert!(!msg.contains("Windows executable"), "{msg}");
+
+    // Skipped on request: first among the things still to do, with the vendor's command.
+    // (Not through `cmd`, which adds --quiet: the summary is for people.)
+    d.extra.clear();
+    let out = bin()
+        .args(["run", "--root"])
+        .arg(&d.root)
+        .args(["--mode", "integrated", "--runtime-zip"])
+        .arg(d.root.join(RUNTIME_ZIP))
+        .arg("--skip-database-upgrade")
+        .env(
+            usercube_upgrade::crypto::PASSWORD_ENV,
+            demo::DEMO_CERT_PASSWORD,
+        )
+        .output()
+        .unwrap();
+    let summary = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{summary}");
+    let todo: Vec<&str> = summary
+        .lines()
+        .skip_while(|l| !l.starts_with("still to do"))
+        .skip(1)
+        .collect();
+    assert!(
+        todo.first().is_some_and(|l| l.contains("4.5")
+            && l.contains("SKIPPED")
+            && l.contains("identitymanager-Upgrade-DatabaseVersion.exe --connection-string")),
+        "the skipped schema upgrade is not first:\n{summary}"
+    );
+    d.ok(&["rollback"]);
+
+    // A given command runs from the root, its relative program found from the current
+    // folder; its output is journaled.
+    let tool_dir = d._tmp.path().join("tools");
+    std::fs::create_dir(&tool_dir).unwrap();
+    let marker = d._tmp.path().join("tool-ran");
+    let script = tool_dir.join("upgrade-db.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" > '{}'\necho 'Database has been upgraded (fake tool)'\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    usercube_upgrade::platform::set_mode(&script, 0o755).unwrap();
+    d.skip_database_upgrade = false;
+    d.extra = vec![
+        "--database-upgrade-command".into(),
+        "tools/upgrade-db.sh --connection-string x".into(),
+    ];
+    let out = d.cmd(&["run"]).current_dir(d._tmp.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap().trim(),
+        "--connection-string x"
+    );
+    let audit = d.ok(&["journal", "export", "--json"]);
+    assert!(
+        audit.contains("Database has been upgraded (fake tool)"),
+        "{audit}"
+    );
+}
+
+/// Issue 12, point 7: every relative path given on the command line, `sqlite:` included,
+/// is taken from the current folder and shown absolute in the plan; a relative
+/// --runtime-path is made absolute before it is written into appsettings.agent.json.
+#[test]
+fn relative_paths_resolve_against_the_current_folder() {
+    let d = Demo::new("integrated");
+    let cwd = d.root.parent().unwrap().to_path_buf();
+    let args = |verb: &str| {
+        let mut c = bin();
+        c.current_dir(&cwd)
+            .args([
+                verb,
+                "--root",
+                "root",
+                "--mode",
+                "integrated",
+                "--runtime-zip",
+                &format!("root/{RUNTIME_ZIP}"),
+                "--runtime-path",
+                "root/Runtime",
+                "--connection-string",
+                "sqlite:root/Database/Usercube.sqlite",
+                "--skip-database-upgrade",
+            ])
+            .env(
+                usercube_upgrade::crypto::PASSWORD_ENV,
+                demo::DEMO_CERT_PASSWORD,
+            );
+        c
+    };
+    let out = args("plan").output().unwrap();
+    let plan = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{plan}");
+    let abs_db = format!(
+        "sqlite:{}",
+        d.root.join("Database/Usercube.sqlite").display()
+    );
+    assert!(plan.contains(&abs_db), "{abs_db} not in:\n{plan}");
+    assert!(
+        plan.contains(&format!(
+            "--runtime-path {}",
+            d.root.join("Runtime").display()
+        )),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains(" root/"),
+        "a relative path is shown:\n{plan}"
+    );
+    let out = args("run").arg("--quiet").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let agent = d.read("Runtime/appsettings.agent.json");
+    let hr = format!("\"Path\": \"{}\"", d.root.join("Sources/hr.csv").display());
+    assert!(agent.contains(&hr), "{hr} not in:\n{agent}");
+    assert_eq!(count(&d, "UJ_JobSteps"), 0, "the given database was used");
+}
+
+/// Makes a folder immutable (`chattr +i`) for as long as it lives: even root cannot then
+/// create or remove entries in it.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(dir: PathBuf) -> Option<Immutable> {
+        let ok = Command::new("chattr")
+            .arg("+i")
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Immutable(dir))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// Issue 12, point 8: preflight checks that this account can write every folder the plan
+/// changes, naming the first it cannot: `plan` refuses (exit 2) instead of passing, and
+/// `run` refuses before any change instead of failing mid-way. Root ignores mode bits, so
+/// the folder is made immutable (which binds root too); as an unprivileged user (nobody,
+/// through setpriv) a mode-0555 folder is refused as well.
+#[test]
+fn preflight_names_the_first_folder_it_cannot_write() {
+    let d = Demo::new("integrated");
+    let start = snapshot(&d.root);
+    // The Temp -> Work moves create entries in Work.
+    let Some(guard) = Immutable::set(d.path("Work")) else {
+        eprintln!("note: chattr +i is not available here (not root, or the filesystem has no such attribute): the immutable-folder part is skipped");
+        return;
+    };
+    let work = d.path("Work").display().to_string();
+    let msg = d.refused(&["this account cannot write in", &work]);
+    assert!(msg.contains("step "), "{msg}");
+    drop(guard);
+    assert_same(&start, &snapshot(&d.root), "after the refusals");
+    d.ok(&["plan"]);
+
+    // As an unprivileged user: a mode-0555 folder (Conf/Connectors, rewritten by the
+    // configuration migration).
+    let nobody = |args: &[&str]| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_usercube-upgrade"))
+            .args(args)
+            .arg("--root")
+            .arg(&d.root)
+            .args(["--mode", "integrated", "--runtime-zip"])
+            .arg(d.root.join(RUNTIME_ZIP))
+            .arg("--skip-database-upgrade")
+            .env(
+                usercube_upgrade::crypto::PASSWORD_ENV,
+                demo::DEMO_CERT_PASSWORD,
+            );
+        c.output()
+    };
+    // tempdir makes its folder owner-only: nobody must be able to enter it.
+    usercube_upgrade::platform::set_mode(d._tmp.path(), 0o755).unwrap();
+    let chown = Command::new("chown")
+        .args(["-R", "nobody"])
+        .arg(&d.root)
+        .status()
+        .is_ok_and(|s| s.success());
+    let probe = nobody(&["plan"]);
+    let usable = chown && probe.as_ref().is_ok_and(|o| o.status.code() == Some(0));
+    if !usable {
+        eprintln!(
+            "note: cannot run as nobody here (setpriv, chown, or a folder above the test's it cannot enter): the mode-bits part is skipped: {:?}",
+            probe.map(|o| text(&o))
+        );
+        return;
+    }
+    let connectors = d.path("Conf/Connectors");
+    usercube_upgrade::platform::set_mode(&connectors, 0o555).unwrap();
+    let out = nobody(&["plan"]).unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "this account cannot write in {}",
+            connectors.display()
+        )),
+        "{msg}"
+    );
+    usercube_upgrade::platform::set_mode(&connectors, 0o755).unwrap();
+}
+
+/// Issue 12, point 10: a connection identifier that clashes once `_` is removed, within
+/// the Runtime's own agent settings (read for two purposes), is refused in one line.
+#[test]
+fn a_clash_within_one_agent_file_is_refused_once() {
+    let d = Demo::new("integrated");
+    let agent = d.read("Runtime/appsettings.agent.json");
+    d.write(
+        "Runtime/appsettings.agent.json",
+        &agent.replace(
+            "\"InformationSystems\": {",
+            "\"InformationSystems\": {\n    \"ADParis\": { \"Path\": \"C:/x.csv\" },",
+        ),
+    );
+    let msg = d.refused(&["duplicate connection identifiers", "ADParis"]);
+    assert_eq!(
+        msg.matches("duplicate connection identifiers").count(),
+        1,
+        "{msg}"
+    );
 }

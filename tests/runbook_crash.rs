@@ -59,8 +59,10 @@ impl Demo {
         if args.first() == Some(&"run") {
             // No --runtime-path: the migrated files then hold no path of this temp folder,
             // so every demo upgrades to the same bytes.
+            // The demo's zip holds no vendor schema tool.
             c.args(["--mode", "integrated", "--runtime-zip"])
                 .arg(self.root.join(RUNTIME_ZIP))
+                .arg("--skip-database-upgrade")
                 .args(&self.extra);
         }
         c.env_remove("USERCUBE_UPGRADE_CRASH_AT");

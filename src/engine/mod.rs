@@ -815,6 +815,9 @@ impl Engine {
                     a.steps.len(),
                     step.describe(&self.root)
                 ));
+                self.progress.start_step(&step.describe(&self.root), || {
+                    step.bytes_needed(&crate::steps::PlanView::new(&self.root))
+                });
                 (
                     step.apply(&ctx, intent)
                         .and_then(|o| sink.sync().map(|()| o))
@@ -1011,7 +1014,10 @@ impl Engine {
             let id = a.plan.steps[k].id;
             let step = &a.steps[k];
             let label = step.describe(&self.root);
-            self.progress.start_step(&label);
+            // The earlier steps are done: the tree as it is now is the view this step sees.
+            self.progress.start_step(&label, || {
+                step.bytes_needed(&crate::steps::PlanView::new(&self.root))
+            });
             let t = Instant::now();
             let sink = self.sink(&a.run_id, id);
             let ctx = self.step_ctx(&a.run_id, id, &on_bytes, &sink);
@@ -1325,6 +1331,11 @@ impl Engine {
             let outcome = state::done_of(s).map(|d| &d.outcome);
             let sink = self.sink(&a.run_id, id);
             let ctx = self.step_ctx(&a.run_id, id, &on_bytes, &sink);
+            // An undo's size is not known beforehand: a byte count, labelled as a rollback.
+            self.progress.start_step(
+                &format!("rolling back [{id}] {}", a.steps[k].describe(&self.root)),
+                || 0,
+            );
             match self.undo_step(&*a.steps[k], &ctx, intent, outcome) {
                 Ok(how) => {
                     self.progress

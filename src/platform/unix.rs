@@ -363,6 +363,29 @@ pub fn watch_stop_requests(req: &super::StopRequest) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether this process may create entries in `dir`, probed with an unnamed file
+/// (`O_TMPFILE`), which leaves nothing behind even if the process is killed mid-probe.
+/// `Ok(false)`: the filesystem makes no unnamed files; the caller probes another way.
+pub fn probe_dir_unnamed(dir: &Path) -> io::Result<bool> {
+    match OpenOptions::new()
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+    {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1176,6 +1176,31 @@ pub fn watch_stop_requests(req: &super::StopRequest) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether this process may create entries in `dir`, probed with a file opened
+/// delete-on-close: the system removes it when the handle closes, even if the process is
+/// killed mid-probe. Always `Ok(true)` when it could be created.
+pub fn probe_dir_unnamed(dir: &Path) -> io::Result<bool> {
+    use windows_sys::Win32::Storage::FileSystem::{DELETE, FILE_FLAG_DELETE_ON_CLOSE};
+    let mut n = 0u32;
+    loop {
+        let probe = dir.join(format!(
+            ".usercube-upgrade-probe-{}-{n}",
+            std::process::id()
+        ));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .access_mode(GENERIC_WRITE | DELETE)
+            .custom_flags(FILE_FLAG_DELETE_ON_CLOSE)
+            .open(&probe)
+        {
+            Ok(_) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -487,11 +487,13 @@ pub fn write_database(root: &Path, rows: u64) -> io::Result<PathBuf> {
     Ok(path)
 }
 
-/// The command that upgrades the demo at `root`.
+/// The command that upgrades the demo at `root`. The demo's zip holds no vendor schema
+/// tool (`identitymanager-Upgrade-DatabaseVersion.exe`): the command says so with
+/// `--skip-database-upgrade`.
 pub fn run_command(root: &Path) -> String {
     // Joined, not formatted with '/': a Windows root is `\\?\C:\...`, where '/' is no separator.
     format!(
-        "usercube-upgrade run --root {} --mode integrated --runtime-zip {} --runtime-path {} --file-cert-file {} --file-cert-password {DEMO_CERT_PASSWORD}",
+        "usercube-upgrade run --root {} --mode integrated --runtime-zip {} --runtime-path {} --skip-database-upgrade --file-cert-file {} --file-cert-password {DEMO_CERT_PASSWORD}",
         root.display(),
         root.join(RUNTIME_ZIP).display(),
         root.join("Runtime").display(),

@@ -70,9 +70,12 @@ pub struct Options {
     pub backup_dir: Option<PathBuf>,
     /// The database schema upgrade command (program and arguments, split like a shell
     /// would, without expansion). None: the new runtime's
-    /// `identitymanager-Upgrade-DatabaseVersion.exe` with the seed's arguments (skipped with a
-    /// warning where it cannot run).
+    /// `identitymanager-Upgrade-DatabaseVersion.exe` with the seed's arguments (preflight
+    /// refuses when it cannot run here).
     pub database_upgrade_command: Option<String>,
+    /// `--skip-database-upgrade`: no schema upgrade step; the vendor's command is left to
+    /// the administrator, first in the list of things still to do.
+    pub skip_database_upgrade: bool,
     pub runtime_path: Option<String>,
     /// The certificate options (`--file-cert-*`); the password travels apart, as a value.
     pub cert: crate::crypto::CertificateOptions,
@@ -102,6 +105,7 @@ impl Options {
             connection_string: None,
             backup_dir: None,
             database_upgrade_command: None,
+            skip_database_upgrade: false,
             runtime_path: None,
             cert: crate::crypto::CertificateOptions::default(),
             agent_appsettings: Vec::new(),

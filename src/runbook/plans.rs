@@ -32,6 +32,9 @@ pub enum ItemKind {
     NotAvailable,
     /// Not needed with this engine (the note says why).
     NotNeeded,
+    /// Left out of the run on request (`--skip-database-upgrade`): the administrator's,
+    /// listed first among the things still to do.
+    Skipped,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,6 +61,8 @@ struct B<'a> {
     o: &'a Options,
     steps: Vec<PlannedStep>,
     items: Vec<Item>,
+    /// Refusals found while building (preflight's are found before).
+    problems: Vec<String>,
 }
 
 impl B<'_> {
@@ -213,31 +218,82 @@ impl B<'_> {
         );
     }
 
-    /// The vendor's schema upgrade (skipped with a warning where it cannot run).
+    /// The vendor's schema upgrade: a step that runs, or a refusal naming both ways out
+    /// (`--database-upgrade-command`, `--skip-database-upgrade`); skipped only on request.
     fn version_upgrade(&mut self, seed: &str, f: &Facts, agent_settings: Option<&Path>) {
         let Some(cs) = f.connection_string.clone() else {
             return self.no_db(seed, "upgrade the database version");
         };
+        let mut vendor = vec![
+            super::DATABASE_UPGRADE_TOOL.to_string(),
+            "--connection-string".to_string(),
+            cs.clone(),
+        ];
+        if let Some(a) = agent_settings {
+            vendor.push("--appsettings-path".into());
+            vendor.push(self.o.root.join(a).display().to_string());
+        }
+        if let Some(rp) = &self.o.runtime_path {
+            vendor.push("--runtime-path".into());
+            vendor.push(rp.clone());
+        }
+        // The guide's command line as the administrator would type it (password redacted).
+        let vendor_line = std::iter::once(
+            self.o
+                .root
+                .join(super::DATABASE_UPGRADE_TOOL)
+                .display()
+                .to_string(),
+        )
+        .chain(vendor[1..].iter().enumerate().map(|(i, a)| {
+            let a = if i == 1 {
+                crate::db::redact(a)
+            } else {
+                a.clone()
+            };
+            if a.contains(char::is_whitespace) || a.contains(';') {
+                format!("\"{a}\"")
+            } else {
+                a
+            }
+        }))
+        .collect::<Vec<_>>()
+        .join(" ");
+        if self.o.skip_database_upgrade {
+            return self.item(
+                seed,
+                ItemKind::Skipped,
+                format!("upgrade the database schema with the vendor's tool before starting the server (left out by --skip-database-upgrade): {vendor_line}"),
+            );
+        }
         let (command, note) = match &self.o.database_upgrade_command {
             Some(c) => (
                 super::split_command(c).unwrap_or_default(),
                 "command from --database-upgrade-command; its output is kept in the journal; rollback restores the backup".to_string(),
             ),
             None => {
-                let mut c = vec![
-                    super::DATABASE_UPGRADE_TOOL.to_string(),
-                    "--connection-string".to_string(),
-                    cs.clone(),
-                ];
-                if let Some(a) = agent_settings {
-                    c.push("--appsettings-path".into());
-                    c.push(self.o.root.join(a).display().to_string());
+                let tool = Path::new(super::DATABASE_UPGRADE_TOOL)
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                let why = if !f.zip.names.iter().any(|n| n.eq_ignore_ascii_case(tool)) {
+                    Some(format!(
+                        "{tool} not found in {}",
+                        self.o.runtime_zip.display()
+                    ))
+                } else if !crate::platform::runs_windows_executables() {
+                    Some(format!(
+                        "{tool} is a Windows executable, which cannot run on this system"
+                    ))
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    self.problems.push(format!(
+                        "guide step {seed}, the database schema upgrade, cannot run: {why}. Give --database-upgrade-command CMD (a command that upgrades the schema as the vendor's tool does), or --skip-database-upgrade and run the vendor's command yourself afterwards: {vendor_line}"
+                    ));
                 }
-                if let Some(rp) = &self.o.runtime_path {
-                    c.push("--runtime-path".into());
-                    c.push(rp.clone());
-                }
-                (c, "the new runtime's tool with the seed's arguments (no --database-upgrade-command); skipped with a warning where it cannot run (a Windows executable elsewhere, or absent); rollback restores the backup".to_string())
+                (vendor, "the new runtime's tool with the guide's arguments (no --database-upgrade-command); its output is kept in the journal; rollback restores the backup".to_string())
             }
         };
         self.step(
@@ -312,6 +368,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
         o,
         steps: Vec::new(),
         items: Vec::new(),
+        problems: Vec::new(),
     };
     let root = &o.root;
     let zip = b.p(&o.runtime_zip);
@@ -467,7 +524,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
             if from.exists() {
                 b.step(
                     move_seed,
-                    Some(format!("move table (src/runbook/moves.rs): {}", m.why)),
+                    Some(format!("Temp -> Work move table: {}", m.why)),
                     StepSpec::MoveTree {
                         from: b.p(&from),
                         to: b.p(&work.join(m.to_work)),
@@ -864,6 +921,9 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
         o.mode.title(),
         o.mode
     );
+    if !b.problems.is_empty() {
+        return Err(b.problems);
+    }
     let plan = Plan {
         title,
         steps: b.steps,

@@ -333,8 +333,15 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
             .and_then(appsettings::connection_string)
             .filter(|c| !c.trim().is_empty())
         {
+            // A relative SQLite path in the server's own settings stays relative to the
+            // root, as before; the plan shows it absolute.
             Some(c) => (
-                Some(c.to_string()),
+                Some(match c.strip_prefix("sqlite:") {
+                    Some(p) if !p.is_empty() && Path::new(p).is_relative() => {
+                        format!("sqlite:{}", root.join(p).display())
+                    }
+                    _ => c.to_string(),
+                }),
                 Some("Runtime/appsettings.json ConnectionString".to_string()),
             ),
             None => (None, None),

@@ -267,7 +267,7 @@ pub fn upgrade_files(
         if from.exists() {
             s.add(
                 "5.3",
-                Some(format!("move table (src/runbook/moves.rs): {}", m.why)),
+                Some(format!("Temp -> Work move table: {}", m.why)),
                 StepSpec::MoveTree {
                     from: plan_path(root, &from),
                     to: plan_path(root, &work.join(m.to_work)),

@@ -1,10 +1,10 @@
 //! The vendor's database schema upgrade (`identitymanager-Upgrade-DatabaseVersion`, or any
 //! command the plan gives). It cannot be undone row by row: a `database-backup` step earlier in
 //! the plan restores the database when the run is rolled back, and this step's undo only
-//! records that. When the command cannot run here (absent, or a Windows executable on another
-//! system) the step is skipped with a warning in the plan and in the outcome, and the run goes
-//! on. The version recorded in the database before and after, and the command's output, are
-//! kept in the journal.
+//! records that. The step runs, or the run does not start: a command that cannot run here
+//! (not found, or a Windows executable on another system) is refused by preflight, and fails
+//! the step if it is gone by the time the step starts. The version recorded in the database
+//! before and after, and the command's output, are kept in the journal.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,7 +32,8 @@ pub struct DatabaseVersionUpgrade {
 #[derive(Serialize, Deserialize, Debug, Clone)]
 struct Detail {
     connection: String,
-    /// Program resolved at intent time; None: skipped.
+    /// Program resolved at intent time; None: skipped (only in journals of earlier builds,
+    /// which skipped a command that could not run).
     program: Option<PathBuf>,
     skip_reason: Option<String>,
     version_before: Option<String>,
@@ -80,30 +81,47 @@ impl DatabaseVersionUpgrade {
         db::target(&self.connection, &self.root).map_err(refused)
     }
 
-    /// The program to run, or why the step is skipped.
+    /// The program to run, or why it cannot run here.
     fn program(&self) -> std::result::Result<PathBuf, String> {
+        self.program_where(&|p: &Path| p.is_file())
+    }
+
+    /// The program as `is_file` sees the tree (the disk now, or the tree as a plan's
+    /// earlier steps will leave it); `Ok` when its presence cannot be known yet.
+    fn program_where(
+        &self,
+        is_file: &dyn Fn(&Path) -> bool,
+    ) -> std::result::Result<PathBuf, String> {
         let Some(p) = self.command.first() else {
             return Err("no database upgrade command given".into());
         };
         let p = Path::new(p);
-        let candidates: Vec<PathBuf> = if p.components().count() > 1 || p.is_absolute() {
-            vec![self.root.join(p)]
-        } else {
+        let on_path = !(p.components().count() > 1 || p.is_absolute());
+        let candidates: Vec<PathBuf> = if on_path {
             std::env::var_os("PATH")
                 .map(|path| std::env::split_paths(&path).map(|d| d.join(p)).collect())
                 .unwrap_or_default()
+        } else {
+            vec![self.root.join(p)]
         };
-        for c in candidates {
-            if c.extension().is_some_and(|e| e.eq_ignore_ascii_case("exe"))
-                && !crate::platform::runs_windows_executables()
-            {
-                return Err(format!("{} is a Windows executable", c.display()));
-            }
-            if c.is_file() {
-                return Ok(c);
-            }
+        let Some(found) = candidates.into_iter().find(|c| is_file(c)) else {
+            return Err(if on_path {
+                format!("{} not found on PATH", p.display())
+            } else {
+                format!("{} not found", self.root.join(p).display())
+            });
+        };
+        if found
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("exe"))
+            && !crate::platform::runs_windows_executables()
+        {
+            return Err(format!(
+                "{} is a Windows executable, which cannot run on this system",
+                found.display()
+            ));
         }
-        Err(format!("{} not found", p.display()))
+        Ok(found)
     }
 
     /// What the saved records say of the tool's runs, by the last one.
@@ -147,24 +165,26 @@ impl DatabaseVersionUpgrade {
 
 impl Step for DatabaseVersionUpgrade {
     fn describe(&self, _root: &Path) -> String {
-        match self.program() {
-            Ok(_) => format!(
-                "upgrade the database schema of {} with {}",
-                db::redact(&self.connection),
-                self.command.join(" ")
-            ),
-            Err(why) => format!(
-                "upgrade the database schema of {}: WARNING: skipped ({why})",
-                db::redact(&self.connection)
-            ),
-        }
+        format!(
+            "upgrade the database schema of {} with {}",
+            db::redact(&self.connection),
+            self.command.join(" ")
+        )
     }
 
     fn check(&self, view: &mut PlanView) -> std::result::Result<(), String> {
         connect_check(&self.connection, &self.root)?;
-        if self.program().is_ok()
-            && view.exists(&backup_marker(&self.root, &self.connection)) != Exists::Unknown
-        {
+        // A program an earlier step extracts is there only at run time: "unknown" passes
+        // here (the runbook checks the runtime zip for it).
+        self.program_where(&|p: &Path| match view.exists(p) {
+            Exists::Yes => view.origin(p).is_some_and(|o| o.is_file()),
+            Exists::Unknown => true,
+            Exists::No => false,
+        })
+        .map_err(|why| {
+            format!("the database schema upgrade cannot run: {why}; give --database-upgrade-command CMD, or --skip-database-upgrade to run the vendor's tool yourself afterwards")
+        })?;
+        if view.exists(&backup_marker(&self.root, &self.connection)) != Exists::Unknown {
             return Err("the schema upgrade cannot be undone row by row: put a database-backup step of the same database before it".into());
         }
         Ok(())
@@ -173,14 +193,12 @@ impl Step for DatabaseVersionUpgrade {
     fn intent(&self, _ctx: &StepContext) -> Result<Intent> {
         let t = self.target()?;
         let version_before = db::with_session(&t, |d| d.version()).map_err(refused)?;
-        let (program, skip_reason) = match self.program() {
-            Ok(p) => (Some(p), None),
-            Err(why) => (None, Some(why)),
-        };
+        // Checked by preflight; gone since: the step fails (the run is rolled back).
+        let program = self.program().map_err(refused)?;
         let d = Detail {
             connection: db::redact(&self.connection),
-            program,
-            skip_reason,
+            program: Some(program),
+            skip_reason: None,
             version_before,
         };
         Ok(Intent {
@@ -192,6 +210,7 @@ impl Step for DatabaseVersionUpgrade {
     fn apply(&self, ctx: &StepContext, intent: &Intent) -> Result<Outcome> {
         let d = Self::detail(intent)?;
         let Some(program) = d.program else {
+            // Recorded by an earlier build, which skipped a command that could not run.
             let why = d.skip_reason.unwrap_or_default();
             tracing::warn!("database version upgrade skipped: {why}");
             return Ok(Outcome {
