@@ -225,8 +225,9 @@ pub fn assert_same(expected: &Manifest, found: &Manifest, context: &str) {
 ///
 /// `USERCUBE_CRASH_STRIDE=k` (default 1: every point) takes every k-th point instead, from
 /// an offset drawn at random and printed (`USERCUBE_CRASH_OFFSET` replays it), plus the
-/// first four points (the run's start and the first step's records) and the last: scripts/windows.sh uses it for the slowest suite under wine, where
-/// each process start costs several times what it costs on Linux.
+/// first four points (the run's start and the first step's records) and the last:
+/// scripts/windows.sh uses it for the crash suites under wine, where each process start
+/// costs several times what it costs on Linux.
 pub fn for_each_point(points: u64, f: impl Fn(u64) + Sync) {
     let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
     let stride = var("USERCUBE_CRASH_STRIDE").unwrap_or(1).max(1);
