@@ -93,11 +93,19 @@ fresh
 "$BIN" plan "${ENGINE_ARGS[@]:1}" --json > "$WORK/plan.json"
 # The planned step list, for the record.
 "$BIN" plan "${ENGINE_ARGS[@]:1}" | grep -E '^  [0-9.-]+ +step ' > "$WORK/plan-steps.txt" || true
+# `plan --json` shows each written file as its SHA-256 only (appsettings hold secrets): the
+# plain script's precomputed files are taken from an untimed engine run on a scratch copy,
+# each checked against the digest the plan names.
 rm -rf "$PRE" && mkdir -p "$PRE"
-jq -r '.runbook.plan.steps[] | select(.action["write-file"]) | "\(.id) \(.action["write-file"].content)"' \
-    "$WORK/plan.json" | while read -r id content; do
-    printf '%s' "$content" | base64 -d > "$PRE/$id"
+"$BIN" "${ENGINE_ARGS[@]}" --quiet
+jq -r '.runbook.plan.steps[] | select(.action["write-file"]) | "\(.id) \(.action["write-file"].content.sha256) \(.action["write-file"].path)"' \
+    "$WORK/plan.json" | while read -r id sha path; do
+    case $path in /*) src=$path ;; *) src=$TREE/$path ;; esac
+    cp -- "$src" "$PRE/$id"
+    [ "$(sha256sum < "$PRE/$id" | cut -d' ' -f1)" = "$sha" ] \
+        || { echo "runbook-compare: $path after the engine run is not the planned content" >&2; exit 1; }
 done
+fresh
 cat > "$WORK/plain.jq" <<'JQ'
 def db: sub("^sqlite:"; "") | @sh;
 # A pattern's `*` left unquoted, for the shell to expand.
