@@ -399,8 +399,13 @@ impl Demo {
         let mut c = bin();
         c.args(args).arg("--root").arg(&self.root).arg("--quiet");
         if matches!(args.first(), Some(&"run") | Some(&"plan")) {
-            c.args(["--mode", "integrated", "--runtime-zip"])
-                .arg(self.root.join(RUNTIME_ZIP));
+            c.args([
+                "--mode",
+                "integrated",
+                "--skip-database-upgrade",
+                "--runtime-zip",
+            ])
+            .arg(self.root.join(RUNTIME_ZIP));
         }
         c.env(
             usercube_upgrade::crypto::PASSWORD_ENV,

@@ -140,12 +140,17 @@ impl Demo {
         let mut c = bin();
         c.args(args).arg("--root").arg(&self.root);
         if matches!(args.first(), Some(&"run") | Some(&"plan")) {
-            c.args(["--mode", "integrated", "--runtime-zip"])
-                .arg(self.root.join(RUNTIME_ZIP))
-                .arg("--runtime-path")
-                .arg(self.root.join("Runtime"))
-                .args(["--stop-command", stop_command])
-                .args(["--start-command", &format!("test -n \"${SERVICE_ENV}\"")]);
+            c.args([
+                "--mode",
+                "integrated",
+                "--skip-database-upgrade",
+                "--runtime-zip",
+            ])
+            .arg(self.root.join(RUNTIME_ZIP))
+            .arg("--runtime-path")
+            .arg(self.root.join("Runtime"))
+            .args(["--stop-command", stop_command])
+            .args(["--start-command", &format!("test -n \"${SERVICE_ENV}\"")]);
         }
         c.env_remove("USERCUBE_UPGRADE_CRASH_AT")
             .env("USERCUBE_UPGRADE_LOG", "debug")

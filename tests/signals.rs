@@ -50,13 +50,18 @@ impl Demo {
                 started = self.side("started").display(),
                 go = self.side("go").display(),
             );
-            c.args(["--mode", "integrated", "--runtime-zip"])
-                .arg(self.root.join(RUNTIME_ZIP))
-                .arg("--stop-command")
-                .arg(stop)
-                // Its undo (the first undo of a rollback of the committed run) is the stop
-                // command: armed there, the signal arrives mid-rollback.
-                .args(["--start-command", "true"]);
+            c.args([
+                "--mode",
+                "integrated",
+                "--skip-database-upgrade",
+                "--runtime-zip",
+            ])
+            .arg(self.root.join(RUNTIME_ZIP))
+            .arg("--stop-command")
+            .arg(stop)
+            // Its undo (the first undo of a rollback of the committed run) is the stop
+            // command: armed there, the signal arrives mid-rollback.
+            .args(["--start-command", "true"]);
         }
         c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
         c.env(

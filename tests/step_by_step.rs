@@ -43,10 +43,15 @@ impl Demo {
         let mut c = bin();
         c.current_dir(dir).args(args);
         if matches!(args.first(), Some(&"run") | Some(&"plan")) {
-            c.args(["--mode", "integrated", "--runtime-zip"])
-                .arg(self.root.join(RUNTIME_ZIP))
-                .arg("--runtime-path")
-                .arg(self.root.join("Runtime"));
+            c.args([
+                "--mode",
+                "integrated",
+                "--skip-database-upgrade",
+                "--runtime-zip",
+            ])
+            .arg(self.root.join(RUNTIME_ZIP))
+            .arg("--runtime-path")
+            .arg(self.root.join("Runtime"));
         }
         c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
         c.env(
