@@ -60,7 +60,9 @@ impl Demo {
             c.args(["--mode", self.mode, "--runtime-zip"])
                 .arg(self.root.join(RUNTIME_ZIP))
                 .args(&self.extra);
-            if self.skip_database_upgrade {
+            if self.skip_database_upgrade
+                && !self.extra.iter().any(|a| a == "--database-upgrade-command")
+            {
                 c.arg("--skip-database-upgrade");
             }
         }
