@@ -68,10 +68,7 @@ impl Demo {
     /// The demo installation with a secret in every place, and its PFX re-exported under
     /// [`PFX_SECRET`] (with the `openssl` CLI, as the crypto fixtures are made).
     fn new() -> Demo {
-        let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let root = tmp.path().join("root");
-        demo::create(&root, SIZE).unwrap();
-        let root = root.canonicalize().unwrap();
+        let (tmp, root) = common::demo_install(SIZE);
         let d = Demo { _tmp: tmp, root };
         d.edit(
             "Runtime/appsettings.json",

@@ -29,10 +29,7 @@ struct Demo {
 
 impl Demo {
     fn new() -> Demo {
-        let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let root = tmp.path().join("root");
-        demo::create(&root, SIZE).unwrap();
-        let root = dunce::canonicalize(&root).unwrap();
+        let (tmp, root) = common::demo_install(SIZE);
         Demo { tmp, root }
     }
 

@@ -25,11 +25,7 @@ struct Demo {
 
 impl Demo {
     fn new() -> Demo {
-        let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let root = tmp.path().join("root");
-        demo::create(&root, SIZE).unwrap();
-        // As the tool shows it (no `\\?\` prefix on Windows).
-        let root = dunce::canonicalize(&root).unwrap();
+        let (tmp, root) = common::demo_install(SIZE);
         Demo { _tmp: tmp, root }
     }
 

@@ -107,6 +107,18 @@ impl Install {
     }
 }
 
+/// A demo installation of `size` in a new temp folder: the folder (kept alive by the caller)
+/// and the installation root, canonical as the tool shows it (no `\\?\` prefix on Windows).
+pub fn demo_install(
+    size: usercube_upgrade::runbook::demo::DemoSize,
+) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let root = tmp.path().join("root");
+    usercube_upgrade::runbook::demo::create(&root, size).unwrap();
+    let root = dunce::canonicalize(&root).unwrap();
+    (tmp, root)
+}
+
 /// Runs `cmd` (arguments already given) with the crash failpoint at durable point `n`: true
 /// when the process aborted there, false when it finished first (exit 0, fewer than `n`
 /// points); any other ending fails the test.
