@@ -181,11 +181,14 @@ fn step_only(s: &Setup) -> (Duration, u64) {
     let step = steps::step_for(&spec, &s.root, None);
     let j = NullJournal(std::cell::Cell::new(0));
     let on_bytes = |_n: u64| {};
+    let on_phase = |_: &str| {};
     let deferred = usercube_upgrade::durable_fs::DeferredDirs::default();
     let ctx = StepContext {
         root: &s.root,
         trash: s.root.join("trash"),
         on_bytes: &on_bytes,
+        on_files: &on_bytes,
+        on_phase: &on_phase,
         journal: &j,
         deferred: &deferred,
     };

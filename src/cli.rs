@@ -49,8 +49,16 @@ pub struct Target {
         value_parser = clap::builder::TypedValueParser::map(clap::builder::OsStringValueParser::new(), PathBuf::from)
     )]
     pub root: PathBuf,
-    /// Journal folder [default: ROOT/.usercube-upgrade].
-    #[arg(long, value_name = "DIR")]
+    /// Journal folder [default: ROOT/.usercube-upgrade]; a relative DIR is taken from the
+    /// current folder (and shown absolute).
+    #[arg(
+        long,
+        value_name = "DIR",
+        value_parser = clap::builder::TypedValueParser::map(
+            clap::builder::OsStringValueParser::new(),
+            |s| absolute(Path::new(&s))
+        )
+    )]
     pub journal: Option<PathBuf>,
 }
 
@@ -81,7 +89,7 @@ pub struct PlanSource {
     /// A plan as JSON (see README). `plan` and `run` need this or --mode.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["mode", "sample_plan"])]
     pub plan: Option<PathBuf>,
-    /// The engine's own small sample plan (src/sample.rs), for tests and benchmarks of the
+    /// The engine's own small sample plan, for tests and benchmarks of the
     /// engine on a sample installation; never used by omission.
     #[arg(long, hide = true, conflicts_with = "mode")]
     pub sample_plan: bool,
@@ -552,12 +560,15 @@ fn load(target: &Target, source: &PlanSource, command: &str) -> Result<Loaded> {
     match source.runbook.options(&root) {
         Some(o) => {
             let rb = runbook::build(&o).map_err(|mut problems| {
-                if journal_dir(&root, target)
-                    .join(crate::journal::STORE_DIR)
-                    .exists()
-                {
+                // Only a journal with records: a `run` has just created its (empty) one.
+                if engine::journal_holds_records(&journal_dir(&root, target)) {
+                    let journal = target
+                        .journal
+                        .as_ref()
+                        .map(|j| format!(" --journal {}", j.display()))
+                        .unwrap_or_default();
                     problems.push(format!(
-                        "the journal records an earlier run on this installation: see `usercube-upgrade status --root {}`",
+                        "the journal records an earlier run on this installation: see `usercube-upgrade status --root {}{journal}`",
                         root.display()
                     ));
                 }

@@ -267,22 +267,47 @@ fn link_or_synced_copy(from: &Path, to: &Path) -> io::Result<()> {
 
 /// Progress callback: bytes just copied.
 pub type OnBytes<'a> = &'a (dyn Fn(u64) + Sync);
+/// Progress callback: files just finished.
+pub type OnFiles<'a> = &'a (dyn Fn(u64) + Sync);
+/// Progress callback: the phase a long operation is in now ("syncing"; "" for none).
+pub type OnPhase<'a> = &'a (dyn Fn(&str) + Sync);
+
+/// What a long copy or move reports as it goes: bytes, files and phases.
+#[derive(Clone, Copy)]
+pub struct Report<'a> {
+    pub on_bytes: OnBytes<'a>,
+    pub on_files: OnFiles<'a>,
+    pub on_phase: OnPhase<'a>,
+}
+
+fn no_count(_: u64) {}
+fn no_phase(_: &str) {}
+
+impl Report<'static> {
+    /// Reports nothing.
+    pub const NONE: Report<'static> = Report {
+        on_bytes: &no_count,
+        on_files: &no_count,
+        on_phase: &no_phase,
+    };
+}
 
 /// Copies a file or a tree to `to` (which must not exist) through a staging name, so `to`
 /// appears complete or not at all. Modes, owners (on Windows, ACLs) and symlinks are kept.
-pub fn copy_path(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
+pub fn copy_path(from: &Path, to: &Path, report: Report) -> io::Result<()> {
     ensure_absent(to)?;
     let staged = staging_path(to);
     remove_path(&staged)?;
     if let Some(parent) = to.parent() {
         create_dir_all(parent)?;
     }
-    copy_raw(from, &staged, on_bytes)?;
+    copy_raw(from, &staged, report)?;
+    (report.on_phase)("syncing the copy");
     sync_tree(&staged)?;
     replace(&staged, to)
 }
 
-fn copy_raw(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
+fn copy_raw(from: &Path, to: &Path, report: Report) -> io::Result<()> {
     let meta = from.symlink_metadata()?;
     if meta.file_type().is_symlink() {
         platform::symlink(&fs::read_link(from)?, to)?;
@@ -291,7 +316,7 @@ fn copy_raw(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
         let mut entries: Vec<_> = fs::read_dir(from)?.collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
-            copy_raw(&e.path(), &to.join(e.file_name()), on_bytes)?;
+            copy_raw(&e.path(), &to.join(e.file_name()), report)?;
         }
         fs::set_permissions(to, meta.permissions())?;
         platform::copy_owner(from, to)?;
@@ -299,7 +324,8 @@ fn copy_raw(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
         let n = fs::copy(from, to)?; // copy_file_range; also copies the mode (attributes)
                                      // The owner (on Windows, the ACL) too: the service account must still read it.
         platform::copy_owner(from, to)?;
-        on_bytes(n);
+        (report.on_bytes)(n);
+        (report.on_files)(1);
     }
     Ok(())
 }
@@ -325,7 +351,7 @@ pub fn sync_tree(path: &Path) -> io::Result<()> {
 /// refused (`AlreadyExists`), unless the source is gone (the move already happened). A move
 /// interrupted after its commit point (both sides exist) is finished by the caller with the
 /// manifest recorded in its intent (`steps::settle_pair`), never here.
-pub fn move_path(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
+pub fn move_path(from: &Path, to: &Path, report: Report) -> io::Result<()> {
     if to.symlink_metadata().is_ok() {
         if from.symlink_metadata().is_err() {
             return Ok(());
@@ -348,8 +374,10 @@ pub fn move_path(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
     }
     let staged = staging_path(to);
     remove_path(&staged)?;
-    copy_raw(from, &staged, on_bytes)?;
+    copy_raw(from, &staged, report)?;
+    (report.on_phase)("syncing the copy");
     sync_tree(&staged)?;
+    (report.on_phase)("verifying the copy");
     let want = Manifest::of(from)?;
     let got = Manifest::of(&staged)?;
     if let Some(diff) = want.first_difference(&got) {
@@ -360,6 +388,7 @@ pub fn move_path(from: &Path, to: &Path, on_bytes: OnBytes) -> io::Result<()> {
         )));
     }
     replace(&staged, to)?;
+    (report.on_phase)("removing the source");
     remove_path(from)
 }
 
@@ -444,8 +473,35 @@ pub fn free_space(path: &Path) -> io::Result<u64> {
 mod tests {
     use super::*;
 
-    fn no_progress() -> impl Fn(u64) + Sync {
-        |_| {}
+    /// What a copy or move reported: bytes, files, phases in order.
+    #[derive(Default)]
+    struct Reported {
+        bytes: std::sync::atomic::AtomicU64,
+        files: std::sync::atomic::AtomicU64,
+        phases: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Reported {
+        fn with<R>(&self, f: impl FnOnce(Report) -> R) -> R {
+            use std::sync::atomic::Ordering::Relaxed;
+            let on_bytes = |n| {
+                self.bytes.fetch_add(n, Relaxed);
+            };
+            let on_files = |n| {
+                self.files.fetch_add(n, Relaxed);
+            };
+            let on_phase = |p: &str| self.phases.lock().unwrap().push(p.to_string());
+            f(Report {
+                on_bytes: &on_bytes,
+                on_files: &on_files,
+                on_phase: &on_phase,
+            })
+        }
+
+        fn counts(&self) -> (u64, u64) {
+            use std::sync::atomic::Ordering::Relaxed;
+            (self.bytes.load(Relaxed), self.files.load(Relaxed))
+        }
     }
 
     #[test]
@@ -511,7 +567,12 @@ mod tests {
         fs::write(src.join("sub/x"), vec![7u8; 100_000]).unwrap();
         fs::write(src.join("y"), "y").unwrap();
         platform::set_mode(&src.join("y"), 0o755).unwrap();
-        copy_path(&src, &d.path().join("dst"), &no_progress()).unwrap();
+        let reported = Reported::default();
+        reported
+            .with(|r| copy_path(&src, &d.path().join("dst"), r))
+            .unwrap();
+        assert_eq!(reported.counts(), (100_001, 2), "bytes and files reported");
+        assert_eq!(*reported.phases.lock().unwrap(), ["syncing the copy"]);
         let a = Manifest::of(&src).unwrap();
         let b = Manifest::of(&d.path().join("dst")).unwrap();
         assert_eq!(a.first_difference(&b), None);
@@ -527,7 +588,7 @@ mod tests {
         fs::create_dir_all(&src).unwrap();
         fs::write(src.join("y"), "y").unwrap();
         platform::symlink(Path::new("y"), &src.join("link")).unwrap();
-        copy_path(&src, &d.path().join("dst"), &no_progress()).unwrap();
+        copy_path(&src, &d.path().join("dst"), Report::NONE).unwrap();
         let copied = d.path().join("dst/link");
         assert!(copied.symlink_metadata().unwrap().file_type().is_symlink());
         assert_eq!(fs::read_link(&copied).unwrap(), Path::new("y"));
@@ -551,13 +612,25 @@ mod tests {
         fs::write(src.join("a/f"), "content").unwrap();
         let before = Manifest::of(&src).unwrap();
         let dst = other.path().join("moved");
-        move_path(&src, &dst, &no_progress()).unwrap();
+        let reported = Reported::default();
+        reported.with(|r| move_path(&src, &dst, r)).unwrap();
+        if !same_filesystem(local.path(), other.path()) {
+            assert_eq!(reported.counts(), (7, 1), "bytes and files of the copy");
+            assert_eq!(
+                *reported.phases.lock().unwrap(),
+                [
+                    "syncing the copy",
+                    "verifying the copy",
+                    "removing the source"
+                ]
+            );
+        }
         assert!(!src.exists());
         assert_eq!(before.first_difference(&Manifest::of(&dst).unwrap()), None);
         // The source exists again (recreated, or a move cut after its commit point): moving
         // again refuses and removes nothing (settle_pair decides with the recorded manifest).
         fs::create_dir_all(src.join("a")).unwrap();
-        let e = move_path(&src, &dst, &no_progress()).unwrap_err();
+        let e = move_path(&src, &dst, Report::NONE).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
         assert!(src.exists());
         assert_eq!(before.first_difference(&Manifest::of(&dst).unwrap()), None);
@@ -571,11 +644,11 @@ mod tests {
         fs::write(from.join("x/only-copy"), "the only copy").unwrap();
         fs::create_dir_all(&to).unwrap();
         let (a, b) = (Manifest::of(&from).unwrap(), Manifest::of(&to).unwrap());
-        assert!(move_path(&from, &to, &no_progress()).is_err());
+        assert!(move_path(&from, &to, Report::NONE).is_err());
         assert_eq!(Manifest::of(&from).unwrap(), a);
         assert_eq!(Manifest::of(&to).unwrap(), b);
         // Already moved (the source is gone): nothing to do.
         fs::remove_dir_all(&from).unwrap();
-        move_path(&from, &to, &no_progress()).unwrap();
+        move_path(&from, &to, Report::NONE).unwrap();
     }
 }

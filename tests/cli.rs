@@ -495,7 +495,7 @@ fn every_flag_has_help_text() {
                 }
             }
             checked += 1;
-            if text.is_empty() && !flag.starts_with("--file-cert-") {
+            if text.is_empty() {
                 missing.push(format!("{} {flag}", sub.join(" ")));
             }
         }
@@ -505,6 +505,49 @@ fn every_flag_has_help_text() {
         "only {checked} flags found: the parser missed"
     );
     assert!(missing.is_empty(), "flags without help: {missing:?}");
+}
+
+/// Issue 12, point 10: the whole clap tree, walked: every subcommand at every depth has an
+/// about text, and every argument it shows (options, flags, positionals, the global ones)
+/// a help text. Hidden arguments are not shown and not checked.
+#[test]
+fn every_argument_in_the_clap_tree_has_help() {
+    use clap::CommandFactory;
+
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>, checked: &mut usize) {
+        if cmd
+            .get_about()
+            .is_none_or(|a| a.to_string().trim().is_empty())
+        {
+            missing.push(format!("`{path}` (no about text)"));
+        }
+        for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            *checked += 1;
+            let text = arg
+                .get_help()
+                .or(arg.get_long_help())
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            if text.trim().is_empty() {
+                let name = arg
+                    .get_long()
+                    .map(|l| format!("--{l}"))
+                    .unwrap_or_else(|| format!("<{}>", arg.get_id()));
+                missing.push(format!("`{path}` {name}"));
+            }
+        }
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing, checked);
+        }
+    }
+
+    let mut cmd = usercube_upgrade::cli::Args::command();
+    // Built: global arguments propagated to every subcommand, help flags generated.
+    cmd.build();
+    let (mut missing, mut checked) = (Vec::new(), 0);
+    walk(&cmd, "usercube-upgrade", &mut missing, &mut checked);
+    assert!(checked > 150, "only {checked} arguments walked");
+    assert!(missing.is_empty(), "without help: {missing:#?}");
 }
 
 /// Splits a help line into the flag (or argument) and its text; None for other lines.
@@ -606,4 +649,57 @@ fn progress_bar_is_labelled_during_rollback() {
         "no rollback label on the bar:\n{rolled}"
     );
     assert_same(&start, &i.snapshot(), "after rollback");
+}
+
+/// Issue 12, points 7 and 10: a relative `--journal DIR` is taken from the current folder
+/// and shown absolute wherever it is printed: the commands a refusal names, `status` (text
+/// and JSON), the journal's own messages.
+#[test]
+fn a_relative_journal_folder_is_shown_absolute() {
+    let i = Install::new(SampleSize::default());
+    let here = dunce::canonicalize(i._tmp.path()).unwrap();
+    let journal = here.join("audit");
+    let run = |args: &[&str]| {
+        let out = common::bin()
+            .current_dir(&here)
+            .args(args)
+            .arg("--root")
+            .arg(&i.root)
+            .args(["--journal", "audit"])
+            .output()
+            .unwrap();
+        (out.status.code(), common::text(&out))
+    };
+    let plan = i.plan_file.display().to_string();
+    let (code, out) = run(&["run", "--plan", &plan]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        journal.join("lock").exists(),
+        "journal not in the current folder"
+    );
+    // A second run is refused, naming the commands that go on.
+    let (code, refused) = run(&["run", "--plan", &plan]);
+    assert_eq!(code, Some(2), "{refused}");
+    assert!(
+        refused.contains(&format!("--journal {}", journal.display())),
+        "{refused}"
+    );
+    let (code, status) = run(&["status"]);
+    assert_eq!(code, Some(0), "{status}");
+    assert!(
+        status.contains(&format!("journal:      {}", journal.display())),
+        "{status}"
+    );
+    let (code, json) = run(&["status", "--json"]);
+    assert_eq!(code, Some(0), "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["journal"], journal.display().to_string(), "{json}");
+    for text in [&out, &refused, &status, &json] {
+        assert!(
+            !text.contains("--journal audit") && !text.contains(" audit ("),
+            "a relative journal path shown:\n{text}"
+        );
+    }
+    let (code, out) = run(&["rollback"]);
+    assert_eq!(code, Some(0), "{out}");
 }

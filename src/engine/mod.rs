@@ -114,9 +114,29 @@ pub struct Engine {
     journal: RefCell<Journal>,
     opts: Options,
     progress: Progress,
+    /// The progress callbacks lent to steps (`StepContext::on_bytes`, ...), feeding `progress`.
+    reporters: Reporters,
     /// Folder fsyncs the steps put off; made durable before any step is recorded done.
     deferred: durable_fs::DeferredDirs,
     _lock: RootLock,
+}
+
+/// A step's progress callbacks, each feeding the engine's [`Progress`].
+struct Reporters {
+    on_bytes: Box<dyn Fn(u64) + Sync>,
+    on_files: Box<dyn Fn(u64) + Sync>,
+    on_phase: Box<dyn Fn(&str) + Sync>,
+}
+
+impl Reporters {
+    fn new(progress: &Progress) -> Reporters {
+        let (b, f, p) = (progress.clone(), progress.clone(), progress.clone());
+        Reporters {
+            on_bytes: Box::new(move |n| b.add_bytes(n)),
+            on_files: Box::new(move |n| f.add_files(n)),
+            on_phase: Box::new(move |phase| p.phase(phase)),
+        }
+    }
 }
 
 /// The latest run, ready to act on: its plan's steps instantiated.
@@ -161,12 +181,25 @@ pub struct Locked {
     created: bool,
 }
 
+/// Whether the journal folder `dir` holds a record: a record log that is not empty, or
+/// (no log) the store of an older build. A folder just created by this process holds none.
+pub fn journal_holds_records(dir: &Path) -> bool {
+    match std::fs::metadata(dir.join(crate::journal::log::LOG_FILE)) {
+        Ok(m) => m.len() > 0,
+        Err(_) => dir.join(crate::journal::STORE_DIR).exists(),
+    }
+}
+
 impl Locked {
     /// Creates the journal folder if needed and takes the root lock (refused at once, naming
     /// the holder's pid, when another process holds it).
     pub fn acquire(root: &Path, journal_dir: Option<&Path>) -> Result<Locked> {
         let root = canonical_root(root)?;
-        let dir = journal_dir.map_or_else(|| default_journal_dir(&root), Path::to_path_buf);
+        // A relative folder is taken from the current folder and named absolute everywhere.
+        let dir = journal_dir.map_or_else(
+            || default_journal_dir(&root),
+            |d| std::path::absolute(d).unwrap_or_else(|_| d.to_path_buf()),
+        );
         let created = dir.symlink_metadata().is_err();
         durable_fs::create_private_dir(&dir).map_err(|source| Error::Io {
             what: "creating the journal folder",
@@ -190,10 +223,7 @@ impl Locked {
     /// True when the journal folder holds no record (decided under the lock): no record log
     /// or an empty one, and no store of an older build.
     pub fn journal_is_empty(&self) -> bool {
-        match std::fs::metadata(self.dir.join(crate::journal::log::LOG_FILE)) {
-            Ok(m) => m.len() == 0,
-            Err(_) => !self.dir.join(crate::journal::STORE_DIR).exists(),
-        }
+        !journal_holds_records(&self.dir)
     }
 
     pub fn dir(&self) -> &Path {
@@ -265,6 +295,7 @@ impl Engine {
             dir: locked.dir,
             journal: RefCell::new(journal),
             opts,
+            reporters: Reporters::new(&progress),
             progress,
             deferred: durable_fs::DeferredDirs::default(),
             _lock: locked.lock,
@@ -292,13 +323,14 @@ impl Engine {
         &'a self,
         run_id: &[u8; 16],
         id: u32,
-        on_bytes: steps::OnBytes<'a>,
         sink: &'a JournalSink<'a>,
     ) -> StepContext<'a> {
         StepContext {
             root: &self.root,
             trash: self.trash_dir(run_id).join(id.to_string()),
-            on_bytes,
+            on_bytes: &*self.reporters.on_bytes,
+            on_files: &*self.reporters.on_files,
+            on_phase: &*self.reporters.on_phase,
             journal: sink,
             deferred: &self.deferred,
         }
@@ -741,8 +773,6 @@ impl Engine {
     /// Steps done earlier re-establish what a restart may have reverted (`Step::reassert`),
     /// before anything else is touched.
     fn reassert(&self, a: &Active, run: &RunState) -> Result<()> {
-        let progress = self.progress.clone();
-        let on_bytes = |n| progress.add_bytes(n);
         for (k, planned) in a.plan.steps.iter().enumerate() {
             let Some(s) = run.step(planned.id) else {
                 continue;
@@ -752,7 +782,7 @@ impl Engine {
                 continue;
             };
             let sink = self.sink(&a.run_id, planned.id);
-            let ctx = self.step_ctx(&a.run_id, planned.id, &on_bytes, &sink);
+            let ctx = self.step_ctx(&a.run_id, planned.id, &sink);
             let acted = a.steps[k]
                 .reassert(&ctx, &recorded.intent)
                 .and_then(|acted| sink.sync().map(|()| acted))
@@ -788,10 +818,8 @@ impl Engine {
     ) -> std::result::Result<(), StepFailure> {
         let id = a.plan.steps[k].id;
         let step = &a.steps[k];
-        let progress = self.progress.clone();
-        let on_bytes = |n| progress.add_bytes(n);
         let sink = self.sink(&a.run_id, id);
-        let ctx = self.step_ctx(&a.run_id, id, &on_bytes, &sink);
+        let ctx = self.step_ctx(&a.run_id, id, &sink);
         let fail = |e: StepError| StepFailure::new(id, e, &sink);
         step.settle(&ctx, intent, None).map_err(fail)?;
         let probe = step.probe(&ctx, intent, None).map_err(fail)?;
@@ -816,14 +844,13 @@ impl Engine {
                     step.describe(&self.root)
                 ));
                 self.progress.start_step(&step.describe(&self.root), || {
-                    step.bytes_needed(&crate::steps::PlanView::new(&self.root))
+                    step.work(&crate::steps::PlanView::new(&self.root))
                 });
-                (
-                    step.apply(&ctx, intent)
-                        .and_then(|o| sink.sync().map(|()| o))
-                        .map_err(fail)?,
-                    false,
-                )
+                let applied = step
+                    .apply(&ctx, intent)
+                    .and_then(|o| sink.sync().map(|()| o));
+                self.progress.finish();
+                (applied.map_err(fail)?, false)
             }
             Probe::Inconsistent(why) => {
                 return Err(StepFailure::new(
@@ -973,8 +1000,6 @@ impl Engine {
         a: &Active,
         ks: &[usize],
     ) -> Result<std::result::Result<bool, StepFailure>> {
-        let progress = self.progress.clone();
-        let on_bytes = |n| progress.add_bytes(n);
         let n = a.steps.len();
         let mut intents = Vec::with_capacity(ks.len());
         let mut records = Vec::with_capacity(ks.len());
@@ -982,8 +1007,17 @@ impl Engine {
         for &k in ks {
             let id = a.plan.steps[k].id;
             let sink = self.sink(&a.run_id, id);
-            let ctx = self.step_ctx(&a.run_id, id, &on_bytes, &sink);
-            match a.steps[k].intent(&ctx) {
+            let ctx = self.step_ctx(&a.run_id, id, &sink);
+            // An intent may take a while (every file's key checked): a bar of its own when
+            // the step reports files while it checks.
+            let step = &a.steps[k];
+            self.progress.start_step(&step.describe(&self.root), || {
+                step.work(&crate::steps::PlanView::new(&self.root))
+            });
+            self.progress.phase("checking");
+            let intent = step.intent(&ctx);
+            self.progress.finish();
+            match intent {
                 Ok(intent) => {
                     let p = payload::StepIntent {
                         description: a.steps[k].describe(&self.root),
@@ -1016,15 +1050,18 @@ impl Engine {
             let label = step.describe(&self.root);
             // The earlier steps are done: the tree as it is now is the view this step sees.
             self.progress.start_step(&label, || {
-                step.bytes_needed(&crate::steps::PlanView::new(&self.root))
+                step.work(&crate::steps::PlanView::new(&self.root))
             });
             let t = Instant::now();
             let sink = self.sink(&a.run_id, id);
-            let ctx = self.step_ctx(&a.run_id, id, &on_bytes, &sink);
-            match step
+            let ctx = self.step_ctx(&a.run_id, id, &sink);
+            let applied = step
                 .apply(&ctx, intent)
-                .and_then(|o| sink.sync().map(|()| o))
-            {
+                .and_then(|o| sink.sync().map(|()| o));
+            // Done: its bar goes (a finished step's bar must not sit there while the next
+            // one gets ready).
+            self.progress.finish();
+            match applied {
                 Ok(outcome) => {
                     self.progress.say(format!(
                         "[{id}/{n}] {label} ({} ms)",
@@ -1308,8 +1345,6 @@ impl Engine {
     /// One group of undos; `Ok(false)`: a stop request ended it early (the steps left have
     /// an undo intent, which `rollback` settles and probes again).
     fn undo_group(&mut self, a: &Active, run: &RunState, ks: &[usize]) -> Result<bool> {
-        let progress = self.progress.clone();
-        let on_bytes = |n| progress.add_bytes(n);
         let intents: Vec<NewRecord> = ks
             .iter()
             .map(|&k| a.plan.steps[k].id)
@@ -1330,13 +1365,16 @@ impl Engine {
             let intent = &state::intent_of(s).expect("filtered on intent").intent;
             let outcome = state::done_of(s).map(|d| &d.outcome);
             let sink = self.sink(&a.run_id, id);
-            let ctx = self.step_ctx(&a.run_id, id, &on_bytes, &sink);
-            // An undo's size is not known beforehand: a byte count, labelled as a rollback.
+            let ctx = self.step_ctx(&a.run_id, id, &sink);
+            // An undo's size is not known beforehand: counts of bytes and files, labelled
+            // as a rollback.
             self.progress.start_step(
                 &format!("rolling back [{id}] {}", a.steps[k].describe(&self.root)),
-                || 0,
+                steps::Work::default,
             );
-            match self.undo_step(&*a.steps[k], &ctx, intent, outcome) {
+            let undone_step = self.undo_step(&*a.steps[k], &ctx, intent, outcome);
+            self.progress.finish();
+            match undone_step {
                 Ok(how) => {
                     self.progress
                         .say(format!("[{id}] {}: {how}", a.steps[k].describe(&self.root)));

@@ -168,6 +168,9 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
     let runtime_path = o.runtime_path.as_deref();
     let mut agent_source = None;
     let mut ids = IdMap::new();
+    // The Runtime's own agent settings are among `sources` (unless in server mode): a clash
+    // found there is reported once, not again when that file is migrated below.
+    let mut own_clash_reported = false;
     if !sources.is_empty() {
         let (text, doc) = if sources.len() == 1 {
             (sources[0].text().to_string(), Some(sources[0].clone()))
@@ -182,6 +185,7 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
                 }
                 Err(e) => {
                     problems.push(format!("duplicate connection identifiers: {e}"));
+                    own_clash_reported = own_agent.is_some();
                     (String::new(), None)
                 }
             }
@@ -208,7 +212,10 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
                         migration: m,
                     });
                 }
-                Err(e) => problems.push(format!("duplicate connection identifiers: {e}")),
+                Err(e) => {
+                    problems.push(format!("duplicate connection identifiers: {e}"));
+                    own_clash_reported = own_agent.is_some();
+                }
             }
         }
     }
@@ -224,6 +231,7 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
                 };
                 match migrate_agent(doc, rp) {
                     Ok(m) => runtime_agent.push((name.to_string(), m)),
+                    Err(_) if name == "appsettings.agent.json" && own_clash_reported => {}
                     Err(e) => problems.push(format!("duplicate connection identifiers: {e}")),
                 }
             }

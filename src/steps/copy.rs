@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::{
     io, settle_pair, show, Intent, Outcome, PlanView, Result, Step, StepContext, StepError, Touch,
+    Work,
 };
 use crate::durable_fs;
 use crate::manifest::Manifest;
@@ -34,6 +35,10 @@ impl Step for Copy {
 
     fn bytes_needed(&self, view: &PlanView) -> u64 {
         view.size_of(&self.to)
+    }
+
+    fn work(&self, view: &PlanView) -> Work {
+        view.work_of(&self.from)
     }
 
     fn intent(&self, _ctx: &StepContext) -> Result<Intent> {
@@ -68,7 +73,7 @@ impl Step for Copy {
     }
 
     fn apply(&self, ctx: &StepContext, _intent: &Intent) -> Result<Outcome> {
-        durable_fs::copy_path(&self.from, &self.to, ctx.on_bytes)
+        durable_fs::copy_path(&self.from, &self.to, ctx.report())
             .map_err(io("copying", &self.from))?;
         Ok(Outcome::default())
     }
@@ -83,7 +88,7 @@ impl Step for Copy {
 
     fn undo(&self, ctx: &StepContext, _intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
         let dest = ctx.trash_path(TRASH_NAME)?;
-        durable_fs::move_path(&self.to, &dest, ctx.on_bytes)
+        durable_fs::move_path(&self.to, &dest, ctx.report())
             .map_err(io("moving to the trash", &self.to))
     }
 }

@@ -185,7 +185,7 @@ impl Step for DatabaseBackup {
         if self.is_sqlite() {
             let dest = ctx.trash_path("backup")?;
             durable_fs::remove_path(&dest).map_err(super::io("removing", &dest))?;
-            durable_fs::move_path(&d.file, &dest, ctx.on_bytes)
+            durable_fs::move_path(&d.file, &dest, ctx.report())
                 .map_err(super::io("moving to the trash", &d.file))?;
             remove_leftovers(&d.file)?;
             self.remove_created_dir(&d)?;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::{
     io, settle_pair, show, Intent, Outcome, PlanView, Result, Step, StepContext, StepError, Touch,
+    Work,
 };
 use crate::durable_fs;
 use crate::manifest::Manifest;
@@ -29,6 +30,12 @@ impl Step for DeleteTree {
         Ok(())
     }
 
+    /// Bytes and files reported when the journal trash is on another filesystem (a
+    /// rename reports none).
+    fn work(&self, view: &PlanView) -> Work {
+        view.work_of(&self.path)
+    }
+
     fn intent(&self, _ctx: &StepContext) -> Result<Intent> {
         let m = Manifest::of(&self.path).map_err(io("reading", &self.path))?;
         if !m.exists() {
@@ -49,7 +56,7 @@ impl Step for DeleteTree {
 
     fn apply(&self, ctx: &StepContext, _intent: &Intent) -> Result<Outcome> {
         let dest = ctx.trash_path(TRASH_NAME)?;
-        durable_fs::move_path(&self.path, &dest, ctx.on_bytes)
+        durable_fs::move_path(&self.path, &dest, ctx.report())
             .map_err(io("moving to the trash", &self.path))?;
         Ok(Outcome::default())
     }
@@ -71,6 +78,6 @@ impl Step for DeleteTree {
                 self.path.display()
             )));
         }
-        durable_fs::move_path(&kept, &self.path, ctx.on_bytes).map_err(io("restoring", &kept))
+        durable_fs::move_path(&kept, &self.path, ctx.report()).map_err(io("restoring", &kept))
     }
 }

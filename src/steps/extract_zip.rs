@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::{
     io, settle_pair, show, Intent, Outcome, PlanView, Probe, Result, Step, StepContext, StepError,
-    Touch,
+    Touch, Work,
 };
 use crate::durable_fs;
 use crate::manifest::Manifest;
@@ -126,6 +126,21 @@ impl Step for ExtractZip {
             .unwrap_or(0)
     }
 
+    fn work(&self, view: &PlanView) -> Work {
+        let Some(mut z) = view
+            .origin(&self.archive)
+            .and_then(|a| open_archive(&a).ok())
+        else {
+            return Work::default();
+        };
+        // Names from the central directory alone; a folder's ends with '/'.
+        let files = z.file_names().filter(|n| !n.ends_with('/')).count() as u64;
+        Work {
+            bytes: entries_size(&mut z).unwrap_or(0),
+            files,
+        }
+    }
+
     fn intent(&self, _ctx: &StepContext) -> Result<Intent> {
         let m = Manifest::of(&self.archive).map_err(io("reading", &self.archive))?;
         if self.dest.symlink_metadata().is_ok() {
@@ -158,15 +173,18 @@ impl Step for ExtractZip {
             durable_fs::create_dir_all(parent).map_err(io("creating", parent))?;
         }
         fs::create_dir(&staged).map_err(io("creating", &staged))?;
-        let notes = extract_into(&self.archive, &staged, ctx.on_bytes)?;
+        let notes = extract_into(&self.archive, &staged, ctx.report())?;
         // Extracted as the account running the tool: the tree takes the owner of the folder
         // it is extracted into, as the files it replaces had (the service account must
         // still read them when the upgrade runs as root).
         if let Some(parent) = self.dest.parent() {
+            (ctx.on_phase)("setting owners");
             owner_from(parent, &staged)?;
         }
+        (ctx.on_phase)("syncing the extracted files");
         durable_fs::sync_tree(&staged).map_err(io("syncing", &staged))?;
         durable_fs::rename(&staged, &self.dest).map_err(io("renaming into place", &staged))?;
+        (ctx.on_phase)("hashing the extracted files");
         let after = Manifest::of(&self.dest).map_err(io("reading", &self.dest))?;
         Ok(Outcome {
             after: vec![(1, after)],
@@ -214,7 +232,7 @@ impl Step for ExtractZip {
 
     fn undo(&self, ctx: &StepContext, _intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
         let dest = ctx.trash_path(TRASH_NAME)?;
-        durable_fs::move_path(&self.dest, &dest, ctx.on_bytes)
+        durable_fs::move_path(&self.dest, &dest, ctx.report())
             .map_err(io("moving to the trash", &self.dest))
     }
 }
@@ -237,7 +255,7 @@ fn owner_from(parent: &Path, tree: &Path) -> Result<()> {
 /// stripped. Refuses (the step fails and the run rolls back) a symbolic link entry and an
 /// entry that decompresses to more bytes than it declares: the declared sizes are what the
 /// free-space preflight counted, so extraction holds the archive to them.
-fn extract_into(archive: &Path, into: &Path, on_bytes: super::OnBytes) -> Result<Vec<String>> {
+fn extract_into(archive: &Path, into: &Path, report: durable_fs::Report) -> Result<Vec<String>> {
     let mut z = open_archive(archive)?;
     let notes = check_entries(&mut z).map_err(|e| zip_error(archive, None, e))?;
     let mut buf = vec![0u8; 256 * 1024];
@@ -282,12 +300,13 @@ fn extract_into(archive: &Path, into: &Path, on_bytes: super::OnBytes) -> Result
                 ));
             }
             f.write_all(&buf[..n]).map_err(io("writing", &out))?;
-            on_bytes(n as u64);
+            (report.on_bytes)(n as u64);
         }
         if let Some(mode) = mode {
             crate::platform::set_file_mode(&f, mode & !SPECIAL_BITS & 0o7777)
                 .map_err(io("setting mode of", &out))?;
         }
+        (report.on_files)(1);
     }
     Ok(notes)
 }
@@ -330,7 +349,9 @@ mod tests {
         assert_eq!(uncompressed_size(&zip).unwrap(), 4096);
         let into = d.path().join("out");
         fs::create_dir(&into).unwrap();
-        let e = extract_into(&zip, &into, &|_| {}).unwrap_err().to_string();
+        let e = extract_into(&zip, &into, durable_fs::Report::NONE)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bomb.zip"), "{e}");
         assert!(
             e.contains("zip entry 'bomb.bin': decompresses to more than its declared 4096 bytes"),
@@ -350,7 +371,7 @@ mod tests {
         let into = d.path().join("out");
         fs::create_dir(&into).unwrap();
         assert_eq!(
-            extract_into(&zip, &into, &|_| {}).unwrap(),
+            extract_into(&zip, &into, durable_fs::Report::NONE).unwrap(),
             Vec::<String>::new()
         );
         assert_eq!(fs::read(into.join("dir/ok.bin")).unwrap(), content);
@@ -370,7 +391,9 @@ mod tests {
         assert!(e.contains("zip entry 'b.txt' is a symbolic link"), "{e}");
         let into = d.path().join("out");
         fs::create_dir(&into).unwrap();
-        let e = extract_into(&zip, &into, &|_| {}).unwrap_err().to_string();
+        let e = extract_into(&zip, &into, durable_fs::Report::NONE)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("link.zip") && e.contains("'b.txt'"), "{e}");
         assert_eq!(fs::read_dir(&into).unwrap().count(), 0, "nothing extracted");
     }

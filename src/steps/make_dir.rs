@@ -89,7 +89,7 @@ impl Step for MakeDir {
 
     fn undo(&self, ctx: &StepContext, _intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
         let dest = ctx.trash_path(TRASH_NAME)?;
-        durable_fs::move_path(&self.path, &dest, ctx.on_bytes)
+        durable_fs::move_path(&self.path, &dest, ctx.report())
             .map_err(io("moving to the trash", &self.path))
     }
 }

@@ -126,14 +126,24 @@ pub(crate) fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error)
     }
 }
 
-/// Progress callback for long steps: bytes processed.
-pub type OnBytes<'a> = &'a (dyn Fn(u64) + Sync);
+/// Progress callbacks for long steps: bytes processed, files finished, the phase a step is
+/// in now (shown beside the step's label: "verifying", "syncing 3000 files"; "" for none).
+pub use crate::durable_fs::{OnBytes, OnFiles, OnPhase};
+
+/// What a step will process, for its progress display (0 where not known).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Work {
+    pub bytes: u64,
+    pub files: u64,
+}
 
 pub struct StepContext<'a> {
     pub root: &'a Path,
     /// This step's own folder in the journal trash (created on demand).
     pub trash: PathBuf,
     pub on_bytes: OnBytes<'a>,
+    pub on_files: OnFiles<'a>,
+    pub on_phase: OnPhase<'a>,
     /// Where the step saves data it needs for undo before acting (StepData records).
     pub journal: &'a dyn StepJournal,
     /// Folder fsyncs this step may put off until the engine's barrier (see `DeferredDirs`).
@@ -151,9 +161,18 @@ pub trait StepJournal {
     fn saved(&self, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>;
 }
 
-impl StepContext<'_> {
+impl<'a> StepContext<'a> {
     pub fn resolve(&self, p: &Path) -> PathBuf {
         self.root.join(p)
+    }
+
+    /// The progress callbacks, for `durable_fs`'s copies and moves.
+    pub fn report(&self) -> durable_fs::Report<'a> {
+        durable_fs::Report {
+            on_bytes: self.on_bytes,
+            on_files: self.on_files,
+            on_phase: self.on_phase,
+        }
     }
 
     pub fn trash_path(&self, name: &str) -> Result<PathBuf> {
@@ -173,6 +192,16 @@ pub trait Step: Send + Sync {
     /// Bytes the step will write (for the free-space preflight).
     fn bytes_needed(&self, _view: &PlanView) -> u64 {
         0
+    }
+
+    /// What the step will process (bytes it reports through `on_bytes`, files through
+    /// `on_files`), for the progress bar's totals; `view` is the tree as the step finds it,
+    /// before it acts. By default the bytes it will write.
+    fn work(&self, view: &PlanView) -> Work {
+        Work {
+            bytes: self.bytes_needed(view),
+            files: 0,
+        }
     }
 
     fn intent(&self, ctx: &StepContext) -> Result<Intent>;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::rename::moving_intent;
-use super::{io, settle_pair, show, Intent, Outcome, PlanView, Result, Step, StepContext};
+use super::{io, settle_pair, show, Intent, Outcome, PlanView, Result, Step, StepContext, Work};
 use crate::durable_fs;
 
 pub struct MoveTree {
@@ -37,12 +37,22 @@ impl Step for MoveTree {
         }
     }
 
+    /// Across filesystems, the tree to copy; a rename reports nothing.
+    fn work(&self, view: &PlanView) -> Work {
+        match view.origin(&self.from) {
+            Some(origin) if !durable_fs::same_filesystem(&origin, &self.to) => {
+                view.work_of(&self.from)
+            }
+            _ => Work::default(),
+        }
+    }
+
     fn intent(&self, _ctx: &StepContext) -> Result<Intent> {
         moving_intent(&self.from, &self.to)
     }
 
     fn apply(&self, ctx: &StepContext, _intent: &Intent) -> Result<Outcome> {
-        durable_fs::move_path(&self.from, &self.to, ctx.on_bytes)
+        durable_fs::move_path(&self.from, &self.to, ctx.report())
             .map_err(io("moving", &self.from))?;
         Ok(Outcome::default())
     }
@@ -57,7 +67,7 @@ impl Step for MoveTree {
     }
 
     fn undo(&self, ctx: &StepContext, _intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
-        durable_fs::move_path(&self.to, &self.from, ctx.on_bytes)
+        durable_fs::move_path(&self.to, &self.from, ctx.report())
             .map_err(io("moving back", &self.to))
     }
 }

@@ -49,8 +49,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    io as io_err, show, Intent, OnBytes, Outcome, PlanView, Probe, Result, Step, StepContext,
-    StepError, Touch,
+    io as io_err, show, Intent, OnBytes, OnPhase, Outcome, PlanView, Probe, Result, Step,
+    StepContext, StepError, Touch, Work,
 };
 use crate::crypto::{
     is_legacy, is_new_format, parallel, CertPassword, Certificate, CertificateSource, LegacyReader,
@@ -287,7 +287,7 @@ pub fn stage_one(
     mode: u32,
     on_bytes: OnBytes,
 ) -> Result<Manifest> {
-    stage(cert, path, mode, on_bytes, true)
+    stage(cert, path, mode, on_bytes, &|_| {}, true)
 }
 
 /// Files at least this large are fsynced one by one, while they are verified; smaller ones
@@ -296,12 +296,14 @@ pub fn stage_one(
 pub const FSYNC_EACH_MIN: u64 = 4 << 20;
 
 /// [`stage_one`]; with `sync` false the staged file is not fsynced (the caller makes it
-/// durable before renaming it into place).
+/// durable before renaming it into place). A large file's check (`sync`) is named through
+/// `on_phase`: it reads the whole file again with no byte to report.
 fn stage(
     cert: &Certificate,
     path: &Path,
     mode: u32,
     on_bytes: OnBytes,
+    on_phase: OnPhase,
     sync: bool,
 ) -> Result<Manifest> {
     let staged = durable_fs::staging_path(path);
@@ -319,6 +321,7 @@ fn stage(
             .map_err(|e| crypto_failure(path, "cannot re-encrypt", e))?;
         platform::set_file_mode(&out, mode).map_err(io_err("setting the mode of", &staged))?;
         let (synced, checked) = if sync {
+            on_phase(&format!("verifying {}", show_name(path)));
             std::thread::scope(|s| {
                 let synced = s.spawn(|| durable_fs::sync_open_file(&out));
                 let checked = parallel::verify_file(cert, &out, &summary);
@@ -351,6 +354,14 @@ fn stage(
 /// still read its files when the upgrade runs as an administrator.
 pub fn keep_owner(src: &File, out: &File) -> io::Result<()> {
     platform::keep_owner(src, out)
+}
+
+/// A file's name, for a progress phase.
+fn show_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 fn kept_path(trash: &Path, i: usize) -> PathBuf {
@@ -482,15 +493,22 @@ impl Step for ReencryptFiles {
     }
 
     fn bytes_needed(&self, view: &PlanView) -> u64 {
+        self.work(view).bytes
+    }
+
+    /// The legacy files still to re-encrypt: their bytes and their number.
+    fn work(&self, view: &PlanView) -> Work {
         let Ok(files) = self.candidates(&|p| view.origin(p), None) else {
-            return 0;
+            return Work::default();
         };
         files
             .iter()
             .filter(|p| head(p, 4).is_ok_and(|h| is_legacy(&h)))
             .filter_map(|p| p.metadata().ok())
-            .map(|m| m.len())
-            .sum()
+            .fold(Work::default(), |w, m| Work {
+                bytes: w.bytes + m.len(),
+                files: w.files + 1,
+            })
     }
 
     fn intent(&self, ctx: &StepContext) -> Result<Intent> {
@@ -509,6 +527,7 @@ impl Step for ReencryptFiles {
                 LegacyReader::new(&cert, BufReader::new(f))
                     .map_err(|e| crypto_failure(&path, "cannot decrypt", e))?;
                 let before = Manifest::of(&path).map_err(io_err("reading", &path))?;
+                (ctx.on_files)(1);
                 Ok(Some(Touch {
                     path,
                     before,
@@ -586,13 +605,23 @@ impl Step for ReencryptFiles {
         }
 
         // 1. Stage and verify every file, in parallel.
-        let on_bytes = ctx.on_bytes;
+        let (on_bytes, on_phase) = (ctx.on_bytes, ctx.on_phase);
         let staged: Vec<Result<Manifest>> = todo
             .par_iter()
             .map(|&i| {
                 let t = &intent.touches[i];
                 let sync = t.before.total_bytes() >= FSYNC_EACH_MIN;
-                stage(&cert, &t.path, single_file_mode(&t.before), on_bytes, sync)
+                // The file's size in all (its header counts as well as its chunks).
+                let reported = std::sync::atomic::AtomicU64::new(0);
+                let count = |n| {
+                    reported.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    on_bytes(n)
+                };
+                let mode = single_file_mode(&t.before);
+                let staged = stage(&cert, &t.path, mode, &count, on_phase, sync);
+                on_bytes(t.before.total_bytes().saturating_sub(reported.into_inner()));
+                (ctx.on_files)(1);
+                staged
             })
             .collect();
         if let Some(pos) = staged.iter().position(|r| r.is_err()) {
@@ -609,6 +638,9 @@ impl Step for ReencryptFiles {
             .map(|&i| &intent.touches[i])
             .filter(|t| t.before.total_bytes() < FSYNC_EACH_MIN);
         let small_staged: Vec<PathBuf> = small.map(|t| durable_fs::staging_path(&t.path)).collect();
+        if !small_staged.is_empty() {
+            (ctx.on_phase)(&format!("syncing {} files", small_staged.len()));
+        }
         if let Err(e) = durable_fs::sync_files(small_staged.iter().map(PathBuf::as_path)) {
             let first = small_staged
                 .first()
@@ -622,7 +654,10 @@ impl Step for ReencryptFiles {
             .collect();
 
         // 2 + 3. Per group: new hashes durable in the journal, then link and replace.
+        let mut replaced = 0;
         for group in staged.chunks(group_size()) {
+            (ctx.on_phase)(&format!("replacing files {replaced}/{}", staged.len()));
+            replaced += group.len();
             for (i, m) in group {
                 let rec = Converted {
                     index: *i,
@@ -711,11 +746,13 @@ impl Step for ReencryptFiles {
     }
 
     fn undo(&self, ctx: &StepContext, intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
+        (ctx.on_phase)("restoring the originals");
         for (i, t) in intent.touches.iter().enumerate() {
             let kept = kept_path(&ctx.trash, i);
             if kept.symlink_metadata().is_err() {
                 let now = Manifest::of(&t.path).map_err(io_err("reading", &t.path))?;
                 if now == t.before {
+                    (ctx.on_files)(1);
                     continue;
                 }
                 return Err(StepError::Refused(format!(
@@ -724,6 +761,7 @@ impl Step for ReencryptFiles {
                 )));
             }
             self.restore(t, &kept)?;
+            (ctx.on_files)(1);
         }
         Ok(())
     }

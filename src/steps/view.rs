@@ -118,16 +118,23 @@ impl PlanView {
 
     /// Bytes of files that will be at `path` (0 when unknown).
     pub fn size_of(&self, path: &Path) -> u64 {
+        self.work_of(path).bytes
+    }
+
+    /// Bytes and number of the files that will be at `path` (0 when unknown).
+    pub fn work_of(&self, path: &Path) -> super::Work {
         let Some(origin) = self.origin(path) else {
-            return 0;
+            return super::Work::default();
         };
         walkdir::WalkDir::new(origin)
             .into_iter()
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_file())
             .filter_map(|e| e.metadata().ok())
-            .map(|m| m.len())
-            .sum()
+            .fold(super::Work::default(), |w, m| super::Work {
+                bytes: w.bytes + m.len(),
+                files: w.files + 1,
+            })
     }
 }
 

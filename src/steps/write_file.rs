@@ -90,7 +90,7 @@ impl Step for WriteFile {
         let before = &intent.touches[0].before;
         if !before.exists() {
             let dest = ctx.trash_path(WRITTEN)?;
-            return durable_fs::move_path(&self.path, &dest, ctx.on_bytes)
+            return durable_fs::move_path(&self.path, &dest, ctx.report())
                 .map_err(io("moving to the trash", &self.path));
         }
         let prev = ctx.trash.join(PREVIOUS);
