@@ -99,6 +99,8 @@ impl Demo {
         let (code, msg2) = self.code(&["run"]);
         assert_eq!(code, Some(2), "{msg2}");
         assert!(msg2.contains("nothing was changed"), "{msg2}");
+        // The journal `run` creates before its checks holds no run to point at.
+        assert!(!msg2.contains("earlier run"), "{msg2}");
         assert_same(&start, &snapshot(&self.root), "after a refused run");
         assert!(
             !self.root.join(JOURNAL).exists(),
@@ -1760,6 +1762,32 @@ fn a_clash_within_one_agent_file_is_refused_once() {
             "\"InformationSystems\": {\n    \"ADParis\": { \"Path\": \"C:/x.csv\" },",
         ),
     );
+    let msg = d.refused(&["duplicate connection identifiers", "ADParis"]);
+    assert_eq!(
+        msg.matches("duplicate connection identifiers").count(),
+        1,
+        "{msg}"
+    );
+}
+
+/// Issue 12, point 10: the same clash seen twice — in the Runtime's own agent settings and
+/// again through `--agent-appsettings` naming that file — is one refusal line, not two
+/// worded differently.
+#[test]
+fn a_clash_also_given_as_a_further_agent_is_refused_once() {
+    let mut d = Demo::new("integrated");
+    let agent = d.read("Runtime/appsettings.agent.json");
+    d.write(
+        "Runtime/appsettings.agent.json",
+        &agent.replace(
+            "\"InformationSystems\": {",
+            "\"InformationSystems\": {\n    \"ADParis\": { \"Path\": \"C:/x.csv\" },",
+        ),
+    );
+    d.extra = vec![
+        "--agent-appsettings".into(),
+        d.path("Runtime/appsettings.agent.json").display().to_string(),
+    ];
     let msg = d.refused(&["duplicate connection identifiers", "ADParis"]);
     assert_eq!(
         msg.matches("duplicate connection identifiers").count(),
