@@ -1786,7 +1786,9 @@ fn a_clash_also_given_as_a_further_agent_is_refused_once() {
     );
     d.extra = vec![
         "--agent-appsettings".into(),
-        d.path("Runtime/appsettings.agent.json").display().to_string(),
+        d.path("Runtime/appsettings.agent.json")
+            .display()
+            .to_string(),
     ];
     let msg = d.refused(&["duplicate connection identifiers", "ADParis"]);
     assert_eq!(
