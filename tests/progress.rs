@@ -138,6 +138,7 @@ fn reencryption_feeds_files_bytes_and_phases() {
         "nothing left to re-encrypt"
     );
 
+    assert_eq!(step.undo_work(&intent), Work { bytes: 0, files: n });
     step.undo(&ctx, &intent, None).unwrap();
     let (_, files, phases) = fed.take();
     assert_eq!(files, n, "each original restored");
@@ -265,10 +266,15 @@ fn the_bar_counts_files_on_a_terminal_and_nothing_in_a_pipe() {
 
     let (ok, rollback) = on_a_terminal(&format!("{bin} rollback --root {}", root.display()));
     assert!(ok, "{rollback}");
-    assert!(
-        rollback.contains("files restoring the originals: rolling back ["),
-        "no file count under the rollback label:\n{rollback}"
-    );
+    for want in [
+        format!("/{n} files"),
+        "restoring the originals: rolling back [".to_string(),
+    ] {
+        assert!(
+            rollback.contains(&want),
+            "no {want:?} during the rollback:\n{rollback}"
+        );
+    }
     common::assert_same(&start, &common::snapshot(&root), "after rollback");
 
     // The same run into a pipe: step lines only.

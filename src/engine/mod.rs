@@ -1366,11 +1366,10 @@ impl Engine {
             let outcome = state::done_of(s).map(|d| &d.outcome);
             let sink = self.sink(&a.run_id, id);
             let ctx = self.step_ctx(&a.run_id, id, &sink);
-            // An undo's size is not known beforehand: counts of bytes and files, labelled
-            // as a rollback.
+            // Labelled as a rollback; totals where the step knows them from its intent.
             self.progress.start_step(
                 &format!("rolling back [{id}] {}", a.steps[k].describe(&self.root)),
-                steps::Work::default,
+                || a.steps[k].undo_work(intent),
             );
             let undone_step = self.undo_step(&*a.steps[k], &ctx, intent, outcome);
             self.progress.finish();

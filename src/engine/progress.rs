@@ -187,19 +187,18 @@ impl Progress {
                 .expect("valid template")
                 .progress_chars("=> "),
         );
-        let appears = b.is_hidden();
-        if appears {
-            b.set_draw_target(ProgressDrawTarget::stderr());
-        }
         match d.length {
             Some(n) => b.set_length(n),
             None => b.unset_length(),
         }
         b.set_position(d.position);
         b.reset_eta();
-        // Drawn now: the first frame of a bar is never held back by the refresh rate.
         b.set_message(d.message);
-        if appears {
+        if b.is_hidden() {
+            // Shown once whole (a fresh target draws its first frame at once), then kept
+            // turning.
+            b.set_draw_target(ProgressDrawTarget::stderr());
+            b.tick();
             b.enable_steady_tick(TICK);
         }
     }

@@ -204,6 +204,11 @@ pub trait Step: Send + Sync {
         }
     }
 
+    /// What the step's undo will report, from its intent (0 where not known: the default).
+    fn undo_work(&self, _intent: &Intent) -> Work {
+        Work::default()
+    }
+
     fn intent(&self, ctx: &StepContext) -> Result<Intent>;
 
     fn apply(&self, ctx: &StepContext, intent: &Intent) -> Result<Outcome>;

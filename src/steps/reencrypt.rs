@@ -511,6 +511,14 @@ impl Step for ReencryptFiles {
             })
     }
 
+    /// Each file of the intent is restored (or found original) once.
+    fn undo_work(&self, intent: &Intent) -> Work {
+        Work {
+            bytes: 0,
+            files: intent.touches.len() as u64,
+        }
+    }
+
     fn intent(&self, ctx: &StepContext) -> Result<Intent> {
         let cert = self.cert()?;
         // Per file, on every core: is it legacy, does its data key unwrap with this
