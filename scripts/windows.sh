@@ -71,13 +71,20 @@ NOT_UNDER_WINE=(
   # process under wine cannot start (tests/reencrypt.rs is left out whole, for the same reason)
   crypto::cert::tests crypto::format::tests crypto::legacy::tests
   crypto::parallel::tests crypto::store::tests
-  # wine keeps no file ACLs (it maps them to Unix modes): a protected DACL reads back as
-  # the default one
+  # wine keeps no file ACLs: SetSecurityInfo succeeds but keeps only the Unix permission
+  # bits the DACL maps to, and GetSecurityInfo makes a DACL from those bits (SYSTEM, the
+  # owner, Everyone; never protected), so a protected owner-only DACL reads back as the
+  # default one (tests/hardening.rs: the journal folder and the database backups)
   journal::tests::journal_directory_is_owner_only
   platform::windows::tests::a_private_file_has_a_protected_dacl
-  # wine's CreateSymbolicLinkW makes no link
+  a_new_journal_folder_is_owner_only
+  database_backups_are_owner_only_in_an_owner_only_folder
+  # wine's CreateSymbolicLinkW makes no link (tests/hardening.rs: symbolic links on disk;
+  # the zip's symlink entry is data in the zip and runs)
   durable_fs::tests::copy_tree_keeps_symlinks
   runbook::configuration::tree::tests::a_symlink_in_the_tree_is_refused_never_followed
+  a_journal_folder_that_is_a_symlink_is_refused
+  symlinks_under_runtime_conf_temp_and_work_are_refused_by_name
   # wine keeps no file ACLs: an owner-only staging file reads back as the default one
   filecrypt::tests::plaintext_staging_is_owner_only_from_its_creation
   # the server's stand-in schema tool is a python3 script
@@ -122,7 +129,7 @@ run_tests() {
   local common=(--release "$BUILD_STD" --target $TARGET -p usercube-upgrade --features failpoints)
   USERCUBE_SIGKILL_ITERATIONS=50 USERCUBE_CRASH_STRIDE=2 wcargo test "${common[@]}" --lib --bins \
     --test cli --test crash --test db --test db_crash --test runbook --test sigkill \
-    --test signals \
+    --test signals --test hardening --test secrets \
     "$@" -- "${skip[@]}"
   USERCUBE_CRASH_STRIDE=6 wcargo test "${common[@]}" --test runbook_crash "$@" -- "${skip[@]}"
 }

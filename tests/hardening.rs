@@ -4,55 +4,113 @@
 //! refusal exits 2 naming the file and changes nothing.
 //!
 //! The owner tests need to give files to another account (chown): they run as root, as this
-//! suite does; run by another user they say so and check nothing else. Unix only (POSIX
-//! modes and owners; the Windows side is DACLs, which wine does not keep).
-#![cfg(unix)]
+//! suite does; run by another user they say so and check nothing else.
+//!
+//! The hostile-input tests run on every platform: `scripts/windows.sh test` runs them for
+//! the Windows target under wine, except those that make symbolic links on disk (wine makes
+//! none; `NOT_UNDER_WINE` there). The permission tests are POSIX modes and owners on Unix
+//! and DACLs on Windows; of the DACL ones, wine runs those it can answer (wine keeps a DACL
+//! only as the Unix permission bits it maps to: README, "Tests").
 
 mod common;
 
 use std::io::Write;
+#[cfg(unix)]
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{assert_same, bin, snapshot, text, Install, JOURNAL};
+use common::{assert_same, bin, mentions, snapshot, text, Install, JOURNAL};
 use usercube_upgrade::plan::{Plan, StepSpec};
-use usercube_upgrade::runbook::demo::{self, DemoSize, RUNTIME_ZIP};
+use usercube_upgrade::runbook::demo::{DemoSize, RUNTIME_ZIP};
 use usercube_upgrade::sample::{self, SampleSize};
 
 /// An account and group nobody on the machine is (the "service account").
+#[cfg(unix)]
 const OTHER_UID: u32 = 4242;
+#[cfg(unix)]
 const OTHER_GID: u32 = 4343;
 
+#[cfg(unix)]
 fn is_root() -> bool {
     std::fs::metadata("/proc/self").map(|m| m.uid()).ok() == Some(0)
 }
 
+#[cfg(unix)]
 fn mode(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
+#[cfg(unix)]
 fn set_mode(p: &Path, m: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
 }
 
+#[cfg(unix)]
 fn chown(p: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
 }
 
+#[cfg(unix)]
 fn chown_tree(p: &Path, uid: u32, gid: u32) {
     for e in walkdir::WalkDir::new(p) {
         chown(e.unwrap().path(), uid, gid);
     }
 }
 
-/// `args` refused with exit 2, naming every `expect`; the tree is unchanged.
+/// Gives `path` the DACL of `sddl` (`D:...`), as an administrator would with `icacls`.
+#[cfg(windows)]
+fn set_dacl(path: &Path, sddl: &str) {
+    use std::os::windows::ffi::OsStrExt;
+    use windows_sys::Win32::Foundation::{LocalFree, HLOCAL};
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertStringSecurityDescriptorToSecurityDescriptorW, SetNamedSecurityInfoW,
+        SDDL_REVISION_1, SE_FILE_OBJECT,
+    };
+    use windows_sys::Win32::Security::{
+        GetSecurityDescriptorDacl, ACL, DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
+    };
+    let wide = |s: &std::ffi::OsStr| s.encode_wide().chain([0]).collect::<Vec<u16>>();
+    let (p, s) = (wide(path.as_os_str()), wide(sddl.as_ref()));
+    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: a NUL-terminated SDDL string; sd receives a LocalAlloc'd descriptor freed below.
+    let ok = unsafe {
+        ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            s.as_ptr(),
+            SDDL_REVISION_1,
+            &mut sd,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_ne!(ok, 0, "{sddl}: {}", std::io::Error::last_os_error());
+    let (mut present, mut defaulted) = (0, 0);
+    let mut dacl: *mut ACL = std::ptr::null_mut();
+    // SAFETY: sd is a valid descriptor; the DACL points into it, alive until LocalFree.
+    let err = unsafe {
+        GetSecurityDescriptorDacl(sd, &mut present, &mut dacl, &mut defaulted);
+        let err = SetNamedSecurityInfoW(
+            p.as_ptr(),
+            SE_FILE_OBJECT,
+            DACL_SECURITY_INFORMATION,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            dacl,
+            std::ptr::null(),
+        );
+        LocalFree(sd as HLOCAL);
+        err
+    };
+    assert_eq!(err, 0, "SetNamedSecurityInfoW {}", path.display());
+}
+
+/// `args` refused with exit 2, naming every `expect` (paths with either separator); the
+/// tree is unchanged.
 fn refused(i: &Install, args: &[&str], expect: &[&str]) -> String {
     let start = i.snapshot();
     let (code, msg) = i.code(args);
     assert_eq!(code, Some(2), "{args:?}:\n{msg}");
     for e in expect {
-        assert!(msg.contains(e), "expected {e:?} in:\n{msg}");
+        assert!(mentions(&msg, e), "expected {e:?} in:\n{msg}");
     }
     assert!(!msg.contains("panicked"), "{msg}");
     assert_same(&start, &i.snapshot(), "after a refusal");
@@ -61,6 +119,7 @@ fn refused(i: &Install, args: &[&str], expect: &[&str]) -> String {
 
 // ---------------------------------------------------------------- the journal folder
 
+#[cfg(unix)]
 #[test]
 fn a_journal_folder_owned_by_another_account_is_refused() {
     if !is_root() {
@@ -93,12 +152,14 @@ fn a_journal_folder_that_is_a_symlink_is_refused() {
     let i = Install::new(SampleSize::default());
     let elsewhere = i._tmp.path().join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
+    #[cfg(unix)]
     set_mode(&elsewhere, 0o700);
-    std::os::unix::fs::symlink(&elsewhere, i.journal_dir()).unwrap();
+    usercube_upgrade::platform::symlink(&elsewhere, &i.journal_dir()).unwrap();
     refused(&i, &["run"], &[JOURNAL, "is a symbolic link"]);
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
 }
 
+#[cfg(unix)]
 #[test]
 fn a_world_writable_journal_folder_is_refused_and_never_re_moded() {
     let i = Install::new(SampleSize::default());
@@ -123,12 +184,38 @@ fn a_world_writable_journal_folder_is_refused_and_never_re_moded() {
     }
 }
 
+/// The Windows counterpart: a folder whose DACL lets Everyone write. Under wine too: wine
+/// keeps an Everyone ACE as the folder's "other" permission bits and reads it back from them.
+#[cfg(windows)]
+#[test]
+fn a_journal_folder_everyone_can_write_is_refused_and_its_dacl_kept() {
+    let i = Install::new(SampleSize::default());
+    let shared = i._tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    set_dacl(&shared, "D:(A;OICI;FA;;;WD)");
+    let was = usercube_upgrade::platform::dacl_sddl(&shared).unwrap();
+    assert!(was.contains(";;;WD)"), "Everyone is in the DACL: {was}");
+    let d = shared.to_str().unwrap();
+    for cmd in ["run", "status"] {
+        refused(
+            &i,
+            &[cmd, "--journal", d],
+            &[d, "can be written by WD (its DACL)"],
+        );
+    }
+    assert_eq!(usercube_upgrade::platform::dacl_sddl(&shared).unwrap(), was);
+    assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
+}
+
 #[test]
 fn an_existing_journal_folder_is_used_as_it_is_and_never_emptied() {
     let i = Install::new(SampleSize::default());
     let own = i._tmp.path().join("journals");
     std::fs::create_dir(&own).unwrap();
+    #[cfg(unix)]
     set_mode(&own, 0o750);
+    #[cfg(windows)]
+    let dacl = usercube_upgrade::platform::dacl_sddl(&own).unwrap();
     std::fs::write(own.join("notes.txt"), "the administrator's own file").unwrap();
     let d = own.to_str().unwrap();
     // A run refused by the engine's checks (its plan names a file that does not exist)
@@ -160,9 +247,12 @@ fn an_existing_journal_folder_is_used_as_it_is_and_never_emptied() {
         std::fs::read_to_string(own.join("notes.txt")).unwrap(),
         "the administrator's own file"
     );
-    // A good run uses it without changing its mode.
+    // A good run uses it without changing its mode (its DACL on Windows).
     i.ok(&["run", "--journal", d]);
+    #[cfg(unix)]
     assert_eq!(mode(&own), 0o750);
+    #[cfg(windows)]
+    assert_eq!(usercube_upgrade::platform::dacl_sddl(&own).unwrap(), dacl);
     i.ok(&["rollback", "--journal", d]);
     assert_same(&start, &i.snapshot(), "after rollback");
 }
@@ -171,11 +261,19 @@ fn an_existing_journal_folder_is_used_as_it_is_and_never_emptied() {
 fn a_new_journal_folder_is_owner_only() {
     let i = Install::new(SampleSize::default());
     i.ok(&["run"]);
+    #[cfg(unix)]
     assert_eq!(mode(&i.journal_dir()), 0o700);
+    #[cfg(windows)]
+    assert!(
+        usercube_upgrade::platform::is_private(&i.journal_dir()).unwrap(),
+        "{}",
+        usercube_upgrade::platform::dacl_sddl(&i.journal_dir()).unwrap()
+    );
 }
 
 // ---------------------------------------------------------------- owners and modes
 
+#[cfg(unix)]
 #[test]
 fn owner_group_and_mode_are_kept_on_copy_rewrite_and_extraction() {
     if !is_root() {
@@ -212,6 +310,62 @@ fn owner_group_and_mode_are_kept_on_copy_rewrite_and_extraction() {
     assert_eq!(mode(&i.root.join("Conf/Connectors")), 0o750);
     // A moved tree keeps them (a rename).
     owned("Work/ProvisioningOrders");
+}
+
+/// Whether `sddl` holds an allow ACE that lets Everyone (`WD`) write.
+#[cfg(windows)]
+fn everyone_writes(sddl: &str) -> bool {
+    sddl.split(')').any(|ace| {
+        let f: Vec<&str> = ace
+            .trim_start_matches(|c| c != '(')
+            .trim_start_matches('(')
+            .split(';')
+            .collect();
+        f.len() >= 6
+            && f[0] == "A"
+            && f[5] == "WD"
+            && match f[2].strip_prefix("0x") {
+                Some(hex) => u32::from_str_radix(hex, 16).is_ok_and(|m| m & 0x2 != 0),
+                None => ["FA", "FW", "GA", "GW"].iter().any(|r| f[2].contains(r)),
+            }
+    })
+}
+
+/// The Windows counterpart of the owners test: a copied file, a file copied then rewritten
+/// and a file of a copied tree keep their DACL. Under wine too: the test's DACL grants
+/// Everyone write, which wine keeps (as the "other" permission bits) and a new file does
+/// not get, so a file that lost its DACL shows.
+#[cfg(windows)]
+#[test]
+fn dacls_are_kept_on_copy_and_rewrite() {
+    use usercube_upgrade::platform::dacl_sddl;
+    let i = Install::new(SampleSize::default());
+    let files = [
+        // renamed with Runtime, copied back, then rewritten by a write-file step
+        ("Runtime/appsettings.json", "Runtime/appsettings.json"),
+        // copied
+        (
+            "Runtime/tracked-accounts-ADParis.csv",
+            "Work/tracked-accounts-ADParis.csv",
+        ),
+        // in a copied tree
+        ("Conf/Connectors/AD.xml", "Conf/Connectors/AD.xml"),
+    ];
+    for (before, _) in files {
+        let p = i.root.join(before);
+        set_dacl(&p, "D:(A;;FA;;;WD)");
+        let sddl = dacl_sddl(&p).unwrap();
+        assert!(everyone_writes(&sddl), "{before}: {sddl}");
+    }
+    let fresh = i._tmp.path().join("fresh.txt");
+    std::fs::write(&fresh, "a new file").unwrap();
+    let sddl = dacl_sddl(&fresh).unwrap();
+    assert!(!everyone_writes(&sddl), "a new file's DACL: {sddl}");
+    i.ok(&["run"]);
+    for (_, after) in files {
+        let sddl = dacl_sddl(&i.root.join(after)).unwrap();
+        assert!(everyone_writes(&sddl), "{after} lost its DACL: {sddl}");
+    }
 }
 
 // ---------------------------------------------------------------- zip entries
@@ -304,10 +458,15 @@ fn setuid_setgid_and_sticky_bits_of_zip_entries_are_stripped_and_said() {
     );
     set_zip_mode(&zip, "Usercube-Server", 0o104755);
     set_zip_mode(&zip, "bin/helper", 0o103775);
-    let out = i.ok(&["run"]);
-    assert_eq!(mode(&i.root.join("Runtime/Usercube-Server")), 0o755);
-    assert_eq!(mode(&i.root.join("Runtime/bin/helper")), 0o775);
-    let _ = out;
+    i.ok(&["run"]);
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&i.root.join("Runtime/Usercube-Server")), 0o755);
+        assert_eq!(mode(&i.root.join("Runtime/bin/helper")), 0o775);
+    }
+    // Windows keeps no Unix modes: the entries are extracted, and the note is journaled.
+    assert!(i.root.join("Runtime/Usercube-Server").is_file());
+    assert!(i.root.join("Runtime/bin/helper").is_file());
     let export = String::from_utf8(i.ok(&["journal", "export", "--json"]).stdout).unwrap();
     assert!(
         export.contains(
@@ -340,7 +499,7 @@ fn a_zip_entry_larger_than_it_declares_stops_extraction_and_the_run_rolls_back()
         "zip entry 'wwwroot/bomb.bin': decompresses to more than its declared 1000 bytes",
         "rolled back",
     ] {
-        assert!(msg.contains(e), "expected {e:?} in:\n{msg}");
+        assert!(mentions(&msg, e), "expected {e:?} in:\n{msg}");
     }
     assert_same(&start, &i.snapshot(), "after the automatic rollback");
     assert!(!i.root.join("Runtime.ucu-staging").exists());
@@ -388,10 +547,7 @@ struct Demo {
 
 impl Demo {
     fn new() -> Demo {
-        let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let root = tmp.path().join("root");
-        demo::create(&root, DEMO).unwrap();
-        let root = root.canonicalize().unwrap();
+        let (tmp, root) = common::demo_install(DEMO);
         Demo { _tmp: tmp, root }
     }
 
@@ -409,7 +565,7 @@ impl Demo {
         }
         c.env(
             usercube_upgrade::crypto::PASSWORD_ENV,
-            demo::DEMO_CERT_PASSWORD,
+            usercube_upgrade::runbook::demo::DEMO_CERT_PASSWORD,
         );
         c
     }
@@ -426,7 +582,7 @@ impl Demo {
             let (code, msg) = self.code(&[cmd]);
             assert_eq!(code, Some(2), "{cmd}:\n{msg}");
             for e in expect {
-                assert!(msg.contains(e), "{cmd}: expected {e:?} in:\n{msg}");
+                assert!(mentions(&msg, e), "{cmd}: expected {e:?} in:\n{msg}");
             }
         }
         assert_same(&start, &snapshot(&self.root), "after a refusal");
@@ -443,14 +599,27 @@ fn database_backups_are_owner_only_in_an_owner_only_folder() {
     let (code, msg) = d.code(&["run"]);
     assert_eq!(code, Some(0), "{msg}");
     let dir = d.root.join("DatabaseBackup");
-    assert_eq!(mode(&dir), 0o700);
     let backups: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
     assert!(backups[0].to_string_lossy().ends_with(".sqlite"));
-    assert_eq!(mode(&backups[0]), 0o600);
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&backups[0]), 0o600);
+    }
+    // A protected DACL: owner, SYSTEM and Administrators only.
+    #[cfg(windows)]
+    for p in [&dir, &backups[0]] {
+        assert!(
+            usercube_upgrade::platform::is_private(p).unwrap(),
+            "{}: {}",
+            p.display(),
+            usercube_upgrade::platform::dacl_sddl(p).unwrap()
+        );
+    }
     let (code, msg) = d.code(&["rollback"]);
     assert_eq!(code, Some(0), "{msg}");
     assert!(!dir.exists(), "the folder the run created is removed again");
@@ -470,7 +639,7 @@ fn symlinks_under_runtime_conf_temp_and_work_are_refused_by_name() {
         let d = Demo::new();
         let at = d.root.join(link);
         std::fs::create_dir_all(at.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(&to, &at).unwrap();
+        usercube_upgrade::platform::symlink(&to, &at).unwrap();
         d.refused(&[&format!("{link}: is a symbolic link (to {})", to.display())]);
     }
     assert_eq!(

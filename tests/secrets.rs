@@ -66,7 +66,7 @@ struct Demo {
 
 impl Demo {
     /// The demo installation with a secret in every place, and its PFX re-exported under
-    /// [`PFX_SECRET`] (with the `openssl` CLI, as the crypto fixtures are made).
+    /// [`PFX_SECRET`] (in Rust, so that the test runs for the Windows target under wine too).
     fn new() -> Demo {
         let (tmp, root) = common::demo_install(SIZE);
         let d = Demo { _tmp: tmp, root };
@@ -95,28 +95,7 @@ impl Demo {
             &format!("\"{ENCRYPTED_AGENT_SECRET}\""),
         );
         let pfx = d.root.join(demo::DEMO_CERT);
-        let pem = d._tmp.path().join("agent.pem");
-        openssl(&[
-            "pkcs12",
-            "-in",
-            pfx.to_str().unwrap(),
-            "-passin",
-            &format!("pass:{}", demo::DEMO_CERT_PASSWORD),
-            "-nodes",
-            "-out",
-            pem.to_str().unwrap(),
-        ]);
-        openssl(&[
-            "pkcs12",
-            "-export",
-            "-in",
-            pem.to_str().unwrap(),
-            "-out",
-            pfx.to_str().unwrap(),
-            "-passout",
-            &format!("pass:{PFX_SECRET}"),
-        ]);
-        usercube_upgrade::durable_fs::remove_path(&pem).unwrap();
+        std::fs::write(&pfx, reexported_pfx(&pfx, PFX_SECRET)).unwrap();
         d
     }
 
@@ -147,7 +126,7 @@ impl Demo {
             .arg("--runtime-path")
             .arg(self.root.join("Runtime"))
             .args(["--stop-command", stop_command])
-            .args(["--start-command", &format!("test -n \"${SERVICE_ENV}\"")]);
+            .args(["--start-command", &uses_service_env()]);
         }
         c.env_remove("USERCUBE_UPGRADE_CRASH_AT")
             .env("USERCUBE_UPGRADE_LOG", "debug")
@@ -168,17 +147,57 @@ fn keep(outputs: &mut Vec<(String, Vec<u8>)>, what: &str, out: Output) {
     outputs.push((format!("stderr of `{what}`"), out.stderr));
 }
 
-fn openssl(args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("the `openssl` command line tool is needed by this test ({e})"));
-    assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+/// The PFX at `pfx` (the demo's, under its password) written again under `password`: the
+/// same key and certificate (PBES2 with AES-256, HMAC-SHA256 MAC, as OpenSSL 3 writes it).
+fn reexported_pfx(pfx: &Path, password: &str) -> Vec<u8> {
+    use p12_keystore::{KeyStore, Pkcs12ImportPolicy};
+    let store = KeyStore::from_pkcs12(
+        &std::fs::read(pfx).unwrap(),
+        demo::DEMO_CERT_PASSWORD,
+        Pkcs12ImportPolicy::Strict,
+    )
+    .expect("the demo PFX opens with its password");
+    assert!(
+        store.private_key_chain().is_some(),
+        "the demo PFX holds a key"
+    );
+    let bytes = store
+        .writer(password)
+        .write()
+        .expect("the PFX is written again");
+    // It opens under the new password only, with the same certificate.
+    let again = usercube_upgrade::crypto::Certificate::from_pfx_bytes(&bytes, password, "pfx")
+        .expect("the new PFX opens with the new password");
+    assert_eq!(
+        again.thumbprint(),
+        demo::demo_certificate().thumbprint(),
+        "the same certificate"
+    );
+    assert!(
+        usercube_upgrade::crypto::Certificate::from_pfx_bytes(
+            &bytes,
+            demo::DEMO_CERT_PASSWORD,
+            "pfx"
+        )
+        .is_err(),
+        "the old password no longer opens it"
+    );
+    bytes
+}
+
+/// A service command that uses the variable (it fails when the variable is missing) and
+/// prints nothing of it: `sh -c` on Unix, `cmd.exe /C` on Windows.
+fn uses_service_env() -> String {
+    if cfg!(windows) {
+        format!("if not defined {SERVICE_ENV} exit 1")
+    } else {
+        format!("test -n \"${SERVICE_ENV}\"")
+    }
 }
 
 /// The service command of the main test: uses the variable, prints nothing of it.
 fn stop_command() -> String {
-    format!("test -n \"${SERVICE_ENV}\"")
+    uses_service_env()
 }
 
 /// Every secret found in `bytes`, in clear or inside a base64 run (a file content printed
@@ -258,7 +277,7 @@ fn no_secret_is_printed_or_left_in_a_finalized_journal() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let plan_text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
-        plan_text.contains("write Runtime/appsettings.agent.json"),
+        common::mentions(&plan_text, "write Runtime/appsettings.agent.json"),
         "the plan rewrites the agent settings:\n{plan_text}"
     );
     keep(&mut outputs, "plan (password on argv)", out);
@@ -304,12 +323,18 @@ fn no_secret_is_printed_or_left_in_a_finalized_journal() {
     );
     let contents = files_under(&d.journal().join("contents"));
     assert!(!contents.is_empty());
-    for f in &contents {
-        assert!(
-            usercube_upgrade::platform::is_private(f).unwrap(),
-            "{} is owner-only",
-            f.display()
-        );
+    if common::under_wine() {
+        // Wine keeps a DACL only as Unix permission bits: a protected owner-only DACL reads
+        // back as wine's default one (README, "Tests"). Checked on Linux and on Windows.
+        eprintln!("under wine: the owner-only DACL of the kept contents is not checked");
+    } else {
+        for f in &contents {
+            assert!(
+                usercube_upgrade::platform::is_private(f).unwrap(),
+                "{} is owner-only",
+                f.display()
+            );
+        }
     }
 
     d.ok(&["finalize"], &stop, &mut outputs);
@@ -345,9 +370,10 @@ fn no_secret_is_printed_or_left_in_a_finalized_journal() {
         .unwrap()
         .iter()
         .find(|s| {
-            s["description"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("write Runtime/appsettings.agent.json"))
+            s["description"].as_str().is_some_and(|t| {
+                t.replace('\\', "/")
+                    .starts_with("write Runtime/appsettings.agent.json")
+            })
         })
         .expect("the agent settings' step in the audit");
     assert_eq!(
@@ -364,10 +390,12 @@ fn no_secret_is_printed_or_left_in_a_finalized_journal() {
 #[test]
 fn a_service_command_never_sees_the_tools_secret_variables() {
     let d = Demo::new();
-    let stop = format!(
-        "printenv {} || true",
-        usercube_upgrade::crypto::PASSWORD_ENV
-    );
+    let var = usercube_upgrade::crypto::PASSWORD_ENV;
+    let stop = if cfg!(windows) {
+        format!("if defined {var} echo %{var}%")
+    } else {
+        format!("printenv {var} || true")
+    };
     let mut outputs = Vec::new();
     d.ok(&["run"], &stop, &mut outputs);
     d.ok(&["journal", "export", "--json"], &stop, &mut outputs);

@@ -262,3 +262,45 @@ pub fn for_each_point(points: u64, f: impl Fn(u64) + Sync) {
         }
     });
 }
+
+/// Whether `msg` holds `expected`, paths compared with either separator: Windows shows
+/// `Runtime\appsettings.json`, and a path given as `/work/x` shows as `Z:\work\x` under wine
+/// (which holds `/work/x` once separators are alike). JSON's doubled `\\` counts as one.
+pub fn mentions(msg: &str, expected: &str) -> bool {
+    fn norm(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for c in s.chars() {
+            let c = if c == '\\' { '/' } else { c };
+            if !(c == '/' && out.ends_with('/')) {
+                out.push(c);
+            }
+        }
+        out
+    }
+    norm(msg).contains(&norm(expected))
+}
+
+/// Whether this test process runs under wine (its ntdll exports `wine_get_version`): wine
+/// keeps a DACL only as the Unix permission bits it maps to, so an owner-only protected DACL
+/// reads back as wine's default one (README, "Tests").
+#[cfg(windows)]
+pub fn under_wine() -> bool {
+    #[link(name = "kernel32")]
+    extern "system" {
+        fn GetModuleHandleA(name: *const u8) -> *mut std::ffi::c_void;
+        fn GetProcAddress(
+            module: *mut std::ffi::c_void,
+            name: *const u8,
+        ) -> Option<unsafe extern "system" fn() -> isize>;
+    }
+    // SAFETY: NUL-terminated names; ntdll is loaded in every Windows process.
+    unsafe {
+        let ntdll = GetModuleHandleA(c"ntdll.dll".as_ptr().cast());
+        !ntdll.is_null() && GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast()).is_some()
+    }
+}
+
+#[cfg(not(windows))]
+pub fn under_wine() -> bool {
+    false
+}
