@@ -146,23 +146,29 @@ struct Active {
     steps: Vec<Box<dyn Step>>,
 }
 
-/// A step that failed during `run` or `resume`.
+/// A step that failed during `run` or `resume`, its error kept typed.
 struct StepFailure {
     id: u32,
-    error: String,
-    /// Journal corruption met by the step (see `JournalSink::corruption`): exit 3, nothing
-    /// recorded as failed, no automatic rollback.
+    error: Error,
+    /// Journal corruption met by the step (the error's own kind, else what the step's
+    /// `JournalSink` met, whatever the step made of it): exit 3, nothing recorded as failed,
+    /// no automatic rollback.
     corrupt: Option<String>,
 }
 
 impl StepFailure {
-    fn new(id: u32, error: impl ToString, sink: &JournalSink) -> StepFailure {
-        StepFailure {
-            id,
-            error: error.to_string(),
-            corrupt: sink.corruption(),
-        }
+    fn new(id: u32, error: impl Into<Error>, sink: &JournalSink) -> StepFailure {
+        let error = error.into();
+        let corrupt = error.corruption().or_else(|| sink.corruption());
+        StepFailure { id, error, corrupt }
     }
+}
+
+/// The journal corruption behind a step's error: its own kind, else what its sink met.
+fn step_corruption(e: &StepError, sink: &JournalSink) -> Option<String> {
+    e.corruption()
+        .map(str::to_string)
+        .or_else(|| sink.corruption())
 }
 
 /// The exit-3 error for journal corruption met inside a step.
@@ -787,7 +793,7 @@ impl Engine {
                 .reassert(&ctx, &recorded.intent)
                 .and_then(|acted| sink.sync().map(|()| acted))
                 .map_err(|e| {
-                    if let Some(c) = sink.corruption() {
+                    if let Some(c) = step_corruption(&e, &sink) {
                         return corrupt_in_step(planned.id, &a.steps[k].describe(&self.root), &c);
                     }
                     Error::RunFailed(format!(
@@ -855,7 +861,7 @@ impl Engine {
             Probe::Inconsistent(why) => {
                 return Err(StepFailure::new(
                     id,
-                    format!("cannot tell whether it was applied: {why}"),
+                    StepError::Refused(format!("cannot tell whether it was applied: {why}")),
                     &sink,
                 ))
             }
@@ -871,10 +877,10 @@ impl Engine {
         drop(ctx);
         drop(sink);
         self.append(a.run_id, Some(id), Phase::StepDone, payload::encode(&done))
-            .map_err(|e| StepFailure {
+            .map_err(|error| StepFailure {
                 id,
-                error: e.to_string(),
-                corrupt,
+                corrupt: error.corruption().or(corrupt),
+                error,
             })
     }
 
@@ -1089,7 +1095,7 @@ impl Engine {
         // A step that met journal corruption is not recorded as failed: fail-stop.
         if let Some(f) = failure.as_ref().filter(|f| f.corrupt.is_none()) {
             let p = payload::Failure {
-                message: f.error.clone(),
+                message: f.error.to_string(),
             };
             outcomes.push(Self::record(
                 a.run_id,
@@ -1389,7 +1395,7 @@ impl Engine {
                 }
                 Err(e) => {
                     let what = a.steps[k].describe(&self.root);
-                    stop = Some(match sink.corruption() {
+                    stop = Some(match step_corruption(&e, &sink) {
                         Some(c) => corrupt_in_step(id, &what, &c),
                         None => Error::RunFailed(format!(
                             "rollback stopped at step {id} ({what}): {e}\nSteps after it in the rollback order are not undone yet; the journal records exactly which."

@@ -109,6 +109,20 @@ pub enum StepError {
     Refused(String),
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// The journal, met while the step read back or saved its data, cannot be trusted: the
+    /// engine stops (exit 3), records nothing as failed and rolls nothing back.
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl StepError {
+    /// The journal corruption this error reports, if it is one.
+    pub fn corruption(&self) -> Option<&str> {
+        match self {
+            StepError::Corrupt(m) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StepError>;
