@@ -717,13 +717,11 @@ pub fn run(args: Args) -> Result<()> {
             mut password,
             until,
         } => {
-            let password = password.take(quiet)?;
             let opts = Options {
-                cert_password: password.clone(),
+                cert_password: password.take(quiet)?,
                 ..watched(opts)
             };
             let mut e = open(&target, opts)?;
-            check_certificates_for_resume(&e, password.as_ref())?;
             e.resume_until(until.as_deref()).map(|_| ())
         }
         Command::Rollback { target, force } => {
@@ -913,38 +911,6 @@ pub fn run(args: Args) -> Result<()> {
     }
 }
 
-/// A resumed run needs the certificates of its unfinished re-encryption steps (their PFX
-/// password is never journaled): check them before the engine acts, so that a missing
-/// password is a refusal rather than a failed, rolled-back run.
-fn check_certificates_for_resume(e: &Engine, password: Option<&CertPassword>) -> Result<()> {
-    let Some(run) = e.latest()? else {
-        return Ok(());
-    };
-    if !matches!(
-        run.status,
-        state::RunStatus::Interrupted | state::RunStatus::Failed
-    ) || run.rollback_started()
-    {
-        return Ok(());
-    }
-    for s in &run.started.plan.steps {
-        if run.step(s.id).is_some_and(|x| x.done.is_some()) {
-            continue;
-        }
-        if let crate::plan::StepSpec::ReencryptFiles { certificate, .. } = &s.action {
-            certificate
-                .load(e.root(), password)
-                .map_err(|err| {
-                Error::Refused(format!(
-                    "step {} needs its certificate to resume: {err}; nothing was changed (`rollback` needs no key)",
-                    s.id
-                ))
-            })?;
-        }
-    }
-    Ok(())
-}
-
 fn print_plan(
     target: &Target,
     plan: &Plan,
@@ -1092,7 +1058,6 @@ fn tool_in_open_run(
         return Ok(false);
     }
     let quiet = opts.quiet;
-    let password = opts.cert_password.clone();
     let opts = if plan_only {
         opts.clone()
     } else {
@@ -1168,7 +1133,6 @@ fn tool_in_open_run(
             run.run_hex()
         );
     }
-    check_certificates_for_resume(&engine, password.as_ref())?;
     engine.resume_until(Some(&until)).map(|_| true)
 }
 

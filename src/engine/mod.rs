@@ -334,12 +334,18 @@ impl Engine {
         StepContext {
             root: &self.root,
             trash: self.trash_dir(run_id).join(id.to_string()),
+            journal_dir: &self.dir,
             on_bytes: &*self.reporters.on_bytes,
             on_files: &*self.reporters.on_files,
             on_phase: &*self.reporters.on_phase,
             journal: sink,
             deferred: &self.deferred,
         }
+    }
+
+    /// The tree as it is now, the journal folder known (no step walks into it).
+    fn view(&self) -> crate::steps::PlanView {
+        crate::steps::PlanView::new(&self.root).with_journal(&self.dir)
     }
 
     /// Folder changes deferred by steps become durable here, before any record says a step
@@ -693,6 +699,9 @@ impl Engine {
                 "a rollback of this run was interrupted; run `rollback` to finish it".into(),
             ));
         }
+        if matches!(run.status, RunStatus::Interrupted | RunStatus::Failed) {
+            self.check_ready_to_resume(&run)?;
+        }
         let mut active = self.activate(&run)?;
         self.load_contents(&mut active)?;
         let end = match until {
@@ -849,9 +858,8 @@ impl Engine {
                     a.steps.len(),
                     step.describe(&self.root)
                 ));
-                self.progress.start_step(&step.describe(&self.root), || {
-                    step.work(&crate::steps::PlanView::new(&self.root))
-                });
+                self.progress
+                    .start_step(&step.describe(&self.root), || step.work(&self.view()));
                 let applied = step
                     .apply(&ctx, intent)
                     .and_then(|o| sink.sync().map(|()| o));
@@ -882,6 +890,26 @@ impl Engine {
                 corrupt: error.corruption().or(corrupt),
                 error,
             })
+    }
+
+    /// What the steps not done need that the journal does not keep (`Step::ready_to_resume`:
+    /// the certificates of unfinished re-encryption steps), checked before anything acts: a
+    /// refusal, nothing changed.
+    fn check_ready_to_resume(&self, run: &RunState) -> Result<()> {
+        for s in &run.started.plan.steps {
+            if run.step(s.id).is_some_and(|x| x.done.is_some()) {
+                continue;
+            }
+            steps::step_for(&s.action, &self.root, self.opts.cert_password.as_ref())
+                .ready_to_resume()
+                .map_err(|err| {
+                    Error::Refused(format!(
+                        "step {} needs its certificate to resume: {err}; nothing was changed (`rollback` needs no key)",
+                        s.id
+                    ))
+                })?;
+        }
+        Ok(())
     }
 
     fn activate_plan(&self, run_id: [u8; 16], plan: Plan) -> Active {
@@ -1017,9 +1045,8 @@ impl Engine {
             // An intent may take a while (every file's key checked): a bar of its own when
             // the step reports files while it checks.
             let step = &a.steps[k];
-            self.progress.start_step(&step.describe(&self.root), || {
-                step.work(&crate::steps::PlanView::new(&self.root))
-            });
+            self.progress
+                .start_step(&step.describe(&self.root), || step.work(&self.view()));
             self.progress.phase("checking");
             let intent = step.intent(&ctx);
             self.progress.finish();
@@ -1055,9 +1082,7 @@ impl Engine {
             let step = &a.steps[k];
             let label = step.describe(&self.root);
             // The earlier steps are done: the tree as it is now is the view this step sees.
-            self.progress.start_step(&label, || {
-                step.work(&crate::steps::PlanView::new(&self.root))
-            });
+            self.progress.start_step(&label, || step.work(&self.view()));
             let t = Instant::now();
             let sink = self.sink(&a.run_id, id);
             let ctx = self.step_ctx(&a.run_id, id, &sink);
