@@ -182,7 +182,7 @@ fn stage(cert: &Certificate, src: &Path, dest: &Path, dir: Direction) -> Result<
             .map_err(io_error("setting the owner of", &staged))?;
     }
     crate::platform::set_file_mode(&out, mode).map_err(io_error("setting the mode of", &staged))?;
-    out.sync_all().map_err(io_error("syncing", &staged))?;
+    durable_fs::sync_open_file(&out).map_err(io_error("syncing", &staged))?;
     drop(out);
     if let Some(d) = digest {
         let f = File::open(&staged).map_err(io_error("opening", &staged))?;
