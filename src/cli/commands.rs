@@ -121,8 +121,25 @@ pub(super) fn journal_dir(root: &Path, target: &Target) -> PathBuf {
         .unwrap_or_else(|| engine::default_journal_dir(root))
 }
 
+/// A vendor-named subcommand: done inside the open run when that run's plan has the job's
+/// steps (`tool_in_open_run`); otherwise its own plan (`plan`: `Err` lists every refusal,
+/// nothing changed), printed and checked or run.
+pub(super) fn vendor_tool(
+    target: &Target,
+    tool: &ToolArgs,
+    job: runbook::tools::Job,
+    opts: Options,
+    plan: impl FnOnce() -> std::result::Result<Plan, Vec<String>>,
+) -> Result<()> {
+    if tool_in_open_run(target, job, tool.plan_only, &opts)? {
+        return Ok(());
+    }
+    let plan = plan().map_err(|p| Error::Refused(preflight::refusal(&p)))?;
+    tool_run(target, tool, plan, opts)
+}
+
 /// A vendor-tool subcommand: print and check its plan, or run it through the engine.
-pub(super) fn tool_run(target: &Target, tool: &ToolArgs, plan: Plan, opts: Options) -> Result<()> {
+fn tool_run(target: &Target, tool: &ToolArgs, plan: Plan, opts: Options) -> Result<()> {
     if tool.plan_only {
         return print_plan(target, &plan, None, false, opts.cert_password.as_ref());
     }
@@ -135,7 +152,7 @@ pub(super) fn tool_run(target: &Target, tool: &ToolArgs, plan: Plan, opts: Optio
 /// would (that plan was computed when the run started: the arguments given here are not
 /// used), or found already done; otherwise it is refused, naming the commands that do it.
 /// `Ok(false)`: no such run, the subcommand runs as a plan of its own.
-pub(super) fn tool_in_open_run(
+fn tool_in_open_run(
     target: &Target,
     job: runbook::tools::Job,
     plan_only: bool,

@@ -5,7 +5,7 @@
 //! `args` holds the argument definitions, `commands` what the subcommands do besides one
 //! engine call, `print` what they print; `run` below dispatches.
 
-use crate::engine::{self, audit, preflight, Engine, Options, RootLock};
+use crate::engine::{self, audit, Engine, Options, RootLock};
 use crate::runbook::tools::Job;
 use crate::{runbook, Error, Result};
 
@@ -26,7 +26,7 @@ pub use args::{
     Args, CertPasswordArgs, CertificateArgs, Command, JournalAction, ModeArg, PlanSource,
     RunbookArgs, Target, ToolArgs,
 };
-use commands::{demo, journal_dir, load, run_locked, salvage, tool_in_open_run, tool_run, watched};
+use commands::{demo, journal_dir, load, run_locked, salvage, vendor_tool, watched};
 use print::{print_plan, print_remaining, print_status, print_warnings};
 
 /// One parsed command line: each subcommand to its engine call (or to `commands`).
@@ -130,23 +130,21 @@ pub fn run(args: Args) -> Result<()> {
                 cert_password: cert.password.take(quiet)?,
                 ..opts
             };
-            if tool_in_open_run(&target, Job::UpgradeFiles, tool.plan_only, &opts)? {
-                return Ok(());
-            }
-            let rt = root.join("Runtime");
-            let (plan, notes) = runbook::tools::upgrade_files(
-                &root,
-                &tool.from_version,
-                migrate_agent,
-                &cert.options(),
-                &runbook::normalize(&rt, &temp_folder),
-                &runbook::normalize(&rt, &work_folder),
-            )
-            .map_err(|p| Error::Refused(preflight::refusal(&p)))?;
-            for n in notes {
-                println!("note: {n}");
-            }
-            tool_run(&target, &tool, plan, opts)
+            vendor_tool(&target, &tool, Job::UpgradeFiles, opts, || {
+                let rt = root.join("Runtime");
+                let (plan, notes) = runbook::tools::upgrade_files(
+                    &root,
+                    &tool.from_version,
+                    migrate_agent,
+                    &cert.options(),
+                    &runbook::normalize(&rt, &temp_folder),
+                    &runbook::normalize(&rt, &work_folder),
+                )?;
+                for n in notes {
+                    println!("note: {n}");
+                }
+                Ok(plan)
+            })
         }
         Command::PrepareUpgradeAppsettings {
             target,
@@ -156,22 +154,14 @@ pub fn run(args: Args) -> Result<()> {
             agent_identifier,
         } => {
             let root = engine::canonical_root(&target.root)?;
-            if tool_in_open_run(
-                &target,
-                Job::PrepareUpgradeAppsettings,
-                tool.plan_only,
-                &opts,
-            )? {
-                return Ok(());
-            }
-            let plan = runbook::tools::prepare_upgrade_appsettings(
-                &root,
-                &tool.from_version,
-                &absolute(&output_path),
-                &agent_identifier,
-            )
-            .map_err(|p| Error::Refused(preflight::refusal(&p)))?;
-            tool_run(&target, &tool, plan, opts)
+            vendor_tool(&target, &tool, Job::PrepareUpgradeAppsettings, opts, || {
+                runbook::tools::prepare_upgrade_appsettings(
+                    &root,
+                    &tool.from_version,
+                    &absolute(&output_path),
+                    &agent_identifier,
+                )
+            })
         }
         Command::UpgradeAppsettings {
             target,
@@ -182,18 +172,15 @@ pub fn run(args: Args) -> Result<()> {
         } => {
             let root = engine::canonical_root(&target.root)?;
             let job = Job::UpgradeAppsettings { migrate_only_agent };
-            if tool_in_open_run(&target, job, tool.plan_only, &opts)? {
-                return Ok(());
-            }
-            let plan = runbook::tools::upgrade_appsettings(
-                &root,
-                &tool.from_version,
-                &absolute(&input_path),
-                migrate_only_agent,
-                runtime_path.as_deref().map(absolute_str).as_deref(),
-            )
-            .map_err(|p| Error::Refused(preflight::refusal(&p)))?;
-            tool_run(&target, &tool, plan, opts)
+            vendor_tool(&target, &tool, job, opts, || {
+                runbook::tools::upgrade_appsettings(
+                    &root,
+                    &tool.from_version,
+                    &absolute(&input_path),
+                    migrate_only_agent,
+                    runtime_path.as_deref().map(absolute_str).as_deref(),
+                )
+            })
         }
         Command::UpgradeConfigurationVersion {
             target,
@@ -204,24 +191,22 @@ pub fn run(args: Args) -> Result<()> {
             runtime_path,
         } => {
             let root = engine::canonical_root(&target.root)?;
-            if tool_in_open_run(
+            vendor_tool(
                 &target,
+                &tool,
                 Job::UpgradeConfigurationVersion,
-                tool.plan_only,
-                &opts,
-            )? {
-                return Ok(());
-            }
-            let plan = runbook::tools::upgrade_configuration_version(
-                &root,
-                &tool.from_version,
-                &absolute(&xml_path),
-                &absolute(&output),
-                &absolute(&appsettings_path),
-                runtime_path.as_deref().map(absolute_str).as_deref(),
+                opts,
+                || {
+                    runbook::tools::upgrade_configuration_version(
+                        &root,
+                        &tool.from_version,
+                        &absolute(&xml_path),
+                        &absolute(&output),
+                        &absolute(&appsettings_path),
+                        runtime_path.as_deref().map(absolute_str).as_deref(),
+                    )
+                },
             )
-            .map_err(|p| Error::Refused(preflight::refusal(&p)))?;
-            tool_run(&target, &tool, plan, opts)
         }
         Command::Journal { action } => match action {
             JournalAction::Verify { target } => {
