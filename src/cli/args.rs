@@ -449,12 +449,16 @@ impl CertificateArgs {
         }
     }
 
+    /// The certificate for `encrypt-file` / `decrypt-file`, its PFX password taken out of the
+    /// arguments and dropped once the certificate is loaded.
+    pub(super) fn take_certificate(&mut self, quiet: bool) -> Result<crate::crypto::Certificate> {
+        let password = self.password.take(quiet)?;
+        self.load(password.as_ref())
+    }
+
     /// Loads the certificate for `encrypt-file` / `decrypt-file`; every failure is a
     /// refusal (exit 2, nothing changed).
-    pub(super) fn load(
-        &self,
-        password: Option<&CertPassword>,
-    ) -> Result<crate::crypto::Certificate> {
+    fn load(&self, password: Option<&CertPassword>) -> Result<crate::crypto::Certificate> {
         let source = self
             .options()
             .source()

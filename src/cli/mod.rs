@@ -256,9 +256,7 @@ pub fn run(args: Args) -> Result<()> {
             output_path,
             mut cert,
         } => {
-            let password = cert.password.take(quiet)?;
-            let certificate = cert.load(password.as_ref())?;
-            drop(password);
+            let certificate = cert.take_certificate(quiet)?;
             crate::filecrypt::encrypt_files(&certificate, &files, output_path.as_deref(), quiet)
         }
         Command::DecryptFile {
@@ -266,9 +264,7 @@ pub fn run(args: Args) -> Result<()> {
             output_path,
             mut cert,
         } => {
-            let password = cert.password.take(quiet)?;
-            let certificate = cert.load(password.as_ref())?;
-            drop(password);
+            let certificate = cert.take_certificate(quiet)?;
             crate::filecrypt::decrypt_files(&certificate, &files, output_path.as_deref(), quiet)
         }
     }
