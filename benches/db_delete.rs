@@ -186,6 +186,7 @@ fn step_only(s: &Setup) -> (Duration, u64) {
     let ctx = StepContext {
         root: &s.root,
         trash: s.root.join("trash"),
+        journal_dir: &s.root.join("journal"),
         on_bytes: &on_bytes,
         on_files: &on_bytes,
         on_phase: &on_phase,

@@ -46,7 +46,7 @@ fn bench(c: &mut Criterion) {
     let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
     std::fs::create_dir_all(&base).unwrap();
     let dir = tempfile::tempdir_in(&base).unwrap();
-    let cert = Certificate::from_pfx(make_pfx(dir.path(), "b"), "b").unwrap();
+    let cert = Certificate::from_pfx(make_pfx(dir.path(), "a", "rsa:2048", "b"), "b").unwrap();
     let file = dir.path().join("legacy.bin");
     {
         let out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
@@ -130,7 +130,7 @@ fn small_files() {
     let base = manifest.join("target");
     std::fs::create_dir_all(&base).unwrap();
     let dir = tempfile::tempdir_in(&base).unwrap();
-    let pfx = make_pfx(dir.path(), SMALL_PASSWORD);
+    let pfx = make_pfx(dir.path(), "a", "rsa:2048", SMALL_PASSWORD);
     let cert = Certificate::from_pfx(&pfx, SMALL_PASSWORD).unwrap();
     let pristine = dir.path().join("pristine");
     let mut gen = Gen::new(u64::MAX);

@@ -54,7 +54,7 @@ fn main() {
     );
     std::fs::create_dir_all(&base).unwrap();
     let dir = tempfile::tempdir_in(&base).unwrap();
-    let pfx = make_pfx(dir.path(), PASSWORD);
+    let pfx = make_pfx(dir.path(), "a", "rsa:2048", PASSWORD);
     let cert = Certificate::from_pfx(&pfx, PASSWORD).unwrap();
 
     let root = dir.path().join("root");

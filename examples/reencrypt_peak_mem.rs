@@ -45,7 +45,7 @@ fn main() {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
     std::fs::create_dir_all(&base).unwrap();
     let dir = tempfile::tempdir_in(&base).unwrap();
-    let cert = Certificate::from_pfx(make_pfx(dir.path(), "m"), "m").unwrap();
+    let cert = Certificate::from_pfx(make_pfx(dir.path(), "a", "rsa:2048", "m"), "m").unwrap();
     let file = dir.path().join("legacy.bin");
     let t = Instant::now();
     {

@@ -195,6 +195,13 @@ pub fn replace(staged: &Path, to: &Path) -> io::Result<()> {
     fsync_parent(to)
 }
 
+/// Gives the staged file `out` the owner of the file `src` it replaces (on Windows its ACL):
+/// the agent's service account must still read its files when the upgrade runs as an
+/// administrator. Used by every staging writer (`atomic_write`, re-encryption, `filecrypt`).
+pub fn keep_owner(src: &File, out: &File) -> io::Result<()> {
+    platform::keep_owner(src, out)
+}
+
 /// Writes `bytes` to `path` atomically: staging file, fsync, rename over, fsync folder.
 /// `mode` is applied to the new file (None: 0644, or the mode of the file it replaces). A
 /// replaced file's owner (on Windows, its ACL) passes to the new one; a new file takes the
@@ -210,7 +217,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<
             platform::create_with_mode(OpenOptions::new().write(true).create_new(true), mode)
                 .open(&staged)?;
         match File::open(path) {
-            Ok(original) => platform::keep_owner(&original, &f)?,
+            Ok(original) => keep_owner(&original, &f)?,
             // A new file belongs to the owner of its folder, as its neighbours do.
             Err(_) => {
                 if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

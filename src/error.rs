@@ -47,7 +47,18 @@ impl Error {
             Error::Corrupt(_) => EXIT_CORRUPT,
             Error::Interrupted { exit_code, .. } => *exit_code,
             Error::Journal(j) if j.is_corruption() => EXIT_CORRUPT,
+            Error::Step(StepError::Corrupt(_)) => EXIT_CORRUPT,
             _ => EXIT_FAILED,
+        }
+    }
+
+    /// The journal corruption this error reports (exit 3), if it is one.
+    pub fn corruption(&self) -> Option<String> {
+        match self {
+            Error::Corrupt(m) => Some(m.clone()),
+            Error::Journal(j) if j.is_corruption() => Some(j.to_string()),
+            Error::Step(s) => s.corruption().map(str::to_string),
+            _ => None,
         }
     }
 }

@@ -145,8 +145,7 @@ fn stage(cert: &Certificate, src: &Path, dest: &Path, dir: Direction) -> Result<
     .map_err(io_error("creating", &staged))?;
     let input = File::open(src).map_err(io_error("opening", src))?;
     if !plaintext {
-        crate::steps::reencrypt::keep_owner(&input, &out)
-            .map_err(io_error("setting the owner of", &staged))?;
+        durable_fs::keep_owner(&input, &out).map_err(io_error("setting the owner of", &staged))?;
     }
     let input = BufReader::with_capacity(IO_BUF, input);
     let mut w = BufWriter::with_capacity(IO_BUF, &out);
@@ -179,11 +178,11 @@ fn stage(cert: &Certificate, src: &Path, dest: &Path, dir: Direction) -> Result<
     drop(w);
     if plaintext {
         let original = File::open(src).map_err(io_error("opening", src))?;
-        crate::steps::reencrypt::keep_owner(&original, &out)
+        durable_fs::keep_owner(&original, &out)
             .map_err(io_error("setting the owner of", &staged))?;
     }
     crate::platform::set_file_mode(&out, mode).map_err(io_error("setting the mode of", &staged))?;
-    out.sync_all().map_err(io_error("syncing", &staged))?;
+    durable_fs::sync_open_file(&out).map_err(io_error("syncing", &staged))?;
     drop(out);
     if let Some(d) = digest {
         let f = File::open(&staged).map_err(io_error("opening", &staged))?;

@@ -10,7 +10,8 @@
 //! - [`engine`]: runs a [`plan::Plan`]: run, resume, rollback, finalize, status, audit;
 //! - [`steps`]: one module per step kind behind the [`steps::Step`] trait;
 //! - [`journal`]: sled store, record frames, hash chain, durability, verification;
-//! - [`durable_fs`] and [`manifest`]: every rename/write/fsync, and SHA-256 manifests;
+//! - [`durable_fs`] and [`manifest`]: every rename/write/fsync of the tree and of staged
+//!   files (the journal syncs its own), and SHA-256 manifests;
 //! - [`out`]: stdout without a panic on a closed pipe;
 //! - [`crypto`]: certificates, the legacy and new encrypted formats (used by the
 //!   re-encryption step and `filecrypt`).

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{assert_same, for_each_point, Install};
+use common::{assert_same, crash_at, for_each_point, Install};
 use usercube_upgrade::journal::Journal;
 use usercube_upgrade::manifest::Manifest;
 use usercube_upgrade::sample::SampleSize;
@@ -46,7 +46,7 @@ fn crash_run_then_recover(batch: &str) {
         let i = Install::new(SIZE);
         assert_same(&r.start, &i.snapshot(), "fresh installs are identical");
         assert!(
-            i.crash_at(&["run", "--batch", batch], n),
+            crash_at(i.cmd(&["run", "--batch", batch]), n),
             "crash point {n} not reached"
         );
         i.ok(&["rollback"]);
@@ -57,7 +57,7 @@ fn crash_run_then_recover(batch: &str) {
         );
 
         let j = Install::new(SIZE);
-        assert!(j.crash_at(&["run", "--batch", batch], n));
+        assert!(crash_at(j.cmd(&["run", "--batch", batch]), n));
         if n < r.points {
             j.ok(&["resume"]);
         } else {
@@ -88,8 +88,8 @@ fn crash_at_every_point_of_a_rollback_then_roll_back_again() {
     for_each_point(r.points, |n| {
         for m in 1.. {
             let i = Install::new(SIZE);
-            assert!(i.crash_at(&["run", "--batch", "1"], n));
-            let crashed = i.crash_at(&["rollback"], m);
+            assert!(crash_at(i.cmd(&["run", "--batch", "1"]), n));
+            let crashed = crash_at(i.cmd(&["rollback"]), m);
             i.ok(&["rollback"]);
             assert_same(
                 &r.start,
@@ -109,8 +109,8 @@ fn crash_at_every_point_of_a_resume_then_resume_again() {
     for n in [3, r.points / 2, r.points - 3] {
         for m in 1.. {
             let i = Install::new(SIZE);
-            assert!(i.crash_at(&["run", "--batch", "1"], n));
-            let crashed = i.crash_at(&["resume"], m);
+            assert!(crash_at(i.cmd(&["run", "--batch", "1"]), n));
+            let crashed = crash_at(i.cmd(&["resume"]), m);
             let (code, msg) = i.code(&["resume"]);
             // A crash after the resume's own commit record leaves nothing to resume.
             assert!(

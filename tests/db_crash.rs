@@ -6,7 +6,7 @@
 mod dbkit;
 
 mod common;
-use common::for_each_point;
+use common::{crash_at, for_each_point};
 use dbkit::{Db, IDENTITY_TABLE, TABLES};
 use usercube_upgrade::journal::Journal;
 
@@ -29,7 +29,7 @@ fn crash_run_then_recover(backup: bool) {
         let db = Db::sqlite(ROWS);
         let start = db.dump();
         db.plan(backup, &TABLES);
-        assert!(db.crash_at(&["run"], n), "crash point {n} not reached");
+        assert!(crash_at(db.cmd(&["run"]), n), "crash point {n} not reached");
         db.ok(&["rollback"]);
         assert_eq!(
             db.dump(),
@@ -39,7 +39,7 @@ fn crash_run_then_recover(backup: bool) {
 
         let db = Db::sqlite(ROWS);
         db.plan(backup, &TABLES);
-        assert!(db.crash_at(&["run"], n));
+        assert!(crash_at(db.cmd(&["run"]), n));
         if n < points {
             db.ok(&["resume"]);
         } else {
@@ -80,7 +80,10 @@ fn crash_rollback_then_roll_back_again(backup: bool) {
         let start = db.dump();
         db.plan(backup, &TABLES);
         db.ok(&["run"]);
-        assert!(db.crash_at(&["rollback"], m), "rollback crash point {m}");
+        assert!(
+            crash_at(db.cmd(&["rollback"]), m),
+            "rollback crash point {m}"
+        );
         db.ok(&["rollback"]);
         assert_eq!(db.dump(), start, "rollback crash at {m}, then rollback");
     });
@@ -106,13 +109,13 @@ fn tds_crash_in_the_middle_then_rollback_and_resume() {
         let db = Db::tds(ROWS);
         let start = db.dump();
         db.plan(true, &TABLES);
-        assert!(db.crash_at(&["run"], n));
+        assert!(crash_at(db.cmd(&["run"]), n));
         db.ok(&["rollback"]);
         assert_eq!(db.dump(), start, "tds: crash at {n}, then rollback");
 
         let db = Db::tds(ROWS);
         db.plan(true, &TABLES);
-        assert!(db.crash_at(&["run"], n));
+        assert!(crash_at(db.cmd(&["run"]), n));
         db.ok(&["resume"]);
         for t in TABLES {
             assert_eq!(db.count(t), 0, "tds: crash at {n}, then resume");
@@ -158,7 +161,7 @@ fn killed_inside_the_backup(db: &Db) -> std::path::PathBuf {
     for n in 1..10 {
         let _ = usercube_upgrade::durable_fs::remove_path(&db.journal_dir());
         let _ = usercube_upgrade::durable_fs::remove_path(&db.root.join("DatabaseBackup"));
-        assert!(db.crash_at(&["run"], n), "crash point {n}");
+        assert!(crash_at(db.cmd(&["run"]), n), "crash point {n}");
         let j = Journal::open(&db.journal_dir()).unwrap();
         let run = state::latest(j.records()).unwrap().unwrap();
         let Some(s) = run.step(2) else { continue };
@@ -223,7 +226,7 @@ fn journal_corruption_inside_a_step_exits_3_without_rollback() {
     let crash = |n: u64| {
         let _ = usercube_upgrade::durable_fs::remove_path(&db.journal_dir());
         std::fs::write(&db.file, &start).unwrap();
-        assert!(db.crash_at(&["run"], n), "crash point {n}");
+        assert!(crash_at(db.cmd(&["run"]), n), "crash point {n}");
         let j = Journal::open(&db.journal_dir()).unwrap();
         let run = state::latest(j.records()).unwrap().unwrap();
         run.steps

@@ -101,6 +101,7 @@ fn reencryption_feeds_files_bytes_and_phases() {
     let ctx = StepContext {
         root: &root,
         trash: tmp.path().join("trash"),
+        journal_dir: &tmp.path().join("journal"),
         on_bytes: &on_bytes,
         on_files: &on_files,
         on_phase: &on_phase,
@@ -175,6 +176,7 @@ fn a_copy_feeds_its_files_against_the_total() {
     let ctx = StepContext {
         root: &root,
         trash: tmp.path().join("trash"),
+        journal_dir: &tmp.path().join("journal"),
         on_bytes: &on_bytes,
         on_files: &on_files,
         on_phase: &on_phase,

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use common::pfx::{make_pfx, openssl};
 use common::{assert_same, bin, for_each_point, snapshot, text, Install};
 use usercube_upgrade::crypto::{
     encrypt_legacy, is_new_format, Certificate, CertificateSource, NewFormatReader, PASSWORD_ENV,
@@ -30,49 +31,6 @@ struct Keys {
     pfx_b: PathBuf,
     pfx_small: PathBuf,
     cert: Certificate,
-}
-
-fn openssl(args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("these tests need the `openssl` command line tool");
-    assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
-}
-
-fn make_pfx(dir: &Path, name: &str, bits: &str, pass: &str) -> PathBuf {
-    let key = dir.join(format!("{name}.key"));
-    let crt = dir.join(format!("{name}.crt"));
-    let pfx = dir.join(format!("{name}.pfx"));
-    let s = |p: &Path| p.to_str().unwrap().to_string();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        bits,
-        "-nodes",
-        "-keyout",
-        &s(&key),
-        "-out",
-        &s(&crt),
-        "-days",
-        "30",
-        "-subj",
-        &format!("/CN={name}"),
-    ]);
-    openssl(&[
-        "pkcs12",
-        "-export",
-        "-in",
-        &s(&crt),
-        "-inkey",
-        &s(&key),
-        "-out",
-        &s(&pfx),
-        "-passout",
-        &format!("pass:{pass}"),
-    ]);
-    pfx
 }
 
 fn keys() -> &'static Keys {
@@ -208,7 +166,8 @@ fn with_group(mut c: Command, group: &str) -> Command {
     c
 }
 
-fn crash_at(s: &Setup, args: &[&str], group: &str, n: u64) -> bool {
+/// [`common::crash_at`] with the re-encryption group size `group`.
+fn crash_grouped(s: &Setup, args: &[&str], group: &str, n: u64) -> bool {
     common::crash_at(with_group(s.install.cmd(args), group), n)
 }
 
@@ -260,7 +219,7 @@ fn crash_run_then_recover(group: &str) -> usize {
         let s = setup();
         let start = s.install.snapshot();
         assert!(
-            crash_at(&s, &["run", "--batch", "1"], group, n),
+            crash_grouped(&s, &["run", "--batch", "1"], group, n),
             "point {n}"
         );
         ok(&s, &["rollback"], group);
@@ -272,7 +231,7 @@ fn crash_run_then_recover(group: &str) -> usize {
 
         let s = setup();
         let start = s.install.snapshot();
-        assert!(crash_at(&s, &["run", "--batch", "1"], group, n));
+        assert!(crash_grouped(&s, &["run", "--batch", "1"], group, n));
         // Files already converted: resume must keep them byte for byte (a redone file would
         // differ: every new file has a fresh random data key and nonce prefix).
         let converted: Vec<(String, Vec<u8>)> = s
@@ -329,8 +288,8 @@ fn crash_at_every_point_of_a_rollback_then_roll_back_again() {
         for m in 1.. {
             let s = setup();
             let start = s.install.snapshot();
-            crash_at(&s, &["run", "--batch", "1"], "1", n);
-            let crashed = crash_at(&s, &["rollback"], "1", m);
+            crash_grouped(&s, &["run", "--batch", "1"], "1", n);
+            let crashed = crash_grouped(&s, &["rollback"], "1", m);
             ok(&s, &["rollback"], "1");
             assert_same(
                 &start,
@@ -442,7 +401,7 @@ fn resume_needs_the_password_rollback_does_not() {
     let s = setup();
     let start = s.install.snapshot();
     // Interrupted among the files.
-    assert!(crash_at(&s, &["run", "--batch", "1"], "1", points - 4));
+    assert!(crash_grouped(&s, &["run", "--batch", "1"], "1", points - 4));
     let before = s.install.snapshot();
     let out = s
         .install

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{assert_same, bin, for_each_point, snapshot, text};
+use common::{assert_same, bin, crash_at, for_each_point, snapshot, text};
 use usercube_upgrade::journal::{Journal, Phase};
 use usercube_upgrade::manifest::Manifest;
 use usercube_upgrade::runbook::demo::{self, DemoSize, RUNTIME_ZIP};
@@ -79,11 +79,6 @@ impl Demo {
         assert_eq!(out.status.code(), Some(0), "{args:?}:\n{}", text(&out));
     }
 
-    /// True when the process aborted at crash point `n`.
-    fn crash_at(&self, args: &[&str], n: u64) -> bool {
-        common::crash_at(self.cmd(args), n)
-    }
-
     fn snapshot(&self) -> Manifest {
         snapshot(&self.root)
     }
@@ -116,7 +111,7 @@ fn crash_run_then_recover(batch: &str) {
         let d = Demo::new();
         assert_same(&r.start, &d.snapshot(), "fresh demos are identical");
         assert!(
-            d.crash_at(&["run", "--batch", batch], n),
+            crash_at(d.cmd(&["run", "--batch", batch]), n),
             "crash point {n} not reached"
         );
         d.ok(&["rollback"]);
@@ -127,7 +122,7 @@ fn crash_run_then_recover(batch: &str) {
         );
 
         let e = Demo::new();
-        assert!(e.crash_at(&["run", "--batch", batch], n));
+        assert!(crash_at(e.cmd(&["run", "--batch", batch]), n));
         if n < r.points {
             // The PFX password given on the command line this time, not in the environment.
             let out = e
@@ -161,8 +156,8 @@ fn integrated_plan_crash_during_rollback_then_roll_back_again() {
     for n in [r.points / 2] {
         for m in 1.. {
             let d = Demo::new();
-            assert!(d.crash_at(&["run", "--batch", "1"], n));
-            let crashed = d.crash_at(&["rollback"], m);
+            assert!(crash_at(d.cmd(&["run", "--batch", "1"]), n));
+            let crashed = crash_at(d.cmd(&["rollback"]), m);
             d.ok(&["rollback"]);
             assert_same(
                 &r.start,
@@ -198,7 +193,7 @@ fn integrated_plan_with_service_commands_crash_at_every_point() {
     let mid_stop = AtomicUsize::new(0);
     for_each_point(points, |n| {
         let (d, log) = Demo::with_service();
-        assert!(d.crash_at(&["run", "--batch", "1"], n));
+        assert!(crash_at(d.cmd(&["run", "--batch", "1"]), n));
         let before = lines(&log);
         // The stop step is the plan's first: any step intent means it has started.
         let stop_started = Journal::open(&d.root.join(common::JOURNAL))
@@ -239,7 +234,7 @@ fn integrated_plan_with_service_commands_crash_at_every_point() {
         }
 
         let (e, log) = Demo::with_service();
-        assert!(e.crash_at(&["run", "--batch", "1"], n));
+        assert!(crash_at(e.cmd(&["run", "--batch", "1"]), n));
         let before = lines(&log);
         if n < points {
             e.ok(&["resume"]);

@@ -3,32 +3,11 @@
 
 #![allow(dead_code)] // each user takes what it needs
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// A self-signed RSA-2048 certificate with its key, as `DIR/a.pfx` with `password` (needs the
-/// `openssl` command line).
-pub fn make_pfx(dir: &Path, password: &str) -> PathBuf {
-    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("the `openssl` command line is needed");
-        assert!(out.status.success(), "openssl {args:?}");
-    };
-    #[rustfmt::skip]
-    openssl(&[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &p("k.pem"),
-        "-out", &p("c.pem"), "-days", "2", "-subj", "/CN=bench",
-    ]);
-    #[rustfmt::skip]
-    openssl(&[
-        "pkcs12", "-export", "-in", &p("c.pem"), "-inkey", &p("k.pem"), "-out", &p("a.pfx"),
-        "-passout", &format!("pass:{password}"),
-    ]);
-    dir.join("a.pfx")
-}
+/// The tests' `make_pfx` (`DIR/NAME.pfx`, a new key, a password; needs the `openssl` command
+/// line).
+#[path = "../../tests/common/pfx.rs"]
+mod pfx;
+pub use pfx::make_pfx;
 
 /// `left` pseudo-random bytes (xorshift64), the same for the same length.
 pub struct Gen {

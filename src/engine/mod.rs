@@ -146,23 +146,29 @@ struct Active {
     steps: Vec<Box<dyn Step>>,
 }
 
-/// A step that failed during `run` or `resume`.
+/// A step that failed during `run` or `resume`, its error kept typed.
 struct StepFailure {
     id: u32,
-    error: String,
-    /// Journal corruption met by the step (see `JournalSink::corruption`): exit 3, nothing
-    /// recorded as failed, no automatic rollback.
+    error: Error,
+    /// Journal corruption met by the step (the error's own kind, else what the step's
+    /// `JournalSink` met, whatever the step made of it): exit 3, nothing recorded as failed,
+    /// no automatic rollback.
     corrupt: Option<String>,
 }
 
 impl StepFailure {
-    fn new(id: u32, error: impl ToString, sink: &JournalSink) -> StepFailure {
-        StepFailure {
-            id,
-            error: error.to_string(),
-            corrupt: sink.corruption(),
-        }
+    fn new(id: u32, error: impl Into<Error>, sink: &JournalSink) -> StepFailure {
+        let error = error.into();
+        let corrupt = error.corruption().or_else(|| sink.corruption());
+        StepFailure { id, error, corrupt }
     }
+}
+
+/// The journal corruption behind a step's error: its own kind, else what its sink met.
+fn step_corruption(e: &StepError, sink: &JournalSink) -> Option<String> {
+    e.corruption()
+        .map(str::to_string)
+        .or_else(|| sink.corruption())
 }
 
 /// The exit-3 error for journal corruption met inside a step.
@@ -328,12 +334,18 @@ impl Engine {
         StepContext {
             root: &self.root,
             trash: self.trash_dir(run_id).join(id.to_string()),
+            journal_dir: &self.dir,
             on_bytes: &*self.reporters.on_bytes,
             on_files: &*self.reporters.on_files,
             on_phase: &*self.reporters.on_phase,
             journal: sink,
             deferred: &self.deferred,
         }
+    }
+
+    /// The tree as it is now, the journal folder known (no step walks into it).
+    fn view(&self) -> crate::steps::PlanView {
+        crate::steps::PlanView::new(&self.root).with_journal(&self.dir)
     }
 
     /// Folder changes deferred by steps become durable here, before any record says a step
@@ -687,6 +699,9 @@ impl Engine {
                 "a rollback of this run was interrupted; run `rollback` to finish it".into(),
             ));
         }
+        if matches!(run.status, RunStatus::Interrupted | RunStatus::Failed) {
+            self.check_ready_to_resume(&run)?;
+        }
         let mut active = self.activate(&run)?;
         self.load_contents(&mut active)?;
         let end = match until {
@@ -787,7 +802,7 @@ impl Engine {
                 .reassert(&ctx, &recorded.intent)
                 .and_then(|acted| sink.sync().map(|()| acted))
                 .map_err(|e| {
-                    if let Some(c) = sink.corruption() {
+                    if let Some(c) = step_corruption(&e, &sink) {
                         return corrupt_in_step(planned.id, &a.steps[k].describe(&self.root), &c);
                     }
                     Error::RunFailed(format!(
@@ -843,9 +858,8 @@ impl Engine {
                     a.steps.len(),
                     step.describe(&self.root)
                 ));
-                self.progress.start_step(&step.describe(&self.root), || {
-                    step.work(&crate::steps::PlanView::new(&self.root))
-                });
+                self.progress
+                    .start_step(&step.describe(&self.root), || step.work(&self.view()));
                 let applied = step
                     .apply(&ctx, intent)
                     .and_then(|o| sink.sync().map(|()| o));
@@ -855,7 +869,7 @@ impl Engine {
             Probe::Inconsistent(why) => {
                 return Err(StepFailure::new(
                     id,
-                    format!("cannot tell whether it was applied: {why}"),
+                    StepError::Refused(format!("cannot tell whether it was applied: {why}")),
                     &sink,
                 ))
             }
@@ -871,11 +885,31 @@ impl Engine {
         drop(ctx);
         drop(sink);
         self.append(a.run_id, Some(id), Phase::StepDone, payload::encode(&done))
-            .map_err(|e| StepFailure {
+            .map_err(|error| StepFailure {
                 id,
-                error: e.to_string(),
-                corrupt,
+                corrupt: error.corruption().or(corrupt),
+                error,
             })
+    }
+
+    /// What the steps not done need that the journal does not keep (`Step::ready_to_resume`:
+    /// the certificates of unfinished re-encryption steps), checked before anything acts: a
+    /// refusal, nothing changed.
+    fn check_ready_to_resume(&self, run: &RunState) -> Result<()> {
+        for s in &run.started.plan.steps {
+            if run.step(s.id).is_some_and(|x| x.done.is_some()) {
+                continue;
+            }
+            steps::step_for(&s.action, &self.root, self.opts.cert_password.as_ref())
+                .ready_to_resume()
+                .map_err(|err| {
+                    Error::Refused(format!(
+                        "step {} needs its certificate to resume: {err}; nothing was changed (`rollback` needs no key)",
+                        s.id
+                    ))
+                })?;
+        }
+        Ok(())
     }
 
     fn activate_plan(&self, run_id: [u8; 16], plan: Plan) -> Active {
@@ -1011,9 +1045,8 @@ impl Engine {
             // An intent may take a while (every file's key checked): a bar of its own when
             // the step reports files while it checks.
             let step = &a.steps[k];
-            self.progress.start_step(&step.describe(&self.root), || {
-                step.work(&crate::steps::PlanView::new(&self.root))
-            });
+            self.progress
+                .start_step(&step.describe(&self.root), || step.work(&self.view()));
             self.progress.phase("checking");
             let intent = step.intent(&ctx);
             self.progress.finish();
@@ -1049,9 +1082,7 @@ impl Engine {
             let step = &a.steps[k];
             let label = step.describe(&self.root);
             // The earlier steps are done: the tree as it is now is the view this step sees.
-            self.progress.start_step(&label, || {
-                step.work(&crate::steps::PlanView::new(&self.root))
-            });
+            self.progress.start_step(&label, || step.work(&self.view()));
             let t = Instant::now();
             let sink = self.sink(&a.run_id, id);
             let ctx = self.step_ctx(&a.run_id, id, &sink);
@@ -1089,7 +1120,7 @@ impl Engine {
         // A step that met journal corruption is not recorded as failed: fail-stop.
         if let Some(f) = failure.as_ref().filter(|f| f.corrupt.is_none()) {
             let p = payload::Failure {
-                message: f.error.clone(),
+                message: f.error.to_string(),
             };
             outcomes.push(Self::record(
                 a.run_id,
@@ -1389,7 +1420,7 @@ impl Engine {
                 }
                 Err(e) => {
                     let what = a.steps[k].describe(&self.root);
-                    stop = Some(match sink.corruption() {
+                    stop = Some(match step_corruption(&e, &sink) {
                         Some(c) => corrupt_in_step(id, &what, &c),
                         None => Error::RunFailed(format!(
                             "rollback stopped at step {id} ({what}): {e}\nSteps after it in the rollback order are not undone yet; the journal records exactly which."

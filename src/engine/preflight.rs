@@ -18,7 +18,7 @@ pub fn check(
     cert_password: Option<&CertPassword>,
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut view = PlanView::new(root);
+    let mut view = PlanView::new(root).with_journal(journal_dir);
     let mut needed = 0u64;
     let mut step_problems = Vec::new();
     // Folders (as on disk now) in which the plan creates, replaces or removes entries,

@@ -57,18 +57,25 @@ impl<'a> JournalSink<'a> {
         self.corrupt.borrow().clone()
     }
 
+    /// A corruption met here: typed (`StepError::Corrupt`), and kept by the sink as well,
+    /// whatever the step makes of the error it gets.
     fn corrupt(&self, message: String) -> StepError {
         self.corrupt.borrow_mut().get_or_insert(message.clone());
-        StepError::Refused(message)
+        StepError::Corrupt(message)
+    }
+
+    /// A journal error: a corruption keeps its kind (exit 3).
+    fn journal_error(&self, e: crate::journal::JournalError) -> StepError {
+        if e.is_corruption() {
+            self.corrupt(format!("journal: {e}"))
+        } else {
+            StepError::Refused(format!("journal: {e}"))
+        }
     }
 
     fn file(&self, sha256: &[u8; 32]) -> PathBuf {
         self.dir.join(hex::encode(sha256))
     }
-}
-
-fn journal_error(e: crate::journal::JournalError) -> StepError {
-    StepError::Refused(format!("journal: {e}"))
 }
 
 impl StepJournal for JournalSink<'_> {
@@ -118,7 +125,7 @@ impl StepJournal for JournalSink<'_> {
         self.journal
             .borrow_mut()
             .append_batch(batch.into_iter().map(|(r, _)| r).collect())
-            .map_err(journal_error)
+            .map_err(|e| self.journal_error(e))
     }
 
     fn saved(&self, f: &mut dyn FnMut(&[u8]) -> steps::Result<()>) -> steps::Result<()> {
@@ -127,13 +134,9 @@ impl StepJournal for JournalSink<'_> {
             if r.phase != Phase::StepData || r.run_id != self.run_id || r.step != Some(self.step) {
                 continue;
             }
-            let bytes = journal.read_payload(r.seq).map_err(|e| {
-                if e.is_corruption() {
-                    self.corrupt(format!("journal: {e}"))
-                } else {
-                    journal_error(e)
-                }
-            })?;
+            let bytes = journal
+                .read_payload(r.seq)
+                .map_err(|e| self.journal_error(e))?;
             let reference: DataRef =
                 payload::decode(r.seq, &bytes).map_err(|e| self.corrupt(e.to_string()))?;
             let path = self.file(&reference.sha256);
@@ -208,5 +211,31 @@ mod tests {
         sink.sync().unwrap();
         assert_eq!(std::fs::read(&file).unwrap(), b"same");
         assert_eq!(all(&sink).len(), 4);
+    }
+
+    /// Saved data damaged on disk while a step needs it: the step gets a typed corruption
+    /// (not a refusal), which exits 3 through the crate's error even when nothing but the
+    /// error itself carries it.
+    #[test]
+    fn damaged_saved_data_is_a_typed_corruption_that_exits_3() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = RefCell::new(Journal::open(&dir.path().join("journal")).unwrap());
+        let sink = JournalSink::new(&journal, dir.path().join("data"), [7; 16], 1);
+        sink.save(b"before-image".to_vec()).unwrap();
+        sink.sync().unwrap();
+        std::fs::write(
+            sink.file(&Sha256::digest(b"before-image").into()),
+            b"damaged",
+        )
+        .unwrap();
+        let e = sink.saved(&mut |_| Ok(())).unwrap_err();
+        assert!(
+            matches!(&e, StepError::Corrupt(m) if m.contains("saved data damaged")),
+            "{e:?}"
+        );
+        assert!(sink.corruption().is_some());
+        let e = crate::Error::from(e);
+        assert_eq!(e.exit_code(), crate::error::EXIT_CORRUPT, "{e}");
+        assert!(e.corruption().is_some());
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::appsettings::{migrate_server, ServerSettings};
+use super::appsettings::{migrate_server, ServerMigration, ServerSettings};
 use super::configuration::FileOutcome;
 use super::moves::{self, COLLECT};
 use super::preflight::{self, Facts};
@@ -57,6 +57,7 @@ pub struct Runbook {
     pub moves: Vec<String>,
 }
 
+/// The plan being built: its steps and items in the seed's order, and its refusals.
 struct B<'a> {
     o: &'a Options,
     steps: Vec<PlannedStep>,
@@ -325,6 +326,21 @@ impl B<'_> {
             );
         }
     }
+
+    /// The manual items that end the integrated and agent procedures.
+    fn deploy(&mut self, seed: &str, restart: &str, refresh: &str) {
+        self.item(seed, ItemKind::Manual, "deploy the configuration (unknown-attribute or missing-permission errors: see docs/runbook.md)");
+        self.item(
+            restart,
+            ItemKind::Manual,
+            "restart the server after deploying the configuration",
+        );
+        self.item(
+            refresh,
+            ItemKind::Manual,
+            "go to each connector and its connections and refresh each schema",
+        );
+    }
 }
 
 /// The tables whose rows the seed deletes, in that order (issue 4).
@@ -361,7 +377,9 @@ pub fn prepared_files(
     [("520.json", text(j520)), ("522.json", text(j522))]
 }
 
-/// Checks the installation and builds the runbook for `o.mode`. `Err`: every refusal.
+/// Checks the installation and builds the runbook for `o.mode`: the steps every mode shares
+/// (version, stop, backup and install), then the mode's own (`integrated`, `server`,
+/// `agent`). `Err`: every refusal.
 pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
     let f = preflight::check(o)?;
     let mut b = B {
@@ -370,38 +388,8 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
         items: Vec::new(),
         problems: Vec::new(),
     };
-    let root = &o.root;
+    let c = Ctx::new(o, &f);
     let zip = b.p(&o.runtime_zip);
-    let asf = PathBuf::from(APPSETTINGS_FOLDER);
-    let temp = temp_dir(o);
-    let work = work_dir(o);
-    let migrate_agent = o.mode != Mode::Server;
-    let old = |name: &str| PathBuf::from("RuntimeOld").join(name);
-    let new = |name: &str| PathBuf::from("Runtime").join(name);
-    let names: Vec<String> = f
-        .appsettings
-        .iter()
-        .filter_map(|d| {
-            d.file()
-                .file_name()
-                .and_then(|n| n.to_str())
-                .map(str::to_string)
-        })
-        .collect();
-    let enc = ServerSettings {
-        temp_folder: o.temp_folder.clone(),
-        work_folder: o.work_folder.clone(),
-        encrypt_file: f.encrypt_file,
-    };
-    let server_doc = f
-        .appsettings
-        .iter()
-        .find(|d| d.file().ends_with("appsettings.json"));
-    let server_migration = server_doc.map(|d| migrate_server(d, &enc));
-    let zip_has = |name: &str| f.zip.names.iter().any(|n| n == name);
-    let changes_note = |changes: Vec<String>| -> Option<String> {
-        (!changes.is_empty()).then(|| format!("changes: {}", changes.join("; ")))
-    };
 
     // 1. Version.
     b.item(
@@ -448,419 +436,10 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
             dest: "Runtime".into(),
         },
     );
-    // Copies the old appsettings files into the new Runtime (a WriteFile of the old
-    // content where the zip ships a file of the same name).
-    let copy_into_runtime = |b: &mut B, seed: &str, skip: &[&str]| {
-        for n in names.iter().filter(|n| !skip.contains(&n.as_str())) {
-            if zip_has(n) {
-                let content = std::fs::read(root.join("Runtime").join(n)).unwrap_or_default();
-                b.step(
-                    seed,
-                    Some(format!("the runtime zip ships its own {n}: replaced by the old one (the zip's kept for rollback)")),
-                    StepSpec::WriteFile { path: new(n), content: content.into() },
-                );
-            } else {
-                b.step(
-                    seed,
-                    None,
-                    StepSpec::Copy {
-                        from: old(n),
-                        to: new(n),
-                    },
-                );
-            }
-        }
-    };
-    let server_appsettings_step = |b: &mut B, seed: &str, into_new: bool| {
-        if let Some(m) = &server_migration {
-            let note = changes_note(m.changes.iter().map(|c| c.to_string()).collect());
-            match (&m.new_text, into_new) {
-                (Some(t), _) => b.step(
-                    seed,
-                    Some(format!(
-                        "written into the new Runtime's appsettings.json (RuntimeOld keeps the original); also sets EncryptionCertificate.EncryptFile={} (false only if every connector had FilesAreNotEncrypted=\"true\"){}",
-                        enc.encrypt_file,
-                        note.map(|n| format!("; {n}")).unwrap_or_default()
-                    )),
-                    StepSpec::WriteFile { path: new("appsettings.json"), content: t.clone().into_bytes().into() },
-                ),
-                (None, true) => b.step(
-                    seed,
-                    Some("appsettings.json already holds the wanted TempFolderPath/WorkFolderPath/EncryptFile: copied unchanged".into()),
-                    StepSpec::Copy { from: old("appsettings.json"), to: new("appsettings.json") },
-                ),
-                (None, false) => b.item(seed, ItemKind::NotNeeded, "appsettings.json already holds TempFolderPath, WorkFolderPath and EncryptFile as wanted: not rewritten"),
-            }
-        }
-    };
-    let files_steps = |b: &mut B, collect_seed: &str, move_seed: &str| {
-        let collect = temp.join(COLLECT);
-        if collect.exists() {
-            b.step(
-                collect_seed,
-                Some("moved into the journal trash, purged at finalize".into()),
-                StepSpec::DeleteTree {
-                    path: b.p(&collect),
-                },
-            );
-        } else {
-            b.item(
-                collect_seed,
-                ItemKind::NotNeeded,
-                format!("{} does not exist", b.p(&collect).display()),
-            );
-        }
-        if !work.exists() {
-            // Created as a step of its own so that rollback removes it (a move or copy
-            // into a missing folder would create it implicitly and leave it behind).
-            b.step(
-                move_seed,
-                Some("the Work folder does not exist yet".into()),
-                StepSpec::MakeDir { path: b.p(&work) },
-            );
-        }
-        for m in moves::moves_for(migrate_agent) {
-            let from = temp.join(m.from_temp);
-            if from.exists() {
-                b.step(
-                    move_seed,
-                    Some(format!("Temp -> Work move table: {}", m.why)),
-                    StepSpec::MoveTree {
-                        from: b.p(&from),
-                        to: b.p(&work.join(m.to_work)),
-                    },
-                );
-            }
-        }
-    };
-    let tracked = |b: &mut B, seed: &str| {
-        for t in &f.tracked_accounts {
-            b.step(
-                seed,
-                None,
-                StepSpec::Copy {
-                    from: old(t),
-                    to: b.p(&work.join(t)),
-                },
-            );
-        }
-    };
-    // Re-encryption (issue 5): after the moves and the tracked-accounts copies, every
-    // legacy-encrypted file under Temp and Work and every Work/tracked-accounts-*.csv.
-    let reencrypt = |b: &mut B, seed: &str| {
-        if !migrate_agent {
-            return;
-        }
-        let n = f.encrypted.len() + f.tracked_encrypted;
-        match &f.certificate_source {
-            Some(cert) if n > 0 => b.step(
-                seed,
-                Some(format!(
-                    "{n} legacy-encrypted agent files found at plan time; each staged, verified and renamed into place, the original kept in the journal trash; the PFX password comes from {} (never in the plan)",
-                    crate::crypto::PASSWORD_OPTIONS
-                )),
-                StepSpec::ReencryptFiles {
-                    folders: vec![b.p(&temp), b.p(&work)],
-                    files: vec![b.p(&work.join("tracked-accounts-*.csv"))],
-                    certificate: cert.clone(),
-                },
-            ),
-            _ => b.item(
-                seed,
-                ItemKind::NotNeeded,
-                "no legacy-encrypted agent files: nothing to re-encrypt",
-            ),
-        }
-    };
-    let asf_copies = |b: &mut B, seed: &str| {
-        b.step(
-            seed,
-            Some(format!(
-                "the seed's temporary appsettings folder, at ROOT/{APPSETTINGS_FOLDER}"
-            )),
-            StepSpec::MakeDir { path: asf.clone() },
-        );
-        for n in &names {
-            let is_agent = n.eq_ignore_ascii_case("appsettings.agent.json");
-            match &f.agent_source {
-                Some(src) if is_agent && src.from.len() > 1 => b.step(
-                    seed,
-                    Some(format!(
-                        "the InformationSystems sections of {} concatenated into one file",
-                        src.from
-                            .iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-                    StepSpec::WriteFile {
-                        path: asf.join(n),
-                        content: src.text.clone().into_bytes().into(),
-                    },
-                ),
-                _ => b.step(
-                    seed,
-                    None,
-                    StepSpec::Copy {
-                        from: old(n),
-                        to: asf.join(n),
-                    },
-                ),
-            }
-        }
-    };
-    let prepare = |b: &mut B, seed: &str| {
-        let agent_id = f
-            .appsettings
-            .iter()
-            .find(|d| d.file().ends_with("appsettings.json"))
-            .and_then(|d| {
-                d.get(&["Agents"])
-                    .and_then(|a| a.members())
-                    .and_then(|m| m.first())
-                    .map(|m| m.key.clone())
-            })
-            .unwrap_or_else(|| "Local".into());
-        for (n, text) in prepared_files(
-            Some(&f.installed.version),
-            Some(&f.zip.found.version),
-            &f.ids,
-            &agent_id,
-        ) {
-            b.step(
-                seed,
-                Some("our own documented content (identifier mapping, agent identifier), computed from the old appsettings: no server start needed".into()),
-                StepSpec::WriteFile { path: asf.join(n), content: text.into_bytes().into() },
-            );
-        }
-    };
-    let agent_files = |b: &mut B, seed: &str| {
-        for (n, m) in &f.runtime_agent {
-            let changes: Vec<String> = m.changes.iter().map(|c| c.to_string()).collect();
-            match &m.new_text {
-                Some(t) => b.step(
-                    seed,
-                    changes_note(changes),
-                    StepSpec::WriteFile {
-                        path: new(n),
-                        content: t.clone().into_bytes().into(),
-                    },
-                ),
-                None => b.item(
-                    seed,
-                    ItemKind::NotNeeded,
-                    format!("{n}: no rule changes it: not rewritten"),
-                ),
-            }
-        }
-    };
-    let conf_steps = |b: &mut B, seeds: [&str; 4]| {
-        let Some(conf) = &f.conf else {
-            b.item(
-                seeds[0],
-                ItemKind::NotNeeded,
-                "no Conf folder: nothing to migrate",
-            );
-            return;
-        };
-        b.step(
-            seeds[0],
-            None,
-            StepSpec::Rename {
-                from: "Conf".into(),
-                to: "ConfOld".into(),
-            },
-        );
-        b.item(
-            seeds[1],
-            ItemKind::Checked,
-            format!("{APPSETTINGS_FOLDER}/appsettings.agent.json holds the pre-migration agent settings (written above, never migrated in place)"),
-        );
-        b.step(
-            seeds[2],
-            Some("the configuration is migrated at plan time: ConfOld copied to Conf, then only the files a rule changes are rewritten".into()),
-            StepSpec::Copy { from: "ConfOld".into(), to: "Conf".into() },
-        );
-        for file in &conf.files {
-            if let FileOutcome::Changed(bytes) = &file.outcome {
-                let full = root.join("Conf").join(&file.path);
-                let changes: Vec<String> = conf
-                    .changes
-                    .iter()
-                    .filter(|c| c.file == full)
-                    .map(|c| {
-                        format!(
-                            "line {} <{}{}>: {:?} {:?} -> {:?}",
-                            c.line,
-                            c.element,
-                            c.attribute
-                                .as_deref()
-                                .map(|a| format!(" {a}"))
-                                .unwrap_or_default(),
-                            c.rule,
-                            c.old,
-                            c.new.as_deref().unwrap_or("(removed)")
-                        )
-                    })
-                    .collect();
-                b.step(
-                    seeds[2],
-                    changes_note(changes),
-                    StepSpec::WriteFile {
-                        path: PathBuf::from("Conf").join(&file.path),
-                        content: bytes.clone().into(),
-                    },
-                );
-            }
-        }
-        b.item(
-            seeds[3],
-            ItemKind::Manual,
-            "optional: update the configuration version (change nothing else)",
-        );
-    };
-    let deploy = |b: &mut B, seed: &str, restart: &str, refresh: &str| {
-        b.item(seed, ItemKind::Manual, "deploy the configuration (unknown-attribute or missing-permission errors: see docs/runbook.md)");
-        b.item(
-            restart,
-            ItemKind::Manual,
-            "restart the server after deploying the configuration",
-        );
-        b.item(
-            refresh,
-            ItemKind::Manual,
-            "go to each connector and its connections and refresh each schema",
-        );
-    };
-
     match o.mode {
-        Mode::Integrated => {
-            b.item("4.1", ItemKind::NotNeeded, "a second backup is not needed: the backup of 3.1 is still current (nothing changed the database since)");
-            asf_copies(&mut b, "4.2-4.3");
-            copy_into_runtime(&mut b, "4.4", &[]);
-            b.version_upgrade("4.5", &f, Some(&asf.join("appsettings.agent.json")));
-            server_appsettings_step(&mut b, "5.1", false);
-            files_steps(&mut b, "5.2", "5.3");
-            tracked(&mut b, "5.3");
-            reencrypt(&mut b, "5.3");
-            b.item("6.1", ItemKind::NotNeeded, "starting the 5.2 server is not needed: 520.json/522.json are computed from the old appsettings");
-            prepare(&mut b, "6.2");
-            b.item("7.1", ItemKind::NotNeeded, "appsettings.connection.json is not needed: the agent settings are migrated from the old appsettings.agent.json");
-            agent_files(&mut b, "7.2");
-            b.item(
-                "7.3",
-                ItemKind::Checked,
-                "the migrated appsettings files are in the new Runtime (4.4, 5.1, 7.2)",
-            );
-            b.start("8", "the server");
-            conf_steps(&mut b, ["9.1", "9.2", "9.3", "9.4"]);
-            b.deletes("9.5", &f, "this section of the seed lists UJ_TaskResourceTypes and UJ_JobSteps, its agent section all three: all three are emptied");
-            b.start_step("8", "the server");
-            deploy(&mut b, "9.6", "9.7", "9.8");
-        }
-        Mode::Server => {
-            copy_into_runtime(&mut b, "3.4", &[]);
-            b.item("4.1", ItemKind::NotNeeded, "a second backup is not needed: the backup of 3.1 is still current (nothing changed the database since)");
-            if let Some(src) = &f.agent_source {
-                b.item(
-                    "4.2",
-                    ItemKind::Checked,
-                    format!(
-                        "agent settings from --agent-appsettings: {}",
-                        o.agent_appsettings
-                            .iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                );
-                b.step(
-                    "4.3",
-                    Some(format!(
-                        "the seed's temporary appsettings folder, at ROOT/{APPSETTINGS_FOLDER}"
-                    )),
-                    StepSpec::MakeDir { path: asf.clone() },
-                );
-                b.step(
-                    "4.4",
-                    (src.from.len() > 1).then(|| "the InformationSystems sections of the agents concatenated into one file".to_string()),
-                    StepSpec::WriteFile { path: asf.join("appsettings.agent.json"), content: src.text.clone().into_bytes().into() },
-                );
-            } else {
-                b.item("4.2-4.4", ItemKind::Manual, "no --agent-appsettings given: obtain the agent's appsettings.agent.json for the database upgrade");
-            }
-            b.item(
-                "4.5",
-                ItemKind::Checked,
-                "the server's old appsettings.json is in the new Runtime (3.4)",
-            );
-            let agent_settings = f
-                .agent_source
-                .is_some()
-                .then(|| asf.join("appsettings.agent.json"));
-            b.version_upgrade("4.6", &f, agent_settings.as_deref());
-            server_appsettings_step(&mut b, "5.1", false);
-            files_steps(&mut b, "5.2", "5.3");
-            if o.start_command.is_some() || !o.services.is_empty() {
-                b.start_step("6", "the server");
-            } else {
-                b.start("6", "the server");
-            }
-            b.item(
-                "7",
-                ItemKind::Manual,
-                "restart the remote agent(s) (unless the --start-command does)",
-            );
-            b.item(
-                "8",
-                ItemKind::Manual,
-                "do not upgrade or deploy the configuration until the agent has also been upgraded",
-            );
-        }
-        Mode::Agent => {
-            server_appsettings_step(&mut b, "4.1", true);
-            files_steps(&mut b, "4.2", "4.3");
-            tracked(&mut b, "4.4");
-            reencrypt(&mut b, "4.4");
-            asf_copies(&mut b, "5.1-5.2");
-            copy_into_runtime(&mut b, "5.2", &["appsettings.json"]);
-            if root.join("Runtime/web.config").is_file() {
-                if zip_has("web.config") {
-                    let content =
-                        std::fs::read(root.join("Runtime/web.config")).unwrap_or_default();
-                    b.step(
-                        "5.3",
-                        Some("the zip ships its own web.config: replaced by the old one".into()),
-                        StepSpec::WriteFile {
-                            path: new("web.config"),
-                            content: content.into(),
-                        },
-                    );
-                } else {
-                    b.step(
-                        "5.3",
-                        None,
-                        StepSpec::Copy {
-                            from: old("web.config"),
-                            to: new("web.config"),
-                        },
-                    );
-                }
-            }
-            b.item("5.4", ItemKind::NotNeeded, "starting the server is not needed: 520.json/522.json are computed from the old appsettings");
-            prepare(&mut b, "5.5");
-            b.item("6.1", ItemKind::NotNeeded, "appsettings.connection.json is not needed: the agent settings are migrated from the old appsettings.agent.json");
-            agent_files(&mut b, "6.2");
-            b.start("7", "the agent");
-            conf_steps(&mut b, ["8.1", "8.2", "8.3", "8.4"]);
-            b.deletes(
-                "8.5",
-                &f,
-                "the database was backed up before the first change (3.0)",
-            );
-            b.start_step("7", "the agent");
-            deploy(&mut b, "8.6", "8.7", "8.8");
-        }
+        Mode::Integrated => integrated(&c, &mut b),
+        Mode::Server => server(&c, &mut b),
+        Mode::Agent => agent(&c, &mut b),
     }
 
     let mut manual: Vec<String> = f
@@ -887,7 +466,7 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
             format!("accepted with --accept-manual-steps, left untouched: {m}"),
         );
     }
-    let moves = moves::moves_for(migrate_agent)
+    let moves = moves::moves_for(c.migrate_agent)
         .map(|m| {
             format!(
                 "Temp/{} -> Work/{} ({:?} side): {}",
@@ -938,4 +517,510 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
         manual,
         moves,
     })
+}
+
+/// What every mode's steps are built from: the options, preflight's facts, and what follows
+/// from them (computed once).
+struct Ctx<'a> {
+    o: &'a Options,
+    f: &'a Facts,
+    /// The seed's temporary appsettings folder, relative to the root.
+    asf: PathBuf,
+    temp: PathBuf,
+    work: PathBuf,
+    /// Not in server mode: the agent's Temp/Work files move and are re-encrypted.
+    migrate_agent: bool,
+    /// The file names of the old Runtime's appsettings files.
+    names: Vec<String>,
+    enc: ServerSettings,
+    server_migration: Option<ServerMigration>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(o: &'a Options, f: &'a Facts) -> Ctx<'a> {
+        let names: Vec<String> = f
+            .appsettings
+            .iter()
+            .filter_map(|d| {
+                d.file()
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .map(str::to_string)
+            })
+            .collect();
+        let enc = ServerSettings {
+            temp_folder: o.temp_folder.clone(),
+            work_folder: o.work_folder.clone(),
+            encrypt_file: f.encrypt_file,
+        };
+        let server_doc = f
+            .appsettings
+            .iter()
+            .find(|d| d.file().ends_with("appsettings.json"));
+        let server_migration = server_doc.map(|d| migrate_server(d, &enc));
+        Ctx {
+            o,
+            f,
+            asf: PathBuf::from(APPSETTINGS_FOLDER),
+            temp: temp_dir(o),
+            work: work_dir(o),
+            migrate_agent: o.mode != Mode::Server,
+            names,
+            enc,
+            server_migration,
+        }
+    }
+
+    fn zip_has(&self, name: &str) -> bool {
+        self.f.zip.names.iter().any(|n| n == name)
+    }
+
+    /// Copies the old appsettings files into the new Runtime (a WriteFile of the old
+    /// content where the zip ships a file of the same name).
+    fn copy_into_runtime(&self, b: &mut B, seed: &str, skip: &[&str]) {
+        for n in self.names.iter().filter(|n| !skip.contains(&n.as_str())) {
+            if self.zip_has(n) {
+                let content =
+                    std::fs::read(self.o.root.join("Runtime").join(n)).unwrap_or_default();
+                b.step(
+                    seed,
+                    Some(format!("the runtime zip ships its own {n}: replaced by the old one (the zip's kept for rollback)")),
+                    StepSpec::WriteFile { path: new_runtime(n), content: content.into() },
+                );
+            } else {
+                b.step(
+                    seed,
+                    None,
+                    StepSpec::Copy {
+                        from: old_runtime(n),
+                        to: new_runtime(n),
+                    },
+                );
+            }
+        }
+    }
+
+    /// The server's appsettings.json in the new Runtime: rewritten, copied unchanged
+    /// (`into_new`), or left as it is.
+    fn server_appsettings_step(&self, b: &mut B, seed: &str, into_new: bool) {
+        if let Some(m) = &self.server_migration {
+            let note = changes_note(m.changes.iter().map(|c| c.to_string()).collect());
+            match (&m.new_text, into_new) {
+                (Some(t), _) => b.step(
+                    seed,
+                    Some(format!(
+                        "written into the new Runtime's appsettings.json (RuntimeOld keeps the original); also sets EncryptionCertificate.EncryptFile={} (false only if every connector had FilesAreNotEncrypted=\"true\"){}",
+                        self.enc.encrypt_file,
+                        note.map(|n| format!("; {n}")).unwrap_or_default()
+                    )),
+                    StepSpec::WriteFile { path: new_runtime("appsettings.json"), content: t.clone().into_bytes().into() },
+                ),
+                (None, true) => b.step(
+                    seed,
+                    Some("appsettings.json already holds the wanted TempFolderPath/WorkFolderPath/EncryptFile: copied unchanged".into()),
+                    StepSpec::Copy { from: old_runtime("appsettings.json"), to: new_runtime("appsettings.json") },
+                ),
+                (None, false) => b.item(seed, ItemKind::NotNeeded, "appsettings.json already holds TempFolderPath, WorkFolderPath and EncryptFile as wanted: not rewritten"),
+            }
+        }
+    }
+
+    /// The collect folder removed, Work made when missing, the Temp -> Work moves.
+    fn files_steps(&self, b: &mut B, collect_seed: &str, move_seed: &str) {
+        let collect = self.temp.join(COLLECT);
+        if collect.exists() {
+            b.step(
+                collect_seed,
+                Some("moved into the journal trash, purged at finalize".into()),
+                StepSpec::DeleteTree {
+                    path: b.p(&collect),
+                },
+            );
+        } else {
+            b.item(
+                collect_seed,
+                ItemKind::NotNeeded,
+                format!("{} does not exist", b.p(&collect).display()),
+            );
+        }
+        if !self.work.exists() {
+            // Created as a step of its own so that rollback removes it (a move or copy
+            // into a missing folder would create it implicitly and leave it behind).
+            b.step(
+                move_seed,
+                Some("the Work folder does not exist yet".into()),
+                StepSpec::MakeDir {
+                    path: b.p(&self.work),
+                },
+            );
+        }
+        for m in moves::moves_for(self.migrate_agent) {
+            let from = self.temp.join(m.from_temp);
+            if from.exists() {
+                b.step(
+                    move_seed,
+                    Some(format!("Temp -> Work move table: {}", m.why)),
+                    StepSpec::MoveTree {
+                        from: b.p(&from),
+                        to: b.p(&self.work.join(m.to_work)),
+                    },
+                );
+            }
+        }
+    }
+
+    /// The tracked-accounts files copied into Work.
+    fn tracked(&self, b: &mut B, seed: &str) {
+        for t in &self.f.tracked_accounts {
+            b.step(
+                seed,
+                None,
+                StepSpec::Copy {
+                    from: old_runtime(t),
+                    to: b.p(&self.work.join(t)),
+                },
+            );
+        }
+    }
+
+    /// Re-encryption (issue 5): after the moves and the tracked-accounts copies, every
+    /// legacy-encrypted file under Temp and Work and every Work/tracked-accounts-*.csv.
+    fn reencrypt(&self, b: &mut B, seed: &str) {
+        if !self.migrate_agent {
+            return;
+        }
+        let n = self.f.encrypted.len() + self.f.tracked_encrypted;
+        match &self.f.certificate_source {
+            Some(cert) if n > 0 => b.step(
+                seed,
+                Some(format!(
+                    "{n} legacy-encrypted agent files found at plan time; each staged, verified and renamed into place, the original kept in the journal trash; the PFX password comes from {} (never in the plan)",
+                    crate::crypto::PASSWORD_OPTIONS
+                )),
+                StepSpec::ReencryptFiles {
+                    folders: vec![b.p(&self.temp), b.p(&self.work)],
+                    files: vec![b.p(&self.work.join("tracked-accounts-*.csv"))],
+                    certificate: cert.clone(),
+                },
+            ),
+            _ => b.item(
+                seed,
+                ItemKind::NotNeeded,
+                "no legacy-encrypted agent files: nothing to re-encrypt",
+            ),
+        }
+    }
+
+    /// The seed's temporary appsettings folder and the old appsettings files in it.
+    fn asf_copies(&self, b: &mut B, seed: &str) {
+        b.step(
+            seed,
+            Some(format!(
+                "the seed's temporary appsettings folder, at ROOT/{APPSETTINGS_FOLDER}"
+            )),
+            StepSpec::MakeDir {
+                path: self.asf.clone(),
+            },
+        );
+        for n in &self.names {
+            let is_agent = n.eq_ignore_ascii_case("appsettings.agent.json");
+            match &self.f.agent_source {
+                Some(src) if is_agent && src.from.len() > 1 => b.step(
+                    seed,
+                    Some(format!(
+                        "the InformationSystems sections of {} concatenated into one file",
+                        src.from
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                    StepSpec::WriteFile {
+                        path: self.asf.join(n),
+                        content: src.text.clone().into_bytes().into(),
+                    },
+                ),
+                _ => b.step(
+                    seed,
+                    None,
+                    StepSpec::Copy {
+                        from: old_runtime(n),
+                        to: self.asf.join(n),
+                    },
+                ),
+            }
+        }
+    }
+
+    /// `520.json` and `522.json` in the temporary appsettings folder.
+    fn prepare(&self, b: &mut B, seed: &str) {
+        let agent_id = self
+            .f
+            .appsettings
+            .iter()
+            .find(|d| d.file().ends_with("appsettings.json"))
+            .and_then(|d| {
+                d.get(&["Agents"])
+                    .and_then(|a| a.members())
+                    .and_then(|m| m.first())
+                    .map(|m| m.key.clone())
+            })
+            .unwrap_or_else(|| "Local".into());
+        for (n, text) in prepared_files(
+            Some(&self.f.installed.version),
+            Some(&self.f.zip.found.version),
+            &self.f.ids,
+            &agent_id,
+        ) {
+            b.step(
+                seed,
+                Some("our own documented content (identifier mapping, agent identifier), computed from the old appsettings: no server start needed".into()),
+                StepSpec::WriteFile { path: self.asf.join(n), content: text.into_bytes().into() },
+            );
+        }
+    }
+
+    /// The Runtime's agent appsettings, migrated.
+    fn agent_files(&self, b: &mut B, seed: &str) {
+        for (n, m) in &self.f.runtime_agent {
+            let changes: Vec<String> = m.changes.iter().map(|c| c.to_string()).collect();
+            match &m.new_text {
+                Some(t) => b.step(
+                    seed,
+                    changes_note(changes),
+                    StepSpec::WriteFile {
+                        path: new_runtime(n),
+                        content: t.clone().into_bytes().into(),
+                    },
+                ),
+                None => b.item(
+                    seed,
+                    ItemKind::NotNeeded,
+                    format!("{n}: no rule changes it: not rewritten"),
+                ),
+            }
+        }
+    }
+
+    /// The configuration: Conf renamed to ConfOld, copied back, rewritten file by file.
+    fn conf_steps(&self, b: &mut B, seeds: [&str; 4]) {
+        let Some(conf) = &self.f.conf else {
+            b.item(
+                seeds[0],
+                ItemKind::NotNeeded,
+                "no Conf folder: nothing to migrate",
+            );
+            return;
+        };
+        b.step(
+            seeds[0],
+            None,
+            StepSpec::Rename {
+                from: "Conf".into(),
+                to: "ConfOld".into(),
+            },
+        );
+        b.item(
+            seeds[1],
+            ItemKind::Checked,
+            format!("{APPSETTINGS_FOLDER}/appsettings.agent.json holds the pre-migration agent settings (written above, never migrated in place)"),
+        );
+        b.step(
+            seeds[2],
+            Some("the configuration is migrated at plan time: ConfOld copied to Conf, then only the files a rule changes are rewritten".into()),
+            StepSpec::Copy { from: "ConfOld".into(), to: "Conf".into() },
+        );
+        for file in &conf.files {
+            if let FileOutcome::Changed(bytes) = &file.outcome {
+                let full = self.o.root.join("Conf").join(&file.path);
+                let changes: Vec<String> = conf
+                    .changes
+                    .iter()
+                    .filter(|c| c.file == full)
+                    .map(|c| {
+                        format!(
+                            "line {} <{}{}>: {:?} {:?} -> {:?}",
+                            c.line,
+                            c.element,
+                            c.attribute
+                                .as_deref()
+                                .map(|a| format!(" {a}"))
+                                .unwrap_or_default(),
+                            c.rule,
+                            c.old,
+                            c.new.as_deref().unwrap_or("(removed)")
+                        )
+                    })
+                    .collect();
+                b.step(
+                    seeds[2],
+                    changes_note(changes),
+                    StepSpec::WriteFile {
+                        path: PathBuf::from("Conf").join(&file.path),
+                        content: bytes.clone().into(),
+                    },
+                );
+            }
+        }
+        b.item(
+            seeds[3],
+            ItemKind::Manual,
+            "optional: update the configuration version (change nothing else)",
+        );
+    }
+}
+
+/// Integrated mode (server and agent on one machine): the seed's steps 4 to 9.
+fn integrated(c: &Ctx, b: &mut B) {
+    b.item("4.1", ItemKind::NotNeeded, "a second backup is not needed: the backup of 3.1 is still current (nothing changed the database since)");
+    c.asf_copies(b, "4.2-4.3");
+    c.copy_into_runtime(b, "4.4", &[]);
+    b.version_upgrade("4.5", c.f, Some(&c.asf.join("appsettings.agent.json")));
+    c.server_appsettings_step(b, "5.1", false);
+    c.files_steps(b, "5.2", "5.3");
+    c.tracked(b, "5.3");
+    c.reencrypt(b, "5.3");
+    b.item("6.1", ItemKind::NotNeeded, "starting the 5.2 server is not needed: 520.json/522.json are computed from the old appsettings");
+    c.prepare(b, "6.2");
+    b.item("7.1", ItemKind::NotNeeded, "appsettings.connection.json is not needed: the agent settings are migrated from the old appsettings.agent.json");
+    c.agent_files(b, "7.2");
+    b.item(
+        "7.3",
+        ItemKind::Checked,
+        "the migrated appsettings files are in the new Runtime (4.4, 5.1, 7.2)",
+    );
+    b.start("8", "the server");
+    c.conf_steps(b, ["9.1", "9.2", "9.3", "9.4"]);
+    b.deletes("9.5", c.f, "this section of the seed lists UJ_TaskResourceTypes and UJ_JobSteps, its agent section all three: all three are emptied");
+    b.start_step("8", "the server");
+    b.deploy("9.6", "9.7", "9.8");
+}
+
+/// Server mode (remote agents, upgraded after it): the seed's steps 3.4 to 8.
+fn server(c: &Ctx, b: &mut B) {
+    c.copy_into_runtime(b, "3.4", &[]);
+    b.item("4.1", ItemKind::NotNeeded, "a second backup is not needed: the backup of 3.1 is still current (nothing changed the database since)");
+    if let Some(src) = &c.f.agent_source {
+        b.item(
+            "4.2",
+            ItemKind::Checked,
+            format!(
+                "agent settings from --agent-appsettings: {}",
+                c.o.agent_appsettings
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        b.step(
+            "4.3",
+            Some(format!(
+                "the seed's temporary appsettings folder, at ROOT/{APPSETTINGS_FOLDER}"
+            )),
+            StepSpec::MakeDir {
+                path: c.asf.clone(),
+            },
+        );
+        b.step(
+            "4.4",
+            (src.from.len() > 1).then(|| {
+                "the InformationSystems sections of the agents concatenated into one file"
+                    .to_string()
+            }),
+            StepSpec::WriteFile {
+                path: c.asf.join("appsettings.agent.json"),
+                content: src.text.clone().into_bytes().into(),
+            },
+        );
+    } else {
+        b.item("4.2-4.4", ItemKind::Manual, "no --agent-appsettings given: obtain the agent's appsettings.agent.json for the database upgrade");
+    }
+    b.item(
+        "4.5",
+        ItemKind::Checked,
+        "the server's old appsettings.json is in the new Runtime (3.4)",
+    );
+    let agent_settings =
+        c.f.agent_source
+            .is_some()
+            .then(|| c.asf.join("appsettings.agent.json"));
+    b.version_upgrade("4.6", c.f, agent_settings.as_deref());
+    c.server_appsettings_step(b, "5.1", false);
+    c.files_steps(b, "5.2", "5.3");
+    if c.o.start_command.is_some() || !c.o.services.is_empty() {
+        b.start_step("6", "the server");
+    } else {
+        b.start("6", "the server");
+    }
+    b.item(
+        "7",
+        ItemKind::Manual,
+        "restart the remote agent(s) (unless the --start-command does)",
+    );
+    b.item(
+        "8",
+        ItemKind::Manual,
+        "do not upgrade or deploy the configuration until the agent has also been upgraded",
+    );
+}
+
+/// Agent mode (a remote agent, after its server): the seed's steps 4 to 8.
+fn agent(c: &Ctx, b: &mut B) {
+    c.server_appsettings_step(b, "4.1", true);
+    c.files_steps(b, "4.2", "4.3");
+    c.tracked(b, "4.4");
+    c.reencrypt(b, "4.4");
+    c.asf_copies(b, "5.1-5.2");
+    c.copy_into_runtime(b, "5.2", &["appsettings.json"]);
+    if c.o.root.join("Runtime/web.config").is_file() {
+        if c.zip_has("web.config") {
+            let content = std::fs::read(c.o.root.join("Runtime/web.config")).unwrap_or_default();
+            b.step(
+                "5.3",
+                Some("the zip ships its own web.config: replaced by the old one".into()),
+                StepSpec::WriteFile {
+                    path: new_runtime("web.config"),
+                    content: content.into(),
+                },
+            );
+        } else {
+            b.step(
+                "5.3",
+                None,
+                StepSpec::Copy {
+                    from: old_runtime("web.config"),
+                    to: new_runtime("web.config"),
+                },
+            );
+        }
+    }
+    b.item("5.4", ItemKind::NotNeeded, "starting the server is not needed: 520.json/522.json are computed from the old appsettings");
+    c.prepare(b, "5.5");
+    b.item("6.1", ItemKind::NotNeeded, "appsettings.connection.json is not needed: the agent settings are migrated from the old appsettings.agent.json");
+    c.agent_files(b, "6.2");
+    b.start("7", "the agent");
+    c.conf_steps(b, ["8.1", "8.2", "8.3", "8.4"]);
+    b.deletes(
+        "8.5",
+        c.f,
+        "the database was backed up before the first change (3.0)",
+    );
+    b.start_step("7", "the agent");
+    b.deploy("8.6", "8.7", "8.8");
+}
+
+/// `name` in the old Runtime (renamed `RuntimeOld` at step 3).
+fn old_runtime(name: &str) -> PathBuf {
+    PathBuf::from("RuntimeOld").join(name)
+}
+
+/// `name` in the new Runtime (extracted from the zip).
+fn new_runtime(name: &str) -> PathBuf {
+    PathBuf::from("Runtime").join(name)
+}
+
+/// A step's note listing the rule changes it writes, when there are any.
+fn changes_note(changes: Vec<String>) -> Option<String> {
+    (!changes.is_empty()).then(|| format!("changes: {}", changes.join("; ")))
 }

@@ -109,6 +109,20 @@ pub enum StepError {
     Refused(String),
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// The journal, met while the step read back or saved its data, cannot be trusted: the
+    /// engine stops (exit 3), records nothing as failed and rolls nothing back.
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl StepError {
+    /// The journal corruption this error reports, if it is one.
+    pub fn corruption(&self) -> Option<&str> {
+        match self {
+            StepError::Corrupt(m) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StepError>;
@@ -141,6 +155,8 @@ pub struct StepContext<'a> {
     pub root: &'a Path,
     /// This step's own folder in the journal trash (created on demand).
     pub trash: PathBuf,
+    /// The journal folder: no step touches it or walks into it (the engine's to name).
+    pub journal_dir: &'a Path,
     pub on_bytes: OnBytes<'a>,
     pub on_files: OnFiles<'a>,
     pub on_phase: OnPhase<'a>,
@@ -242,6 +258,14 @@ pub trait Step: Send + Sync {
     /// journaled (a crash between the action and the record).
     fn recovered_outcome(&self, _ctx: &StepContext, _intent: &Intent) -> Result<Outcome> {
         Ok(Outcome::default())
+    }
+
+    /// Before `resume` of an interrupted or failed run, for each step not done: what the step
+    /// needs that the journal does not keep (a PFX password is never journaled), checked
+    /// before anything acts, so that its absence is a refusal rather than a failed, rolled-back
+    /// run. Most steps need nothing.
+    fn ready_to_resume(&self) -> std::result::Result<(), String> {
+        Ok(())
     }
 
     /// Before `resume`, or a `rollback` of a run that did not commit (or whose rollback was

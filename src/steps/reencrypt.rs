@@ -141,18 +141,14 @@ impl ReencryptFiles {
     }
 
     /// Every candidate file now on disk, sorted, without duplicates or staging leftovers, and
-    /// never inside the journal folder (its trash holds the kept originals): `trash` is this
-    /// step's trash folder when known, `<journal>/trash/<run>/<step>`.
+    /// never inside the journal folder (its trash holds the kept originals): `journal` is
+    /// that folder when known (`StepContext::journal_dir`, `PlanView::journal_dir`).
     fn candidates(
         &self,
         resolve: &dyn Fn(&Path) -> Option<PathBuf>,
-        trash: Option<&Path>,
+        journal: Option<&Path>,
     ) -> Result<Vec<PathBuf>> {
-        let is_journal = |dir: &Path| {
-            dir.file_name()
-                .is_some_and(|n| n == crate::engine::JOURNAL_DIR_NAME)
-                || trash.is_some_and(|t| t.starts_with(dir.join("trash")))
-        };
+        let is_journal = |dir: &Path| journal.is_some_and(|j| platform::path_starts_with(dir, j));
         let mut out = Vec::new();
         for folder in &self.folders {
             let Some(origin) = resolve(folder) else {
@@ -316,7 +312,7 @@ fn stage(
     .open(&staged)
     .map_err(io_err("creating", &staged))?;
     let verified = (|| {
-        keep_owner(&src, &out).map_err(io_err("setting the owner of", &staged))?;
+        durable_fs::keep_owner(&src, &out).map_err(io_err("setting the owner of", &staged))?;
         let summary = parallel::reencrypt_file(cert, cert, &src, &out, on_bytes)
             .map_err(|e| crypto_failure(path, "cannot re-encrypt", e))?;
         platform::set_file_mode(&out, mode).map_err(io_err("setting the mode of", &staged))?;
@@ -348,12 +344,6 @@ fn stage(
         let _ = durable_fs::remove_path(&staged);
     }
     verified
-}
-
-/// Gives `out` the owner of `src` (on Windows its ACL): the agent's service account must
-/// still read its files when the upgrade runs as an administrator.
-pub fn keep_owner(src: &File, out: &File) -> io::Result<()> {
-    platform::keep_owner(src, out)
 }
 
 /// A file's name, for a progress phase.
@@ -498,7 +488,7 @@ impl Step for ReencryptFiles {
 
     /// The legacy files still to re-encrypt: their bytes and their number.
     fn work(&self, view: &PlanView) -> Work {
-        let Ok(files) = self.candidates(&|p| view.origin(p), None) else {
+        let Ok(files) = self.candidates(&|p| view.origin(p), view.journal_dir()) else {
             return Work::default();
         };
         files
@@ -519,11 +509,19 @@ impl Step for ReencryptFiles {
         }
     }
 
+    /// Its certificate must load (with the run-time PFX password): resuming needs the key.
+    fn ready_to_resume(&self) -> std::result::Result<(), String> {
+        self.certificate
+            .load(&self.root, self.password.as_ref())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     fn intent(&self, ctx: &StepContext) -> Result<Intent> {
         let cert = self.cert()?;
         // Per file, on every core: is it legacy, does its data key unwrap with this
         // certificate (refuse before anything changes), and its hash.
-        let candidates = self.candidates(&|p| Some(p.to_path_buf()), Some(&ctx.trash))?;
+        let candidates = self.candidates(&|p| Some(p.to_path_buf()), Some(ctx.journal_dir))?;
         let checked: Vec<Result<Option<Touch>>> = candidates
             .into_par_iter()
             .map(|path| {

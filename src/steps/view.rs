@@ -27,6 +27,8 @@ pub struct PlanView {
     /// among its ancestors (itself included) decides; a map keeps lookups O(depth).
     overlay: HashMap<PathBuf, (usize, Node)>,
     clock: usize,
+    /// The journal folder, when the view is the engine's: no step walks into it.
+    journal: Option<PathBuf>,
 }
 
 impl PlanView {
@@ -35,7 +37,19 @@ impl PlanView {
             root: root.to_path_buf(),
             overlay: HashMap::new(),
             clock: 0,
+            journal: None,
         }
+    }
+
+    /// The same view, knowing the journal folder (which no step may walk into).
+    pub fn with_journal(mut self, dir: &Path) -> PlanView {
+        self.journal = Some(dir.to_path_buf());
+        self
+    }
+
+    /// The journal folder, when known (see [`StepContext::journal_dir`](super::StepContext)).
+    pub fn journal_dir(&self) -> Option<&Path> {
+        self.journal.as_deref()
     }
 
     pub fn root(&self) -> &Path {

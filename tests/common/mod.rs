@@ -9,6 +9,8 @@ use usercube_upgrade::manifest::Manifest;
 use usercube_upgrade::plan::Plan;
 use usercube_upgrade::sample::{self, SampleSize};
 
+pub mod pfx;
+
 pub const JOURNAL: &str = ".usercube-upgrade";
 
 pub struct Install {
@@ -95,11 +97,6 @@ impl Install {
     pub fn code(&self, args: &[&str]) -> (Option<i32>, String) {
         let out = self.cmd(args).output().unwrap();
         (out.status.code(), text(&out))
-    }
-
-    /// Runs with the crash failpoint; returns true when the process aborted.
-    pub fn crash_at(&self, args: &[&str], n: u64) -> bool {
-        crash_at(self.cmd(args), n)
     }
 
     pub fn journal_dir(&self) -> PathBuf {

@@ -255,11 +255,6 @@ impl Db {
         out
     }
 
-    /// Runs with the crash failpoint; true when the process aborted.
-    pub fn crash_at(&self, args: &[&str], n: u64) -> bool {
-        super::common::crash_at(self.cmd(args), n)
-    }
-
     pub fn journal_dir(&self) -> PathBuf {
         self.root.join(".usercube-upgrade")
     }
