@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+#[cfg(feature = "aws-lc")]
 use aws_lc_rs::rsa::{
     OaepPrivateDecryptingKey, PrivateDecryptingKey, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256,
 };
@@ -54,6 +55,7 @@ pub struct Certificate {
 enum PrivateKey {
     /// Loaded from a PFX: AWS-LC decrypts (about 6 times faster than the `rsa` crate,
     /// BENCHMARKS.md; it is the one private-key operation per re-encrypted file).
+    #[cfg(feature = "aws-lc")]
     AwsLc(Arc<OaepPrivateDecryptingKey>),
     /// Loaded from a PFX that AWS-LC does not take (a key size outside 2048..=8192 bits, a
     /// PKCS#8 form it refuses): the `rsa` crate decrypts.
@@ -65,18 +67,22 @@ enum PrivateKey {
 impl PrivateKey {
     /// The fastest backend that takes this PKCS#8 key (`key` is its parsed form).
     fn from_pkcs8(der: &[u8], key: RsaPrivateKey) -> PrivateKey {
-        let aws_lc = PrivateDecryptingKey::from_pkcs8(der)
+        #[cfg(feature = "aws-lc")]
+        if let Some(k) = PrivateDecryptingKey::from_pkcs8(der)
             .ok()
-            .and_then(|k| OaepPrivateDecryptingKey::new(k).ok());
-        match aws_lc {
-            Some(k) => PrivateKey::AwsLc(Arc::new(k)),
-            None => PrivateKey::Rsa(Box::new(key)),
+            .and_then(|k| OaepPrivateDecryptingKey::new(k).ok())
+        {
+            return PrivateKey::AwsLc(Arc::new(k));
         }
+        #[cfg(not(feature = "aws-lc"))]
+        let _ = der;
+        PrivateKey::Rsa(Box::new(key))
     }
 
     /// RSA-OAEP decryption with SHA-1 (`sha256` false) or SHA-256; None if it fails.
     fn decrypt_oaep(&self, sha256: bool, wrapped: &[u8]) -> Option<Vec<u8>> {
         match self {
+            #[cfg(feature = "aws-lc")]
             PrivateKey::AwsLc(k) => {
                 let algorithm = if sha256 {
                     &OAEP_SHA256_MGF1SHA256
@@ -515,6 +521,7 @@ mod tests {
 
     /// The PFX's key goes to AWS-LC, and it unwraps exactly what the `rsa` crate unwraps
     /// (SHA-1 for legacy keys, SHA-256 for new headers), and refuses what it refuses.
+    #[cfg(feature = "aws-lc")]
     #[test]
     fn aws_lc_and_rsa_crate_unwrap_the_same() {
         let f = fixture();
