@@ -321,10 +321,12 @@ fn copy_raw(from: &Path, to: &Path, report: Report) -> io::Result<()> {
         fs::set_permissions(to, meta.permissions())?;
         platform::copy_owner(from, to)?;
     } else {
-        let n = fs::copy(from, to)?; // copy_file_range; also copies the mode (attributes)
-                                     // The owner (on Windows, the ACL) too: the service account must still read it.
+        // copy_file_range; also copies the mode (attributes). Its count is not used: wine's
+        // CopyFileExW never calls the progress routine std reads it from, so it says 0.
+        fs::copy(from, to)?;
+        // The owner (on Windows, the ACL) too: the service account must still read it.
         platform::copy_owner(from, to)?;
-        (report.on_bytes)(n);
+        (report.on_bytes)(to.metadata()?.len());
         (report.on_files)(1);
     }
     Ok(())
