@@ -20,6 +20,7 @@ pub mod cert;
 pub mod format;
 pub mod legacy;
 pub mod options;
+mod oaep;
 pub mod parallel;
 pub mod source;
 pub mod store;

@@ -99,11 +99,24 @@ pub struct Detail {
     pub not_legacy: usize,
 }
 
-/// StepData record: the new file of touch `index`, durable before it replaces the original.
+/// The new file of touch `index`, durable before it replaces the original. A StepData record
+/// holds a group's list of them (one record per group: one saved file, not one per file, which
+/// cost most of a many-small-files run); an earlier build saved each one alone, and resume
+/// still reads that.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 struct Converted {
     index: usize,
     after: Manifest,
+}
+
+impl Converted {
+    /// A StepData payload's records: a group's list, or one alone (earlier builds); nothing
+    /// from another kind of payload.
+    fn read(payload: &[u8]) -> Vec<Converted> {
+        serde_json::from_slice::<Vec<Converted>>(payload)
+            .or_else(|_| serde_json::from_slice::<Converted>(payload).map(|c| vec![c]))
+            .unwrap_or_default()
+    }
 }
 
 impl ReencryptFiles {
@@ -386,7 +399,7 @@ impl ReencryptFiles {
     ) -> Result<Vec<Option<Manifest>>> {
         let mut after = vec![None; n];
         ctx.journal.saved(&mut |payload| {
-            if let Ok(c) = serde_json::from_slice::<Converted>(payload) {
+            for c in Converted::read(payload) {
                 if c.index < n {
                     after[c.index] = Some(c.after);
                 }
@@ -664,14 +677,15 @@ impl Step for ReencryptFiles {
         for group in staged.chunks(group_size()) {
             (ctx.on_phase)(&format!("replacing files {replaced}/{}", staged.len()));
             replaced += group.len();
-            for (i, m) in group {
-                let rec = Converted {
+            let records: Vec<Converted> = group
+                .iter()
+                .map(|(i, m)| Converted {
                     index: *i,
                     after: m.clone(),
-                };
-                ctx.journal
-                    .save(serde_json::to_vec(&rec).expect("record serializes"))?;
-            }
+                })
+                .collect();
+            ctx.journal
+                .save(serde_json::to_vec(&records).expect("records serialize"))?;
             ctx.journal.sync()?;
             // Every original kept (links durable: one trash fsync), then every rename; the
             // renames' folder fsyncs wait for the engine's barrier before the step is done.
@@ -776,6 +790,35 @@ impl Step for ReencryptFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn converted_records_are_read_as_a_group_or_alone() {
+        let m = |size| Manifest {
+            entries: vec![Entry {
+                rel: String::new(),
+                kind: Kind::File,
+                size,
+                mode: 0o600,
+                sha256: [size as u8; 32],
+            }],
+        };
+        let group = vec![
+            Converted {
+                index: 3,
+                after: m(10),
+            },
+            Converted {
+                index: 4,
+                after: m(11),
+            },
+        ];
+        let payload = serde_json::to_vec(&group).unwrap();
+        assert_eq!(Converted::read(&payload), group);
+        let alone = serde_json::to_vec(&group[1]).unwrap();
+        assert_eq!(Converted::read(&alone), group[1..]);
+        assert_eq!(Converted::read(b"{\"kind\":\"other\"}"), []);
+        assert_eq!(Converted::read(b"not json"), []);
+    }
 
     #[test]
     fn wildcards() {
