@@ -546,8 +546,14 @@ mod tests {
                 .encrypt(&mut rng, Oaep::new::<Sha256>(), &key)
                 .unwrap();
             for backend in [&c.private_key, &rsa] {
-                assert_eq!(backend.decrypt_oaep(false, &sha1).as_deref(), Some(&key[..]));
-                assert_eq!(backend.decrypt_oaep(true, &sha256).as_deref(), Some(&key[..]));
+                assert_eq!(
+                    backend.decrypt_oaep(false, &sha1).as_deref(),
+                    Some(&key[..])
+                );
+                assert_eq!(
+                    backend.decrypt_oaep(true, &sha256).as_deref(),
+                    Some(&key[..])
+                );
                 // The wrong hash, a flipped byte, a short value: refused by both.
                 assert_eq!(backend.decrypt_oaep(true, &sha1), None);
                 let mut bad = sha256.clone();

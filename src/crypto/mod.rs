@@ -19,8 +19,8 @@
 pub mod cert;
 pub mod format;
 pub mod legacy;
-pub mod options;
 mod oaep;
+pub mod options;
 pub mod parallel;
 pub mod source;
 pub mod store;

@@ -100,14 +100,19 @@ mod tests {
             let public = RsaPrivateKey::new(&mut rng, bits).unwrap().to_public_key();
             let fast = SeededWrap::new(&public).unwrap();
             for i in 0..40u8 {
-                let key: Vec<u8> = (0..32).map(|j| i.wrapping_mul(31).wrapping_add(j)).collect();
+                let key: Vec<u8> = (0..32)
+                    .map(|j| i.wrapping_mul(31).wrapping_add(j))
+                    .collect();
                 let seed = [i.wrapping_mul(7); 32];
                 let slow = public
                     .encrypt(&mut StdRng::from_seed(seed), Oaep::new::<Sha256>(), &key)
                     .unwrap();
                 assert_eq!(fast.wrap(&key, seed).unwrap(), slow, "{bits} bits, key {i}");
             }
-            assert!(fast.wrap(&[0u8; 400], [0; 32]).is_err(), "too long for OAEP");
+            assert!(
+                fast.wrap(&[0u8; 400], [0; 32]).is_err(),
+                "too long for OAEP"
+            );
         }
     }
 }
