@@ -121,7 +121,7 @@ elif $a.key == "write-file" then
 elif $a.key == "extract-zip" then
   "mkdir -- \($v.dest | @sh) && unzip -q \($v.archive | @sh) -d \($v.dest | @sh)"
 elif $a.key == "database-backup" then
-  "sqlite3 \($v.connection | db) \".backup \($v.backup_dir)/plain-backup.sqlite\""
+  "mkdir -p -- \($v.backup_dir | @sh) && sqlite3 \($v.connection | db) \".backup \($v.backup_dir)/plain-backup.sqlite\""
 elif $a.key == "delete-rows" then "sqlite3 \($v.connection | db) 'DELETE FROM \($v.table);'"
 elif $a.key == "database-version-upgrade" then
   error("the demo has no vendor schema tool: the engine runs with --skip-database-upgrade")
@@ -168,6 +168,8 @@ LEGACY=$(cd "$PRISTINE" && { find Temp Work -type f; ls Runtime/tracked-accounts
     while read -r f; do
         if [ "$(head -c 4 "$f" | od -An -tx1 | tr -d ' \n')" = 93100100 ]; then echo "$f"; fi
     done | wc -l)
+# (what a stopped earlier check left would take the moved trees in as subfolders)
+rm -rf "$WORK/after-engine" "$WORK/after-plain" "$WORK/decrypted-engine" "$WORK/decrypted-plain"
 fresh && "$BIN" "${ENGINE_ARGS[@]}" --quiet && mv "$TREE" "$WORK/after-engine"
 fresh && "$PLAIN" "$TREE" && mv "$TREE" "$WORK/after-plain"
 for side in engine plain; do
