@@ -329,11 +329,12 @@ fn copy_raw(from: &Path, to: &Path, report: Report) -> io::Result<()> {
         platform::copy_owner(from, to)?;
     } else {
         // copy_file_range; also copies the mode (attributes). Its count is not used: wine's
-        // CopyFileExW never calls the progress routine std reads it from, so it says 0.
+        // CopyFileExW never calls the progress routine std reads it from, so it says 0; the
+        // source's size, already read above, is reported instead.
         fs::copy(from, to)?;
         // The owner (on Windows, the ACL) too: the service account must still read it.
         platform::copy_owner(from, to)?;
-        (report.on_bytes)(to.metadata()?.len());
+        (report.on_bytes)(meta.len());
         (report.on_files)(1);
     }
     Ok(())
