@@ -11,10 +11,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion};
-use usercube_upgrade::db::{self, Target};
-use usercube_upgrade::engine::{Engine, Options};
-use usercube_upgrade::plan::{Plan, StepSpec};
-use usercube_upgrade::steps::{self, StepContext, StepJournal};
+use usercube_upgrade::testing::db::{self, Target};
+use usercube_upgrade::testing::engine::{Engine, Options};
+use usercube_upgrade::testing::plan::{Plan, StepSpec};
+use usercube_upgrade::testing::steps::{self, StepContext, StepJournal};
 
 const PW_VAR: &str = "USERCUBE_BENCH_DB_PASSWORD";
 
@@ -157,17 +157,17 @@ fn vm_hwm_kb() -> u64 {
 struct NullJournal(std::cell::Cell<u64>);
 
 impl StepJournal for NullJournal {
-    fn save(&self, payload: Vec<u8>) -> usercube_upgrade::steps::Result<()> {
+    fn save(&self, payload: Vec<u8>) -> usercube_upgrade::testing::steps::Result<()> {
         self.0.set(self.0.get() + payload.len() as u64);
         Ok(())
     }
-    fn sync(&self) -> usercube_upgrade::steps::Result<()> {
+    fn sync(&self) -> usercube_upgrade::testing::steps::Result<()> {
         Ok(())
     }
     fn saved(
         &self,
-        _f: &mut dyn FnMut(&[u8]) -> usercube_upgrade::steps::Result<()>,
-    ) -> usercube_upgrade::steps::Result<()> {
+        _f: &mut dyn FnMut(&[u8]) -> usercube_upgrade::testing::steps::Result<()>,
+    ) -> usercube_upgrade::testing::steps::Result<()> {
         Ok(())
     }
 }
@@ -182,7 +182,7 @@ fn step_only(s: &Setup) -> (Duration, u64) {
     let j = NullJournal(std::cell::Cell::new(0));
     let on_bytes = |_n: u64| {};
     let on_phase = |_: &str| {};
-    let deferred = usercube_upgrade::durable_fs::DeferredDirs::default();
+    let deferred = usercube_upgrade::testing::durable_fs::DeferredDirs::default();
     let ctx = StepContext {
         root: &s.root,
         trash: s.root.join("trash"),

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use tempfile::TempDir;
-use usercube_upgrade::engine::{Engine, Options};
-use usercube_upgrade::plan::{Plan, StepSpec};
+use usercube_upgrade::testing::engine::{Engine, Options};
+use usercube_upgrade::testing::plan::{Plan, StepSpec};
 
 const FILE_BYTES: usize = 64;
 

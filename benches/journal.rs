@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use usercube_upgrade::journal::{Journal, NewRecord, Phase};
+use usercube_upgrade::testing::journal::{Journal, NewRecord, Phase};
 
 const PAYLOADS: [(usize, &str); 2] = [(100, "100B"), (4096, "4KiB")];
 const BATCHES: [usize; 2] = [16, 256];

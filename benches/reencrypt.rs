@@ -29,10 +29,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion, Throughput};
-use usercube_upgrade::crypto::{encrypt_legacy, Certificate, CertificateSource, PASSWORD_ENV};
-use usercube_upgrade::durable_fs;
-use usercube_upgrade::plan::{Plan, StepSpec};
-use usercube_upgrade::steps::reencrypt::stage_one;
+use usercube_upgrade::testing::crypto::{
+    encrypt_legacy, Certificate, CertificateSource, PASSWORD_ENV,
+};
+use usercube_upgrade::testing::durable_fs;
+use usercube_upgrade::testing::plan::{Plan, StepSpec};
+use usercube_upgrade::testing::steps::reencrypt::stage_one;
 
 #[path = "support/mod.rs"]
 mod support;

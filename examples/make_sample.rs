@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use usercube_upgrade::sample::{self, SampleSize};
+use usercube_upgrade::testing::sample::{self, SampleSize};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

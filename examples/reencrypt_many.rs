@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use usercube_upgrade::crypto::{encrypt_legacy, Certificate, CertificateSource, PASSWORD_ENV};
-use usercube_upgrade::durable_fs;
-use usercube_upgrade::plan::{Plan, StepSpec};
+use usercube_upgrade::testing::crypto::{
+    encrypt_legacy, Certificate, CertificateSource, PASSWORD_ENV,
+};
+use usercube_upgrade::testing::durable_fs;
+use usercube_upgrade::testing::plan::{Plan, StepSpec};
 
 const PASSWORD: &str = "many";
 

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use usercube_upgrade::crypto::{encrypt_legacy, Certificate};
-use usercube_upgrade::durable_fs;
-use usercube_upgrade::steps::reencrypt::stage_one;
+use usercube_upgrade::testing::crypto::{encrypt_legacy, Certificate};
+use usercube_upgrade::testing::durable_fs;
+use usercube_upgrade::testing::steps::reencrypt::stage_one;
 
 /// (user, system) CPU seconds of this process so far.
 fn cpu_secs() -> (f64, f64) {

@@ -1,6 +1,6 @@
-//! Entry points for the fuzz targets (`fuzz/`) and property tests, behind the cargo feature
-//! `testing`: the checks below live in crate-private modules, and the public API stays as it
-//! is. Nothing here is used by the tool itself.
+//! Entry points for the fuzz targets (`fuzz/`), behind the cargo feature `testing` (reached
+//! as `testing::fuzzing`): the zip checks as the plans run them, with their results reduced
+//! to what a target compares. Nothing here is used by the tool itself.
 
 use std::path::Path;
 

@@ -13,8 +13,8 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = usercube_upgrade::cli::Args::parse();
-    match usercube_upgrade::cli::run(args) {
+    let args = usercube_upgrade::CliArgs::parse();
+    match usercube_upgrade::run_cli(args) {
         Ok(()) => ExitCode::SUCCESS,
         // Not an error: the run stopped where it was asked to; the message says what next.
         Err(e @ usercube_upgrade::Error::Interrupted { .. }) => {
@@ -22,7 +22,7 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
         Err(e) => {
-            usercube_upgrade::out::error_line(format_args!("error: {e}"));
+            usercube_upgrade::error_line(format_args!("error: {e}"));
             ExitCode::from(e.exit_code())
         }
     }

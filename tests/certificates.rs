@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{assert_same, bin, snapshot, text, JOURNAL};
-use usercube_upgrade::crypto::{is_legacy, PASSWORD_ENV};
-use usercube_upgrade::runbook::demo::{self, DemoSize, RUNTIME_ZIP};
+use usercube_upgrade::testing::crypto::{is_legacy, PASSWORD_ENV};
+use usercube_upgrade::testing::runbook::demo::{self, DemoSize, RUNTIME_ZIP};
 
 const SIZE: DemoSize = DemoSize {
     files: 20,
@@ -364,7 +364,7 @@ fn certificate_options_follow_one_rule_everywhere() {
 fn commands_started_by_the_run_never_see_the_tool_secrets() {
     let d = Demo::new();
     let db_env = d.outside("database-tool-env.txt");
-    let unix = usercube_upgrade::platform::SHELL == "sh -c";
+    let unix = usercube_upgrade::testing::platform::SHELL == "sh -c";
     let (dump, db_tool) = if unix {
         ("env", format!("sh -c 'env > \"{}\"'", db_env.display()))
     } else {

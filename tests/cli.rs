@@ -3,8 +3,8 @@
 mod common;
 
 use common::{assert_same, Install};
-use usercube_upgrade::plan::{Plan, StepSpec};
-use usercube_upgrade::sample::SampleSize;
+use usercube_upgrade::testing::plan::{Plan, StepSpec};
+use usercube_upgrade::testing::sample::SampleSize;
 
 #[test]
 fn run_then_rollback_restores_the_exact_tree() {
@@ -88,7 +88,7 @@ fn finalize_purges_the_trash_and_forbids_rollback() {
 /// A zip whose central directory is fine but whose first entry's data is damaged: it
 /// passes preflight and fails while extracting, after several steps have run.
 fn damage_zip(i: &Install) {
-    let zip = i.root.join(usercube_upgrade::sample::RUNTIME_ZIP);
+    let zip = i.root.join(usercube_upgrade::testing::sample::RUNTIME_ZIP);
     let mut bytes = std::fs::read(&zip).unwrap();
     for b in &mut bytes[40..120] {
         *b ^= 0x5a;
@@ -200,8 +200,8 @@ fn plan_json_is_machine_readable() {
 #[test]
 fn a_second_process_is_refused_naming_the_holder() {
     let i = Install::new(SampleSize::default());
-    usercube_upgrade::durable_fs::create_private_dir(&i.journal_dir()).unwrap();
-    let lock = usercube_upgrade::engine::RootLock::acquire(&i.journal_dir()).unwrap();
+    usercube_upgrade::testing::durable_fs::create_private_dir(&i.journal_dir()).unwrap();
+    let lock = usercube_upgrade::testing::engine::RootLock::acquire(&i.journal_dir()).unwrap();
     let start = i.snapshot();
     let (code, msg) = i.code(&["run"]);
     assert_eq!(code, Some(2), "{msg}");
@@ -242,7 +242,7 @@ fn corrupt_then_expect_refusal(edit: impl FnOnce(Vec<u8>) -> Vec<u8>, seq: u64, 
     let i = Install::new(SampleSize::default());
     i.ok(&["run", "--no-auto-rollback"]);
     let before = i.snapshot();
-    usercube_upgrade::journal::tamper_raw(&i.journal_dir(), seq, edit).unwrap();
+    usercube_upgrade::testing::journal::tamper_raw(&i.journal_dir(), seq, edit).unwrap();
     let (code, msg) = i.code(&["journal", "verify"]);
     assert_eq!(code, Some(3), "{msg}");
     assert!(
@@ -277,7 +277,7 @@ fn corrupted_record_is_refused_with_its_sequence_number() {
 fn torn_last_record_is_refused() {
     let i = Install::new(SampleSize::default());
     i.ok(&["run"]);
-    let last = usercube_upgrade::journal::Journal::open(&i.journal_dir())
+    let last = usercube_upgrade::testing::journal::Journal::open(&i.journal_dir())
         .unwrap()
         .last_seq();
     drop(i);
@@ -288,7 +288,9 @@ fn torn_last_record_is_refused() {
 fn broken_chain_is_refused() {
     corrupt_then_expect_refusal(
         |v| {
-            let mut body = usercube_upgrade::journal::record::decode(&v).unwrap().body;
+            let mut body = usercube_upgrade::testing::journal::record::decode(&v)
+                .unwrap()
+                .body;
             body.prev_hash[0] ^= 1;
             body.encode().0
         },
@@ -325,7 +327,7 @@ fn damaged_log_is_refused_and_salvage_names_the_steps_done() {
     i.ok(&["run", "--no-auto-rollback"]);
     let before = i.snapshot();
     // Damage record 5 of the log below later whole entries (the store still holds it).
-    usercube_upgrade::journal::tamper_raw(&i.journal_dir(), 5, |mut v| {
+    usercube_upgrade::testing::journal::tamper_raw(&i.journal_dir(), 5, |mut v| {
         v[12] ^= 0xff;
         v
     })
@@ -402,8 +404,8 @@ fn progress_bar_only_on_a_terminal() {
 #[test]
 fn plan_while_a_run_holds_the_lock_is_refused_naming_the_holder() {
     let i = Install::new(SampleSize::default());
-    usercube_upgrade::durable_fs::create_private_dir(&i.journal_dir()).unwrap();
-    let lock = usercube_upgrade::engine::RootLock::acquire(&i.journal_dir()).unwrap();
+    usercube_upgrade::testing::durable_fs::create_private_dir(&i.journal_dir()).unwrap();
+    let lock = usercube_upgrade::testing::engine::RootLock::acquire(&i.journal_dir()).unwrap();
     let (code, msg) = i.code(&["plan"]);
     assert_eq!(code, Some(2), "{msg}");
     assert!(
@@ -541,7 +543,7 @@ fn every_argument_in_the_clap_tree_has_help() {
         }
     }
 
-    let mut cmd = usercube_upgrade::cli::Args::command();
+    let mut cmd = usercube_upgrade::testing::cli::Args::command();
     // Built: global arguments propagated to every subcommand, help flags generated.
     cmd.build();
     let (mut missing, mut checked) = (Vec::new(), 0);
@@ -604,7 +606,7 @@ fn one_database_problem_is_reported_once() {
 fn progress_bar_is_labelled_during_rollback() {
     let shm = std::path::Path::new("/dev/shm");
     let probe = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    if !shm.is_dir() || usercube_upgrade::durable_fs::same_filesystem(probe.path(), shm) {
+    if !shm.is_dir() || usercube_upgrade::testing::durable_fs::same_filesystem(probe.path(), shm) {
         eprintln!("note: no /dev/shm on another filesystem: the rollback label test is skipped");
         return;
     }

@@ -7,9 +7,9 @@
 mod common;
 
 use common::{assert_same, crash_at, for_each_point, Install};
-use usercube_upgrade::journal::Journal;
-use usercube_upgrade::manifest::Manifest;
-use usercube_upgrade::sample::SampleSize;
+use usercube_upgrade::testing::journal::Journal;
+use usercube_upgrade::testing::manifest::Manifest;
+use usercube_upgrade::testing::sample::SampleSize;
 
 const SIZE: SampleSize = SampleSize {
     runtime_files: 12,

@@ -7,7 +7,7 @@ mod common;
 mod dbkit;
 
 use dbkit::{all_bytes, contains, Db, CHILD_TABLE, IDENTITY_TABLE, TABLES};
-use usercube_upgrade::db::Value;
+use usercube_upgrade::testing::db::Value;
 
 fn all_tables() -> Vec<&'static str> {
     TABLES.iter().copied().chain([IDENTITY_TABLE]).collect()
@@ -145,7 +145,7 @@ fn tds_foreign_key_blocks_delete_and_run_rolls_back() {
 #[test]
 fn mssql_foreign_key_blocks_delete_and_run_rolls_back() {
     if let Some(db) = Db::mssql(10) {
-        let mut d = usercube_upgrade::db::open(&db.target).unwrap();
+        let mut d = usercube_upgrade::testing::db::open(&db.target).unwrap();
         d.execute(CHILD_ROW).unwrap();
         fk_blocked_delete_rolls_back(&db);
     }
@@ -176,12 +176,12 @@ fn unreachable_server_and_literal_password_are_refused_at_preflight() {
         .conn
         .replace(&format!(",{port};"), &format!(",{dead_port};"));
     assert_ne!(conn, db.conn);
-    let plan = usercube_upgrade::plan::Plan::new(
+    let plan = usercube_upgrade::testing::plan::Plan::new(
         "t",
         vec![(
             None,
             None,
-            usercube_upgrade::plan::StepSpec::DeleteRows {
+            usercube_upgrade::testing::plan::StepSpec::DeleteRows {
                 connection: conn,
                 table: "UJ_JobSteps".into(),
             },
@@ -199,12 +199,12 @@ fn unreachable_server_and_literal_password_are_refused_at_preflight() {
     let literal = db
         .conn
         .replace(&format!("${{{}}}", dbkit::PW_VAR), "hunter2");
-    let plan = usercube_upgrade::plan::Plan::new(
+    let plan = usercube_upgrade::testing::plan::Plan::new(
         "t",
         vec![(
             None,
             None,
-            usercube_upgrade::plan::StepSpec::DeleteRows {
+            usercube_upgrade::testing::plan::StepSpec::DeleteRows {
                 connection: literal,
                 table: "UJ_JobSteps".into(),
             },
@@ -241,7 +241,7 @@ fn child_table_is_left_alone() {
 }
 
 fn version_plan(db: &Db, command: Vec<String>, backup: bool) {
-    use usercube_upgrade::plan::{Plan, StepSpec};
+    use usercube_upgrade::testing::plan::{Plan, StepSpec};
     let mut steps = Vec::new();
     if backup {
         steps.push((
@@ -347,7 +347,7 @@ fn sqlite_version_upgrade_without_its_tool_is_refused() {
 
 #[test]
 fn tds_applock_held_by_another_session_refuses_the_run() {
-    use usercube_upgrade::db;
+    use usercube_upgrade::testing::db;
     let db = Db::tds(10);
     let start = db.dump();
     let mut holder = db::open(&db.target).unwrap();
@@ -378,7 +378,7 @@ fn sqlite_backup_that_cannot_be_checked_stops_the_rollback() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "sqlite"))
         .unwrap();
-    usercube_upgrade::durable_fs::remove_path(&backup).unwrap();
+    usercube_upgrade::testing::durable_fs::remove_path(&backup).unwrap();
     std::fs::create_dir(&backup).unwrap();
     let (code, msg) = db.code(&["rollback"]);
     assert_eq!(code, Some(1), "{msg}");

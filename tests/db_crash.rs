@@ -8,7 +8,7 @@ mod dbkit;
 mod common;
 use common::{crash_at, for_each_point};
 use dbkit::{Db, IDENTITY_TABLE, TABLES};
-use usercube_upgrade::journal::Journal;
+use usercube_upgrade::testing::journal::Journal;
 
 /// UJ_JobSteps spans three before-image chunks.
 const ROWS: usize = 2200;
@@ -125,7 +125,7 @@ fn tds_crash_in_the_middle_then_rollback_and_resume() {
 
 /// A plan that creates the backup folder, backs up into it, then empties a table.
 fn backup_into_new_folder_plan(db: &Db) {
-    use usercube_upgrade::plan::{Plan, StepSpec};
+    use usercube_upgrade::testing::plan::{Plan, StepSpec};
     let dir = db.root.join("DatabaseBackup");
     let steps = vec![
         (None, None, StepSpec::MakeDir { path: dir.clone() }),
@@ -157,10 +157,10 @@ fn backup_into_new_folder_plan(db: &Db) {
 /// Crashes the run right after the backup step's intent is durable, then leaves what a
 /// kill inside SQLite's backup leaves: the staging copy and SQLite's journal of it.
 fn killed_inside_the_backup(db: &Db) -> std::path::PathBuf {
-    use usercube_upgrade::engine::{payload, state};
+    use usercube_upgrade::testing::engine::{payload, state};
     for n in 1..10 {
-        let _ = usercube_upgrade::durable_fs::remove_path(&db.journal_dir());
-        let _ = usercube_upgrade::durable_fs::remove_path(&db.root.join("DatabaseBackup"));
+        let _ = usercube_upgrade::testing::durable_fs::remove_path(&db.journal_dir());
+        let _ = usercube_upgrade::testing::durable_fs::remove_path(&db.root.join("DatabaseBackup"));
         assert!(crash_at(db.cmd(&["run"]), n), "crash point {n}");
         let j = Journal::open(&db.journal_dir()).unwrap();
         let run = state::latest(j.records()).unwrap().unwrap();
@@ -173,7 +173,7 @@ fn killed_inside_the_backup(db: &Db) -> std::path::PathBuf {
         let intent: payload::StepIntent = payload::decode(seq, &rec.payload).unwrap();
         let detail: serde_json::Value = serde_json::from_str(&intent.intent.detail).unwrap();
         let file = std::path::PathBuf::from(detail["file"].as_str().unwrap());
-        let staged = usercube_upgrade::durable_fs::staging_path(&file);
+        let staged = usercube_upgrade::testing::durable_fs::staging_path(&file);
         std::fs::copy(&db.file, &staged).unwrap();
         let mut journal = staged.clone().into_os_string();
         journal.push("-journal");
@@ -217,14 +217,14 @@ fn a_kill_inside_the_sqlite_backup_leaves_no_sidecar_for_rollback_or_resume() {
 /// `rollback` with exit 3: nothing recorded, nothing rolled back automatically.
 #[test]
 fn journal_corruption_inside_a_step_exits_3_without_rollback() {
-    use usercube_upgrade::engine::state;
+    use usercube_upgrade::testing::engine::state;
     let db = Db::sqlite(ROWS);
     db.plan(false, &TABLES);
     // The last crash point inside the first step that saves data: its delete committed,
     // its outcome not yet durable, so recovery must read the saved before-images.
     let start = std::fs::read(&db.file).unwrap();
     let crash = |n: u64| {
-        let _ = usercube_upgrade::durable_fs::remove_path(&db.journal_dir());
+        let _ = usercube_upgrade::testing::durable_fs::remove_path(&db.journal_dir());
         std::fs::write(&db.file, &start).unwrap();
         assert!(crash_at(db.cmd(&["run"]), n), "crash point {n}");
         let j = Journal::open(&db.journal_dir()).unwrap();
@@ -267,7 +267,7 @@ fn journal_corruption_inside_a_step_exits_3_without_rollback() {
             .collect();
         assert!(
             new.iter()
-                .all(|p| *p == usercube_upgrade::journal::Phase::UndoIntent),
+                .all(|p| *p == usercube_upgrade::testing::journal::Phase::UndoIntent),
             "{verb}: recorded {new:?}"
         );
         assert_eq!(db.dump(), dump, "{verb}: the database is untouched");

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use usercube_upgrade::plan::{Plan, ServiceAction, StepSpec};
+use usercube_upgrade::testing::plan::{Plan, ServiceAction, StepSpec};
 
 struct Mount(std::path::PathBuf);
 

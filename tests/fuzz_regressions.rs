@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use usercube_upgrade::runbook::configuration::{migrate_file, IdMap, XmlErrorKind};
+use usercube_upgrade::testing::runbook::configuration::{migrate_file, IdMap, XmlErrorKind};
 
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

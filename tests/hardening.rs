@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{assert_same, bin, mentions, snapshot, text, Install, JOURNAL};
-use usercube_upgrade::plan::{Plan, StepSpec};
-use usercube_upgrade::runbook::demo::{DemoSize, RUNTIME_ZIP};
-use usercube_upgrade::sample::{self, SampleSize};
+use usercube_upgrade::testing::plan::{Plan, StepSpec};
+use usercube_upgrade::testing::runbook::demo::{DemoSize, RUNTIME_ZIP};
+use usercube_upgrade::testing::sample::{self, SampleSize};
 
 /// An account and group nobody on the machine is (the "service account").
 #[cfg(unix)]
@@ -154,7 +154,7 @@ fn a_journal_folder_that_is_a_symlink_is_refused() {
     std::fs::create_dir(&elsewhere).unwrap();
     #[cfg(unix)]
     set_mode(&elsewhere, 0o700);
-    usercube_upgrade::platform::symlink(&elsewhere, &i.journal_dir()).unwrap();
+    usercube_upgrade::testing::platform::symlink(&elsewhere, &i.journal_dir()).unwrap();
     refused(&i, &["run"], &[JOURNAL, "is a symbolic link"]);
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
 }
@@ -193,7 +193,7 @@ fn a_journal_folder_everyone_can_write_is_refused_and_its_dacl_kept() {
     let shared = i._tmp.path().join("shared");
     std::fs::create_dir(&shared).unwrap();
     set_dacl(&shared, "D:(A;OICI;FA;;;WD)");
-    let was = usercube_upgrade::platform::dacl_sddl(&shared).unwrap();
+    let was = usercube_upgrade::testing::platform::dacl_sddl(&shared).unwrap();
     assert!(was.contains(";;;WD)"), "Everyone is in the DACL: {was}");
     let d = shared.to_str().unwrap();
     for cmd in ["run", "status"] {
@@ -203,7 +203,10 @@ fn a_journal_folder_everyone_can_write_is_refused_and_its_dacl_kept() {
             &[d, "can be written by WD (its DACL)"],
         );
     }
-    assert_eq!(usercube_upgrade::platform::dacl_sddl(&shared).unwrap(), was);
+    assert_eq!(
+        usercube_upgrade::testing::platform::dacl_sddl(&shared).unwrap(),
+        was
+    );
     assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
 }
 
@@ -215,7 +218,7 @@ fn an_existing_journal_folder_is_used_as_it_is_and_never_emptied() {
     #[cfg(unix)]
     set_mode(&own, 0o750);
     #[cfg(windows)]
-    let dacl = usercube_upgrade::platform::dacl_sddl(&own).unwrap();
+    let dacl = usercube_upgrade::testing::platform::dacl_sddl(&own).unwrap();
     std::fs::write(own.join("notes.txt"), "the administrator's own file").unwrap();
     let d = own.to_str().unwrap();
     // A run refused by the engine's checks (its plan names a file that does not exist)
@@ -252,7 +255,10 @@ fn an_existing_journal_folder_is_used_as_it_is_and_never_emptied() {
     #[cfg(unix)]
     assert_eq!(mode(&own), 0o750);
     #[cfg(windows)]
-    assert_eq!(usercube_upgrade::platform::dacl_sddl(&own).unwrap(), dacl);
+    assert_eq!(
+        usercube_upgrade::testing::platform::dacl_sddl(&own).unwrap(),
+        dacl
+    );
     i.ok(&["rollback", "--journal", d]);
     assert_same(&start, &i.snapshot(), "after rollback");
 }
@@ -265,9 +271,9 @@ fn a_new_journal_folder_is_owner_only() {
     assert_eq!(mode(&i.journal_dir()), 0o700);
     #[cfg(windows)]
     assert!(
-        usercube_upgrade::platform::is_private(&i.journal_dir()).unwrap(),
+        usercube_upgrade::testing::platform::is_private(&i.journal_dir()).unwrap(),
         "{}",
-        usercube_upgrade::platform::dacl_sddl(&i.journal_dir()).unwrap()
+        usercube_upgrade::testing::platform::dacl_sddl(&i.journal_dir()).unwrap()
     );
 }
 
@@ -338,7 +344,7 @@ fn everyone_writes(sddl: &str) -> bool {
 #[cfg(windows)]
 #[test]
 fn dacls_are_kept_on_copy_and_rewrite() {
-    use usercube_upgrade::platform::dacl_sddl;
+    use usercube_upgrade::testing::platform::dacl_sddl;
     let i = Install::new(SampleSize::default());
     let files = [
         // renamed with Runtime, copied back, then rewritten by a write-file step
@@ -564,8 +570,8 @@ impl Demo {
             .arg(self.root.join(RUNTIME_ZIP));
         }
         c.env(
-            usercube_upgrade::crypto::PASSWORD_ENV,
-            usercube_upgrade::runbook::demo::DEMO_CERT_PASSWORD,
+            usercube_upgrade::testing::crypto::PASSWORD_ENV,
+            usercube_upgrade::testing::runbook::demo::DEMO_CERT_PASSWORD,
         );
         c
     }
@@ -614,10 +620,10 @@ fn database_backups_are_owner_only_in_an_owner_only_folder() {
     #[cfg(windows)]
     for p in [&dir, &backups[0]] {
         assert!(
-            usercube_upgrade::platform::is_private(p).unwrap(),
+            usercube_upgrade::testing::platform::is_private(p).unwrap(),
             "{}: {}",
             p.display(),
-            usercube_upgrade::platform::dacl_sddl(p).unwrap()
+            usercube_upgrade::testing::platform::dacl_sddl(p).unwrap()
         );
     }
     let (code, msg) = d.code(&["rollback"]);
@@ -639,7 +645,7 @@ fn symlinks_under_runtime_conf_temp_and_work_are_refused_by_name() {
         let d = Demo::new();
         let at = d.root.join(link);
         std::fs::create_dir_all(at.parent().unwrap()).unwrap();
-        usercube_upgrade::platform::symlink(&to, &at).unwrap();
+        usercube_upgrade::testing::platform::symlink(&to, &at).unwrap();
         d.refused(&[&format!("{link}: is a symbolic link (to {})", to.display())]);
     }
     assert_eq!(

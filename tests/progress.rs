@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
-use usercube_upgrade::crypto::{CertPassword, CertificateSource};
-use usercube_upgrade::plan::StepSpec;
-use usercube_upgrade::runbook::demo::{self, DemoSize};
-use usercube_upgrade::steps::{self, PlanView, StepContext, StepJournal, Work};
+use usercube_upgrade::testing::crypto::{CertPassword, CertificateSource};
+use usercube_upgrade::testing::plan::StepSpec;
+use usercube_upgrade::testing::runbook::demo::{self, DemoSize};
+use usercube_upgrade::testing::steps::{self, PlanView, StepContext, StepJournal, Work};
 
 /// A small demo installation with `encrypted` extra legacy-encrypted exports.
 fn demo_with(encrypted: usize) -> (tempfile::TempDir, PathBuf) {
@@ -97,7 +97,7 @@ fn reencryption_feeds_files_bytes_and_phases() {
     };
     let on_phase = |p: &str| fed.phases.lock().unwrap().push(p.to_string());
     let journal = MemoryJournal::default();
-    let deferred = usercube_upgrade::durable_fs::DeferredDirs::default();
+    let deferred = usercube_upgrade::testing::durable_fs::DeferredDirs::default();
     let ctx = StepContext {
         root: &root,
         trash: tmp.path().join("trash"),
@@ -172,7 +172,7 @@ fn a_copy_feeds_its_files_against_the_total() {
     };
     let on_phase = |p: &str| fed.phases.lock().unwrap().push(p.to_string());
     let journal = MemoryJournal::default();
-    let deferred = usercube_upgrade::durable_fs::DeferredDirs::default();
+    let deferred = usercube_upgrade::testing::durable_fs::DeferredDirs::default();
     let ctx = StepContext {
         root: &root,
         trash: tmp.path().join("trash"),

@@ -15,12 +15,12 @@ use std::sync::OnceLock;
 
 use common::pfx::{make_pfx, openssl};
 use common::{assert_same, bin, for_each_point, snapshot, text, Install};
-use usercube_upgrade::crypto::{
+use usercube_upgrade::testing::crypto::{
     encrypt_legacy, is_new_format, Certificate, CertificateSource, NewFormatReader, PASSWORD_ENV,
 };
-use usercube_upgrade::journal::Journal;
-use usercube_upgrade::manifest::Manifest;
-use usercube_upgrade::plan::{Plan, StepSpec};
+use usercube_upgrade::testing::journal::Journal;
+use usercube_upgrade::testing::manifest::Manifest;
+use usercube_upgrade::testing::plan::{Plan, StepSpec};
 
 const PASSWORD: &str = "agent-pass";
 const GROUP_ENV: &str = "USERCUBE_UPGRADE_REENCRYPT_GROUP";
@@ -54,8 +54,10 @@ fn keys() -> &'static Keys {
 }
 
 fn data(len: usize, seed: u64) -> Vec<u8> {
-    usercube_upgrade::pseudo_random::Xorshift64::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-        .bytes(len)
+    usercube_upgrade::testing::pseudo_random::Xorshift64::new(
+        seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+    )
+    .bytes(len)
 }
 
 fn write_legacy(path: &Path, plain: &[u8]) {

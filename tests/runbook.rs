@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::{assert_same, bin, snapshot, text, JOURNAL};
-use usercube_upgrade::runbook::demo::{self, DemoSize, RUNTIME_ZIP};
+use usercube_upgrade::testing::runbook::demo::{self, DemoSize, RUNTIME_ZIP};
 
 const SIZE: DemoSize = DemoSize {
     files: 40,
@@ -69,7 +69,7 @@ impl Demo {
         c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
         // The demo certificate's PFX password (the plan references the file only).
         c.env(
-            usercube_upgrade::crypto::PASSWORD_ENV,
+            usercube_upgrade::testing::crypto::PASSWORD_ENV,
             demo::DEMO_CERT_PASSWORD,
         );
         c
@@ -441,7 +441,7 @@ fn files_under(d: &Demo, dirs: &[&str]) -> Vec<PathBuf> {
 /// demo certificate, independently of the step).
 fn legacy_plaintexts(d: &Demo, dirs: &[&str]) -> std::collections::BTreeMap<String, Vec<u8>> {
     use std::io::Read;
-    use usercube_upgrade::crypto::{is_legacy, LegacyReader};
+    use usercube_upgrade::testing::crypto::{is_legacy, LegacyReader};
     let mut out = std::collections::BTreeMap::new();
     for p in files_under(d, dirs) {
         let bytes = std::fs::read(&p).unwrap();
@@ -461,7 +461,7 @@ fn legacy_plaintexts(d: &Demo, dirs: &[&str]) -> std::collections::BTreeMap<Stri
 /// File name -> plaintext of every new-format file under `dirs`; no legacy file remains.
 fn new_format_plaintexts(d: &Demo, dirs: &[&str]) -> std::collections::BTreeMap<String, Vec<u8>> {
     use std::io::Read;
-    use usercube_upgrade::crypto::{is_legacy, is_new_format, NewFormatReader};
+    use usercube_upgrade::testing::crypto::{is_legacy, is_new_format, NewFormatReader};
     let mut out = std::collections::BTreeMap::new();
     for p in files_under(d, dirs) {
         let bytes = std::fs::read(&p).unwrap();
@@ -538,8 +538,10 @@ fn agentize(d: &Demo) {
         "Runtime/Usercube-Agent.deps.json",
         &deps.replace("Usercube-Server/", "Usercube-Agent/"),
     );
-    usercube_upgrade::durable_fs::remove_path(&d.path("Runtime/Usercube-Server.deps.json"))
-        .unwrap();
+    usercube_upgrade::testing::durable_fs::remove_path(
+        &d.path("Runtime/Usercube-Server.deps.json"),
+    )
+    .unwrap();
     set_db_version(d, demo::NEW_VERSION);
 }
 
@@ -644,7 +646,7 @@ fn vendor_tool_subcommands_run_and_roll_back() {
         asf.join("appsettings.agent.json"),
     )
     .unwrap();
-    usercube_upgrade::durable_fs::rename(&d.path("Conf"), &d.path("ConfOld")).unwrap();
+    usercube_upgrade::testing::durable_fs::rename(&d.path("Conf"), &d.path("ConfOld")).unwrap();
     let start = snapshot(&d.root);
     let run = |args: &[&str]| {
         let out = bin()
@@ -722,7 +724,7 @@ fn vendor_tool_subcommands_run_and_roll_back() {
             "--file-cert-password",
             demo::DEMO_CERT_PASSWORD,
         ])
-        .env_remove(usercube_upgrade::crypto::PASSWORD_ENV)
+        .env_remove(usercube_upgrade::testing::crypto::PASSWORD_ENV)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -831,7 +833,7 @@ fn every_plan_follows_the_seed_order() {
 #[test]
 fn a_missing_work_folder_is_created_and_removed_by_rollback() {
     let d = Demo::new("integrated");
-    usercube_upgrade::durable_fs::remove_path(&d.path("Work")).unwrap();
+    usercube_upgrade::testing::durable_fs::remove_path(&d.path("Work")).unwrap();
     let start = snapshot(&d.root);
     let plan = d.ok(&["plan"]);
     assert!(plan.contains("create folder Work"), "{plan}");
@@ -1005,7 +1007,7 @@ fn a_stop_command_that_cannot_start_changes_nothing() {
     assert!(
         msg.contains(&format!(
             "cannot start {}",
-            usercube_upgrade::platform::SHELL
+            usercube_upgrade::testing::platform::SHELL
         )),
         "{msg}"
     );
@@ -1041,7 +1043,7 @@ fn a_failed_run_is_rolled_back_and_the_service_started_again() {
 
     // Without the automatic rollback the service stays stopped; a later `rollback` stops
     // it again first (a reboot may have started it), then starts it once all is undone.
-    usercube_upgrade::durable_fs::remove_path(&log).unwrap();
+    usercube_upgrade::testing::durable_fs::remove_path(&log).unwrap();
     let (code, msg) = d.code(&["run", "--no-auto-rollback"]);
     assert_eq!(code, Some(1), "{msg}");
     assert_eq!(log_of(&log), "stopped\n", "{msg}");
@@ -1080,7 +1082,7 @@ fn backup_dir_and_connection_string_options() {
     // The database moved: only --connection-string finds it.
     std::fs::create_dir_all(d._tmp.path().join("db")).unwrap();
     let moved = d._tmp.path().join("db/U.sqlite");
-    usercube_upgrade::durable_fs::rename(&d.path(demo::DATABASE), &moved).unwrap();
+    usercube_upgrade::testing::durable_fs::rename(&d.path(demo::DATABASE), &moved).unwrap();
     d.extra = vec![
         "--backup-dir".into(),
         bk.display().to_string(),
@@ -1119,13 +1121,13 @@ fn run_without_the_pfx_password_is_refused_before_any_change() {
     // environment variable) the engine's preflight refuses before the first step.
     let out = d
         .cmd(&["run"])
-        .env_remove(usercube_upgrade::crypto::PASSWORD_ENV)
+        .env_remove(usercube_upgrade::testing::crypto::PASSWORD_ENV)
         .output()
         .unwrap();
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(2), "{msg}");
     assert!(
-        msg.contains(usercube_upgrade::crypto::PASSWORD_ENV),
+        msg.contains(usercube_upgrade::testing::crypto::PASSWORD_ENV),
         "{msg}"
     );
     assert_same(&start, &snapshot(&d.root), "refused: nothing changed");
@@ -1137,7 +1139,9 @@ fn run_without_the_pfx_password_is_refused_before_any_change() {
 #[test]
 fn demo_encrypted_files_are_legacy_and_get_reencrypted() {
     use std::io::Read;
-    use usercube_upgrade::crypto::{is_legacy, is_new_format, LegacyReader, NewFormatReader};
+    use usercube_upgrade::testing::crypto::{
+        is_legacy, is_new_format, LegacyReader, NewFormatReader,
+    };
     let cert = demo::demo_certificate();
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let args = [
@@ -1212,7 +1216,12 @@ const SET_VERSION_PY: &str = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[
 /// A server upgraded (its schema tool run), then a remote agent upgraded on the same
 /// database (it deletes the UJ rows). Returns both, the shared database, and the server's
 /// tree before its run.
-fn server_then_agent() -> (Demo, Demo, PathBuf, usercube_upgrade::manifest::Manifest) {
+fn server_then_agent() -> (
+    Demo,
+    Demo,
+    PathBuf,
+    usercube_upgrade::testing::manifest::Manifest,
+) {
     let mut server = Demo::new("server");
     let db = server.path(demo::DATABASE);
     let tool = server._tmp.path().join("set-version.py");
@@ -1362,7 +1371,7 @@ fn is_iso8601_utc(s: &str) -> bool {
 #[test]
 fn audit_names_operator_host_command_line_times_and_row_digests() {
     use sha2::Digest;
-    use usercube_upgrade::engine::audit::iso8601;
+    use usercube_upgrade::testing::engine::audit::iso8601;
     let mut d = Demo::new("agent");
     agentize(&d);
     // Secrets on the command line, as an administrator might give them.
@@ -1373,12 +1382,13 @@ fn audit_names_operator_host_command_line_times_and_row_digests() {
         demo::DEMO_CERT_PASSWORD.into(),
     ];
     let expected_digest = {
-        use usercube_upgrade::db::{self, Target};
+        use usercube_upgrade::testing::db::{self, Target};
         let mut db = db::open(&Target::Sqlite(d.path(demo::DATABASE))).unwrap();
         let rows = db::dump(&mut *db, "UJ_JobSteps").unwrap();
         assert_eq!(rows.len(), 10);
         let bytes =
-            bincode::Options::serialize(usercube_upgrade::journal::record::codec(), &rows).unwrap();
+            bincode::Options::serialize(usercube_upgrade::testing::journal::record::codec(), &rows)
+                .unwrap();
         hex::encode(sha2::Sha256::digest(bytes))
     };
     d.ok(&["run"]);
@@ -1387,8 +1397,8 @@ fn audit_names_operator_host_command_line_times_and_row_digests() {
     let export: serde_json::Value =
         serde_json::from_str(&d.ok(&["journal", "export", "--json"])).unwrap();
     let run = &export["runs"][0];
-    let user = usercube_upgrade::platform::user_name().unwrap();
-    let host = usercube_upgrade::platform::host_name().unwrap();
+    let user = usercube_upgrade::testing::platform::user_name().unwrap();
+    let host = usercube_upgrade::testing::platform::host_name().unwrap();
     assert_eq!(run["operator"], user.as_str());
     assert_eq!(run["host"], host.as_str());
     let cmd: Vec<&str> = run["command_line"]
@@ -1548,7 +1558,7 @@ fn database_upgrade_runs_or_the_run_does_not_start() {
         .arg(d.root.join(RUNTIME_ZIP))
         .arg("--skip-database-upgrade")
         .env(
-            usercube_upgrade::crypto::PASSWORD_ENV,
+            usercube_upgrade::testing::crypto::PASSWORD_ENV,
             demo::DEMO_CERT_PASSWORD,
         )
         .output()
@@ -1582,7 +1592,7 @@ fn database_upgrade_runs_or_the_run_does_not_start() {
         ),
     )
     .unwrap();
-    usercube_upgrade::platform::set_mode(&script, 0o755).unwrap();
+    usercube_upgrade::testing::platform::set_mode(&script, 0o755).unwrap();
     d.skip_database_upgrade = false;
     d.extra = vec![
         "--database-upgrade-command".into(),
@@ -1626,7 +1636,7 @@ fn relative_paths_resolve_against_the_current_folder() {
                 "--skip-database-upgrade",
             ])
             .env(
-                usercube_upgrade::crypto::PASSWORD_ENV,
+                usercube_upgrade::testing::crypto::PASSWORD_ENV,
                 demo::DEMO_CERT_PASSWORD,
             );
         c
@@ -1713,13 +1723,13 @@ fn preflight_names_the_first_folder_it_cannot_write() {
             .arg(d.root.join(RUNTIME_ZIP))
             .arg("--skip-database-upgrade")
             .env(
-                usercube_upgrade::crypto::PASSWORD_ENV,
+                usercube_upgrade::testing::crypto::PASSWORD_ENV,
                 demo::DEMO_CERT_PASSWORD,
             );
         c.output()
     };
     // tempdir makes its folder owner-only: nobody must be able to enter it.
-    usercube_upgrade::platform::set_mode(d._tmp.path(), 0o755).unwrap();
+    usercube_upgrade::testing::platform::set_mode(d._tmp.path(), 0o755).unwrap();
     let chown = Command::new("chown")
         .args(["-R", "nobody"])
         .arg(&d.root)
@@ -1735,7 +1745,7 @@ fn preflight_names_the_first_folder_it_cannot_write() {
         return;
     }
     let connectors = d.path("Conf/Connectors");
-    usercube_upgrade::platform::set_mode(&connectors, 0o555).unwrap();
+    usercube_upgrade::testing::platform::set_mode(&connectors, 0o555).unwrap();
     let out = nobody(&["plan"]).unwrap();
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(2), "{msg}");
@@ -1746,7 +1756,7 @@ fn preflight_names_the_first_folder_it_cannot_write() {
         )),
         "{msg}"
     );
-    usercube_upgrade::platform::set_mode(&connectors, 0o755).unwrap();
+    usercube_upgrade::testing::platform::set_mode(&connectors, 0o755).unwrap();
 }
 
 /// Issue 12, point 10: a connection identifier that clashes once `_` is removed, within

@@ -10,9 +10,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{assert_same, bin, crash_at, for_each_point, snapshot, text};
-use usercube_upgrade::journal::{Journal, Phase};
-use usercube_upgrade::manifest::Manifest;
-use usercube_upgrade::runbook::demo::{self, DemoSize, RUNTIME_ZIP};
+use usercube_upgrade::testing::journal::{Journal, Phase};
+use usercube_upgrade::testing::manifest::Manifest;
+use usercube_upgrade::testing::runbook::demo::{self, DemoSize, RUNTIME_ZIP};
 
 const SIZE: DemoSize = DemoSize {
     files: 12,
@@ -68,7 +68,7 @@ impl Demo {
         c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
         // The demo certificate's PFX password (the plan references the file only).
         c.env(
-            usercube_upgrade::crypto::PASSWORD_ENV,
+            usercube_upgrade::testing::crypto::PASSWORD_ENV,
             demo::DEMO_CERT_PASSWORD,
         );
         c
@@ -127,7 +127,7 @@ fn crash_run_then_recover(batch: &str) {
             // The PFX password given on the command line this time, not in the environment.
             let out = e
                 .cmd(&["resume", "--file-cert-password", demo::DEMO_CERT_PASSWORD])
-                .env_remove(usercube_upgrade::crypto::PASSWORD_ENV)
+                .env_remove(usercube_upgrade::testing::crypto::PASSWORD_ENV)
                 .output()
                 .unwrap();
             assert_eq!(out.status.code(), Some(0), "resume:\n{}", text(&out));

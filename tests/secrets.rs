@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 
 use base64::Engine;
 use common::{bin, text};
-use usercube_upgrade::runbook::demo::{self, DemoSize, RUNTIME_ZIP};
+use usercube_upgrade::testing::runbook::demo::{self, DemoSize, RUNTIME_ZIP};
 
 const SIZE: DemoSize = DemoSize {
     files: 20,
@@ -130,7 +130,7 @@ impl Demo {
         }
         c.env_remove("USERCUBE_UPGRADE_CRASH_AT")
             .env("USERCUBE_UPGRADE_LOG", "debug")
-            .env(usercube_upgrade::crypto::PASSWORD_ENV, PFX_SECRET)
+            .env(usercube_upgrade::testing::crypto::PASSWORD_ENV, PFX_SECRET)
             .env(SERVICE_ENV, SERVICE_SECRET);
         c
     }
@@ -166,15 +166,16 @@ fn reexported_pfx(pfx: &Path, password: &str) -> Vec<u8> {
         .write()
         .expect("the PFX is written again");
     // It opens under the new password only, with the same certificate.
-    let again = usercube_upgrade::crypto::Certificate::from_pfx_bytes(&bytes, password, "pfx")
-        .expect("the new PFX opens with the new password");
+    let again =
+        usercube_upgrade::testing::crypto::Certificate::from_pfx_bytes(&bytes, password, "pfx")
+            .expect("the new PFX opens with the new password");
     assert_eq!(
         again.thumbprint(),
         demo::demo_certificate().thumbprint(),
         "the same certificate"
     );
     assert!(
-        usercube_upgrade::crypto::Certificate::from_pfx_bytes(
+        usercube_upgrade::testing::crypto::Certificate::from_pfx_bytes(
             &bytes,
             demo::DEMO_CERT_PASSWORD,
             "pfx"
@@ -330,7 +331,7 @@ fn no_secret_is_printed_or_left_in_a_finalized_journal() {
     } else {
         for f in &contents {
             assert!(
-                usercube_upgrade::platform::is_private(f).unwrap(),
+                usercube_upgrade::testing::platform::is_private(f).unwrap(),
                 "{} is owner-only",
                 f.display()
             );
@@ -390,7 +391,7 @@ fn no_secret_is_printed_or_left_in_a_finalized_journal() {
 #[test]
 fn a_service_command_never_sees_the_tools_secret_variables() {
     let d = Demo::new();
-    let var = usercube_upgrade::crypto::PASSWORD_ENV;
+    let var = usercube_upgrade::testing::crypto::PASSWORD_ENV;
     let stop = if cfg!(windows) {
         format!("if defined {var} echo %{var}%")
     } else {

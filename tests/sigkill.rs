@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{assert_same, Install};
 use rand::{Rng, SeedableRng};
-use usercube_upgrade::sample::SampleSize;
+use usercube_upgrade::testing::sample::SampleSize;
 
 const SIZE: SampleSize = SampleSize {
     runtime_files: 120,
@@ -121,8 +121,8 @@ struct Ctx<'a> {
     w: usize,
     it: usize,
     template: &'a Install,
-    start: &'a usercube_upgrade::manifest::Manifest,
-    done: &'a usercube_upgrade::manifest::Manifest,
+    start: &'a usercube_upgrade::testing::manifest::Manifest,
+    done: &'a usercube_upgrade::testing::manifest::Manifest,
     run_time: Duration,
 }
 

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use common::{assert_same, bin, snapshot, text};
-use usercube_upgrade::runbook::demo::{self, DemoSize, RUNTIME_ZIP};
+use usercube_upgrade::testing::runbook::demo::{self, DemoSize, RUNTIME_ZIP};
 
 const SIZE: DemoSize = DemoSize {
     files: 40,
@@ -62,7 +62,7 @@ impl Demo {
         }
         c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
         c.env(
-            usercube_upgrade::crypto::PASSWORD_ENV,
+            usercube_upgrade::testing::crypto::PASSWORD_ENV,
             demo::DEMO_CERT_PASSWORD,
         );
         c

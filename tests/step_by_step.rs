@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{assert_same, bin, snapshot, text, JOURNAL};
-use usercube_upgrade::runbook::demo::{self, DemoSize, RUNTIME_ZIP};
+use usercube_upgrade::testing::runbook::demo::{self, DemoSize, RUNTIME_ZIP};
 
 const SIZE: DemoSize = DemoSize {
     files: 40,
@@ -51,7 +51,7 @@ impl Demo {
         }
         c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
         c.env(
-            usercube_upgrade::crypto::PASSWORD_ENV,
+            usercube_upgrade::testing::crypto::PASSWORD_ENV,
             demo::DEMO_CERT_PASSWORD,
         );
         c

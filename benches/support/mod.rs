@@ -12,14 +12,14 @@ pub use pfx::make_pfx;
 /// `left` pseudo-random bytes (xorshift64), the same for the same length.
 pub struct Gen {
     pub left: u64,
-    pub rng: usercube_upgrade::pseudo_random::Xorshift64,
+    pub rng: usercube_upgrade::testing::pseudo_random::Xorshift64,
 }
 
 impl Gen {
     pub fn new(len: u64) -> Gen {
         Gen {
             left: len,
-            rng: usercube_upgrade::pseudo_random::Xorshift64::new(88172645463325252),
+            rng: usercube_upgrade::testing::pseudo_random::Xorshift64::new(88172645463325252),
         }
     }
 }

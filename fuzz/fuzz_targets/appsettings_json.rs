@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
-use usercube_upgrade::runbook::appsettings::{
+use usercube_upgrade::testing::runbook::appsettings::{
     concatenate_agents, connection_string, find_manual_items, migrate_agent, migrate_server,
     JsonDoc, ServerSettings,
 };

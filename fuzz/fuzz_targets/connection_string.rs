@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
-use usercube_upgrade::db::{check_no_literal_password, conn_key, redact, target};
+use usercube_upgrade::testing::db::{check_no_literal_password, conn_key, redact, target};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(conn) = std::str::from_utf8(data) else {

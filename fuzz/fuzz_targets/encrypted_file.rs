@@ -9,8 +9,10 @@
 use libfuzzer_sys::fuzz_target;
 use std::io::{Read, Write};
 use std::sync::OnceLock;
-use usercube_upgrade::crypto::{Certificate, LegacyReader, NewFormatReader, NewFormatWriter};
-use usercube_upgrade::runbook::demo::{demo_certificate, legacy_encrypted};
+use usercube_upgrade::testing::crypto::{
+    Certificate, LegacyReader, NewFormatReader, NewFormatWriter,
+};
+use usercube_upgrade::testing::runbook::demo::{demo_certificate, legacy_encrypted};
 
 const PLAINTEXT: &[u8] = b"{\"Connections\":{\"AD_Export\":{\"Password\":\"x\"}}}";
 
@@ -82,8 +84,8 @@ fuzz_target!(|data: &[u8]| {
     let v = valid();
     match mode % 5 {
         0 => {
-            let _ = usercube_upgrade::crypto::is_legacy(rest);
-            let _ = usercube_upgrade::crypto::is_new_format(rest);
+            let _ = usercube_upgrade::testing::crypto::is_legacy(rest);
+            let _ = usercube_upgrade::testing::crypto::is_new_format(rest);
             let _ = read_both(rest);
         }
         1 => {

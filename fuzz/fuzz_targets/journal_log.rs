@@ -7,9 +7,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use usercube_upgrade::journal::log::{entry, salvage_bytes, scan_bytes, LogError};
-use usercube_upgrade::journal::record::decode;
-use usercube_upgrade::journal::{Phase, RecordBody};
+use usercube_upgrade::testing::journal::log::{entry, salvage_bytes, scan_bytes, LogError};
+use usercube_upgrade::testing::journal::record::decode;
+use usercube_upgrade::testing::journal::{Phase, RecordBody};
 
 const PHASES: [Phase; 4] = [
     Phase::RunStarted,

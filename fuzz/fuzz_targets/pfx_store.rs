@@ -6,8 +6,10 @@
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use usercube_upgrade::crypto::{find_in_store, normalize_thumbprint, Certificate, StoreLocation};
-use usercube_upgrade::runbook::demo::{demo_certificate, DEMO_CERT_PASSWORD};
+use usercube_upgrade::testing::crypto::{
+    find_in_store, normalize_thumbprint, Certificate, StoreLocation,
+};
+use usercube_upgrade::testing::runbook::demo::{demo_certificate, DEMO_CERT_PASSWORD};
 
 /// Two store folders kept for the whole run, each holding one file that every input
 /// rewrites: one named as .NET names store files, one under another name.

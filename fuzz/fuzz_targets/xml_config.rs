@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
-use usercube_upgrade::runbook::configuration::{migrate_file, scan_encryption, IdMap};
+use usercube_upgrade::testing::runbook::configuration::{migrate_file, scan_encryption, IdMap};
 
 fuzz_target!(|data: &[u8]| {
     let file = Path::new("Conf/Connectors.xml");

@@ -6,8 +6,8 @@
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use usercube_upgrade::fuzzing::{zip_open, zip_uncompressed_size};
-use usercube_upgrade::runbook::install::{runtime_zip, Product};
+use usercube_upgrade::testing::fuzzing::{zip_open, zip_uncompressed_size};
+use usercube_upgrade::testing::runbook::install::{runtime_zip, Product};
 
 fn archive() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use usercube_upgrade::manifest::Manifest;
-use usercube_upgrade::plan::Plan;
-use usercube_upgrade::sample::{self, SampleSize};
+use usercube_upgrade::testing::manifest::Manifest;
+use usercube_upgrade::testing::plan::Plan;
+use usercube_upgrade::testing::sample::{self, SampleSize};
 
 pub mod pfx;
 
@@ -107,11 +107,11 @@ impl Install {
 /// A demo installation of `size` in a new temp folder: the folder (kept alive by the caller)
 /// and the installation root, canonical as the tool shows it (no `\\?\` prefix on Windows).
 pub fn demo_install(
-    size: usercube_upgrade::runbook::demo::DemoSize,
+    size: usercube_upgrade::testing::runbook::demo::DemoSize,
 ) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let root = tmp.path().join("root");
-    usercube_upgrade::runbook::demo::create(&root, size).unwrap();
+    usercube_upgrade::testing::runbook::demo::create(&root, size).unwrap();
     let root = dunce::canonicalize(&root).unwrap();
     (tmp, root)
 }
@@ -124,7 +124,7 @@ pub fn crash_at(mut cmd: Command, n: u64) -> bool {
         .env("USERCUBE_UPGRADE_CRASH_AT", n.to_string())
         .output()
         .unwrap();
-    if usercube_upgrade::platform::aborted(&out.status) {
+    if usercube_upgrade::testing::platform::aborted(&out.status) {
         return true;
     }
     match out.status.code() {
@@ -149,7 +149,7 @@ pub fn bin() -> Command {
 pub fn snapshot(root: &Path) -> Manifest {
     let mut m = Manifest::of_excluding(root, Some(JOURNAL)).unwrap();
     for e in &mut m.entries {
-        if e.kind == usercube_upgrade::manifest::Kind::File {
+        if e.kind == usercube_upgrade::testing::manifest::Kind::File {
             if let Some(h) = new_format_plaintext_hash(&root.join(&e.rel)) {
                 e.sha256 = h;
                 e.size = 0;
@@ -176,7 +176,7 @@ pub fn snapshot(root: &Path) -> Manifest {
 /// decrypts are compared by the SHA-256 of their plaintext.
 fn new_format_plaintext_hash(path: &Path) -> Option<[u8; 32]> {
     use std::io::Read;
-    use usercube_upgrade::crypto::{is_new_format, NewFormatReader, NEW_MAGIC};
+    use usercube_upgrade::testing::crypto::{is_new_format, NewFormatReader, NEW_MAGIC};
     let mut f = std::fs::File::open(path).ok()?;
     let mut head = [0u8; NEW_MAGIC.len()];
     f.read_exact(&mut head).ok()?;
@@ -184,8 +184,11 @@ fn new_format_plaintext_hash(path: &Path) -> Option<[u8; 32]> {
         return None;
     }
     let f = std::fs::File::open(path).ok()?;
-    let mut r =
-        NewFormatReader::new(usercube_upgrade::runbook::demo::demo_certificate(), f).ok()?;
+    let mut r = NewFormatReader::new(
+        usercube_upgrade::testing::runbook::demo::demo_certificate(),
+        f,
+    )
+    .ok()?;
     let mut plain = Vec::new();
     r.read_to_end(&mut plain).ok()?;
     Some(<sha2::Sha256 as sha2::Digest>::digest(&plain).into())
@@ -195,7 +198,7 @@ fn new_format_plaintext_hash(path: &Path) -> Option<[u8; 32]> {
 /// whole). Dead code in test binaries without a database.
 #[allow(dead_code)]
 pub fn db_dump(path: &Path) -> String {
-    use usercube_upgrade::db::{self, Target};
+    use usercube_upgrade::testing::db::{self, Target};
     let mut d = db::open(&Target::Sqlite(path.to_path_buf())).unwrap();
     let conn = rusqlite::Connection::open(path).unwrap();
     let mut st = conn

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use usercube_upgrade::db::{self, Database, Target, Value};
-use usercube_upgrade::plan::{Plan, StepSpec};
+use usercube_upgrade::testing::db::{self, Database, Target, Value};
+use usercube_upgrade::testing::plan::{Plan, StepSpec};
 
 pub const TABLES: [&str; 3] = ["UJ_TaskEntityTypes", "UJ_TaskResourceTypes", "UJ_JobSteps"];
 /// Has an IDENTITY column (exercises SET IDENTITY_INSERT on SQL Server).
