@@ -33,7 +33,6 @@ const RSA_ENCRYPTION_OID: &str = "1.2.840.113549.1.1.1";
 /// An X.509 certificate and its RSA private key.
 #[derive(Clone)]
 pub struct Certificate {
-    der: Vec<u8>,
     thumbprint: [u8; 20],
     subject: String,
     private_key: PrivateKey,
@@ -182,10 +181,8 @@ impl Certificate {
                 });
                 continue;
             }
-            let der = cert_bag.cert.as_der().to_vec();
-            let thumbprint: [u8; 20] = Sha1::digest(&der).into();
+            let thumbprint: [u8; 20] = Sha1::digest(cert_bag.cert.as_der()).into();
             return Ok(Certificate {
-                der,
                 thumbprint,
                 subject: cert_bag.cert.subject().to_string(),
                 private_key: PrivateKey::from_pkcs8(key_bag.key.as_der(), private_key),
@@ -209,12 +206,8 @@ impl Certificate {
         self.thumbprint
     }
 
-    /// DER encoding of the certificate.
-    pub fn der(&self) -> &[u8] {
-        &self.der
-    }
-
     /// Subject distinguished name (RFC 4514 style, as printed by x509-parser).
+    #[cfg(test)]
     pub fn subject(&self) -> &str {
         &self.subject
     }
@@ -255,7 +248,6 @@ impl Certificate {
         }
         let thumbprint: [u8; 20] = Sha1::digest(&der).into();
         Ok(Certificate {
-            der,
             thumbprint,
             subject,
             private_key: PrivateKey::Os(Arc::new(key)),
@@ -340,6 +332,7 @@ impl Certificate {
 
     /// RSA private-key operations done so far with this certificate and its clones (the
     /// costly part of re-encrypting a small file; the benches and tests count them).
+    #[cfg(any(test, feature = "testing"))]
     pub fn private_key_operations(&self) -> u64 {
         self.private_ops.load(Ordering::Relaxed)
     }

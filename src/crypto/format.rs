@@ -20,7 +20,7 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use super::{read_full, Certificate, CryptoError, LegacyReader};
+use super::{read_full, Certificate, CryptoError};
 
 /// Magic bytes of the new format (followed by the version byte).
 pub const NEW_MAGIC: [u8; 5] = *b"UCENC";
@@ -235,7 +235,6 @@ pub struct NewFormatWriter<W: Write> {
     prefix: [u8; NONCE_PREFIX_LEN],
     counter: u32,
     buf: Vec<u8>,
-    plaintext_len: u64,
 }
 
 impl<W: Write> NewFormatWriter<W> {
@@ -252,13 +251,7 @@ impl<W: Write> NewFormatWriter<W> {
             prefix: fresh.prefix,
             counter: 0,
             buf: Vec::with_capacity(ENC_CHUNK),
-            plaintext_len: 0,
         })
-    }
-
-    /// Plaintext bytes accepted so far.
-    pub fn plaintext_len(&self) -> u64 {
-        self.plaintext_len
     }
 
     fn emit(&mut self, last: bool) -> Result<(), CryptoError> {
@@ -301,7 +294,6 @@ impl<W: Write> Write for NewFormatWriter<W> {
             self.buf.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
         }
-        self.plaintext_len += data.len() as u64;
         Ok(data.len())
     }
 
@@ -324,7 +316,6 @@ pub struct NewFormatReader<R: Read> {
     out: Vec<u8>,
     out_pos: usize,
     done: bool,
-    plaintext_len: u64,
     failed: bool,
 }
 
@@ -342,14 +333,8 @@ impl<R: Read> NewFormatReader<R> {
             out: Vec::with_capacity(ENC_CHUNK),
             out_pos: 0,
             done: false,
-            plaintext_len: 0,
             failed: false,
         })
-    }
-
-    /// Authenticated plaintext bytes returned so far.
-    pub fn plaintext_len(&self) -> u64 {
-        self.plaintext_len
     }
 
     fn open(&self, data: &[u8], last: bool) -> Option<Vec<u8>> {
@@ -440,61 +425,8 @@ impl<R: Read> Read for NewFormatReader<R> {
         let n = buf.len().min(self.out.len() - self.out_pos);
         buf[..n].copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
         self.out_pos += n;
-        self.plaintext_len += n as u64;
         Ok(n)
     }
-}
-
-/// Result of [`reencrypt`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReencryptSummary {
-    /// SHA-256 of the plaintext (computed on the fly).
-    pub plaintext_sha256: [u8; 32],
-    /// Plaintext length in bytes.
-    pub plaintext_len: u64,
-}
-
-/// Decrypts a legacy stream and re-encrypts it in the new format, both with `cert`, without
-/// ever holding more than a chunk of plaintext. The new file is finished only if the whole
-/// legacy file decrypted (including its final padding).
-pub fn reencrypt<R: Read, W: Write>(
-    cert: &Certificate,
-    legacy_reader: R,
-    new_writer: W,
-) -> Result<ReencryptSummary, CryptoError> {
-    reencrypt_with(cert, cert, legacy_reader, new_writer)
-}
-
-/// Like [`reencrypt`], with distinct certificates for the old and the new file.
-pub fn reencrypt_with<R: Read, W: Write>(
-    legacy_cert: &Certificate,
-    new_cert: &Certificate,
-    legacy_reader: R,
-    new_writer: W,
-) -> Result<ReencryptSummary, CryptoError> {
-    let mut reader = LegacyReader::new(legacy_cert, legacy_reader)?;
-    let mut writer = NewFormatWriter::new(new_cert, new_writer)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK_SIZE];
-    let mut total = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CryptoError::io("legacy input", e)),
-        };
-        hasher.update(&buf[..n]);
-        writer
-            .write_all(&buf[..n])
-            .map_err(|e| CryptoError::io("new format output", e))?;
-        total += n as u64;
-    }
-    writer.finish()?;
-    Ok(ReencryptSummary {
-        plaintext_sha256: hasher.finalize().into(),
-        plaintext_len: total,
-    })
 }
 
 /// Decrypts and authenticates a whole new-format stream; returns the plaintext SHA-256.
@@ -517,7 +449,6 @@ pub fn verify_new<R: Read>(cert: &Certificate, reader: R) -> Result<[u8; 32], Cr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::encrypt_legacy;
     use crate::crypto::test_support::{cert_a, cert_b, data};
 
     const HDR: usize = 35 + 256;
@@ -528,7 +459,6 @@ mod tests {
         for piece in plain.chunks(10_007) {
             w.write_all(piece).unwrap();
         }
-        assert_eq!(w.plaintext_len(), plain.len() as u64);
         w.finish().unwrap()
     }
 
@@ -592,7 +522,6 @@ mod tests {
             out.extend_from_slice(&buf[..n]);
         }
         assert_eq!(out, plain);
-        assert_eq!(r.plaintext_len(), plain.len() as u64);
     }
 
     #[test]
@@ -769,43 +698,5 @@ mod tests {
             }
             other => panic!("expected WrongCertificate, got {other:?}"),
         }
-    }
-
-    #[test]
-    fn reencrypt_legacy_to_new() {
-        for len in [0usize, 1, CHUNK_SIZE, 2 * 1024 * 1024 + 1] {
-            let plain = data(len, 11 + len as u64);
-            let mut legacy = Vec::new();
-            encrypt_legacy(cert_a(), &plain[..], &mut legacy).unwrap();
-            let mut new = Vec::new();
-            let summary = reencrypt(cert_a(), &legacy[..], &mut new).unwrap();
-            let digest: [u8; 32] = Sha256::digest(&plain).into();
-            assert_eq!(summary.plaintext_len, len as u64);
-            assert_eq!(summary.plaintext_sha256, digest);
-            assert_eq!(verify_new(cert_a(), &new[..]).unwrap(), digest);
-            assert_eq!(dec(cert_a(), &new).unwrap(), plain);
-        }
-    }
-
-    #[test]
-    fn reencrypt_with_other_certificate_and_bad_legacy() {
-        let plain = data(1000, 12);
-        let mut legacy = Vec::new();
-        encrypt_legacy(cert_a(), &plain[..], &mut legacy).unwrap();
-        let mut new = Vec::new();
-        reencrypt_with(cert_a(), cert_b(), &legacy[..], &mut new).unwrap();
-        assert_eq!(dec(cert_b(), &new).unwrap(), plain);
-        // Legacy decryption failure: error, and the partial output is not a valid file.
-        let mut new = Vec::new();
-        let cut = &legacy[..legacy.len() - 3];
-        assert!(matches!(
-            reencrypt(cert_a(), cut, &mut new),
-            Err(CryptoError::Truncated { .. })
-        ));
-        assert!(dec(cert_a(), &new).is_err());
-        assert!(matches!(
-            reencrypt(cert_b(), &legacy[..], Vec::new()),
-            Err(CryptoError::KeyUnwrap { .. })
-        ));
     }
 }

@@ -14,7 +14,6 @@ use std::io::{self, Read, Write};
 
 use aes::cipher::array::Array;
 use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
-use rand::rngs::OsRng;
 use rand::RngCore;
 use rsa::Oaep;
 use sha1::Sha1;
@@ -113,7 +112,6 @@ pub struct LegacyReader<R: Read> {
     out: Vec<u8>,
     out_pos: usize,
     finished: bool,
-    plaintext_len: u64,
     failed: bool,
 }
 
@@ -128,19 +126,8 @@ impl<R: Read> LegacyReader<R> {
             out: Vec::with_capacity(IO_BUF + BLOCK),
             out_pos: 0,
             finished: false,
-            plaintext_len: 0,
             failed: false,
         })
-    }
-
-    /// Plaintext bytes returned so far.
-    pub fn plaintext_len(&self) -> u64 {
-        self.plaintext_len
-    }
-
-    /// Returns the underlying reader.
-    pub fn into_inner(self) -> R {
-        self.inner
     }
 
     fn decrypt_into_out(&mut self, len: usize) {
@@ -228,19 +215,19 @@ impl<R: Read> Read for LegacyReader<R> {
         let n = buf.len().min(self.out.len() - self.out_pos);
         buf[..n].copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
         self.out_pos += n;
-        self.plaintext_len += n as u64;
         Ok(n)
     }
 }
 
-/// Encrypts `plaintext` to `out` in the legacy format for `cert` (streaming). Meant for tests
-/// and demo data. Returns the plaintext length.
+/// Encrypts `plaintext` to `out` in the legacy format for `cert` (streaming): test data.
+/// Returns the plaintext length.
+#[cfg(any(test, feature = "testing"))]
 pub fn encrypt_legacy<R: Read, W: Write>(
     cert: &Certificate,
     plaintext: R,
     out: W,
 ) -> Result<u64, CryptoError> {
-    encrypt_legacy_with_rng(cert, &mut OsRng, plaintext, out)
+    encrypt_legacy_with_rng(cert, &mut rand::rngs::OsRng, plaintext, out)
 }
 
 /// [`encrypt_legacy`] with the randomness (data key, IV, OAEP seed) taken from `rng`: a
@@ -306,7 +293,6 @@ mod tests {
         let mut r = LegacyReader::new(cert, file)?;
         let mut out = Vec::new();
         r.read_to_end(&mut out)?;
-        assert_eq!(r.plaintext_len(), out.len() as u64);
         Ok(out)
     }
 

@@ -33,13 +33,14 @@ use std::path::PathBuf;
 
 pub use cert::Certificate;
 pub use format::{
-    is_new_format, reencrypt, reencrypt_with, verify_new, NewFormatReader, NewFormatWriter,
-    ReencryptSummary, CHUNK_SIZE, NEW_MAGIC,
+    is_new_format, verify_new, NewFormatReader, NewFormatWriter, CHUNK_SIZE, NEW_MAGIC,
 };
-pub use legacy::{encrypt_legacy, encrypt_legacy_with_rng, is_legacy, LegacyReader, LEGACY_MAGIC};
-pub use options::{CertificateOptions, OptionsError};
+#[cfg(any(test, feature = "testing"))]
+pub use legacy::encrypt_legacy;
+pub use legacy::{encrypt_legacy_with_rng, is_legacy, LegacyReader, LEGACY_MAGIC};
+pub use options::CertificateOptions;
 pub use source::{CertPassword, CertificateSource, SourceError, PASSWORD_ENV, PASSWORD_OPTIONS};
-pub use store::{find_in_store, normalize_thumbprint, store_folder, StoreLocation};
+pub use store::{find_in_store, normalize_thumbprint, StoreLocation};
 
 /// Minimum RSA modulus size accepted for an encryption certificate.
 pub const MIN_RSA_BITS: usize = 2048;

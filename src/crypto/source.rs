@@ -140,18 +140,6 @@ impl CertificateSource {
         }
     }
 
-    /// The thumbprint the plan pins, if any (normalised).
-    pub fn pinned_thumbprint(&self) -> Option<String> {
-        match self {
-            CertificateSource::Pfx { thumbprint, .. } => thumbprint
-                .as_deref()
-                .map(|t| normalize_thumbprint(t).unwrap_or_else(|_| t.to_string())),
-            CertificateSource::Store { thumbprint, .. } => {
-                Some(normalize_thumbprint(thumbprint).unwrap_or_else(|_| thumbprint.to_string()))
-            }
-        }
-    }
-
     /// Loads the certificate; relative paths are taken under `root`. A PFX needs
     /// `password`; a store lookup ignores it.
     pub fn load(
