@@ -105,8 +105,6 @@ pub(crate) fn err(msg: impl Into<String>) -> DbError {
 /// One open session. Every method is synchronous (the SQL Server backend runs its own
 /// current-thread tokio runtime).
 pub trait Database: Send {
-    /// "sqlite" or "sqlserver".
-    fn kind(&self) -> &'static str;
     fn begin(&mut self) -> Result<()>;
     fn commit(&mut self) -> Result<()>;
     /// Rolls back the open transaction, if any; never fails when there is none.
@@ -140,6 +138,7 @@ pub trait Database: Send {
     /// The version recorded in the database, when it records one.
     fn version(&mut self) -> Result<Option<String>>;
     /// Runs a batch of statements (setup in tests; never with values from outside).
+    #[cfg(any(test, feature = "testing"))]
     fn execute(&mut self, sql: &str) -> Result<()>;
     /// True when the session still answers (after an error: keep it or open a new one).
     fn alive(&mut self) -> bool;
@@ -331,7 +330,8 @@ pub fn check_table_name(table: &str) -> Result<&str> {
     }
 }
 
-/// Every row of a table in key order (tests, audits).
+/// Every row of a table in key order (tests).
+#[cfg(any(test, feature = "testing"))]
 pub fn dump(db: &mut dyn Database, table: &str) -> Result<Vec<Vec<Value>>> {
     let info = db.table_info(table)?;
     let mut rows = Vec::new();

@@ -207,10 +207,6 @@ impl Mssql {
 }
 
 impl Database for Mssql {
-    fn kind(&self) -> &'static str {
-        "sqlserver"
-    }
-
     fn begin(&mut self) -> Result<()> {
         self.exec("BEGIN TRAN")?;
         self.in_txn = true;
@@ -493,6 +489,7 @@ impl Database for Mssql {
         )
     }
 
+    #[cfg(any(test, feature = "testing"))]
     fn execute(&mut self, sql: &str) -> Result<()> {
         self.exec(sql)
     }

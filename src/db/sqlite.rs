@@ -118,10 +118,6 @@ fn param(v: &Value) -> rusqlite::types::Value {
 }
 
 impl Database for Sqlite {
-    fn kind(&self) -> &'static str {
-        "sqlite"
-    }
-
     fn begin(&mut self) -> Result<()> {
         // IMMEDIATE: the write lock is taken now, so the rows read are the rows deleted.
         self.conn
@@ -386,6 +382,7 @@ impl Database for Sqlite {
             .map_err(e("reading the version"))
     }
 
+    #[cfg(any(test, feature = "testing"))]
     fn execute(&mut self, sql: &str) -> Result<()> {
         self.conn.execute_batch(sql).map_err(e("executing"))
     }
