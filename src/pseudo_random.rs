@@ -22,6 +22,7 @@ impl Xorshift64 {
     }
 
     /// Fills `buf` with the low byte of one number per byte.
+    #[cfg(any(test, feature = "testing"))]
     pub fn fill(&mut self, buf: &mut [u8]) {
         for b in buf {
             *b = self.next_u64() as u8;
@@ -29,6 +30,7 @@ impl Xorshift64 {
     }
 
     /// `len` bytes, the low byte of one number each.
+    #[cfg(any(test, feature = "testing"))]
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
         let mut v = vec![0; len];
         self.fill(&mut v);

@@ -282,6 +282,7 @@ pub fn salvage_bytes(bytes: &[u8]) -> Vec<Record> {
 }
 
 /// An opened log: the writer, its records, and the torn tail dropped (if any).
+#[cfg(test)]
 pub type Opened<S> = (Log<S>, Vec<Record>, Option<String>);
 
 /// The writer: appends entries and makes them durable.
@@ -292,6 +293,7 @@ pub struct Log<S: LogStorage> {
 impl<S: LogStorage> Log<S> {
     /// Verifies the log; a torn tail is truncated (and the truncation synced). Returns the
     /// writer, the records, and the torn tail's description if one was dropped.
+    #[cfg(test)]
     pub fn open(mut storage: S) -> Result<Opened<S>, LogError> {
         let scan = scan(&mut storage)?;
         let mut log = Log { storage };
@@ -304,6 +306,7 @@ impl<S: LogStorage> Log<S> {
         Log { storage }
     }
 
+    #[cfg(test)]
     pub fn storage_mut(&mut self) -> &mut S {
         &mut self.storage
     }

@@ -24,7 +24,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use record::{FrameError, Hash, Phase, Record, RecordBody};
+pub use record::{Hash, Phase, Record, RecordBody};
 
 use crate::durable_fs;
 use log::{FileStorage, Log, LogError, LOG_FILE};
@@ -764,6 +764,7 @@ fn now_ms() -> u64 {
 /// and writes the log back with one whole entry per record (so the damage is below a synced
 /// entry, never a torn tail), to build torn, corrupt and re-chained journals. Never used by
 /// the engine.
+#[cfg(any(test, feature = "testing"))]
 pub fn tamper_raw(
     dir: &Path,
     seq: u64,
@@ -787,6 +788,7 @@ pub fn tamper_raw(
 }
 
 /// Test support: rewrites the raw value of record `seq` in sled only (the log untouched).
+#[cfg(test)]
 pub fn tamper_store(
     dir: &Path,
     seq: u64,
