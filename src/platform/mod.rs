@@ -40,6 +40,8 @@ impl std::fmt::Display for Holder {
 
 /// The state of an OS service, as the service manager reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Only windows.rs reads a service's state.
+#[cfg_attr(not(windows), allow(dead_code))]
 pub enum ServiceState {
     Stopped,
     Running,

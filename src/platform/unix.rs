@@ -12,8 +12,6 @@ use std::process::Command;
 
 use super::{Holder, ServiceState};
 
-pub const OS_NAME: &str = "Linux";
-
 /// fsync of a folder: makes the creation, rename or removal of its entries durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -150,6 +148,7 @@ pub fn make_private_file(path: &Path) -> io::Result<()> {
 }
 
 /// Whether only the owner (and the administrators: root) can open `path`.
+#[cfg(any(test, feature = "testing"))]
 pub fn is_private(path: &Path) -> io::Result<bool> {
     Ok(fs::metadata(path)?.permissions().mode() & 0o077 == 0)
 }
@@ -291,6 +290,7 @@ pub const OS_CERT_STORE: Option<&str> = None;
 
 /// Whether a child process ended by `std::process::abort` (the crash failpoint) or a kill:
 /// on Unix, ended by a signal.
+#[cfg(any(test, feature = "testing"))]
 pub fn aborted(status: &std::process::ExitStatus) -> bool {
     status.code().is_none()
 }

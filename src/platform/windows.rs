@@ -54,8 +54,6 @@ use windows_sys::Win32::System::Services::{
 
 use super::{Holder, ServiceState};
 
-pub const OS_NAME: &str = "Windows";
-
 const ERROR_ACCESS_DENIED: i32 = 5;
 const ERROR_SHARING_VIOLATION: i32 = 32;
 const ERROR_LOCK_VIOLATION: i32 = 33;
@@ -524,6 +522,7 @@ pub fn dacl_sddl(path: &Path) -> io::Result<String> {
 
 /// Whether `path`'s DACL is protected (nothing inherited) and grants access only to its
 /// owner, SYSTEM and Administrators.
+#[cfg(any(test, feature = "testing"))]
 pub fn is_private(path: &Path) -> io::Result<bool> {
     let sddl = dacl_sddl(path)?;
     let Some(dacl) = sddl.strip_prefix("D:") else {
@@ -1103,6 +1102,7 @@ pub const OS_CERT_STORE: Option<&str> = Some("the Windows certificate store");
 
 /// Whether a child process ended by `std::process::abort` (the crash failpoint): on Windows a
 /// fail-fast exit with `STATUS_STACK_BUFFER_OVERRUN`.
+#[cfg(any(test, feature = "testing"))]
 pub fn aborted(status: &std::process::ExitStatus) -> bool {
     status.code() == Some(0xC000_0409_u32 as i32)
 }
