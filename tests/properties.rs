@@ -11,7 +11,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use usercube_upgrade::testing::runbook::appsettings::edit::Editor;
-use usercube_upgrade::testing::runbook::appsettings::{JsonDoc, Kind, Value};
+use usercube_upgrade::testing::runbook::appsettings::jsonc::{JsonDoc, Kind, Value};
 use usercube_upgrade::testing::runbook::configuration::{migrate_file, IdMap, Rule};
 
 const CASES: u32 = 256;

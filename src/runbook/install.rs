@@ -103,7 +103,6 @@ pub fn installed(runtime: &Path, prefer: Product) -> Result<Found, String> {
 pub struct ZipInfo {
     pub found: Found,
     pub names: Vec<String>,
-    pub uncompressed: u64,
     /// Entries whose setuid, setgid or sticky bits extraction strips (a warning each).
     pub stripped: Vec<String>,
 }
@@ -118,7 +117,8 @@ pub fn runtime_zip(zip_path: &Path, prefer: Product) -> Result<ZipInfo, String> 
     // too); special mode bits are stripped by extraction.
     let stripped =
         crate::steps::extract_zip::check_entries(&mut z).map_err(|e| format!("{show}: {e}"))?;
-    let uncompressed = crate::steps::extract_zip::entries_size(&mut z)
+    // Every entry's size readable before any change, as the extraction's space check reads it.
+    crate::steps::extract_zip::entries_size(&mut z)
         .map_err(|e| format!("{show}: not a readable zip archive: {e}"))?;
     let order = match prefer {
         Product::Server => [Product::Server, Product::Agent],
@@ -138,7 +138,6 @@ pub fn runtime_zip(zip_path: &Path, prefer: Product) -> Result<ZipInfo, String> 
         return Ok(ZipInfo {
             found,
             names,
-            uncompressed,
             stripped,
         });
     }

@@ -49,7 +49,6 @@ pub struct AgentSource {
     pub text: String,
     /// Where it came from (one file, or "concatenation of ...").
     pub from: Vec<PathBuf>,
-    pub migration: AgentMigration,
 }
 
 fn parse(root: &Path, file: &Path, problems: &mut Vec<String>) -> Option<JsonDoc> {
@@ -209,7 +208,6 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
                     agent_source = Some(AgentSource {
                         text,
                         from: sources.iter().map(|d| d.file().to_path_buf()).collect(),
-                        migration: m,
                     });
                 }
                 Err(e) => {

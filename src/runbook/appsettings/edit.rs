@@ -39,11 +39,6 @@ impl<'d> Editor<'d> {
         }
     }
 
-    /// True when no edit was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.edits.is_empty()
-    }
-
     fn splice(&mut self, start: usize, end: usize, text: String) {
         self.edits.push(Edit { start, end, text });
     }

@@ -69,14 +69,6 @@ impl Value {
         }
     }
 
-    /// The boolean, if this is `true`/`false`.
-    pub fn as_bool(&self) -> Option<bool> {
-        match self.kind {
-            Kind::Bool(b) => Some(b),
-            _ => None,
-        }
-    }
-
     /// The members in source order (duplicates included), if this is an object.
     pub fn members(&self) -> Option<&[Member]> {
         match &self.kind {
@@ -86,6 +78,7 @@ impl Value {
     }
 
     /// The items, if this is an array.
+    #[cfg(test)]
     pub fn items(&self) -> Option<&[Value]> {
         match &self.kind {
             Kind::Array(v) => Some(v),
@@ -166,16 +159,6 @@ impl JsonDoc {
     /// An empty path returns the root.
     pub fn get(&self, path: &[&str]) -> Option<&Value> {
         path.iter().try_fold(&self.root, |v, k| v.get(k))
-    }
-
-    /// 1-based line and character column of byte offset `pos`.
-    pub fn line_col(&self, pos: usize) -> (usize, usize) {
-        let bom = if self.text.starts_with('\u{FEFF}') {
-            3
-        } else {
-            0
-        };
-        line_col(&self.text, bom, pos)
     }
 }
 

@@ -21,12 +21,12 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use concat::{concatenate_agents, ConcatError};
-pub use jsonc::{JsonDoc, JsonError, Kind, Member, Span, Value};
-pub use manual::{find_manual_items, ManualItem, ManualKind};
+pub use concat::concatenate_agents;
+pub use jsonc::JsonDoc;
+pub use manual::{find_manual_items, ManualItem};
 pub use rules::{
-    connection_string, migrate_agent, migrate_server, AgentMigration, IdentifierClash,
-    RelativePath, ServerMigration, ServerSettings,
+    connection_string, migrate_agent, migrate_server, AgentMigration, ServerMigration,
+    ServerSettings,
 };
 
 /// What a change did.

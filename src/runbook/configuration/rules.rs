@@ -29,10 +29,6 @@ pub enum Rule {
 /// Prefix of the workflow notification permission paths.
 pub const WORKFLOW_NOTIFICATIONS_PREFIX: &str = "/Custom/WorkflowsNotifications/";
 
-/// The attribute that holds permission paths. Rule 1 also applies to *any* attribute whose
-/// value starts with [`WORKFLOW_NOTIFICATIONS_PREFIX`], so in practice the value decides.
-pub const PERMISSION_ATTRIBUTE: &str = "Permission";
-
 /// Rule 1: `<prefix><Workflow>/<Activity>/<State>` -> `<prefix><Workflow>/<Activity>`.
 ///
 /// Returns `None` when the value is not under the prefix or has no state segment. Paths of
