@@ -184,7 +184,6 @@ fn step_only(s: &Setup) -> (Duration, u64) {
     let on_phase = |_: &str| {};
     let deferred = usercube_upgrade::testing::durable_fs::DeferredDirs::default();
     let ctx = StepContext {
-        root: &s.root,
         trash: s.root.join("trash"),
         journal_dir: &s.root.join("journal"),
         on_bytes: &on_bytes,

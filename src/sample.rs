@@ -4,15 +4,20 @@
 //! It is the embedded default of `usercube-upgrade demo` until the real 5.1.7 -> 5.2.3
 //! runbook lands, and the representative plan of the crash tests.
 
+#[cfg(any(test, feature = "testing"))]
 use std::fs;
+#[cfg(any(test, feature = "testing"))]
 use std::io::{self, Write};
+#[cfg(any(test, feature = "testing"))]
 use std::path::Path;
 
 use crate::plan::{Plan, StepSpec};
+#[cfg(any(test, feature = "testing"))]
 use crate::pseudo_random::Xorshift64;
 
 pub const RUNTIME_ZIP: &str = "Runtime_5.2.3.100.zip";
 
+#[cfg(any(test, feature = "testing"))]
 #[derive(Clone, Copy, Debug)]
 pub struct SampleSize {
     /// Files in Runtime (and in the runtime zip).
@@ -21,6 +26,7 @@ pub struct SampleSize {
     pub file_bytes: usize,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Default for SampleSize {
     fn default() -> SampleSize {
         SampleSize {
@@ -30,6 +36,7 @@ impl Default for SampleSize {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 /// Deterministic filler so trees are reproducible byte for byte.
 fn filler(seed: usize, len: usize) -> Vec<u8> {
     let mut r = Xorshift64::new(seed as u64 ^ 0x9E37_79B9_7F4A_7C15);
@@ -44,6 +51,7 @@ const APPSETTINGS: &str = r#"{
 }
 "#;
 
+#[cfg(any(test, feature = "testing"))]
 const AGENT_SETTINGS: &str = r#"{
   "InformationSystems": {
     "AD_Paris": { "Servers": [ { "Server": "paris.contoso.com" } ] },
@@ -52,6 +60,7 @@ const AGENT_SETTINGS: &str = r#"{
 }
 "#;
 
+#[cfg(any(test, feature = "testing"))]
 /// Writes the sample installation into `root` (which must be empty or absent).
 pub fn create_installation(root: &Path, size: SampleSize) -> io::Result<()> {
     let rt = root.join("Runtime");
@@ -91,12 +100,14 @@ pub fn create_installation(root: &Path, size: SampleSize) -> io::Result<()> {
     write_runtime_zip(&root.join(RUNTIME_ZIP), size)
 }
 
+#[cfg(any(test, feature = "testing"))]
 fn deps_json(version: &str) -> String {
     format!(
         "{{\n  \"runtimeTarget\": {{ \"name\": \".NETCoreApp,Version=v8.0\" }},\n  \"libraries\": {{\n    \"Usercube-Server/{version}\": {{ \"type\": \"project\" }}\n  }}\n}}\n"
     )
 }
 
+#[cfg(any(test, feature = "testing"))]
 fn write_runtime_zip(path: &Path, size: SampleSize) -> io::Result<()> {
     let mut z = zip::ZipWriter::new(fs::File::create(path)?);
     let opts = zip::write::SimpleFileOptions::default()

@@ -99,7 +99,6 @@ fn reencryption_feeds_files_bytes_and_phases() {
     let journal = MemoryJournal::default();
     let deferred = usercube_upgrade::testing::durable_fs::DeferredDirs::default();
     let ctx = StepContext {
-        root: &root,
         trash: tmp.path().join("trash"),
         journal_dir: &tmp.path().join("journal"),
         on_bytes: &on_bytes,
@@ -174,7 +173,6 @@ fn a_copy_feeds_its_files_against_the_total() {
     let journal = MemoryJournal::default();
     let deferred = usercube_upgrade::testing::durable_fs::DeferredDirs::default();
     let ctx = StepContext {
-        root: &root,
         trash: tmp.path().join("trash"),
         journal_dir: &tmp.path().join("journal"),
         on_bytes: &on_bytes,

@@ -332,7 +332,6 @@ impl Engine {
         sink: &'a JournalSink<'a>,
     ) -> StepContext<'a> {
         StepContext {
-            root: &self.root,
             trash: self.trash_dir(run_id).join(id.to_string()),
             journal_dir: &self.dir,
             on_bytes: &*self.reporters.on_bytes,

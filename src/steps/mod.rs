@@ -152,7 +152,6 @@ pub struct Work {
 }
 
 pub struct StepContext<'a> {
-    pub root: &'a Path,
     /// This step's own folder in the journal trash (created on demand).
     pub trash: PathBuf,
     /// The journal folder: no step touches it or walks into it (the engine's to name).
@@ -178,10 +177,6 @@ pub trait StepJournal {
 }
 
 impl<'a> StepContext<'a> {
-    pub fn resolve(&self, p: &Path) -> PathBuf {
-        self.root.join(p)
-    }
-
     /// The progress callbacks, for `durable_fs`'s copies and moves.
     pub fn report(&self) -> durable_fs::Report<'a> {
         durable_fs::Report {

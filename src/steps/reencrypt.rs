@@ -290,6 +290,8 @@ fn crypto_failure(path: &Path, what: &str, e: impl std::fmt::Display) -> StepErr
 /// returns the staged file's manifest (as it will be once renamed into place). The check
 /// reads the staged file back while its fsync runs: it reads the same bytes either way (from
 /// the page cache), and the step renames the file into place only after both succeeded.
+/// The step itself stages in batches; this one file at a time is the bench's.
+#[cfg(any(test, feature = "testing"))]
 pub fn stage_one(
     cert: &Certificate,
     path: &Path,
