@@ -229,9 +229,15 @@ fn journal_corruption_inside_a_step_exits_3_without_rollback() {
         assert!(crash_at(db.cmd(&["run"]), n), "crash point {n}");
         let j = Journal::open(&db.journal_dir()).unwrap();
         let run = state::latest(j.records()).unwrap().unwrap();
+        let saved: Vec<u32> = j
+            .records()
+            .iter()
+            .filter(|r| r.phase == usercube_upgrade::testing::journal::Phase::StepData)
+            .filter_map(|r| r.step)
+            .collect();
         run.steps
             .iter()
-            .find(|(_, s)| !s.data.is_empty() && s.done.is_none())
+            .find(|(id, s)| saved.contains(id) && s.done.is_none())
             .map(|(id, _)| *id)
     };
     let mut last = None;

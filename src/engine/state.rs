@@ -33,8 +33,6 @@ impl RunStatus {
 #[derive(Debug, Default, Clone)]
 pub struct StepState {
     pub intent: Option<(u64, StepIntent)>,
-    /// Sequence numbers of the step's StepData records (payloads: `Journal::read_payload`).
-    pub data: Vec<u64>,
     pub done: Option<(u64, StepDone)>,
     pub failed: Option<(u64, String)>,
     pub undo_intent: Option<u64>,
@@ -148,7 +146,11 @@ pub fn runs(records: &[Record]) -> Result<Vec<RunState>, Error> {
                 // A retried step (resume after a failure) starts over.
                 s.failed = None;
             }
-            Phase::StepData => run.steps.entry(step()?).or_default().data.push(r.seq),
+            // The step reads its own data back (`StepJournal::saved`); the record makes the
+            // step known.
+            Phase::StepData => {
+                run.steps.entry(step()?).or_default();
+            }
             Phase::StepDone => {
                 let p = payload::decode_step_done(r.seq, &r.payload)?;
                 run.steps.entry(step()?).or_default().done = Some((r.seq, p));
