@@ -22,10 +22,7 @@ mod commands;
 mod print;
 
 use args::{absolute, absolute_str};
-pub use args::{
-    Args, CertPasswordArgs, CertificateArgs, Command, JournalAction, ModeArg, PlanSource,
-    RunbookArgs, Target, ToolArgs,
-};
+pub use args::{Args, Command, JournalAction, Target};
 use commands::{demo, journal_dir, load, run_locked, salvage, vendor_tool, watched};
 use print::{print_plan, print_remaining, print_status, print_warnings};
 
