@@ -18,7 +18,6 @@ use windows_sys::Win32::Foundation::{
     LocalFree, ERROR_MORE_DATA, ERROR_SUCCESS, GENERIC_READ, GENERIC_WRITE, HANDLE, HLOCAL,
 };
 use windows_sys::Win32::Security::Authorization::{
-    ConvertSecurityDescriptorToStringSecurityDescriptorW,
     ConvertStringSecurityDescriptorToSecurityDescriptorW, GetNamedSecurityInfoW, GetSecurityInfo,
     SetNamedSecurityInfoW, SetSecurityInfo, SDDL_REVISION_1, SE_FILE_OBJECT,
 };
@@ -475,8 +474,10 @@ pub fn make_private_file(path: &Path) -> io::Result<()> {
     set_protected_dacl(path, PRIVATE_FILE_SDDL)
 }
 
-/// The DACL of `path` in SDDL form (`D:P(A;...)...`).
+/// The DACL of `path` in SDDL form (`D:P(A;...)...`): for `is_private` and the tests.
+#[cfg(any(test, feature = "testing"))]
 pub fn dacl_sddl(path: &Path) -> io::Result<String> {
+    use windows_sys::Win32::Security::Authorization::ConvertSecurityDescriptorToStringSecurityDescriptorW;
     let p = wide(path)?;
     let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
     // SAFETY: valid path; sd receives a LocalAlloc'd descriptor freed below.
