@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use super::args::{absolute, PlanSource, Target, ToolArgs};
 use super::print::{print_plan, print_remaining, print_warnings};
-use crate::crypto::CertPassword;
 use crate::engine::{self, audit, preflight, state, Engine, Options, RootLock};
 use crate::plan::Plan;
 use crate::{runbook, sample, Error, Result};
@@ -352,18 +351,9 @@ pub(super) fn demo(
         return Ok(());
     }
     println!("running: {run_cmd}");
-    let mut o = runbook::Options::new(
-        root.clone(),
-        runbook::Mode::Integrated,
-        root.join(runbook::demo::RUNTIME_ZIP),
-    );
-    o.runtime_path = Some(root.join("Runtime").display().to_string());
-    // The demo's zip holds no vendor schema tool: left to the administrator, as the
-    // printed command says.
-    o.skip_database_upgrade = true;
-    o.cert.file = Some(root.join(runbook::demo::DEMO_CERT));
+    let (o, password) = runbook::demo::run_options(&root);
     let opts = Options {
-        cert_password: Some(CertPassword::new(runbook::demo::DEMO_CERT_PASSWORD.into())),
+        cert_password: Some(password),
         ..opts
     };
     let rb = runbook::build(&o).map_err(|p| Error::Refused(preflight::refusal(&p)))?;

@@ -8,9 +8,8 @@ use super::payload::RunContext;
 use super::state::{self, RunState, RunStatus};
 use crate::journal::Record;
 use crate::manifest::Manifest;
-use crate::steps::db_delete::ChunkDigest;
-use crate::steps::service::CommandRun;
 use crate::steps::Fingerprint;
+use crate::steps::{ChunkDigest, CommandRun};
 use crate::Result;
 
 #[derive(Serialize)]

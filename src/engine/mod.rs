@@ -357,8 +357,8 @@ impl Engine {
         })
     }
 
-    /// The audit of every run (`journal export`), with every run of each service step's
-    /// command (apply, reassert, undo) read back from the step's saved data.
+    /// The audit of every run (`journal export`), with what each step shows of its saved
+    /// data (`Step::saved_detail`: a service step's command runs, a delete's row digests).
     pub fn audit(&self) -> Result<audit::Audit> {
         let journal = self.journal.borrow();
         let mut audit = audit::build(journal.records())?;
@@ -372,36 +372,19 @@ impl Engine {
                 .iter()
                 .zip(run_audit.steps.iter_mut())
             {
-                if let crate::plan::StepSpec::DeleteRows { .. } = planned.action {
-                    let mut digests = steps::db_delete::RowDigests::default();
-                    let read = self
-                        .sink(&run.run_id, planned.id)
-                        .saved(&mut |bytes| digests.add(bytes));
-                    match read {
-                        Ok(()) => step.row_digests = digests.finish(),
-                        Err(e) => step.notes.push(format!(
-                            "the digests of the deleted rows are unavailable: {e}"
-                        )),
-                    }
+                let step_impl = steps::step_for(&planned.action, &self.root, None);
+                let Some(mut detail) = step_impl.saved_detail() else {
                     continue;
-                }
-                if !matches!(
-                    planned.action,
-                    crate::plan::StepSpec::Service { .. }
-                        | crate::plan::StepSpec::WindowsService { .. }
-                ) {
-                    continue;
-                }
-                let mut commands = Vec::new();
-                let read = self.sink(&run.run_id, planned.id).saved(&mut |bytes| {
-                    commands.extend(steps::service::CommandRun::from_saved(bytes));
-                    Ok(())
-                });
+                };
+                let read = self
+                    .sink(&run.run_id, planned.id)
+                    .saved(&mut |bytes| detail.add(bytes));
                 match read {
-                    Ok(()) => step.commands = commands,
-                    Err(e) => step.notes.push(format!(
-                        "the saved output of its commands is unavailable: {e}"
-                    )),
+                    Ok(()) => match detail {
+                        steps::SavedDetail::Commands(runs) => step.commands = runs,
+                        steps::SavedDetail::RowDigests(d) => step.row_digests = d.finish(),
+                    },
+                    Err(e) => step.notes.push(format!("{}: {e}", detail.unavailable())),
                 }
             }
         }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rand::SeedableRng;
 
-use crate::crypto::{encrypt_legacy_with_rng, Certificate};
+use crate::crypto::{encrypt_legacy_with_rng, CertPassword, Certificate};
 use crate::pseudo_random::Xorshift64;
 
 /// The build numbers of the demo's versions.
@@ -499,6 +499,20 @@ pub fn run_command(root: &Path) -> String {
         root.join("Runtime").display(),
         root.join(DEMO_CERT).display(),
     )
+}
+
+/// The runbook options and certificate password of [`run_command`], for `demo` to run it
+/// itself (no vendor schema tool in the zip: the database upgrade is skipped, as there).
+pub fn run_options(root: &Path) -> (super::Options, CertPassword) {
+    let mut o = super::Options::new(
+        root.to_path_buf(),
+        super::Mode::Integrated,
+        root.join(RUNTIME_ZIP),
+    );
+    o.runtime_path = Some(root.join("Runtime").display().to_string());
+    o.skip_database_upgrade = true;
+    o.cert.file = Some(root.join(DEMO_CERT));
+    (o, CertPassword::new(DEMO_CERT_PASSWORD.into()))
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::crypto;
+
 /// The product whose deps.json is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Product {
@@ -196,10 +198,8 @@ pub fn tracked_accounts(runtime: &Path) -> Vec<String> {
     v
 }
 
-/// The first four bytes of a legacy-encrypted Usercube file (`kxAB` in base64).
-pub const LEGACY_MAGIC: [u8; 4] = [0x93, 0x10, 0x01, 0x00];
-
-/// Files under `dir` whose content starts with [`LEGACY_MAGIC`], sorted, relative to `base`.
+/// Files under `dir` that start as a legacy-encrypted file does ([`crypto::is_legacy`]),
+/// sorted, relative to `base`.
 pub fn encrypted_files(dir: &Path, base: &Path) -> Vec<PathBuf> {
     let mut v = Vec::new();
     for e in walkdir::WalkDir::new(dir)
@@ -212,7 +212,7 @@ pub fn encrypted_files(dir: &Path, base: &Path) -> Vec<PathBuf> {
         let ok = std::fs::File::open(e.path())
             .and_then(|mut f| f.read_exact(&mut head))
             .is_ok();
-        if ok && head == LEGACY_MAGIC {
+        if ok && crypto::is_legacy(&head) {
             v.push(
                 e.path()
                     .strip_prefix(base)

@@ -15,7 +15,7 @@ use bincode::Options;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Intent, Outcome, PlanView, Probe, Result, Step, StepContext, StepError};
+use super::{Intent, Outcome, PlanView, Probe, Result, SavedDetail, Step, StepContext, StepError};
 use crate::db::{self, TableInfo, Target, Value};
 use crate::journal::record::codec;
 
@@ -203,6 +203,10 @@ impl DeleteRows {
 }
 
 impl Step for DeleteRows {
+    fn saved_detail(&self) -> Option<SavedDetail> {
+        Some(SavedDetail::RowDigests(RowDigests::default()))
+    }
+
     fn describe(&self, _root: &Path) -> String {
         format!(
             "delete every row of {} in {} (rows kept in the journal for undo)",

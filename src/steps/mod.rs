@@ -30,6 +30,8 @@ use crate::crypto::CertPassword;
 use crate::durable_fs;
 use crate::manifest::Manifest;
 use crate::plan::{ServiceAction, StepSpec};
+pub use db_delete::ChunkDigest;
+pub use service::CommandRun;
 pub use view::{Exists, PlanView};
 
 /// What a step will touch: for each path, its state before and the state expected after.
@@ -281,6 +283,41 @@ pub trait Step: Send + Sync {
     /// Reverses an applied step. The engine has probed it `Applied` (every touched path in
     /// its recorded after state) or the user forced it.
     fn undo(&self, ctx: &StepContext, intent: &Intent, outcome: Option<&Outcome>) -> Result<()>;
+
+    /// What the audit (`journal export`) shows of the step's saved data, read from it in
+    /// order; `None`: nothing (its saved data is the step's own business).
+    fn saved_detail(&self) -> Option<SavedDetail> {
+        None
+    }
+}
+
+/// The part of a step's saved data the audit shows, filled by [`SavedDetail::add`] with the
+/// step's saved payloads in order.
+pub enum SavedDetail {
+    /// Every run of a service step's command: apply, and at resume or rollback reassert and
+    /// undo.
+    Commands(Vec<service::CommandRun>),
+    /// A delete-rows step: the chunks of its last complete attempt, each checked against
+    /// its saved rows.
+    RowDigests(db_delete::RowDigests),
+}
+
+impl SavedDetail {
+    pub fn add(&mut self, payload: &[u8]) -> Result<()> {
+        match self {
+            SavedDetail::Commands(runs) => runs.extend(service::CommandRun::from_saved(payload)),
+            SavedDetail::RowDigests(digests) => digests.add(payload)?,
+        }
+        Ok(())
+    }
+
+    /// What the audit says when the saved data cannot be read.
+    pub fn unavailable(&self) -> &'static str {
+        match self {
+            SavedDetail::Commands(_) => "the saved output of its commands is unavailable",
+            SavedDetail::RowDigests(_) => "the digests of the deleted rows are unavailable",
+        }
+    }
 }
 
 /// Compares every touched path with its recorded states.
@@ -342,7 +379,6 @@ pub(crate) fn settle_pair(from: &Path, to: &Path, expected: &Manifest) -> Result
     )))
 }
 
-/// The step implementation for a specification.
 /// The step a spec describes. `cert_password` is the PFX password a re-encryption step
 /// loads its certificate with (given at run time, never in the plan); `None` where no
 /// certificate is loaded (descriptions, rollback) or none was given.

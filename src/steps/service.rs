@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Intent, Outcome, PlanView, Probe, Result, Step, StepContext, StepError};
+use super::{Intent, Outcome, PlanView, Probe, Result, SavedDetail, Step, StepContext, StepError};
 use crate::plan::ServiceAction;
 use crate::platform;
 
@@ -204,6 +204,10 @@ fn status_text(code: Option<i32>) -> String {
 }
 
 impl Step for Service {
+    fn saved_detail(&self) -> Option<SavedDetail> {
+        Some(SavedDetail::Commands(Vec::new()))
+    }
+
     fn describe(&self, _root: &Path) -> String {
         match &self.apply {
             Op::Line(l) => format!("{} the service: `{l}`", verb(self.action)),
