@@ -150,25 +150,17 @@ struct Active {
 struct StepFailure {
     id: u32,
     error: Error,
-    /// Journal corruption met by the step (the error's own kind, else what the step's
-    /// `JournalSink` met, whatever the step made of it): exit 3, nothing recorded as failed,
-    /// no automatic rollback.
+    /// Journal corruption met by the step (`StepError::Corrupt`, or the journal's own):
+    /// exit 3, nothing recorded as failed, no automatic rollback.
     corrupt: Option<String>,
 }
 
 impl StepFailure {
-    fn new(id: u32, error: impl Into<Error>, sink: &JournalSink) -> StepFailure {
+    fn new(id: u32, error: impl Into<Error>) -> StepFailure {
         let error = error.into();
-        let corrupt = error.corruption().or_else(|| sink.corruption());
+        let corrupt = error.corruption();
         StepFailure { id, error, corrupt }
     }
-}
-
-/// The journal corruption behind a step's error: its own kind, else what its sink met.
-fn step_corruption(e: &StepError, sink: &JournalSink) -> Option<String> {
-    e.corruption()
-        .map(str::to_string)
-        .or_else(|| sink.corruption())
 }
 
 /// The exit-3 error for journal corruption met inside a step.
@@ -784,8 +776,8 @@ impl Engine {
                 .reassert(&ctx, &recorded.intent)
                 .and_then(|acted| sink.sync().map(|()| acted))
                 .map_err(|e| {
-                    if let Some(c) = step_corruption(&e, &sink) {
-                        return corrupt_in_step(planned.id, &a.steps[k].describe(&self.root), &c);
+                    if let Some(c) = e.corruption() {
+                        return corrupt_in_step(planned.id, &a.steps[k].describe(&self.root), c);
                     }
                     Error::RunFailed(format!(
                         "step {} ({}): {e}\nnothing else was done; fix that and try again",
@@ -817,7 +809,7 @@ impl Engine {
         let step = &a.steps[k];
         let sink = self.sink(&a.run_id, id);
         let ctx = self.step_ctx(&a.run_id, id, &sink);
-        let fail = |e: StepError| StepFailure::new(id, e, &sink);
+        let fail = |e: StepError| StepFailure::new(id, e);
         step.settle(&ctx, intent, None).map_err(fail)?;
         let probe = step.probe(&ctx, intent, None).map_err(fail)?;
         tracing::debug!(step = %step.describe(&self.root), ?probe, "resume: probed");
@@ -852,7 +844,6 @@ impl Engine {
                 return Err(StepFailure::new(
                     id,
                     StepError::Refused(format!("cannot tell whether it was applied: {why}")),
-                    &sink,
                 ))
             }
         };
@@ -862,16 +853,11 @@ impl Engine {
             recovered,
             fingerprint,
         };
-        self.barrier().map_err(|e| StepFailure::new(id, e, &sink))?;
-        let corrupt = sink.corruption();
+        self.barrier().map_err(|e| StepFailure::new(id, e))?;
         drop(ctx);
         drop(sink);
         self.append(a.run_id, Some(id), Phase::StepDone, payload::encode(&done))
-            .map_err(|error| StepFailure {
-                id,
-                corrupt: error.corruption().or(corrupt),
-                error,
-            })
+            .map_err(|error| StepFailure::new(id, error))
     }
 
     /// What the steps not done need that the journal does not keep (`Step::ready_to_resume`:
@@ -1047,7 +1033,7 @@ impl Engine {
                     intents.push(p.intent);
                 }
                 Err(e) => {
-                    failure = Some(StepFailure::new(id, e, &sink));
+                    failure = Some(StepFailure::new(id, e));
                     break;
                 }
             }
@@ -1094,7 +1080,7 @@ impl Engine {
                     ));
                 }
                 Err(e) => {
-                    failure = Some(StepFailure::new(id, e, &sink));
+                    failure = Some(StepFailure::new(id, e));
                     break;
                 }
             }
@@ -1402,8 +1388,8 @@ impl Engine {
                 }
                 Err(e) => {
                     let what = a.steps[k].describe(&self.root);
-                    stop = Some(match step_corruption(&e, &sink) {
-                        Some(c) => corrupt_in_step(id, &what, &c),
+                    stop = Some(match e.corruption() {
+                        Some(c) => corrupt_in_step(id, &what, c),
                         None => Error::RunFailed(format!(
                             "rollback stopped at step {id} ({what}): {e}\nSteps after it in the rollback order are not undone yet; the journal records exactly which."
                         )),

@@ -30,9 +30,6 @@ pub struct JournalSink<'a> {
     step: u32,
     /// Each with the data file it refers to, written but not yet synced.
     pending: RefCell<Vec<(NewRecord, PathBuf)>>,
-    /// Journal corruption seen while reading back (whatever the step made of the error):
-    /// the engine then stops with exit 3 and rolls nothing back.
-    corrupt: RefCell<Option<String>>,
 }
 
 impl<'a> JournalSink<'a> {
@@ -48,26 +45,13 @@ impl<'a> JournalSink<'a> {
             run_id,
             step,
             pending: RefCell::new(Vec::new()),
-            corrupt: RefCell::new(None),
         }
-    }
-
-    /// The journal corruption this sink met, if any.
-    pub fn corruption(&self) -> Option<String> {
-        self.corrupt.borrow().clone()
-    }
-
-    /// A corruption met here: typed (`StepError::Corrupt`), and kept by the sink as well,
-    /// whatever the step makes of the error it gets.
-    fn corrupt(&self, message: String) -> StepError {
-        self.corrupt.borrow_mut().get_or_insert(message.clone());
-        StepError::Corrupt(message)
     }
 
     /// A journal error: a corruption keeps its kind (exit 3).
     fn journal_error(&self, e: crate::journal::JournalError) -> StepError {
         if e.is_corruption() {
-            self.corrupt(format!("journal: {e}"))
+            StepError::Corrupt(format!("journal: {e}"))
         } else {
             StepError::Refused(format!("journal: {e}"))
         }
@@ -134,16 +118,13 @@ impl StepJournal for JournalSink<'_> {
             if r.phase != Phase::StepData || r.run_id != self.run_id || r.step != Some(self.step) {
                 continue;
             }
-            let bytes = journal
-                .read_payload(r.seq)
-                .map_err(|e| self.journal_error(e))?;
-            let reference: DataRef =
-                payload::decode(r.seq, &bytes).map_err(|e| self.corrupt(e.to_string()))?;
+            let reference: DataRef = payload::decode(r.seq, &r.payload)
+                .map_err(|e| StepError::Corrupt(e.to_string()))?;
             let path = self.file(&reference.sha256);
             let data = match std::fs::read(&path) {
                 Ok(d) => d,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(self.corrupt(format!(
+                    return Err(StepError::Corrupt(format!(
                         "{}: saved data missing (journal record {} names it)",
                         path.display(),
                         r.seq
@@ -153,7 +134,7 @@ impl StepJournal for JournalSink<'_> {
             };
             let sha256: [u8; 32] = Sha256::digest(&data).into();
             if data.len() as u64 != reference.len || sha256 != reference.sha256 {
-                return Err(self.corrupt(format!(
+                return Err(StepError::Corrupt(format!(
                     "{}: saved data damaged (journal record {} expects {} bytes with SHA-256 {})",
                     path.display(),
                     r.seq,
@@ -214,8 +195,7 @@ mod tests {
     }
 
     /// Saved data damaged on disk while a step needs it: the step gets a typed corruption
-    /// (not a refusal), which exits 3 through the crate's error even when nothing but the
-    /// error itself carries it.
+    /// (not a refusal), which exits 3 through the crate's error.
     #[test]
     fn damaged_saved_data_is_a_typed_corruption_that_exits_3() {
         let dir = tempfile::tempdir().unwrap();
@@ -233,7 +213,6 @@ mod tests {
             matches!(&e, StepError::Corrupt(m) if m.contains("saved data damaged")),
             "{e:?}"
         );
-        assert!(sink.corruption().is_some());
         let e = crate::Error::from(e);
         assert_eq!(e.exit_code(), crate::error::EXIT_CORRUPT, "{e}");
         assert!(e.corruption().is_some());

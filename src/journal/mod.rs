@@ -155,7 +155,7 @@ impl Journal {
             db,
             records,
             log,
-            chain: scan.records.into_iter().map(in_memory).collect(),
+            chain: scan.records,
             poisoned: false,
         })
     }
@@ -164,7 +164,8 @@ impl Journal {
         &self.dir
     }
 
-    /// Every record, verified, in sequence order (StepData payloads empty: `read_payload`).
+    /// Every record, verified, in sequence order, payloads included (a StepData payload is a
+    /// 40-byte reference to its data file: memory stays flat in what steps save).
     pub fn records(&self) -> &[Record] {
         &self.chain
     }
@@ -212,7 +213,7 @@ impl Journal {
             let (frame, hash) = body.encode();
             frames.push(frame);
             prev = hash;
-            new.push(in_memory(Record { body, hash }));
+            new.push(Record { body, hash });
         }
         // The durable point: one entry, one fdatasync.
         if let Err(source) = self.log.append(&frames) {
@@ -252,35 +253,6 @@ impl Journal {
             return Err(store_error(&self.dir, e, self.last_seq()));
         }
         Ok(())
-    }
-
-    /// The payload of record `seq`, read back from the store and checked against the hash
-    /// verified at open (StepData payloads are not kept in memory).
-    pub fn read_payload(&self, seq: u64) -> Result<Vec<u8>, JournalError> {
-        let last_good = seq.saturating_sub(1);
-        let corrupt = |reason: String| JournalError::Corrupt {
-            dir: self.dir.clone(),
-            seq,
-            last_good,
-            reason,
-        };
-        let known = self
-            .chain
-            .get((seq as usize).wrapping_sub(1))
-            .filter(|r| r.seq == seq)
-            .ok_or_else(|| corrupt("no such record".into()))?;
-        let value = self
-            .records
-            .get(seq.to_be_bytes())
-            .map_err(|e| store_error(&self.dir, e, last_good))?
-            .ok_or_else(|| corrupt("record vanished from the store".into()))?;
-        let rec = record::decode(&value).map_err(|e| corrupt(e.to_string()))?;
-        if rec.hash != known.hash {
-            return Err(corrupt(
-                "record changed since the journal was opened".into(),
-            ));
-        }
-        Ok(rec.body.payload)
     }
 }
 
@@ -730,16 +702,6 @@ fn open_store(store: &Path) -> sled::Result<sled::Db> {
     }
 }
 
-/// What the journal keeps in memory of a record: everything but bulky StepData payloads
-/// (row before-images), which `read_payload` fetches when needed. Memory stays flat in the
-/// number of rows a step saves.
-fn in_memory(mut rec: Record) -> Record {
-    if rec.phase == Phase::StepData {
-        rec.body.payload = Vec::new();
-    }
-    rec
-}
-
 fn store_error(dir: &Path, e: sled::Error, last_good: u64) -> JournalError {
     match e {
         sled::Error::Corruption { .. } => JournalError::StoreCorrupt {
@@ -832,7 +794,7 @@ mod tests {
         }
         let j = Journal::open(dir.path()).unwrap();
         let phases: Vec<_> = j.records().iter().map(|r| (r.seq, r.phase)).collect();
-        assert_eq!(j.read_payload(2).unwrap(), b"a");
+        assert_eq!(j.records()[1].payload, b"a");
         assert_eq!(
             phases,
             vec![
@@ -846,17 +808,15 @@ mod tests {
     }
 
     #[test]
-    fn step_data_payloads_are_read_back_not_kept() {
+    fn step_data_payloads_are_kept_with_their_record() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path()).unwrap();
-        j.append(rec(Phase::StepData, &[5u8; 1000])).unwrap();
-        assert!(j.records()[0].payload.is_empty());
-        assert_eq!(j.read_payload(1).unwrap(), vec![5u8; 1000]);
+        j.append(rec(Phase::StepData, &[5u8; 40])).unwrap();
+        assert_eq!(j.records()[0].payload, [5u8; 40]);
         drop(j);
         let j = Journal::open(dir.path()).unwrap();
-        assert!(j.records()[0].payload.is_empty());
-        assert_eq!(j.read_payload(1).unwrap(), vec![5u8; 1000]);
-        assert!(j.read_payload(2).is_err());
+        assert_eq!(j.records()[0].payload, [5u8; 40]);
+        assert_eq!(super::repair_tests::stored_payload(&j, 1), [5u8; 40]);
     }
 
     #[test]
@@ -974,6 +934,12 @@ mod repair_tests {
             .count()
     }
 
+    /// Record `seq`'s payload as sled holds it (the store, not the log the chain came from).
+    pub(super) fn stored_payload(j: &Journal, seq: u64) -> Vec<u8> {
+        let value = j.records.get(seq.to_be_bytes()).unwrap().unwrap();
+        record::decode(&value).unwrap().body.payload
+    }
+
     fn repairs(dir: &Path) -> String {
         std::fs::read_to_string(dir.join(REPAIRS_FILE)).unwrap_or_default()
     }
@@ -986,7 +952,7 @@ mod repair_tests {
         std::fs::write(dir.path().join(STORE_DIR).join("conf"), b"\x00garbage\xff").unwrap();
         let mut j = Journal::open(dir.path()).unwrap();
         assert_eq!(hashes(&j), before);
-        assert_eq!(j.read_payload(2).unwrap(), b"p");
+        assert_eq!(stored_payload(&j, 2), b"p");
         assert_eq!(entries_starting(dir.path(), "store.before-rebuild-"), 1);
         assert!(repairs(dir.path()).contains("store rebuilt from the record log"));
         j.append(rec(Phase::StepDone)).unwrap();
@@ -1017,7 +983,7 @@ mod repair_tests {
         .unwrap();
         let j = Journal::open(dir.path()).unwrap();
         assert_eq!(hashes(&j), before);
-        assert_eq!(j.read_payload(2).unwrap(), b"p");
+        assert_eq!(stored_payload(&j, 2), b"p");
         assert_eq!(entries_starting(dir.path(), "store.before-rebuild-"), 2);
     }
 

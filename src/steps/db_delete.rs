@@ -8,6 +8,8 @@
 //! then reads the table back and checks the count and every chunk's SHA-256 before committing.
 //! Probe counts rows: the row count at intent time means not applied, an empty table with a
 //! complete saved attempt means applied; anything else is reported, never guessed.
+//! A chunk's rows are serialized once, when saved, and decoded once, by undo: probe and the
+//! audit read the records' heads only ([`ChunkView`]).
 
 use std::path::{Path, PathBuf};
 
@@ -39,7 +41,9 @@ pub(crate) struct Detail {
     pub info: TableInfo,
 }
 
-/// One StepData payload of this step.
+/// One StepData payload of this step. A `Chunk` is written and read through its layout
+/// ([`chunk_payload`], [`ChunkView`]), never through this enum, which keeps the variants'
+/// order (their bincode index) and the layout's reference for the test that ties the two.
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) enum Saved {
     Begin {
@@ -80,28 +84,19 @@ pub struct RowDigests {
 
 impl RowDigests {
     pub fn add(&mut self, payload: &[u8]) -> Result<()> {
-        match decode(payload)? {
-            Saved::Begin { attempt, .. } => self.attempts.push((attempt, Vec::new(), false)),
-            Saved::Chunk {
-                attempt,
-                index,
-                rows,
-                sha256,
-            } => {
-                if chunk_hash(&rows) != sha256 {
-                    return Err(refused(format!(
-                        "the saved rows of chunk {index} do not match its recorded SHA-256"
-                    )));
-                }
-                if let Some((_, chunks, _)) = self.attempts.iter_mut().find(|a| a.0 == attempt) {
+        match view(payload)? {
+            SavedView::Begin { attempt, .. } => self.attempts.push((attempt, Vec::new(), false)),
+            SavedView::Chunk(c) => {
+                c.verify()?;
+                if let Some((_, chunks, _)) = self.attempts.iter_mut().find(|a| a.0 == c.attempt) {
                     chunks.push(ChunkDigest {
-                        chunk: index,
-                        rows: rows.len() as u64,
-                        sha256: hex::encode(sha256),
+                        chunk: c.index,
+                        rows: c.row_count(),
+                        sha256: hex::encode(c.sha256),
                     });
                 }
             }
-            Saved::End { attempt, .. } => {
+            SavedView::End { attempt, .. } => {
                 if let Some(a) = self.attempts.iter_mut().find(|a| a.0 == attempt) {
                     a.2 = true;
                 }
@@ -129,8 +124,141 @@ fn to_db(e: StepError) -> db::DbError {
     db::DbError(e.to_string())
 }
 
+/// The journal's errors met inside a database session: the session sees a `DbError` (which
+/// rolls its transaction back), the step returns the error as the journal gave it, so a
+/// corruption keeps its kind (exit 3).
+#[derive(Default)]
+struct JournalErrors(std::cell::RefCell<Option<StepError>>);
+
+impl JournalErrors {
+    fn keep(&self, e: StepError) -> db::DbError {
+        let session = db::DbError(e.to_string());
+        self.0.borrow_mut().get_or_insert(e);
+        session
+    }
+
+    /// The step's error for a failed session: the journal's, if it failed, else the session's.
+    fn or(self, e: db::DbError) -> StepError {
+        self.0.into_inner().unwrap_or_else(|| refused(e))
+    }
+}
+
+/// SHA-256 of `rows` serialized as a chunk keeps them, hashed as they are serialized.
 pub(crate) fn chunk_hash(rows: &[Vec<Value>]) -> [u8; 32] {
-    Sha256::digest(codec().serialize(rows).expect("rows serialize")).into()
+    let mut h = Sha256::new();
+    codec()
+        .serialize_into(&mut h, rows)
+        .expect("rows serialize into a hasher");
+    h.finalize().into()
+}
+
+/// A `Saved::Chunk` payload in the journal codec's layout (fixint, little-endian): the
+/// variant index, the attempt, the chunk index, the rows (a u64 count, then each row), their
+/// SHA-256. The rows are serialized once, straight into the payload, and hashed there.
+fn chunk_payload(attempt: &[u8; 16], index: u32, rows: &[Vec<Value>]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(4 * 1024);
+    out.extend(CHUNK_VARIANT.to_le_bytes());
+    out.extend(attempt);
+    out.extend(index.to_le_bytes());
+    codec()
+        .serialize_into(&mut out, rows)
+        .map_err(|e| refused(format!("encoding a before-image: {e}")))?;
+    let sha256 = Sha256::digest(&out[CHUNK_HEAD..]);
+    out.extend(sha256);
+    Ok(out)
+}
+
+/// `Saved::Chunk`'s variant index.
+const CHUNK_VARIANT: u32 = 1;
+/// A chunk payload's bytes before its rows: variant index, attempt, chunk index.
+const CHUNK_HEAD: usize = 4 + 16 + 4;
+
+/// A saved payload as probe, undo and the audit read it: a chunk's rows stay serialized
+/// until undo re-inserts them (the only reader that needs them).
+enum SavedView<'a> {
+    Begin {
+        attempt: [u8; 16],
+        info: TableInfo,
+        chunk: u32,
+    },
+    Chunk(ChunkView<'a>),
+    End {
+        attempt: [u8; 16],
+        rows: u64,
+        chunks: u32,
+    },
+}
+
+struct ChunkView<'a> {
+    attempt: [u8; 16],
+    index: u32,
+    /// The serialized rows: what `sha256` digests.
+    rows: &'a [u8],
+    sha256: [u8; 32],
+}
+
+impl ChunkView<'_> {
+    /// The rows match the SHA-256 saved with them.
+    fn verify(&self) -> Result<()> {
+        if Sha256::digest(self.rows)[..] != self.sha256 {
+            return Err(refused(format!(
+                "the saved rows of chunk {} do not match its recorded SHA-256",
+                self.index
+            )));
+        }
+        Ok(())
+    }
+
+    /// The row count, the serialized rows' first 8 bytes (`view` checked they are there).
+    fn row_count(&self) -> u64 {
+        u64::from_le_bytes(self.rows[..8].try_into().expect("8 bytes"))
+    }
+
+    fn decode_rows(&self) -> Result<Vec<Vec<Value>>> {
+        codec()
+            .deserialize(self.rows)
+            .map_err(|e| refused(format!("a saved before-image does not decode: {e}")))
+    }
+}
+
+fn view(b: &[u8]) -> Result<SavedView<'_>> {
+    if b.get(..4) == Some(&CHUNK_VARIANT.to_le_bytes()[..]) {
+        if b.len() < CHUNK_HEAD + 8 + 32 {
+            return Err(refused(format!(
+                "a saved before-image chunk is truncated ({} bytes)",
+                b.len()
+            )));
+        }
+        let (rows, sha256) = b[CHUNK_HEAD..].split_at(b.len() - CHUNK_HEAD - 32);
+        return Ok(SavedView::Chunk(ChunkView {
+            attempt: b[4..20].try_into().expect("16 bytes"),
+            index: u32::from_le_bytes(b[20..24].try_into().expect("4 bytes")),
+            rows,
+            sha256: sha256.try_into().expect("32 bytes"),
+        }));
+    }
+    Ok(match decode(b)? {
+        Saved::Begin {
+            attempt,
+            info,
+            chunk,
+        } => SavedView::Begin {
+            attempt,
+            info,
+            chunk,
+        },
+        Saved::End {
+            attempt,
+            rows,
+            chunks,
+        } => SavedView::End {
+            attempt,
+            rows,
+            chunks,
+        },
+        // Not met: a chunk's variant index is read above.
+        Saved::Chunk { .. } => return Err(refused("a saved before-image chunk is misread")),
+    })
 }
 
 fn encode(s: &Saved) -> Result<Vec<u8>> {
@@ -188,11 +316,11 @@ impl DeleteRows {
     fn last_complete(ctx: &StepContext) -> Result<Option<([u8; 16], u64, u32)>> {
         let mut last = None;
         ctx.journal.saved(&mut |p| {
-            if let Saved::End {
+            if let SavedView::End {
                 attempt,
                 rows,
                 chunks,
-            } = decode(p)?
+            } = view(p)?
             {
                 last = Some((attempt, rows, chunks));
             }
@@ -245,6 +373,7 @@ impl Step for DeleteRows {
         let t = self.target()?;
         let attempt = *uuid::Uuid::new_v4().as_bytes();
         let table = self.table.as_str();
+        let journal_error = JournalErrors::default();
         let (rows, chunks) = db::with_session(&t, |db| {
             let info = db.table_info(table)?;
             if info != d.info {
@@ -260,21 +389,14 @@ impl Step for DeleteRows {
                     chunk: CHUNK as u32,
                 })
                 .map_err(to_db)?)
-                .map_err(to_db)?;
+                .map_err(|e| journal_error.keep(e))?;
             let mut buf: Vec<Vec<Value>> = Vec::with_capacity(CHUNK);
             let mut rows = 0u64;
             let mut chunks = 0u32;
             let flush = |buf: &mut Vec<Vec<Value>>, chunks: &mut u32| -> db::Result<()> {
-                let rows = std::mem::take(buf);
-                let sha256 = chunk_hash(&rows);
-                let p = encode(&Saved::Chunk {
-                    attempt,
-                    index: *chunks,
-                    rows,
-                    sha256,
-                })
-                .map_err(to_db)?;
-                ctx.journal.save(p).map_err(to_db)?;
+                let p = chunk_payload(&attempt, *chunks, buf).map_err(to_db)?;
+                buf.clear();
+                ctx.journal.save(p).map_err(|e| journal_error.keep(e))?;
                 *chunks += 1;
                 Ok(())
             };
@@ -296,9 +418,9 @@ impl Step for DeleteRows {
                     chunks,
                 })
                 .map_err(to_db)?)
-                .map_err(to_db)?;
+                .map_err(|e| journal_error.keep(e))?;
             // Write-ahead: the before-images are durable before the first row goes.
-            ctx.journal.sync().map_err(to_db)?;
+            ctx.journal.sync().map_err(|e| journal_error.keep(e))?;
             if rows != d.rows {
                 return Err(db::err(format!(
                     "{table} had {} rows when the intent was recorded and {rows} now; nothing deleted",
@@ -314,7 +436,7 @@ impl Step for DeleteRows {
             db.commit()?;
             Ok((rows, chunks))
         })
-        .map_err(refused)?;
+        .map_err(|e| journal_error.or(e))?;
         Ok(Outcome {
             after: Vec::new(),
             notes: vec![format!(
@@ -360,6 +482,7 @@ impl Step for DeleteRows {
         let t = self.target()?;
         let table = self.table.as_str();
         let mut info: Option<(TableInfo, usize)> = None;
+        let journal_error = JournalErrors::default();
         db::with_session(&t, |db| {
             db.begin()?;
             let mut hashes: Vec<[u8; 32]> = Vec::with_capacity(chunks as usize);
@@ -371,29 +494,26 @@ impl Step for DeleteRows {
                         return Ok(());
                     }
                     let r: db::Result<()> = (|| {
-                        match decode(p).map_err(to_db)? {
-                            Saved::Begin {
+                        match view(p).map_err(to_db)? {
+                            SavedView::Begin {
                                 attempt: a,
                                 info: i,
                                 chunk,
                             } if a == attempt => info = Some((i, chunk as usize)),
-                            Saved::Chunk {
-                                attempt: a,
-                                index,
-                                rows,
-                                sha256,
-                            } if a == attempt => {
+                            SavedView::Chunk(c) if c.attempt == attempt => {
                                 let (i, _) = info.as_ref().ok_or_else(|| {
                                     db::err("before-image chunk without its header")
                                 })?;
-                                if index as usize != hashes.len() || chunk_hash(&rows) != sha256 {
+                                if c.index as usize != hashes.len() || c.verify().is_err() {
                                     return Err(db::err(format!(
-                                        "before-image chunk {index} of {table} is out of order or altered"
+                                        "before-image chunk {} of {table} is out of order or altered",
+                                        c.index
                                     )));
                                 }
+                                let rows = c.decode_rows().map_err(to_db)?;
                                 db.insert(table, i, &rows)?;
                                 inserted += rows.len() as u64;
-                                hashes.push(sha256);
+                                hashes.push(c.sha256);
                             }
                             _ => {}
                         }
@@ -404,7 +524,7 @@ impl Step for DeleteRows {
                     }
                     Ok(())
                 })
-                .map_err(to_db)?;
+                .map_err(|e| journal_error.keep(e))?;
             if let Some(e) = failure {
                 return Err(e);
             }
@@ -415,7 +535,9 @@ impl Step for DeleteRows {
                 )));
             }
             // Read back: same count, same rows in the same key order.
-            let (i, chunk) = info.clone().expect("a complete attempt has a header");
+            let (i, chunk) = info
+                .clone()
+                .ok_or_else(|| db::err(format!("the before-image of {table} has no header")))?;
             let mut buf = Vec::with_capacity(chunk);
             let mut k = 0usize;
             let mut same = true;
@@ -439,6 +561,167 @@ impl Step for DeleteRows {
             }
             db.commit()
         })
-        .map_err(refused)
+        .map_err(|e| journal_error.or(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+
+    use super::*;
+    use crate::steps::StepJournal;
+
+    fn rows(n: usize) -> Vec<Vec<Value>> {
+        (0..n)
+            .map(|i| {
+                vec![
+                    Value::I64(i as i64),
+                    if i % 3 == 0 {
+                        Value::Null
+                    } else {
+                        Value::Str(format!("row «{i}»"))
+                    },
+                    Value::Bytes(vec![i as u8; i % 5]),
+                ]
+            })
+            .collect()
+    }
+
+    /// The hand-written chunk layout is `Saved::Chunk` as the journal codec writes it, so
+    /// journals of earlier builds read the same.
+    #[test]
+    fn a_chunk_payload_is_saved_chunk_in_the_journal_codec() {
+        let attempt = [9u8; 16];
+        for n in [0, 1, 7, 300] {
+            let rows = rows(n);
+            let payload = chunk_payload(&attempt, 5, &rows).unwrap();
+            let serde = encode(&Saved::Chunk {
+                attempt,
+                index: 5,
+                rows: rows.clone(),
+                sha256: chunk_hash(&rows),
+            })
+            .unwrap();
+            assert_eq!(payload, serde, "{n} rows");
+            let SavedView::Chunk(c) = view(&payload).unwrap() else {
+                panic!("not read as a chunk")
+            };
+            assert_eq!((c.attempt, c.index, c.row_count()), (attempt, 5, n as u64));
+            c.verify().unwrap();
+            assert_eq!(c.decode_rows().unwrap(), rows);
+        }
+    }
+
+    /// Any prefix of a chunk, and a chunk with one byte changed, is refused or fails its
+    /// check: never a panic, never rows that were not saved.
+    #[test]
+    fn a_truncated_or_altered_chunk_is_refused() {
+        let payload = chunk_payload(&[1; 16], 0, &rows(20)).unwrap();
+        for n in 0..payload.len() {
+            if let Ok(SavedView::Chunk(c)) = view(&payload[..n]) {
+                assert!(c.verify().is_err(), "prefix of {n} bytes passed its check");
+            }
+        }
+        for i in CHUNK_HEAD..payload.len() {
+            let mut altered = payload.clone();
+            altered[i] ^= 0x40;
+            let SavedView::Chunk(c) = view(&altered).unwrap() else {
+                panic!("not read as a chunk")
+            };
+            assert!(c.verify().is_err(), "byte {i} changed passed the check");
+        }
+    }
+
+    /// Saved data in memory; `saved` fails with a corruption from its `fail_from`th call on.
+    struct MemoryJournal {
+        saved: Vec<Vec<u8>>,
+        new: RefCell<Vec<Vec<u8>>>,
+        calls: Cell<u32>,
+        fail_from: u32,
+    }
+
+    impl MemoryJournal {
+        fn new(saved: Vec<Vec<u8>>, fail_from: u32) -> MemoryJournal {
+            MemoryJournal {
+                saved,
+                new: RefCell::new(Vec::new()),
+                calls: Cell::new(0),
+                fail_from,
+            }
+        }
+    }
+
+    impl StepJournal for MemoryJournal {
+        fn save(&self, payload: Vec<u8>) -> Result<()> {
+            self.new.borrow_mut().push(payload);
+            Ok(())
+        }
+        fn sync(&self) -> Result<()> {
+            Ok(())
+        }
+        fn saved(&self, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+            self.calls.set(self.calls.get() + 1);
+            if self.calls.get() >= self.fail_from {
+                return Err(StepError::Corrupt("saved data damaged".into()));
+            }
+            self.saved.iter().try_for_each(|p| f(p))
+        }
+    }
+
+    fn with_ctx<R>(dir: &Path, journal: &MemoryJournal, f: impl FnOnce(&StepContext) -> R) -> R {
+        let deferred = crate::durable_fs::DeferredDirs::default();
+        f(&StepContext {
+            trash: dir.join("trash"),
+            journal_dir: dir,
+            on_bytes: &|_| {},
+            on_files: &|_| {},
+            on_phase: &|_| {},
+            journal,
+            deferred: &deferred,
+        })
+    }
+
+    /// Apply saves the rows and deletes them; undo puts them back. A journal corruption met
+    /// inside undo's database session stays a typed corruption (exit 3), and the session's
+    /// transaction is rolled back.
+    #[test]
+    fn undo_restores_the_rows_and_keeps_a_journal_corruption_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("u.sqlite");
+        rusqlite::Connection::open(&file)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE T (Id INTEGER PRIMARY KEY, Name TEXT);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500)
+                 INSERT INTO T SELECT i, 'name ' || i FROM n;",
+            )
+            .unwrap();
+        let step = DeleteRows {
+            connection: format!("sqlite:{}", file.display()),
+            table: "T".into(),
+            root: dir.path().to_path_buf(),
+        };
+        let count = || db::with_session(&step.target().unwrap(), |d| d.count("T")).unwrap();
+        let applied = MemoryJournal::new(Vec::new(), u32::MAX);
+        let intent = with_ctx(dir.path(), &applied, |ctx| {
+            let intent = step.intent(ctx).unwrap();
+            step.apply(ctx, &intent).unwrap();
+            intent
+        });
+        let saved = applied.new.into_inner();
+        assert_eq!(saved.len(), 2 + 3, "begin, 3 chunks, end");
+        assert_eq!(count(), 0);
+        let undo = |fail_from: u32| {
+            let journal = MemoryJournal::new(saved.clone(), fail_from);
+            with_ctx(dir.path(), &journal, |ctx| step.undo(ctx, &intent, None))
+        };
+        // The first read (the last complete attempt) passes, the second (inside the
+        // session, re-inserting) meets the corruption.
+        let e = undo(2).unwrap_err();
+        assert!(matches!(e, StepError::Corrupt(_)), "{e:?}");
+        assert_eq!(count(), 0, "the session's inserts are rolled back");
+        undo(u32::MAX).unwrap();
+        assert_eq!(count(), 2500);
     }
 }
