@@ -139,28 +139,80 @@ run_tests() {
   USERCUBE_CRASH_STRIDE=12 wcargo test "${common[@]}" --test runbook_crash "$@" -- "${skip[@]}"
 }
 
+# A command line split into arguments by the rules a Windows program's own parsing follows
+# (the C runtime's; Rust's std::env::args): spaces and tabs separate outside double quotes;
+# 2n backslashes before a quote are n and the quote toggles quoting, 2n+1 are n and a literal
+# quote; "" inside quotes is a literal quote; other backslashes are literal. Prints each
+# argument followed by NUL. The text is only split, never run by a shell.
+WINDOWS_SPLIT='
+import sys
+line, words, cur, quoted, i = sys.argv[1].rstrip("\r\n"), [], None, False, 0
+while i < len(line):
+    c = line[i]
+    if c in " \t" and not quoted:
+        if cur is not None:
+            words.append(cur)
+        cur = None
+        i += 1
+    elif c == "\\":
+        n = len(line[i:]) - len(line[i:].lstrip("\\"))
+        i += n
+        cur = cur or ""
+        if line[i:i + 1] == "\"":
+            cur += "\\" * (n // 2)
+            if n % 2:
+                cur += "\""
+                i += 1
+        else:
+            cur += "\\" * n
+    elif c == "\"":
+        cur = cur or ""
+        if quoted and line[i + 1:i + 2] == "\"":
+            cur += "\""
+            i += 2
+        else:
+            quoted = not quoted
+            i += 1
+    else:
+        cur = (cur or "") + c
+        i += 1
+if quoted:
+    sys.exit("unterminated quote in " + repr(line))
+if cur is not None:
+    words.append(cur)
+sys.stdout.write("".join(w + "\0" for w in words))
+'
+
 # The demo upgrade by the .exe under wine, then its rollback: every file byte for byte as
-# before, the SQLite database by its full dump (a restore rewrites pages, not rows).
+# before, the SQLite database by its full dump (a restore rewrites pages, not rows). The
+# installation's folder name has a space, so the printed command quotes its paths; it is
+# run as printed, split as the .exe splits a command line.
 demo() {
   build
   setup_wine
-  local exe="target/$TARGET/release/usercube-upgrade.exe" dir line
+  local exe="target/$TARGET/release/usercube-upgrade.exe" dir inst line
   dir=$(mktemp -d)
-  wine "$exe" demo "$dir/install" --no-run | tee "$dir/demo.out"
+  inst="$dir/demo install"
+  wine "$exe" demo "$inst" --no-run | tee "$dir/demo.out"
   line=$(sed -n '/^run it with:/{n;p}' "$dir/demo.out")
   [ -n "$line" ] || { echo "windows.sh demo: no run command printed" >&2; exit 1; }
-  cp -a "$dir/install" "$dir/before"
-  read -r -a args <<<"$line"
+  python3 -c "$WINDOWS_SPLIT" "$line" >"$dir/args" || {
+    echo "windows.sh demo: the run command does not split: $line" >&2; exit 1; }
+  local args=()
+  mapfile -d '' -t args <"$dir/args"
+  [ "${args[0]:-}" = usercube-upgrade ] && [ "${args[1]:-}" = run ] || {
+    echo "windows.sh demo: not a run command: $line" >&2; exit 1; }
+  cp -a "$inst" "$dir/before"
   wine "$exe" "${args[@]:1}"
-  wine "$exe" status --root "$dir/install"
-  wine "$exe" rollback --root "$dir/install"
-  diff -r --exclude=.usercube-upgrade --exclude='*.sqlite' "$dir/before" "$dir/install"
+  wine "$exe" status --root "$inst"
+  wine "$exe" rollback --root "$inst"
+  diff -r --exclude=.usercube-upgrade --exclude='*.sqlite' "$dir/before" "$inst"
   local dump='import sqlite3, sys; print("\n".join(sqlite3.connect(sys.argv[1]).iterdump()))'
   local dbs
   dbs=$(cd "$dir/before" && find . -name '*.sqlite')
   [ -n "$dbs" ] || { echo "windows.sh demo: no database in the demo" >&2; exit 1; }
   for db in $dbs; do
-    cmp <(python3 -c "$dump" "$dir/before/$db") <(python3 -c "$dump" "$dir/install/$db")
+    cmp <(python3 -c "$dump" "$dir/before/$db") <(python3 -c "$dump" "$inst/$db")
   done
   echo "demo: the .exe upgraded the demo installation under wine; rollback restored every file byte for byte and every database row"
   rm -rf "$dir"

@@ -596,10 +596,12 @@ fn demo_original_appsettings() -> String {
     std::fs::read_to_string(tmp.path().join("r/Runtime/appsettings.json")).unwrap()
 }
 
+/// `demo --no-run` into a folder whose name has a space prints a `run` command that, read
+/// as this OS's shell reads a pasted line, is the demo's own command and upgrades it.
 #[test]
 fn demo_command_writes_and_runs_the_demo() {
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let dir = tmp.path().join("d");
+    let dir = tmp.path().join("demo d");
     let out = bin()
         .args(["demo", "--files", "20", "--bytes", "20K", "--no-run"])
         .arg(&dir)
@@ -612,6 +614,23 @@ fn demo_command_writes_and_runs_the_demo() {
         "{msg}"
     );
     assert!(dir.join(RUNTIME_ZIP).is_file());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let line = stdout
+        .lines()
+        .skip_while(|l| *l != "run it with:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no run command: {stdout}"));
+    let words = usercube_upgrade::testing::platform::split_command_line(line).unwrap();
+    let root = usercube_upgrade::testing::engine::canonical_root(&dir).unwrap();
+    let expected: Vec<String> = demo::command(&root, "run")
+        .into_iter()
+        .map(|a| a.into_string().unwrap())
+        .collect();
+    assert_eq!(words, expected, "{line}");
+    let out = bin().args(&words[1..]).output().unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{line}: {msg}");
+    assert!(dir.join("RuntimeOld").is_dir(), "{msg}");
     let dir2 = tmp.path().join("e");
     let out = bin()
         .args(["demo", "--files", "20", "--bytes", "20K"])

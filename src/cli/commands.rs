@@ -4,8 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::args::{absolute, PlanSource, Target, ToolArgs};
-use super::print::{print_plan, print_remaining, print_warnings};
+use clap::Parser;
+
+use super::args::{absolute, Args, PlanSource, Target, ToolArgs};
+use super::print::print_plan;
 use crate::engine::{self, audit, preflight, state, Engine, Options, RootLock};
 use crate::plan::Plan;
 use crate::{runbook, sample, Error, Result};
@@ -30,14 +32,18 @@ pub(super) fn load(target: &Target, source: &PlanSource, command: &str) -> Resul
             let rb = runbook::build(&o).map_err(|mut problems| {
                 // Only a journal with records: a `run` has just created its (empty) one.
                 if engine::journal_holds_records(&journal_dir(&root, target)) {
-                    let journal = target
-                        .journal
-                        .as_ref()
-                        .map(|j| format!(" --journal {}", j.display()))
-                        .unwrap_or_default();
+                    let mut status = vec![
+                        std::ffi::OsStr::new("usercube-upgrade"),
+                        "status".as_ref(),
+                        "--root".as_ref(),
+                        root.as_os_str(),
+                    ];
+                    if let Some(j) = &target.journal {
+                        status.extend(["--journal".as_ref(), j.as_os_str()]);
+                    }
                     problems.push(format!(
-                        "the journal records an earlier run on this installation: see `usercube-upgrade status --root {}{journal}`",
-                        root.display()
+                        "the journal records an earlier run on this installation: see `{}`",
+                        crate::platform::command_line(&status)
                     ));
                 }
                 Error::Refused(preflight::refusal(&problems))
@@ -298,7 +304,7 @@ pub(super) fn demo(
     no_run: bool,
     size: runbook::demo::DemoSize,
     encrypted_files: usize,
-    opts: Options,
+    quiet: bool,
 ) -> Result<()> {
     let root = match dir {
         Some(d) => d,
@@ -341,36 +347,45 @@ pub(super) fn demo(
         size.rows,
         runbook::plans::DELETE_TABLES.join(", ")
     );
-    let run_cmd = runbook::demo::run_command(&root);
+    let run = runbook::demo::command(&root, "run");
+    let line = crate::platform::command_line(&run);
     if no_run {
+        let plan = runbook::demo::command(&root, "plan");
         println!(
             "see the plan with:\n  {}",
-            run_cmd.replacen(" run ", " plan ", 1)
+            crate::platform::command_line(&plan)
         );
-        println!("run it with:\n  {run_cmd}");
+        println!("run it with:\n  {line}");
         return Ok(());
     }
-    println!("running: {run_cmd}");
-    let (o, password) = runbook::demo::run_options(&root);
-    let opts = Options {
-        cert_password: Some(password),
-        ..opts
-    };
-    let rb = runbook::build(&o).map_err(|p| Error::Refused(preflight::refusal(&p)))?;
-    if !opts.quiet {
-        print_warnings(&rb);
+    println!("running: {line}");
+    // The printed command itself, through the definitions and dispatch a pasted one meets:
+    // what is shown and what runs cannot drift apart.
+    let mut args = Args::try_parse_from(&run)
+        .map_err(|e| Error::Usage(format!("the demo's command does not parse ({line}): {e}")))?;
+    args.quiet |= quiet;
+    super::run(args)?;
+    println!("\nnext:");
+    for verb in [
+        &["status"][..],
+        &["journal", "export", "--json"],
+        &["rollback"],
+        &["finalize"],
+    ] {
+        let mut next: Vec<&std::ffi::OsStr> = ["usercube-upgrade"]
+            .iter()
+            .chain(verb)
+            .map(|w| w.as_ref())
+            .collect();
+        next.extend([std::ffi::OsStr::new("--root"), root.as_os_str()]);
+        println!("  {}", crate::platform::command_line(&next));
     }
-    let quiet = opts.quiet;
-    Engine::open(&root, None, watched(opts))?.run(rb.plan.clone())?;
-    if !quiet {
-        print_remaining(&rb);
-    }
-    println!("\nnext:\n  usercube-upgrade status --root {0}\n  usercube-upgrade journal export --json --root {0}\n  usercube-upgrade rollback --root {0}\n  usercube-upgrade finalize --root {0}", root.display());
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::Command;
     use super::*;
 
     fn sample_root() -> (tempfile::TempDir, Target) {
@@ -389,6 +404,44 @@ mod tests {
             quiet: true,
             ..Options::default()
         }
+    }
+
+    /// The demo runs the command it prints: the printed line, read back as the shell reads
+    /// it, is the very vector the demo parses and runs, also for a root with a space and a
+    /// quote; parsed, it is the demo's run (the options and password it has always used).
+    #[test]
+    fn the_demo_runs_the_command_it_prints() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("John Smith's demo");
+        std::fs::create_dir(&root).unwrap();
+        let root = engine::canonical_root(&root).unwrap();
+        let run = runbook::demo::command(&root, "run");
+        let line = crate::platform::command_line(&run);
+        let words = crate::platform::split_command_line(&line).unwrap();
+        let run: Vec<&str> = run.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(words, run, "{line}");
+        assert!(line.starts_with("usercube-upgrade run --root "), "{line}");
+
+        let Command::Run {
+            target, mut source, ..
+        } = Args::try_parse_from(&words).unwrap().command
+        else {
+            panic!("not a run: {line}")
+        };
+        assert_eq!(target.root, root);
+        let o = source.runbook.options(&root).unwrap();
+        assert_eq!(o.mode, runbook::Mode::Integrated);
+        assert_eq!(o.runtime_zip, root.join(runbook::demo::RUNTIME_ZIP));
+        let runtime = root.join("Runtime").display().to_string();
+        assert_eq!(o.runtime_path, Some(runtime));
+        assert!(o.skip_database_upgrade);
+        assert_eq!(o.cert.file, Some(root.join(runbook::demo::DEMO_CERT)));
+        let password = source.runbook.cert.password.take(true).unwrap().unwrap();
+        assert_eq!(password.expose(), runbook::demo::DEMO_CERT_PASSWORD);
+
+        let plan = runbook::demo::command(&root, "plan");
+        let plan = Args::try_parse_from(&plan).unwrap().command;
+        assert!(matches!(plan, Command::Plan { .. }), "{plan:?}");
     }
 
     /// A second process starting while `run` builds its plan is refused by the lock (the

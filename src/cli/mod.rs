@@ -246,7 +246,7 @@ pub fn run(args: Args) -> Result<()> {
                 bytes: runbook::demo::parse_size(&bytes).map_err(Error::Usage)?,
                 rows,
             };
-            demo(dir, no_run, size, encrypted_files, opts)
+            demo(dir, no_run, size, encrypted_files, quiet)
         }
         Command::EncryptFile {
             files,

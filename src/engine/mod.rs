@@ -504,21 +504,19 @@ impl Engine {
         Ok(())
     }
 
-    /// `usercube-upgrade VERB --root ROOT [--journal DIR]`: the exact command, for messages.
+    /// `usercube-upgrade VERB --root ROOT [--journal DIR]`: the exact command, for messages,
+    /// its paths quoted for this OS's shell (`platform::command_line`).
     pub fn command(&self, verb: &str) -> String {
-        let quote = |p: &Path| {
-            let s = p.display().to_string();
-            if s.contains(char::is_whitespace) {
-                format!("\"{s}\"")
-            } else {
-                s
-            }
-        };
-        let mut c = format!("usercube-upgrade {verb} --root {}", quote(&self.root));
+        let mut args = vec![
+            std::ffi::OsStr::new("usercube-upgrade"),
+            verb.as_ref(),
+            "--root".as_ref(),
+            self.root.as_os_str(),
+        ];
         if self.dir != default_journal_dir(&self.root) {
-            c.push_str(&format!(" --journal {}", quote(&self.dir)));
+            args.extend(["--journal".as_ref(), self.dir.as_os_str()]);
         }
-        c
+        crate::platform::command_line(&args)
     }
 
     /// Refuses a new run while the latest one is open or not finalized, leading with where

@@ -12,7 +12,9 @@
 //! - path names the OS refuses (Windows' reserved device names);
 //! - which processes hold files open (Windows' Restart Manager; nothing to ask on Linux,
 //!   where an open file never blocks a rename);
-//! - the shell that runs the administrator's commands (`sh -c`, `cmd.exe /C`);
+//! - the shell that runs the administrator's commands (`sh -c`, `cmd.exe /C`), and the quoting
+//!   of a command line printed for them to paste (POSIX single quotes; double quotes for
+//!   cmd.exe and PowerShell: `quote.rs`, pure functions tested on every OS);
 //! - the Windows service manager (stop, start, query), absent on Linux.
 
 #[cfg(unix)]
@@ -24,6 +26,8 @@ pub use unix::*;
 mod windows;
 #[cfg(windows)]
 pub use windows::*;
+
+mod quote;
 
 /// A process holding a file open under a folder the upgrade changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +95,16 @@ pub fn refused_path(path: &std::path::Path) -> Option<String> {
         }
         _ => None,
     })
+}
+
+/// `args` as one line for the administrator to paste into this OS's shell: each argument as
+/// `shell_quote` writes it (quoted only where it must be), separated by spaces. An argument
+/// that is not Unicode is shown lossily (then the line no longer names it).
+pub fn command_line<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    args.iter()
+        .map(|a| shell_quote(&a.as_ref().to_string_lossy()).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Which request to stop arrived: an interrupt (SIGINT; Ctrl+C or Ctrl+Break on Windows) or

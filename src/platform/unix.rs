@@ -243,6 +243,17 @@ pub fn shell_command(line: &str) -> Command {
 /// The shell `shell_command` runs, for messages.
 pub const SHELL: &str = "sh -c";
 
+/// One argument of a command line printed for a POSIX shell: single quotes where needed.
+pub fn shell_quote(arg: &str) -> std::borrow::Cow<'_, str> {
+    super::quote::posix(arg)
+}
+
+/// A printed command line read back as the shell would (tests only).
+#[cfg(any(test, feature = "testing"))]
+pub fn split_command_line(line: &str) -> Result<Vec<String>, String> {
+    super::quote::split_posix(line)
+}
+
 /// Windows services exist only on Windows.
 pub fn service_state(name: &str) -> io::Result<ServiceState> {
     Err(no_services(name))
@@ -405,6 +416,32 @@ mod tests {
         assert!(!is_private(&f).unwrap());
         make_private_file(&f).unwrap();
         assert!(is_private(&f).unwrap());
+    }
+
+    /// The real shell reads a quoted line back as the arguments it was made of.
+    #[test]
+    fn sh_reads_a_quoted_command_line_back() {
+        let args = [
+            "usercube-upgrade",
+            "--root",
+            "/tmp/John Smith/usercube-demo",
+            "",
+            "it's \\ \"$HOME\" `id` ; & | * ~ #x",
+            "Zürich",
+        ];
+        let line = super::super::command_line(&args);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s\\0' {line}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{line}");
+        let words: Vec<&str> = std::str::from_utf8(&out.stdout)
+            .unwrap()
+            .split_terminator('\0')
+            .collect();
+        assert_eq!(words, args, "{line}");
+        assert_eq!(split_command_line(&line).unwrap(), args);
     }
 
     #[test]

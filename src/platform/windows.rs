@@ -845,6 +845,18 @@ pub fn shell_command(line: &str) -> Command {
 
 pub const SHELL: &str = "cmd.exe /C";
 
+/// One argument of a command line printed for cmd.exe or PowerShell: double quotes where
+/// needed (`quote::windows` says why, and what neither shell keeps literal).
+pub fn shell_quote(arg: &str) -> std::borrow::Cow<'_, str> {
+    super::quote::windows(arg)
+}
+
+/// A printed command line read back as the program's argument parsing would (tests only).
+#[cfg(any(test, feature = "testing"))]
+pub fn split_command_line(line: &str) -> Result<Vec<String>, String> {
+    super::quote::split_windows(line)
+}
+
 struct Sc(SC_HANDLE);
 
 impl Drop for Sc {

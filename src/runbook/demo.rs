@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rand::SeedableRng;
 
-use crate::crypto::{encrypt_legacy_with_rng, CertPassword, Certificate};
+use crate::crypto::{encrypt_legacy_with_rng, Certificate};
 use crate::pseudo_random::Xorshift64;
 
 /// The build numbers of the demo's versions.
@@ -487,32 +487,31 @@ pub fn write_database(root: &Path, rows: u64) -> io::Result<PathBuf> {
     Ok(path)
 }
 
-/// The command that upgrades the demo at `root`. The demo's zip holds no vendor schema
-/// tool (`identitymanager-Upgrade-DatabaseVersion.exe`): the command says so with
-/// `--skip-database-upgrade`.
-pub fn run_command(root: &Path) -> String {
+/// The command line that plans (`"plan"`) or upgrades (`"run"`) the demo at `root`, program
+/// name first: the one source of what `demo` prints (quoted by `platform::command_line`) and
+/// of what it runs (parsed by the command line's own definitions). The demo's zip holds no
+/// vendor schema tool (`identitymanager-Upgrade-DatabaseVersion.exe`): the command says so
+/// with `--skip-database-upgrade`. The password is the demo certificate's, published.
+pub fn command(root: &Path, subcommand: &str) -> Vec<std::ffi::OsString> {
     // Joined, not formatted with '/': a Windows root is `\\?\C:\...`, where '/' is no separator.
-    format!(
-        "usercube-upgrade run --root {} --mode integrated --runtime-zip {} --runtime-path {} --skip-database-upgrade --file-cert-file {} --file-cert-password {DEMO_CERT_PASSWORD}",
-        root.display(),
-        root.join(RUNTIME_ZIP).display(),
-        root.join("Runtime").display(),
-        root.join(DEMO_CERT).display(),
-    )
-}
-
-/// The runbook options and certificate password of [`run_command`], for `demo` to run it
-/// itself (no vendor schema tool in the zip: the database upgrade is skipped, as there).
-pub fn run_options(root: &Path) -> (super::Options, CertPassword) {
-    let mut o = super::Options::new(
-        root.to_path_buf(),
-        super::Mode::Integrated,
-        root.join(RUNTIME_ZIP),
-    );
-    o.runtime_path = Some(root.join("Runtime").display().to_string());
-    o.skip_database_upgrade = true;
-    o.cert.file = Some(root.join(DEMO_CERT));
-    (o, CertPassword::new(DEMO_CERT_PASSWORD.into()))
+    let os = std::ffi::OsString::from;
+    vec![
+        os("usercube-upgrade"),
+        os(subcommand),
+        os("--root"),
+        root.into(),
+        os("--mode"),
+        os("integrated"),
+        os("--runtime-zip"),
+        root.join(RUNTIME_ZIP).into(),
+        os("--runtime-path"),
+        root.join("Runtime").into(),
+        os("--skip-database-upgrade"),
+        os("--file-cert-file"),
+        root.join(DEMO_CERT).into(),
+        os("--file-cert-password"),
+        os(DEMO_CERT_PASSWORD),
+    ]
 }
 
 #[cfg(test)]
