@@ -118,7 +118,11 @@ fn windows(chunks: usize) -> Vec<(usize, usize)> {
 
 /// `buf.len()` bytes of `f` at `offset`; a short file is a truncated `format` file.
 fn read_at(f: &File, buf: &mut [u8], offset: u64, format: &'static str) -> Result<(), CryptoError> {
-    let n = crate::platform::read_full_at(f, buf, offset)
+    let mut at = At {
+        file: f,
+        pos: offset,
+    };
+    let n = crate::stream::read_full(&mut at, buf)
         .map_err(|e| CryptoError::io(format!("{format} input"), e))?;
     if n < buf.len() {
         return Err(CryptoError::Truncated {
@@ -129,7 +133,8 @@ fn read_at(f: &File, buf: &mut [u8], offset: u64, format: &'static str) -> Resul
     Ok(())
 }
 
-/// Reads a file from `pos` on with `pread`, whatever the descriptor's own position.
+/// Reads a file from `pos` on by offset (`platform::read_at`): it does not depend on (or, on
+/// Unix, move) the file's cursor, so threads may share the file.
 struct At<'a> {
     file: &'a File,
     pos: u64,
