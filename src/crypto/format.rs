@@ -423,7 +423,8 @@ pub fn verify_new<R: Read>(cert: &Certificate, reader: R) -> Result<[u8; 32], Cr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::test_support::{cert_a, cert_b, data};
+    use crate::crypto::test_support::{cert_a, cert_b};
+    use crate::pseudo_random::bytes as data;
 
     const HDR: usize = 35 + 256;
 

@@ -253,7 +253,8 @@ pub fn encrypt_legacy_with_rng<G: rand::CryptoRng + RngCore, R: Read, W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::test_support::{cert_a, cert_b, data, fixture, openssl};
+    use crate::crypto::test_support::{cert_a, cert_b, fixture, openssl};
+    use crate::pseudo_random::bytes as data;
 
     fn enc(plain: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();

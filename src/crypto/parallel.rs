@@ -393,8 +393,9 @@ pub fn verify_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::test_support::{cert_a, cert_b, data};
+    use crate::crypto::test_support::{cert_a, cert_b};
     use crate::crypto::{encrypt_legacy, verify_new, NewFormatReader};
+    use crate::pseudo_random::bytes as data;
     use std::io::{Read, Seek, SeekFrom};
 
     fn legacy_file(plain: &[u8]) -> File {
