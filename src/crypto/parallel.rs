@@ -1,6 +1,7 @@
 //! Re-encryption and verification of whole files on every core: the re-encryption step's hot
-//! path. Same formats as the streaming [`super::reencrypt`] and [`super::verify_new`] (the
-//! tests check one against the other); the difference is the order of work.
+//! path. Same formats as the streaming [`super::LegacyReader`], [`super::NewFormatReader`]
+//! and [`super::verify_new`] (the tests check one against the other); the difference is the
+//! order of work.
 //!
 //! The new format's chunks are independent (each has its own nonce), and so are the legacy
 //! ciphertext's 64 KiB slices (CBC decryption of a slice needs only the block before it). So
