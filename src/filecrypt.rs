@@ -126,7 +126,7 @@ fn stage(cert: &Certificate, src: &Path, dest: &Path, dir: Direction) -> Result<
     let mut head = [0u8; 5];
     let n = {
         let mut f = File::open(src).map_err(io_error("opening", src))?;
-        crate::crypto::read_full(&mut f, &mut head).map_err(io_error("reading", src))?
+        crate::stream::read_full(&mut f, &mut head).map_err(io_error("reading", src))?
     };
     let head = &head[..n];
     let mode = crate::platform::mode_of(&src.metadata().map_err(io_error("reading", src))?);
@@ -199,19 +199,18 @@ fn stage(cert: &Certificate, src: &Path, dest: &Path, dir: Direction) -> Result<
 }
 
 /// Copies `r` to `w`; returns the SHA-256 of the bytes copied.
-fn copy_hashing<R: Read, W: Write>(mut r: R, w: &mut W) -> io::Result<[u8; 32]> {
+fn copy_hashing<R: Read, W: Write>(r: R, w: &mut W) -> io::Result<[u8; 32]> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; crate::crypto::CHUNK_SIZE];
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        h.update(&buf[..n]);
-        w.write_all(&buf[..n])?;
-    }
+    crate::stream::for_each_piece(
+        r,
+        &mut buf,
+        |e| e,
+        |piece| {
+            h.update(piece);
+            w.write_all(piece)
+        },
+    )?;
     Ok(h.finalize().into())
 }
 

@@ -21,7 +21,8 @@
 //!   files (the journal syncs its own), and SHA-256 manifests;
 //! - `out`: stdout without a panic on a closed pipe;
 //! - `crypto`: certificates, the legacy and new encrypted formats (used by the
-//!   re-encryption step and `filecrypt`).
+//!   re-encryption step and `filecrypt`);
+//! - `stream`: reading a stream to its end or a buffer full, interrupted reads retried.
 
 // Private modules let the compiler report what nothing uses.
 mod cli;
@@ -44,6 +45,7 @@ mod runbook;
 mod sample;
 mod secrets;
 mod steps;
+mod stream;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;

@@ -1,14 +1,23 @@
-//! Deterministic xorshift64 numbers for the sample installation, the demo, tests and benches:
-//! the same seed gives the same tree byte for byte, at any size, cheaply. Never for secrets.
+//! The one deterministic generator (xorshift64) for the sample installation, the demo, tests
+//! and benches: the same seed gives the same bytes, at any size, cheaply. Never for secrets
+//! (the demo's legacy encryption takes a seeded `rand` generator: it needs a `CryptoRng`).
 
 /// Marsaglia's xorshift64 (shifts 13, 7, 17). The state must not be zero.
 #[derive(Clone, Debug)]
 pub struct Xorshift64(u64);
 
+/// 2^64 / golden ratio: spreads a small seed (0, 1, 2, ...) over all the bits of the state.
+const SPREAD: u64 = 0x9E37_79B9_7F4A_7C15;
+
 impl Xorshift64 {
     /// A generator starting from `state` (zero is replaced by one: zero is a fixed point).
     pub fn new(state: u64) -> Self {
         Xorshift64(state.max(1))
+    }
+
+    /// A generator for `seed`: neighbouring seeds give unrelated sequences.
+    pub fn seeded(seed: u64) -> Self {
+        Self::new(seed ^ SPREAD)
     }
 
     /// The next number.
@@ -21,21 +30,20 @@ impl Xorshift64 {
         x
     }
 
-    /// Fills `buf` with the low byte of one number per byte.
-    #[cfg(any(test, feature = "testing"))]
+    /// Fills `buf` with numbers, eight little-endian bytes each (the last one cut short when
+    /// `buf.len()` is not a multiple of 8: fills of whole words continue one stream).
     pub fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            *b = self.next_u64() as u8;
+        for word in buf.chunks_mut(8) {
+            word.copy_from_slice(&self.next_u64().to_le_bytes()[..word.len()]);
         }
     }
+}
 
-    /// `len` bytes, the low byte of one number each.
-    #[cfg(any(test, feature = "testing"))]
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut v = vec![0; len];
-        self.fill(&mut v);
-        v
-    }
+/// `len` bytes for `seed`: [`Xorshift64::seeded`]'s numbers, eight little-endian bytes each.
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0; len];
+    Xorshift64::seeded(seed).fill(&mut v);
+    v
 }
 
 #[cfg(test)]
@@ -50,5 +58,6 @@ mod tests {
         assert_eq!(r.next_u64(), 3040900993826735515);
         let mut z = Xorshift64::new(0);
         assert_ne!(z.next_u64(), 0);
+        assert_ne!(bytes(64, 1), bytes(64, 2));
     }
 }

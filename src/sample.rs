@@ -39,7 +39,7 @@ impl Default for SampleSize {
 #[cfg(any(test, feature = "testing"))]
 /// Deterministic filler so trees are reproducible byte for byte.
 fn filler(seed: usize, len: usize) -> Vec<u8> {
-    let mut r = Xorshift64::new(seed as u64 ^ 0x9E37_79B9_7F4A_7C15);
+    let mut r = Xorshift64::seeded(seed as u64);
     (0..len).map(|_| b'a' + (r.next_u64() % 26) as u8).collect()
 }
 

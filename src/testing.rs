@@ -56,3 +56,6 @@ pub mod secrets {
 pub mod steps {
     pub use crate::steps::*;
 }
+pub mod stream {
+    pub use crate::stream::*;
+}

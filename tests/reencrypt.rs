@@ -21,6 +21,7 @@ use usercube_upgrade::testing::crypto::{
 use usercube_upgrade::testing::journal::Journal;
 use usercube_upgrade::testing::manifest::Manifest;
 use usercube_upgrade::testing::plan::{Plan, StepSpec};
+use usercube_upgrade::testing::pseudo_random::bytes as data;
 
 const PASSWORD: &str = "agent-pass";
 const GROUP_ENV: &str = "USERCUBE_UPGRADE_REENCRYPT_GROUP";
@@ -51,13 +52,6 @@ fn keys() -> &'static Keys {
             cert,
         }
     })
-}
-
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    usercube_upgrade::testing::pseudo_random::Xorshift64::new(
-        seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
-    )
-    .bytes(len)
 }
 
 fn write_legacy(path: &Path, plain: &[u8]) {

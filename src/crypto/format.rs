@@ -20,7 +20,9 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use super::{read_full, Certificate, CryptoError};
+use super::plaintext::{Decrypt, PlaintextReader};
+use super::{Certificate, CryptoError};
+use crate::stream::{for_each_piece, read_full};
 
 /// Magic bytes of the new format (followed by the version byte).
 pub const NEW_MAGIC: [u8; 5] = *b"UCENC";
@@ -306,37 +308,37 @@ impl<W: Write> Write for NewFormatWriter<W> {
 /// key; `read` yields authenticated plaintext only (a chunk is returned after its tag has been
 /// verified). Errors come as `io::Error`s carrying a [`CryptoError`]
 /// (`CryptoError::from(io_err)` recovers it). Memory: about two chunks.
-pub struct NewFormatReader<R: Read> {
+pub type NewFormatReader<R> = PlaintextReader<NewFormatDecrypt<R>>;
+
+/// The new format's side of [`NewFormatReader`]: one authenticated chunk at a time.
+pub struct NewFormatDecrypt<R> {
     inner: R,
     cipher: Aes256Gcm,
     header: Vec<u8>,
     prefix: [u8; NONCE_PREFIX_LEN],
     counter: u64,
     enc: Vec<u8>,
-    out: Vec<u8>,
-    out_pos: usize,
     done: bool,
-    failed: bool,
 }
 
 impl<R: Read> NewFormatReader<R> {
     /// Reads the header from `inner`, checks it names `cert`, unwraps the data key.
     pub fn new(cert: &Certificate, mut inner: R) -> Result<Self, CryptoError> {
         let h = Header::read(cert, &mut inner)?;
-        Ok(NewFormatReader {
+        let dec = NewFormatDecrypt {
             inner,
             cipher: h.cipher,
             header: h.bytes,
             prefix: h.prefix,
             counter: 0,
             enc: Vec::with_capacity(ENC_CHUNK + 1),
-            out: Vec::with_capacity(ENC_CHUNK),
-            out_pos: 0,
             done: false,
-            failed: false,
-        })
+        };
+        Ok(PlaintextReader::with_decrypt(dec, ENC_CHUNK))
     }
+}
 
+impl<R> NewFormatDecrypt<R> {
     fn open(&self, data: &[u8], last: bool) -> Option<Vec<u8>> {
         let counter = u32::try_from(self.counter).ok()?;
         let n = nonce(&self.prefix, counter, last);
@@ -350,8 +352,12 @@ impl<R: Read> NewFormatReader<R> {
             )
             .ok()
     }
+}
 
-    fn refill(&mut self) -> Result<bool, CryptoError> {
+impl<R: Read> Decrypt for NewFormatDecrypt<R> {
+    const FORMAT: &'static str = FORMAT;
+
+    fn next_piece(&mut self, out: &mut Vec<u8>) -> Result<bool, CryptoError> {
         if self.done {
             return Ok(false);
         }
@@ -377,7 +383,7 @@ impl<R: Read> NewFormatReader<R> {
             };
             self.enc.drain(..ENC_CHUNK);
             self.counter += 1;
-            self.out = plain;
+            *out = plain;
         } else {
             self.done = true;
             if self.enc.len() < TAG_LEN {
@@ -395,61 +401,30 @@ impl<R: Read> NewFormatReader<R> {
                 None => return Err(CryptoError::Tampered { chunk }),
             };
             self.enc.clear();
-            self.out = plain;
+            *out = plain;
         }
-        self.out_pos = 0;
         Ok(true)
-    }
-}
-
-impl<R: Read> Read for NewFormatReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        if self.failed {
-            return Err(
-                CryptoError::Usage("new format: read after a decryption error".into()).into(),
-            );
-        }
-        while self.out_pos >= self.out.len() {
-            match self.refill() {
-                Ok(true) => {}
-                Ok(false) => return Ok(0),
-                Err(e) => {
-                    self.failed = true;
-                    return Err(e.into());
-                }
-            }
-        }
-        let n = buf.len().min(self.out.len() - self.out_pos);
-        buf[..n].copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
-        self.out_pos += n;
-        Ok(n)
     }
 }
 
 /// Decrypts and authenticates a whole new-format stream; returns the plaintext SHA-256.
 pub fn verify_new<R: Read>(cert: &Certificate, reader: R) -> Result<[u8; 32], CryptoError> {
-    let mut reader = NewFormatReader::new(cert, reader)?;
+    let reader = NewFormatReader::new(cert, reader)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK_SIZE];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CryptoError::io("new format input", e)),
-        };
-        hasher.update(&buf[..n]);
-    }
+    let read_error = |e| CryptoError::io("new format input", e);
+    for_each_piece(reader, &mut buf, read_error, |piece| {
+        hasher.update(piece);
+        Ok(())
+    })?;
     Ok(hasher.finalize().into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::test_support::{cert_a, cert_b, data};
+    use crate::crypto::test_support::{cert_a, cert_b};
+    use crate::pseudo_random::bytes as data;
 
     const HDR: usize = 35 + 256;
 

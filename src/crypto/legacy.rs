@@ -10,7 +10,7 @@
 //! The format has no integrity protection: only a wrong key (RSA unwrap), truncation to a
 //! non-block length and a bad final padding are detectable.
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 
 use aes::cipher::array::Array;
 use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
@@ -18,7 +18,9 @@ use rand::RngCore;
 use rsa::Oaep;
 use sha1::Sha1;
 
-use super::{read_full, Certificate, CryptoError};
+use super::plaintext::{Decrypt, PlaintextReader};
+use super::{Certificate, CryptoError};
+use crate::stream::{read_full, read_some};
 
 /// Magic bytes that open a legacy encrypted file (and base64-decoded appsettings values).
 pub const LEGACY_MAGIC: [u8; 4] = [0x93, 0x10, 0x01, 0x00];
@@ -104,57 +106,55 @@ pub(crate) fn padding(last_block: &[u8]) -> Result<usize, CryptoError> {
 /// [`LegacyReader::new`]; then `read` yields plaintext. Errors found while reading (bad
 /// padding, truncation) come as `io::Error`s carrying a [`CryptoError`]
 /// (`CryptoError::from(io_err)` recovers it). Memory use is bounded (about 128 KiB).
-pub struct LegacyReader<R: Read> {
+pub type LegacyReader<R> = PlaintextReader<LegacyDecrypt<R>>;
+
+/// The legacy format's side of [`LegacyReader`]: CBC decryption, 64 KiB at a time.
+pub struct LegacyDecrypt<R> {
     inner: R,
     dec: Aes256CbcDec,
     /// Ciphertext not yet decrypted (the last full block is held back until EOF).
     pending: Vec<u8>,
-    out: Vec<u8>,
-    out_pos: usize,
     finished: bool,
-    failed: bool,
 }
 
 impl<R: Read> LegacyReader<R> {
     /// Reads the header from `inner` and unwraps the data key with `cert`.
     pub fn new(cert: &Certificate, mut inner: R) -> Result<Self, CryptoError> {
         let (key, iv) = read_header(cert, &mut inner)?;
-        Ok(LegacyReader {
+        let dec = LegacyDecrypt {
             inner,
             dec: Aes256CbcDec::new(&key.into(), &iv.into()),
             pending: Vec::with_capacity(IO_BUF + BLOCK),
-            out: Vec::with_capacity(IO_BUF + BLOCK),
-            out_pos: 0,
             finished: false,
-            failed: false,
-        })
+        };
+        Ok(PlaintextReader::with_decrypt(dec, IO_BUF + BLOCK))
     }
+}
 
-    fn decrypt_into_out(&mut self, len: usize) {
-        self.out.clear();
-        self.out_pos = 0;
-        self.out.extend_from_slice(&self.pending[..len]);
-        self.dec
-            .decrypt_blocks(Array::slice_as_chunks_mut(&mut self.out).0);
+impl<R: Read> LegacyDecrypt<R> {
+    fn decrypt_into(&mut self, out: &mut Vec<u8>, len: usize) {
+        out.clear();
+        out.extend_from_slice(&self.pending[..len]);
+        self.dec.decrypt_blocks(Array::slice_as_chunks_mut(out).0);
         self.pending.drain(..len);
     }
+}
 
-    /// Refills `out`; returns Ok(false) at the end of the plaintext.
-    fn refill(&mut self) -> Result<bool, CryptoError> {
+impl<R: Read> Decrypt for LegacyDecrypt<R> {
+    const FORMAT: &'static str = FORMAT;
+
+    fn next_piece(&mut self, out: &mut Vec<u8>) -> Result<bool, CryptoError> {
         loop {
             if self.finished {
                 return Ok(false);
             }
             let start = self.pending.len();
             self.pending.resize(start + IO_BUF, 0);
-            let n = loop {
-                match self.inner.read(&mut self.pending[start..]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.pending.truncate(start);
-                        return Err(CryptoError::io("legacy input", e));
-                    }
+            let n = match read_some(&mut self.inner, &mut self.pending[start..]) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.pending.truncate(start);
+                    return Err(CryptoError::io("legacy input", e));
                 }
             };
             self.pending.truncate(start + n);
@@ -168,16 +168,16 @@ impl<R: Read> LegacyReader<R> {
                     return Err(truncated("ciphertext is not a whole number of blocks"));
                 }
                 let len = self.pending.len();
-                self.decrypt_into_out(len);
-                let pad = match padding(&self.out[self.out.len() - BLOCK..]) {
+                self.decrypt_into(out, len);
+                let pad = match padding(&out[out.len() - BLOCK..]) {
                     Ok(pad) => pad,
                     Err(e) => {
-                        self.out.clear();
+                        out.clear();
                         return Err(e);
                     }
                 };
-                self.out.truncate(self.out.len() - pad);
-                return Ok(!self.out.is_empty());
+                out.truncate(out.len() - pad);
+                return Ok(!out.is_empty());
             }
             let full = self.pending.len() / BLOCK * BLOCK;
             // Hold back the last block while it may be the padded one.
@@ -187,35 +187,10 @@ impl<R: Read> LegacyReader<R> {
                 full
             };
             if ready > 0 {
-                self.decrypt_into_out(ready);
+                self.decrypt_into(out, ready);
                 return Ok(true);
             }
         }
-    }
-}
-
-impl<R: Read> Read for LegacyReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        if self.failed {
-            return Err(CryptoError::Usage("legacy: read after a decryption error".into()).into());
-        }
-        if self.out_pos >= self.out.len() {
-            match self.refill() {
-                Ok(true) => {}
-                Ok(false) => return Ok(0),
-                Err(e) => {
-                    self.failed = true;
-                    return Err(e.into());
-                }
-            }
-        }
-        let n = buf.len().min(self.out.len() - self.out_pos);
-        buf[..n].copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
-        self.out_pos += n;
-        Ok(n)
     }
 }
 
@@ -278,7 +253,8 @@ pub fn encrypt_legacy_with_rng<G: rand::CryptoRng + RngCore, R: Read, W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::test_support::{cert_a, cert_b, data, fixture, openssl};
+    use crate::crypto::test_support::{cert_a, cert_b, fixture, openssl};
+    use crate::pseudo_random::bytes as data;
 
     fn enc(plain: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();

@@ -8,7 +8,9 @@
 //!   [`CertificateSource`].
 //! * [`legacy`]: the 5.1 file format as this project models it (RSA-OAEP-SHA1 + AES-256-CBC).
 //! * [`format`]: our own streaming format (RSA-OAEP-SHA256 + AES-256-GCM STREAM), documented
-//!   byte by byte in `encryption-format.md`, plus [`reencrypt`] and [`verify_new`].
+//!   byte by byte in `encryption-format.md`, plus [`verify_new`].
+//! * `plaintext`: the `read` the two decrypting readers share ([`LegacyReader`],
+//!   [`NewFormatReader`]).
 //! * [`parallel`]: the same re-encryption and verification for whole files, chunks on every
 //!   core (what the re-encryption step uses).
 //!
@@ -22,6 +24,7 @@ pub mod legacy;
 mod oaep;
 pub mod options;
 pub mod parallel;
+mod plaintext;
 pub mod source;
 pub mod store;
 
@@ -170,18 +173,4 @@ impl From<CryptoError> for io::Error {
             other => io::Error::other(other),
         }
     }
-}
-
-/// Reads until `buf` is full or EOF; returns the number of bytes read.
-pub fn read_full<R: io::Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }

@@ -1,6 +1,7 @@
 //! Re-encryption and verification of whole files on every core: the re-encryption step's hot
-//! path. Same formats as the streaming [`super::reencrypt`] and [`super::verify_new`] (the
-//! tests check one against the other); the difference is the order of work.
+//! path. Same formats as the streaming [`super::LegacyReader`], [`super::NewFormatReader`]
+//! and [`super::verify_new`] (the tests check one against the other); the difference is the
+//! order of work.
 //!
 //! The new format's chunks are independent (each has its own nonce), and so are the legacy
 //! ciphertext's 64 KiB slices (CBC decryption of a slice needs only the block before it). So
@@ -118,7 +119,11 @@ fn windows(chunks: usize) -> Vec<(usize, usize)> {
 
 /// `buf.len()` bytes of `f` at `offset`; a short file is a truncated `format` file.
 fn read_at(f: &File, buf: &mut [u8], offset: u64, format: &'static str) -> Result<(), CryptoError> {
-    let n = crate::platform::read_full_at(f, buf, offset)
+    let mut at = At {
+        file: f,
+        pos: offset,
+    };
+    let n = crate::stream::read_full(&mut at, buf)
         .map_err(|e| CryptoError::io(format!("{format} input"), e))?;
     if n < buf.len() {
         return Err(CryptoError::Truncated {
@@ -129,7 +134,8 @@ fn read_at(f: &File, buf: &mut [u8], offset: u64, format: &'static str) -> Resul
     Ok(())
 }
 
-/// Reads a file from `pos` on with `pread`, whatever the descriptor's own position.
+/// Reads a file from `pos` on by offset (`platform::read_at`): it does not depend on (or, on
+/// Unix, move) the file's cursor, so threads may share the file.
 struct At<'a> {
     file: &'a File,
     pos: u64,
@@ -388,8 +394,9 @@ pub fn verify_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::test_support::{cert_a, cert_b, data};
+    use crate::crypto::test_support::{cert_a, cert_b};
     use crate::crypto::{encrypt_legacy, verify_new, NewFormatReader};
+    use crate::pseudo_random::bytes as data;
     use std::io::{Read, Seek, SeekFrom};
 
     fn legacy_file(plain: &[u8]) -> File {

@@ -44,11 +44,10 @@ impl CertPassword {
         let mut line = Zeroizing::new(Vec::new());
         let mut byte = [0u8; 1];
         loop {
-            match reader.read(&mut byte) {
+            match crate::stream::read_some(&mut reader, &mut byte) {
                 Ok(0) => break,
                 Ok(_) if byte[0] == b'\n' => break,
                 Ok(_) => line.push(byte[0]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     return Err(SourceError::PasswordFile(format!(
                         "{what}: cannot read: {e}"

@@ -172,8 +172,3 @@ pub(crate) fn cert_b() -> &'static Certificate {
     static C: OnceLock<Certificate> = OnceLock::new();
     C.get_or_init(|| Certificate::from_pfx(&fixture().pfx_b, "pass-B").unwrap())
 }
-
-/// Deterministic pseudo-random test data (xorshift), so sizes are cheap to generate.
-pub(crate) fn data(len: usize, seed: u64) -> Vec<u8> {
-    crate::pseudo_random::Xorshift64::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1).bytes(len)
-}

@@ -53,22 +53,6 @@ pub enum ServiceState {
     Changing,
 }
 
-/// Reads exactly `buf.len()` bytes at `offset` (fewer only at the end of the file); returns
-/// how many were read. Does not depend on (or, on Unix, move) the file's cursor, so threads
-/// may share the file.
-pub fn read_full_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match read_at(file, &mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
-}
-
 /// Whether `path` is `base` or inside it, comparing names as the OS does (case-insensitively
 /// on Windows: `runtime` is `Runtime`).
 pub fn path_starts_with(path: &std::path::Path, base: &std::path::Path) -> bool {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use rand::SeedableRng;
 
 use crate::crypto::{encrypt_legacy_with_rng, Certificate};
-use crate::pseudo_random::Xorshift64;
+use crate::pseudo_random;
 
 /// The build numbers of the demo's versions.
 pub const OLD_VERSION: &str = "5.1.7.2106";
@@ -88,17 +88,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .parse::<u64>()
         .map(|n| n * mult)
         .map_err(|e| format!("{s}: not a size: {e}"))
-}
-
-/// Deterministic filler.
-fn filler(seed: u64, len: usize) -> Vec<u8> {
-    let mut r = Xorshift64::new(seed ^ 0x9E37_79B9_7F4A_7C15);
-    let mut v = Vec::with_capacity(len);
-    while v.len() < len {
-        v.extend_from_slice(&r.next_u64().to_le_bytes());
-    }
-    v.truncate(len);
-    v
 }
 
 fn deps_json(version: &str) -> String {
@@ -296,7 +285,7 @@ pub fn create(root: &Path, size: DemoSize) -> io::Result<()> {
     let temp = root.join("Temp");
     let plain = |seed: u64, n: usize| {
         let mut v = b"Id;Value\n".to_vec();
-        for (i, c) in filler(seed, n).chunks(12).enumerate() {
+        for (i, c) in pseudo_random::bytes(n, seed).chunks(12).enumerate() {
             v.extend_from_slice(format!("{i};{}\n", hex::encode(c)).as_bytes());
         }
         v
@@ -344,7 +333,7 @@ pub fn add_encrypted_files(root: &Path, count: usize) -> io::Result<()> {
         let seed = 1_000_000 + i as u64;
         let len = 4096 + (i * 7919) % (12 * 1024 + 1);
         let mut plain = b"Id;Value\n".to_vec();
-        for (k, c) in filler(seed, len).chunks(12).enumerate() {
+        for (k, c) in pseudo_random::bytes(len, seed).chunks(12).enumerate() {
             if plain.len() >= len {
                 break;
             }
@@ -372,7 +361,10 @@ fn write_runtime_files(
             1 => format!("runtimes/win-x64/native/Native{i:05}.dll"),
             _ => format!("Usercube.Module{i:05}.dll"),
         };
-        put(&name, &filler(i as u64 * 31 + generation, each))?;
+        put(
+            &name,
+            &pseudo_random::bytes(each, i as u64 * 31 + generation),
+        )?;
     }
     Ok(())
 }
@@ -474,7 +466,7 @@ pub fn write_database(root: &Path, rows: u64) -> io::Result<PathBuf> {
                 (i % 10) as i64,
                 null_every(3, (i % 4) as i64),
                 (i % 7 != 6).then(|| format!("Étape {i}: exporter « AD_Paris » → Work")),
-                (i % 5 != 4).then(|| filler(i, 16 + (i % 48) as usize)),
+                (i % 5 != 4).then(|| pseudo_random::bytes(16 + (i % 48) as usize, i)),
                 (i % 8 != 7).then_some(i as f64 / 8.0 - 3.25),
             ])
             .map_err(sq)?;

@@ -282,14 +282,9 @@ fn extract_into(archive: &Path, into: &Path, report: durable_fs::Report) -> Resu
         // One byte past the declared size is enough to know the entry lies.
         let mut entry = entry.take(declared.saturating_add(1));
         let mut written = 0u64;
-        loop {
-            let n = match entry.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(zip_error(archive, Some(&name), e)),
-            };
-            written += n as u64;
+        let read_error = |e| zip_error(archive, Some(&name), e);
+        crate::stream::for_each_piece(&mut entry, &mut buf, read_error, |piece| {
+            written += piece.len() as u64;
             if written > declared {
                 return Err(zip_error(
                     archive,
@@ -299,9 +294,10 @@ fn extract_into(archive: &Path, into: &Path, report: durable_fs::Report) -> Resu
                     ),
                 ));
             }
-            f.write_all(&buf[..n]).map_err(io("writing", &out))?;
-            (report.on_bytes)(n as u64);
-        }
+            f.write_all(piece).map_err(io("writing", &out))?;
+            (report.on_bytes)(piece.len() as u64);
+            Ok(())
+        })?;
         if let Some(mode) = mode {
             crate::platform::set_file_mode(&f, mode & !SPECIAL_BITS & 0o7777)
                 .map_err(io("setting mode of", &out))?;

@@ -41,7 +41,7 @@
 //! stored). Rollback needs no key.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -263,14 +263,7 @@ pub fn wildcard_match(pattern: &str, name: &str) -> bool {
 /// The first bytes of a file (fewer if it is shorter).
 fn head(path: &Path, n: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; n];
-    let mut f = File::open(path)?;
-    let mut got = 0;
-    while got < n {
-        match f.read(&mut buf[got..])? {
-            0 => break,
-            k => got += k,
-        }
-    }
+    let got = crate::stream::read_full(&mut File::open(path)?, &mut buf)?;
     buf.truncate(got);
     Ok(buf)
 }
