@@ -224,7 +224,7 @@ mod tests {
     /// is readable by everyone.
     #[test]
     fn plaintext_staging_is_owner_only_from_its_creation() {
-        let cert = crate::runbook::demo::demo_certificate();
+        let cert = &crate::runbook::demo::demo_certificate();
         let d = tempfile::tempdir().unwrap();
         let src = d.path().join("export.csv");
         let plain: Vec<u8> = (0..1_048_576u32).map(|i| (i % 251) as u8).collect();

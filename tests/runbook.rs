@@ -442,12 +442,13 @@ fn files_under(d: &Demo, dirs: &[&str]) -> Vec<PathBuf> {
 fn legacy_plaintexts(d: &Demo, dirs: &[&str]) -> std::collections::BTreeMap<String, Vec<u8>> {
     use std::io::Read;
     use usercube_upgrade::testing::crypto::{is_legacy, LegacyReader};
+    let cert = demo::demo_certificate();
     let mut out = std::collections::BTreeMap::new();
     for p in files_under(d, dirs) {
         let bytes = std::fs::read(&p).unwrap();
         if is_legacy(&bytes) {
             let mut plain = Vec::new();
-            LegacyReader::new(demo::demo_certificate(), &bytes[..])
+            LegacyReader::new(&cert, &bytes[..])
                 .unwrap()
                 .read_to_end(&mut plain)
                 .unwrap();
@@ -462,13 +463,14 @@ fn legacy_plaintexts(d: &Demo, dirs: &[&str]) -> std::collections::BTreeMap<Stri
 fn new_format_plaintexts(d: &Demo, dirs: &[&str]) -> std::collections::BTreeMap<String, Vec<u8>> {
     use std::io::Read;
     use usercube_upgrade::testing::crypto::{is_legacy, is_new_format, NewFormatReader};
+    let cert = demo::demo_certificate();
     let mut out = std::collections::BTreeMap::new();
     for p in files_under(d, dirs) {
         let bytes = std::fs::read(&p).unwrap();
         assert!(!is_legacy(&bytes), "{}: still legacy", p.display());
         if is_new_format(&bytes) {
             let mut plain = Vec::new();
-            NewFormatReader::new(demo::demo_certificate(), &bytes[..])
+            NewFormatReader::new(&cert, &bytes[..])
                 .unwrap()
                 .read_to_end(&mut plain)
                 .unwrap();
@@ -1161,7 +1163,7 @@ fn demo_encrypted_files_are_legacy_and_get_reencrypted() {
     use usercube_upgrade::testing::crypto::{
         is_legacy, is_new_format, LegacyReader, NewFormatReader,
     };
-    let cert = demo::demo_certificate();
+    let cert = &demo::demo_certificate();
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let args = [
         "demo",

@@ -29,15 +29,21 @@ fn new_format(cert: &Certificate, plaintext: &[u8]) -> Vec<u8> {
     w.finish().expect("finish")
 }
 
+/// The demo certificate, parsed once for the whole fuzzing run (the harness's cache).
+fn cert() -> &'static Certificate {
+    static C: OnceLock<Certificate> = OnceLock::new();
+    C.get_or_init(demo_certificate)
+}
+
 fn valid() -> &'static Valid {
     static V: OnceLock<Valid> = OnceLock::new();
     V.get_or_init(|| {
-        let cert = demo_certificate();
+        let cert = cert();
         // An empty plaintext is one cipher block (legacy) or one tag (new) after the header.
-        let legacy_header = legacy_encrypted(1, b"").expect("legacy").len() - 16;
+        let legacy_header = legacy_encrypted(cert, 1, b"").expect("legacy").len() - 16;
         let new_header = new_format(cert, b"").len() - 16;
         Valid {
-            legacy: legacy_encrypted(1, PLAINTEXT).expect("legacy"),
+            legacy: legacy_encrypted(cert, 1, PLAINTEXT).expect("legacy"),
             legacy_header,
             new: new_format(cert, PLAINTEXT),
             new_header,
@@ -47,7 +53,7 @@ fn valid() -> &'static Valid {
 
 /// Reads `file` with both readers; true when the new-format reader accepted it whole.
 fn read_both(file: &[u8]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-    let cert = demo_certificate();
+    let cert = cert();
     let mut out = Vec::new();
     let legacy = LegacyReader::new(cert, file)
         .ok()

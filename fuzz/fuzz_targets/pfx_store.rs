@@ -11,6 +11,12 @@ use usercube_upgrade::testing::crypto::{
 };
 use usercube_upgrade::testing::runbook::demo::{demo_certificate, DEMO_CERT_PASSWORD};
 
+/// The demo certificate's thumbprint, computed once for the whole fuzzing run.
+fn demo_thumbprint() -> &'static str {
+    static T: OnceLock<String> = OnceLock::new();
+    T.get_or_init(|| demo_certificate().thumbprint())
+}
+
 /// Two store folders kept for the whole run, each holding one file that every input
 /// rewrites: one named as .NET names store files, one under another name.
 fn store(named: bool) -> (&'static PathBuf, String) {
@@ -20,7 +26,7 @@ fn store(named: bool) -> (&'static PathBuf, String) {
         (make(), make())
     });
     if named {
-        (by_name, format!("{}.pfx", demo_certificate().thumbprint()))
+        (by_name, format!("{}.pfx", demo_thumbprint()))
     } else {
         (other, "other.pfx".to_string())
     }
@@ -47,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
     if mode & 0x80 != 0 {
         // The store: the file named as .NET names it, else found by its computed thumbprint.
         let (dir, name) = store(mode & 0x40 != 0);
-        let wanted = demo_certificate().thumbprint();
+        let wanted = demo_thumbprint();
         std::fs::write(dir.join(name), pfx).expect("store file");
         if let Ok(cert) = find_in_store(&wanted, StoreLocation::CurrentUser, "My", Some(dir)) {
             assert_eq!(cert.thumbprint(), wanted);

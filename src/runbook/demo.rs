@@ -29,22 +29,19 @@ pub const DEMO_CERT: &str = "Certs/demo-agent.pfx";
 pub const DEMO_CERT_PASSWORD: &str = "usercube-demo";
 const DEMO_PFX: &[u8] = include_bytes!("demo-agent.pfx");
 
-/// The demo certificate (parsed once).
-pub fn demo_certificate() -> &'static Certificate {
-    static C: std::sync::OnceLock<Certificate> = std::sync::OnceLock::new();
-    C.get_or_init(|| {
-        Certificate::from_pfx_bytes(DEMO_PFX, DEMO_CERT_PASSWORD, DEMO_CERT)
-            .expect("the embedded demo certificate loads")
-    })
+/// The demo certificate, parsed from the PFX built into the binary. Parse it once per job
+/// and pass it down (it is a value, not a process-wide cache).
+pub fn demo_certificate() -> Certificate {
+    Certificate::from_pfx_bytes(DEMO_PFX, DEMO_CERT_PASSWORD, DEMO_CERT)
+        .expect("the embedded demo certificate loads")
 }
 
-/// The legacy (5.1) encryption of `plaintext` for the demo certificate, byte-identical for
-/// the same `seed` (a seeded generator: demo data only).
-pub fn legacy_encrypted(seed: u64, plaintext: &[u8]) -> io::Result<Vec<u8>> {
+/// The legacy (5.1) encryption of `plaintext` for `cert` (the demo certificate),
+/// byte-identical for the same `seed` (a seeded generator: demo data only).
+pub fn legacy_encrypted(cert: &Certificate, seed: u64, plaintext: &[u8]) -> io::Result<Vec<u8>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5EED_DE70);
     let mut out = Vec::with_capacity(plaintext.len() + 300);
-    encrypt_legacy_with_rng(demo_certificate(), &mut rng, plaintext, &mut out)
-        .map_err(io::Error::other)?;
+    encrypt_legacy_with_rng(cert, &mut rng, plaintext, &mut out).map_err(io::Error::other)?;
     Ok(out)
 }
 
@@ -234,6 +231,7 @@ const CONF: &[(&str, &str)] = &[
 
 /// Writes the demo installation into `root` (absent or empty).
 pub fn create(root: &Path, size: DemoSize) -> io::Result<()> {
+    let cert = demo_certificate();
     let rt = root.join("Runtime");
     for d in ["wwwroot/js", "runtimes/win-x64/native", "Sources"] {
         fs::create_dir_all(if d == "Sources" {
@@ -253,6 +251,7 @@ pub fn create(root: &Path, size: DemoSize) -> io::Result<()> {
     fs::write(
         rt.join("tracked-accounts-ADParis.csv"),
         legacy_encrypted(
+            &cert,
             7,
             b"dn;lastSeen\ncn=alice,ou=users,dc=paris,dc=com;2026-11-20\ncn=bob,ou=users,dc=paris,dc=com;2026-11-21\n",
         )?,
@@ -290,7 +289,7 @@ pub fn create(root: &Path, size: DemoSize) -> io::Result<()> {
         }
         v
     };
-    let encrypted = |seed: u64, n: usize| legacy_encrypted(seed, &plain(seed, n));
+    let encrypted = |seed: u64, n: usize| legacy_encrypted(&cert, seed, &plain(seed, n));
     let folders: &[(&str, usize, bool)] = &[
         ("Collect", 6, false),
         ("ExportOutput", 6, true),
@@ -329,6 +328,7 @@ pub const BULK_ENCRYPTED_DIR: &str = "Temp/ExportOutput";
 pub fn add_encrypted_files(root: &Path, count: usize) -> io::Result<()> {
     let dir = root.join(BULK_ENCRYPTED_DIR);
     fs::create_dir_all(&dir)?;
+    let cert = demo_certificate();
     for i in 0..count {
         let seed = 1_000_000 + i as u64;
         let len = 4096 + (i * 7919) % (12 * 1024 + 1);
@@ -342,7 +342,7 @@ pub fn add_encrypted_files(root: &Path, count: usize) -> io::Result<()> {
         plain.truncate(len);
         fs::write(
             dir.join(format!("AD_Bulk_{i:05}.csv")),
-            legacy_encrypted(seed, &plain)?,
+            legacy_encrypted(&cert, seed, &plain)?,
         )?;
     }
     Ok(())

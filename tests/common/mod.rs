@@ -148,9 +148,10 @@ pub fn bin() -> Command {
 /// time-stamped name is replaced by `usercube-upgrade-TIME.sqlite`).
 pub fn snapshot(root: &Path) -> Manifest {
     let mut m = Manifest::of_excluding(root, Some(JOURNAL)).unwrap();
+    let cert = usercube_upgrade::testing::runbook::demo::demo_certificate();
     for e in &mut m.entries {
         if e.kind == usercube_upgrade::testing::manifest::Kind::File {
-            if let Some(h) = new_format_plaintext_hash(&root.join(&e.rel)) {
+            if let Some(h) = new_format_plaintext_hash(&cert, &root.join(&e.rel)) {
                 e.sha256 = h;
                 e.size = 0;
             }
@@ -174,7 +175,10 @@ pub fn snapshot(root: &Path) -> Manifest {
 
 /// Files in the new encryption format hold a random data key: those the demo certificate
 /// decrypts are compared by the SHA-256 of their plaintext.
-fn new_format_plaintext_hash(path: &Path) -> Option<[u8; 32]> {
+fn new_format_plaintext_hash(
+    cert: &usercube_upgrade::testing::crypto::Certificate,
+    path: &Path,
+) -> Option<[u8; 32]> {
     use std::io::Read;
     use usercube_upgrade::testing::crypto::{is_new_format, NewFormatReader, NEW_MAGIC};
     let mut f = std::fs::File::open(path).ok()?;
@@ -184,11 +188,7 @@ fn new_format_plaintext_hash(path: &Path) -> Option<[u8; 32]> {
         return None;
     }
     let f = std::fs::File::open(path).ok()?;
-    let mut r = NewFormatReader::new(
-        usercube_upgrade::testing::runbook::demo::demo_certificate(),
-        f,
-    )
-    .ok()?;
+    let mut r = NewFormatReader::new(cert, f).ok()?;
     let mut plain = Vec::new();
     r.read_to_end(&mut plain).ok()?;
     Some(<sha2::Sha256 as sha2::Digest>::digest(&plain).into())
