@@ -32,18 +32,10 @@ pub(super) fn load(target: &Target, source: &PlanSource, command: &str) -> Resul
             let rb = runbook::build(&o).map_err(|mut problems| {
                 // Only a journal with records: a `run` has just created its (empty) one.
                 if engine::journal_holds_records(&journal_dir(&root, target)) {
-                    let mut status = vec![
-                        std::ffi::OsStr::new("usercube-upgrade"),
-                        "status".as_ref(),
-                        "--root".as_ref(),
-                        root.as_os_str(),
-                    ];
-                    if let Some(j) = &target.journal {
-                        status.extend(["--journal".as_ref(), j.as_os_str()]);
-                    }
+                    let status =
+                        engine::command_line(&["status"], &root, target.journal.as_deref());
                     problems.push(format!(
-                        "the journal records an earlier run on this installation: see `{}`",
-                        crate::platform::command_line(&status)
+                        "the journal records an earlier run on this installation: see `{status}`"
                     ));
                 }
                 Error::Refused(preflight::refusal(&problems))
@@ -372,13 +364,7 @@ pub(super) fn demo(
         &["rollback"],
         &["finalize"],
     ] {
-        let mut next: Vec<&std::ffi::OsStr> = ["usercube-upgrade"]
-            .iter()
-            .chain(verb)
-            .map(|w| w.as_ref())
-            .collect();
-        next.extend([std::ffi::OsStr::new("--root"), root.as_os_str()]);
-        println!("  {}", crate::platform::command_line(&next));
+        println!("  {}", engine::command_line(verb, &root, None));
     }
     Ok(())
 }

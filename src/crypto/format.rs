@@ -334,7 +334,8 @@ impl<R: Read> NewFormatReader<R> {
             enc: Vec::with_capacity(ENC_CHUNK + 1),
             done: false,
         };
-        Ok(PlaintextReader::with_decrypt(dec, ENC_CHUNK))
+        // No buffer to allocate: each decrypted chunk replaces it (`next_piece`).
+        Ok(PlaintextReader::with_decrypt(dec, 0))
     }
 }
 

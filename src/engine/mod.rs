@@ -147,20 +147,35 @@ struct Active {
 }
 
 /// A step that failed during `run` or `resume`, its error kept typed.
+/// Journal corruption met by the step (`error.corruption()`: `StepError::Corrupt`, or the
+/// journal's own) means exit 3, nothing recorded as failed, no automatic rollback.
 struct StepFailure {
     id: u32,
     error: Error,
-    /// Journal corruption met by the step (`StepError::Corrupt`, or the journal's own):
-    /// exit 3, nothing recorded as failed, no automatic rollback.
-    corrupt: Option<String>,
 }
 
 impl StepFailure {
     fn new(id: u32, error: impl Into<Error>) -> StepFailure {
-        let error = error.into();
-        let corrupt = error.corruption();
-        StepFailure { id, error, corrupt }
+        StepFailure {
+            id,
+            error: error.into(),
+        }
     }
+}
+
+/// `usercube-upgrade WORDS... --root ROOT [--journal DIR]`, its paths quoted for this OS's
+/// shell (`platform::command_line`): a command to show the administrator.
+pub fn command_line(words: &[&str], root: &Path, journal: Option<&Path>) -> String {
+    let mut args: Vec<&std::ffi::OsStr> = std::iter::once("usercube-upgrade")
+        .chain(words.iter().copied())
+        .chain(["--root"])
+        .map(std::ffi::OsStr::new)
+        .collect();
+    args.push(root.as_os_str());
+    if let Some(j) = journal {
+        args.extend([std::ffi::OsStr::new("--journal"), j.as_os_str()]);
+    }
+    crate::platform::command_line(&args)
 }
 
 /// The exit-3 error for journal corruption met inside a step.
@@ -507,16 +522,8 @@ impl Engine {
     /// `usercube-upgrade VERB --root ROOT [--journal DIR]`: the exact command, for messages,
     /// its paths quoted for this OS's shell (`platform::command_line`).
     pub fn command(&self, verb: &str) -> String {
-        let mut args = vec![
-            std::ffi::OsStr::new("usercube-upgrade"),
-            verb.as_ref(),
-            "--root".as_ref(),
-            self.root.as_os_str(),
-        ];
-        if self.dir != default_journal_dir(&self.root) {
-            args.extend(["--journal".as_ref(), self.dir.as_os_str()]);
-        }
-        crate::platform::command_line(&args)
+        let journal = (self.dir != default_journal_dir(&self.root)).then_some(self.dir.as_path());
+        command_line(&[verb], &self.root, journal)
     }
 
     /// Refuses a new run while the latest one is open or not finalized, leading with where
@@ -1084,7 +1091,7 @@ impl Engine {
             }
         }
         // A step that met journal corruption is not recorded as failed: fail-stop.
-        if let Some(f) = failure.as_ref().filter(|f| f.corrupt.is_none()) {
+        if let Some(f) = failure.as_ref().filter(|f| f.error.corruption().is_none()) {
             let p = payload::Failure {
                 message: f.error.to_string(),
             };
@@ -1106,9 +1113,9 @@ impl Engine {
     /// Records a failed run, rolls back if asked, and describes where things stand.
     fn fail(&mut self, a: &Active, f: StepFailure) -> Result<()> {
         self.progress.finish();
-        if let Some(c) = &f.corrupt {
+        if let Some(c) = f.error.corruption() {
             let what = a.steps[(f.id - 1) as usize].describe(&self.root);
-            return Err(corrupt_in_step(f.id, &what, c));
+            return Err(corrupt_in_step(f.id, &what, &c));
         }
         let message = format!(
             "step {} ({}) failed: {}",

@@ -48,17 +48,17 @@ impl<'a> JournalSink<'a> {
         }
     }
 
-    /// A journal error: a corruption keeps its kind (exit 3).
-    fn journal_error(&self, e: crate::journal::JournalError) -> StepError {
-        if e.is_corruption() {
-            StepError::Corrupt(format!("journal: {e}"))
-        } else {
-            StepError::Refused(format!("journal: {e}"))
-        }
-    }
-
     fn file(&self, sha256: &[u8; 32]) -> PathBuf {
         self.dir.join(hex::encode(sha256))
+    }
+}
+
+/// A journal error: a corruption keeps its kind (exit 3).
+fn journal_error(e: crate::journal::JournalError) -> StepError {
+    if e.is_corruption() {
+        StepError::Corrupt(format!("journal: {e}"))
+    } else {
+        StepError::Refused(format!("journal: {e}"))
     }
 }
 
@@ -109,7 +109,7 @@ impl StepJournal for JournalSink<'_> {
         self.journal
             .borrow_mut()
             .append_batch(batch.into_iter().map(|(r, _)| r).collect())
-            .map_err(|e| self.journal_error(e))
+            .map_err(journal_error)
     }
 
     fn saved(&self, f: &mut dyn FnMut(&[u8]) -> steps::Result<()>) -> steps::Result<()> {
