@@ -287,12 +287,9 @@ pub struct Report<'a> {
     pub on_phase: OnPhase<'a>,
 }
 
-#[cfg(test)]
 fn no_count(_: u64) {}
-#[cfg(test)]
 fn no_phase(_: &str) {}
 
-#[cfg(test)]
 impl Report<'static> {
     /// Reports nothing.
     pub const NONE: Report<'static> = Report {

@@ -74,6 +74,20 @@ impl Manifest {
             .sum()
     }
 
+    /// Every entry of `self` is in `other`, identical (kind, size, mode, content): removing
+    /// what `self` describes loses nothing `other` does not hold.
+    pub fn is_within(&self, other: &Manifest) -> bool {
+        let theirs: std::collections::HashMap<&str, &Entry> =
+            other.entries.iter().map(|e| (e.rel.as_str(), e)).collect();
+        self.entries
+            .iter()
+            .all(|e| theirs.get(e.rel.as_str()) == Some(&e))
+    }
+
+    pub fn file_count(&self) -> u64 {
+        self.entries.iter().filter(|e| e.kind == Kind::File).count() as u64
+    }
+
     /// One hash for the whole manifest (shown in the audit as before/after hash).
     pub fn digest(&self) -> [u8; 32] {
         let mut h = Sha256::new();

@@ -387,6 +387,11 @@ pub fn salvage(dir: &std::path::Path, found: &crate::journal::Salvage) -> Salvag
                     .ok()
                     .map(|s| s.to_string());
             }
+            Phase::KeptAside => {
+                detail = payload::decode::<payload::KeptAside>(r.seq, &r.payload)
+                    .ok()
+                    .map(|k| format!("kept aside: {} -> {}", k.from.display(), k.to.display()));
+            }
             Phase::StepData | Phase::UndoIntent => {}
         }
         records.push(SalvagedRecord {

@@ -15,6 +15,7 @@ mod lock;
 pub mod payload;
 pub mod preflight;
 mod progress;
+mod rollback;
 mod sink;
 pub mod state;
 pub mod until;
@@ -56,6 +57,21 @@ fn fingerprint_after(
             (outcome, None)
         }
     }
+}
+
+/// The kept-aside folder's name: `KeptAside-YYYYMMDD-HHMMSS-<first 8 hex digits of the run>`,
+/// the run's start in UTC.
+pub fn kept_aside_name(run_id: &[u8; 16], started_ms: u64) -> String {
+    let t = audit::iso8601(started_ms);
+    let stamp: String = t[..19]
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .collect();
+    format!(
+        "KeptAside-{}-{}",
+        stamp.replace('T', "-"),
+        hex::encode(&run_id[..4])
+    )
 }
 
 /// The journal folder's default name under the installation root.
@@ -142,6 +158,9 @@ impl Reporters {
 /// The latest run, ready to act on: its plan's steps instantiated.
 struct Active {
     run_id: [u8; 16],
+    /// `<root>/KeptAside-<run's start, UTC>-<run>`: where a rollback or recovery moves what
+    /// stands in its way and the run did not write (created on first use).
+    kept_aside: PathBuf,
     plan: Plan,
     steps: Vec<Box<dyn Step>>,
 }
@@ -323,13 +342,25 @@ impl Engine {
         self.journal.borrow()
     }
 
-    fn sink(&self, run_id: &[u8; 16], id: u32) -> JournalSink<'_> {
-        let dir = self
-            .dir
+    /// The journal as step `id` of the active run sees it, keeping aside into the run's
+    /// kept-aside folder.
+    fn sink(&self, a: &Active, id: u32) -> JournalSink<'_> {
+        let keep = Some((self.root.clone(), a.kept_aside.clone()));
+        JournalSink::new(
+            &self.journal,
+            self.data_dir(&a.run_id, id),
+            a.run_id,
+            id,
+            keep,
+        )
+    }
+
+    /// `<journal>/data/<run>/<step>`: the files of a step's StepData records.
+    fn data_dir(&self, run_id: &[u8; 16], id: u32) -> PathBuf {
+        self.dir
             .join("data")
             .join(hex::encode(&run_id[..8]))
-            .join(id.to_string());
-        JournalSink::new(&self.journal, dir, *run_id, id)
+            .join(id.to_string())
     }
 
     fn step_ctx<'a>(
@@ -383,9 +414,14 @@ impl Engine {
                 let Some(mut detail) = step_impl.saved_detail() else {
                     continue;
                 };
-                let read = self
-                    .sink(&run.run_id, planned.id)
-                    .saved(&mut |bytes| detail.add(bytes));
+                let sink = JournalSink::new(
+                    &self.journal,
+                    self.data_dir(&run.run_id, planned.id),
+                    run.run_id,
+                    planned.id,
+                    None,
+                );
+                let read = sink.saved(&mut |bytes| detail.add(bytes));
                 match read {
                     Ok(()) => match detail {
                         steps::SavedDetail::Commands(runs) => step.commands = runs,
@@ -642,7 +678,12 @@ impl Engine {
             plan.title,
             plan.steps.len()
         ));
-        let active = self.activate_plan(run_id, plan);
+        // From the journal, as every later command activates it (the kept-aside folder is
+        // named by the recorded start).
+        let run = self
+            .latest()?
+            .ok_or_else(|| Error::Corrupt("the run just started is not in the journal".into()))?;
+        let active = self.activate(&run)?;
         self.go_forward(&active, 0, end, until)
     }
 
@@ -775,7 +816,7 @@ impl Engine {
             else {
                 continue;
             };
-            let sink = self.sink(&a.run_id, planned.id);
+            let sink = self.sink(a, planned.id);
             let ctx = self.step_ctx(&a.run_id, planned.id, &sink);
             let acted = a.steps[k]
                 .reassert(&ctx, &recorded.intent)
@@ -812,7 +853,7 @@ impl Engine {
     ) -> std::result::Result<(), StepFailure> {
         let id = a.plan.steps[k].id;
         let step = &a.steps[k];
-        let sink = self.sink(&a.run_id, id);
+        let sink = self.sink(a, id);
         let ctx = self.step_ctx(&a.run_id, id, &sink);
         let fail = |e: StepError| StepFailure::new(id, e);
         step.settle(&ctx, intent, None).map_err(fail)?;
@@ -885,7 +926,7 @@ impl Engine {
         Ok(())
     }
 
-    fn activate_plan(&self, run_id: [u8; 16], plan: Plan) -> Active {
+    fn activate_plan(&self, run_id: [u8; 16], plan: Plan, started_ms: u64) -> Active {
         let steps = plan
             .steps
             .iter()
@@ -893,6 +934,7 @@ impl Engine {
             .collect();
         Active {
             run_id,
+            kept_aside: self.root.join(kept_aside_name(&run_id, started_ms)),
             plan,
             steps,
         }
@@ -912,7 +954,8 @@ impl Engine {
                 self.root.display()
             )));
         }
-        Ok(self.activate_plan(run.run_id, run.started.plan.clone()))
+        let started_ms = run.times.get(&run.started_seq).copied().unwrap_or(0);
+        Ok(self.activate_plan(run.run_id, run.started.plan.clone(), started_ms))
     }
 
     /// Groups of steps starting at `from` whose paths are pairwise disjoint.
@@ -1013,7 +1056,7 @@ impl Engine {
         let mut failure = None;
         for &k in ks {
             let id = a.plan.steps[k].id;
-            let sink = self.sink(&a.run_id, id);
+            let sink = self.sink(a, id);
             let ctx = self.step_ctx(&a.run_id, id, &sink);
             // An intent may take a while (every file's key checked): a bar of its own when
             // the step reports files while it checks.
@@ -1057,7 +1100,7 @@ impl Engine {
             // The earlier steps are done: the tree as it is now is the view this step sees.
             self.progress.start_step(&label, || step.work(&self.view()));
             let t = Instant::now();
-            let sink = self.sink(&a.run_id, id);
+            let sink = self.sink(a, id);
             let ctx = self.step_ctx(&a.run_id, id, &sink);
             let applied = step
                 .apply(&ctx, intent)
@@ -1147,292 +1190,6 @@ impl Engine {
             }),
             Err(e) => Err(Error::RunFailed(format!(
                 "{message}\nThe automatic rollback stopped: {e}\nFix that, then run `rollback` again."
-            ))),
-        }
-    }
-
-    /// Restores the starting state of the latest run (interrupted, failed or committed).
-    pub fn rollback(&mut self) -> Result<()> {
-        let run = self
-            .latest()?
-            .ok_or_else(|| Error::Refused("nothing to roll back: no run in the journal".into()))?;
-        match run.status {
-            RunStatus::RolledBack => {
-                self.progress
-                    .say(format!("run {} is already rolled back", run.run_hex()));
-                return Ok(());
-            }
-            RunStatus::Finalized => {
-                return Err(Error::Refused(format!(
-                    "run {} is finalized: what rollback needs has been purged",
-                    run.run_hex()
-                )))
-            }
-            _ => {}
-        }
-        if let Err(e) = self.check_databases(&run) {
-            // Refused before anything changed: give back the room the command line freed.
-            let _ = crate::journal::make_reserve(&self.dir);
-            return Err(e);
-        }
-        if run.status != RunStatus::Committed || run.rollback_started() {
-            // Unfinished: a restart since may have undone what earlier steps did outside
-            // the tree (a committed run's own last steps are undone first instead).
-            let a = self.activate(&run)?;
-            self.settle_page_cache()?;
-            self.reassert(&a, &run)?;
-        }
-        self.rollback_run()
-    }
-
-    /// The rollback itself (also the automatic one after a failed step, in the same process:
-    /// nothing to re-establish there).
-    fn rollback_run(&mut self) -> Result<()> {
-        crate::journal::release_reserve(&self.dir).map_err(|source| Error::Io {
-            what: "removing the rollback reserve in",
-            path: self.dir.clone(),
-            source,
-        })?;
-        let run = self
-            .latest()?
-            .ok_or_else(|| Error::Refused("nothing to roll back: no run in the journal".into()))?;
-        let a = self.activate(&run)?;
-        self.settle_page_cache()?;
-        let order: Vec<usize> = (0..a.steps.len())
-            .rev()
-            .filter(|&k| {
-                let s = run.step(a.plan.steps[k].id);
-                s.is_some_and(|s| s.intent.is_some() && s.undone.is_none())
-            })
-            .collect();
-        self.progress.say(format!(
-            "rolling back run {}: {} steps to check",
-            run.run_hex(),
-            order.len()
-        ));
-        let mut i = 0;
-        while i < order.len() {
-            if let Some(signal) = self.stop_requested() {
-                return self.rollback_interrupted(&a, signal, order.len());
-            }
-            let group = self.group(&a, &order, i);
-            if !self.undo_group(&a, &run, &order[group.clone()])? {
-                let signal = self
-                    .stop_requested()
-                    .expect("a group stops early only on request");
-                return self.rollback_interrupted(&a, signal, order.len());
-            }
-            i = group.end;
-        }
-        let by = payload::encode(&self.opts.context);
-        self.append(a.run_id, None, Phase::RunRolledBack, by)?;
-        self.progress.finish();
-        self.progress.say(format!(
-            "run {} rolled back: the installation is as it was before the run",
-            run.run_hex()
-        ));
-        Ok(())
-    }
-
-    /// Before a rollback changes anything: every database the run changed must be as the
-    /// run's last database step left it (its fingerprint, recorded with its `step-done`).
-    /// Restoring a backup or re-inserting rows over a later change (a remote agent's upgrade
-    /// run after this server's, sharing the database) would silently discard that change.
-    /// Not checked, because the run's own state decides there: a database whose rollback has
-    /// begun, or whose last started step did not finish (its probe decides), or a step
-    /// recorded without a fingerprint (an earlier build). `--force` goes on, saying so.
-    fn check_databases(&self, run: &RunState) -> Result<()> {
-        let a = self.activate(run)?;
-        let mut seen: Vec<&str> = Vec::new();
-        for k in (0..a.steps.len()).rev() {
-            let planned = &a.plan.steps[k];
-            let Some(conn) = planned.action.database() else {
-                continue;
-            };
-            let Some(s) = run.step(planned.id).filter(|s| s.intent.is_some()) else {
-                continue;
-            };
-            if seen.contains(&conn) {
-                continue;
-            }
-            seen.push(conn);
-            let rollback_begun = a.plan.steps.iter().any(|p| {
-                p.action.database() == Some(conn)
-                    && run.step(p.id).is_some_and(|s| s.undo_intent.is_some())
-            });
-            let Some((done_seq, done)) = s.done.as_ref() else {
-                continue;
-            };
-            let (false, Some(recorded)) = (rollback_begun, done.fingerprint.as_ref()) else {
-                continue;
-            };
-            let what = a.steps[k].describe(&self.root);
-            let now = a.steps[k].fingerprint().map_err(|e| {
-                Error::Refused(format!(
-                    "cannot check that the database {} is as this run left it (step {}: {what}): {e}\nNothing was changed; `--force` rolls back without the check.",
-                    recorded.of, planned.id
-                ))
-            });
-            let differences = match (now, self.opts.force) {
-                (Ok(Some(now)), _) => steps::db_fingerprint::differences(recorded, &now),
-                (Ok(None), _) => continue,
-                (Err(e), false) => return Err(e),
-                (Err(e), true) => vec![e.to_string()],
-            };
-            if differences.is_empty() {
-                continue;
-            }
-            let when = run
-                .times
-                .get(done_seq)
-                .map(|ms| audit::iso8601(*ms))
-                .unwrap_or_default();
-            let list: String = differences.iter().map(|d| format!("\n  - {d}")).collect();
-            let message = format!(
-                "the database {} is not as this run ({}) left it at its last database step (step {}: {what}, done {when}):{list}\n\
-                 Something changed it after this run. On a database shared with remote agents that is the agent's upgrade \
-                 (`--mode agent`) run after this server's: roll the agent's run back first (`usercube-upgrade rollback --root AGENT-ROOT` \
-                 on the agent's installation), then this run. Rolling this run back first would restore its backup over the agent's changes, \
-                 and the agent's rollback would then put back a 5.2.3 database under a 5.1.7 server.",
-                recorded.of,
-                run.run_hex(),
-                planned.id,
-            );
-            if !self.opts.force {
-                return Err(Error::Refused(format!(
-                    "{message}\nNothing was changed. `--force` rolls back anyway, discarding those changes."
-                )));
-            }
-            self.progress
-                .say(format!("warning: {message}\n--force: rolling back anyway."));
-        }
-        Ok(())
-    }
-
-    /// Records that a rollback stopped on a signal at a durable point; `rollback` again
-    /// finishes it.
-    fn rollback_interrupted(
-        &mut self,
-        a: &Active,
-        signal: crate::platform::StopSignal,
-        to_check: usize,
-    ) -> Result<()> {
-        let run = self.latest()?.expect("a run is being rolled back");
-        let undone = a
-            .plan
-            .steps
-            .iter()
-            .filter(|s| {
-                run.step(s.id)
-                    .is_some_and(|x| x.intent.is_some() && x.undone.is_none())
-            })
-            .count();
-        let checked = to_check.saturating_sub(undone);
-        let stopped = payload::RunStopped {
-            reason: payload::StopReason::Signal(signal.name().into()),
-            rollback: true,
-            steps_done: checked as u32,
-            steps_total: to_check as u32,
-        };
-        self.append(a.run_id, None, Phase::RunStopped, payload::encode(&stopped))?;
-        self.progress.finish();
-        Err(Error::Interrupted {
-            message: format!(
-                "rollback interrupted after step {checked} of {to_check} to undo ({}): `{}` finishes it",
-                signal.name(),
-                self.command("rollback")
-            ),
-            exit_code: signal.exit_code(),
-        })
-    }
-
-    /// One group of undos; `Ok(false)`: a stop request ended it early (the steps left have
-    /// an undo intent, which `rollback` settles and probes again).
-    fn undo_group(&mut self, a: &Active, run: &RunState, ks: &[usize]) -> Result<bool> {
-        let intents: Vec<NewRecord> = ks
-            .iter()
-            .map(|&k| a.plan.steps[k].id)
-            .filter(|id| run.step(*id).is_some_and(|s| s.undo_intent.is_none()))
-            .map(|id| Self::record(a.run_id, id, Phase::UndoIntent, Vec::new()))
-            .collect();
-        self.journal.borrow_mut().append_batch(intents)?;
-        let mut undone = Vec::with_capacity(ks.len());
-        let mut stop = None;
-        let mut complete = true;
-        for (pos, &k) in ks.iter().enumerate() {
-            if pos > 0 && self.stop_requested().is_some() {
-                complete = false;
-                break;
-            }
-            let id = a.plan.steps[k].id;
-            let s = run.step(id).expect("filtered on intent");
-            let intent = &state::intent_of(s).expect("filtered on intent").intent;
-            let outcome = state::done_of(s).map(|d| &d.outcome);
-            let sink = self.sink(&a.run_id, id);
-            let ctx = self.step_ctx(&a.run_id, id, &sink);
-            // Labelled as a rollback; totals where the step knows them from its intent.
-            self.progress.start_step(
-                &format!("rolling back [{id}] {}", a.steps[k].describe(&self.root)),
-                || a.steps[k].undo_work(intent),
-            );
-            let undone_step = self.undo_step(&*a.steps[k], &ctx, intent, outcome);
-            self.progress.finish();
-            match undone_step {
-                Ok(how) => {
-                    self.progress
-                        .say(format!("[{id}] {}: {how}", a.steps[k].describe(&self.root)));
-                    let p = payload::StepUndone {
-                        how: how.to_string(),
-                    };
-                    undone.push(Self::record(
-                        a.run_id,
-                        id,
-                        Phase::StepUndone,
-                        payload::encode(&p),
-                    ));
-                }
-                Err(e) => {
-                    let what = a.steps[k].describe(&self.root);
-                    stop = Some(match e.corruption() {
-                        Some(c) => corrupt_in_step(id, &what, c),
-                        None => Error::RunFailed(format!(
-                            "rollback stopped at step {id} ({what}): {e}\nSteps after it in the rollback order are not undone yet; the journal records exactly which."
-                        )),
-                    });
-                    break;
-                }
-            }
-        }
-        self.barrier()?;
-        self.journal.borrow_mut().append_batch(undone)?;
-        match stop {
-            Some(e) => Err(e),
-            None => Ok(complete),
-        }
-    }
-
-    fn undo_step(
-        &self,
-        step: &dyn Step,
-        ctx: &StepContext,
-        intent: &Intent,
-        outcome: Option<&Outcome>,
-    ) -> std::result::Result<&'static str, StepError> {
-        step.settle(ctx, intent, outcome)?;
-        let probe = step.probe(ctx, intent, outcome)?;
-        tracing::debug!(step = %step.describe(&self.root), ?probe, "undo: probed");
-        match probe {
-            Probe::NotApplied => Ok("was not applied"),
-            Probe::Applied => step.undo(ctx, intent, outcome).map(|()| "undone"),
-            Probe::Partial(_) => step
-                .undo(ctx, intent, outcome)
-                .map(|()| "undone (it was part applied)"),
-            Probe::Inconsistent(why) if self.opts.force => step
-                .undo(ctx, intent, outcome)
-                .map(|()| "undone (forced)")
-                .map_err(|e| StepError::Refused(format!("{e} (state was: {why})"))),
-            Probe::Inconsistent(why) => Err(StepError::Refused(format!(
-                "changed since the step ran: {why}; refusing to undo (--force overrides)"
             ))),
         }
     }

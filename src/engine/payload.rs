@@ -168,6 +168,17 @@ impl std::fmt::Display for RunStopped {
     }
 }
 
+/// Payload of KeptAside: a path the run did not write, moved out of a rollback's (or a
+/// recovery's) way into the run's kept-aside folder; both paths relative to the root.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct KeptAside {
+    pub from: std::path::PathBuf,
+    pub to: std::path::PathBuf,
+    /// Its files and their bytes when it was moved.
+    pub files: u64,
+    pub bytes: u64,
+}
+
 /// Payload of StepData: the saved data lives in `<journal>/data/<run>/<step>/<sha256 hex>`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct DataRef {

@@ -10,13 +10,14 @@
 //! length and hash: a damaged file is reported, never trusted.
 
 use std::cell::RefCell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use super::payload::{self, DataRef};
 use crate::durable_fs;
 use crate::journal::{Journal, NewRecord, Phase};
+use crate::manifest::Manifest;
 use crate::steps::{self, StepError, StepJournal};
 
 /// Records saved but not yet durable are kept here; more than this many are flushed early.
@@ -30,6 +31,9 @@ pub struct JournalSink<'a> {
     step: u32,
     /// Each with the data file it refers to, written but not yet synced.
     pending: RefCell<Vec<(NewRecord, PathBuf)>>,
+    /// The installation root and the run's kept-aside folder under it (`None`: the audit,
+    /// which only reads).
+    keep: Option<(PathBuf, PathBuf)>,
 }
 
 impl<'a> JournalSink<'a> {
@@ -38,6 +42,7 @@ impl<'a> JournalSink<'a> {
         dir: PathBuf,
         run_id: [u8; 16],
         step: u32,
+        keep: Option<(PathBuf, PathBuf)>,
     ) -> JournalSink<'a> {
         JournalSink {
             journal,
@@ -45,12 +50,27 @@ impl<'a> JournalSink<'a> {
             run_id,
             step,
             pending: RefCell::new(Vec::new()),
+            keep,
         }
     }
 
     fn file(&self, sha256: &[u8; 32]) -> PathBuf {
         self.dir.join(hex::encode(sha256))
     }
+}
+
+/// `path`, or the first of `path~2`, `path~3`, ... that does not exist: a second thing kept
+/// aside at the same place never replaces the first.
+fn free_name(path: &Path) -> PathBuf {
+    let mut candidate = path.to_path_buf();
+    let mut n = 2;
+    while candidate.symlink_metadata().is_ok() {
+        let mut name = path.as_os_str().to_os_string();
+        name.push(format!("~{n}"));
+        candidate = PathBuf::from(name);
+        n += 1;
+    }
+    candidate
 }
 
 /// A journal error: a corruption keeps its kind (exit 3).
@@ -110,6 +130,51 @@ impl StepJournal for JournalSink<'_> {
             .borrow_mut()
             .append_batch(batch.into_iter().map(|(r, _)| r).collect())
             .map_err(journal_error)
+    }
+
+    fn keep_aside(&self, path: &Path) -> steps::Result<PathBuf> {
+        let Some((root, kept)) = &self.keep else {
+            return Err(StepError::Refused(format!(
+                "{} stands in the way and is not what the run wrote; move it away by hand",
+                path.display()
+            )));
+        };
+        let rel = path.strip_prefix(root).map_err(|_| {
+            StepError::Refused(format!(
+                "{} stands in the way, is not what the run wrote and is outside {}; move it away by hand",
+                path.display(),
+                root.display()
+            ))
+        })?;
+        let dest = free_name(&kept.join(rel));
+        let m = Manifest::of(path).map_err(steps::io("reading", path))?;
+        let record = payload::KeptAside {
+            from: rel.to_path_buf(),
+            to: dest.strip_prefix(root).unwrap_or(&dest).to_path_buf(),
+            files: m.file_count(),
+            bytes: m.total_bytes(),
+        };
+        // Data saved before stays ahead of this record; the record is durable before the move.
+        self.sync()?;
+        self.journal
+            .borrow_mut()
+            .append(NewRecord {
+                run_id: self.run_id,
+                step: Some(self.step),
+                phase: Phase::KeptAside,
+                payload: payload::encode(&record),
+            })
+            .map_err(journal_error)?;
+        if let Some(parent) = dest.parent() {
+            durable_fs::create_dir_all(parent).map_err(steps::io("creating", parent))?;
+        }
+        durable_fs::move_path(path, &dest, durable_fs::Report::NONE)
+            .map_err(steps::io("keeping aside", path))?;
+        Ok(dest)
+    }
+
+    fn kept_aside_dir(&self) -> Option<PathBuf> {
+        self.keep.as_ref().map(|(_, kept)| kept.clone())
     }
 
     fn saved(&self, f: &mut dyn FnMut(&[u8]) -> steps::Result<()>) -> steps::Result<()> {

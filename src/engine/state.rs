@@ -57,6 +57,9 @@ pub struct RunState {
     pub finalized: Option<(u64, Option<RunContext>)>,
     /// Why the run stopped, when its last record is a RunStopped (a signal, `--until`).
     pub stopped: Option<payload::RunStopped>,
+    /// What a rollback or a recovery moved out of its way into the run's kept-aside folder
+    /// (record sequence number, the step whose path it stood in, what moved where).
+    pub kept_aside: Vec<(u64, Option<u32>, payload::KeptAside)>,
 }
 
 impl RunState {
@@ -110,6 +113,7 @@ pub fn runs(records: &[Record]) -> Result<Vec<RunState>, Error> {
                 rolled_back: None,
                 finalized: None,
                 stopped: None,
+                kept_aside: Vec::new(),
             });
             runs.last_mut().unwrap().times.insert(r.seq, r.time_ms);
             continue;
@@ -188,6 +192,10 @@ pub fn runs(records: &[Record]) -> Result<Vec<RunState>, Error> {
                     run.status = RunStatus::Paused;
                 }
                 run.stopped = Some(p);
+            }
+            Phase::KeptAside => {
+                let p: payload::KeptAside = payload::decode(r.seq, &r.payload)?;
+                run.kept_aside.push((r.seq, r.step, p));
             }
         }
     }

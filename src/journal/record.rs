@@ -50,6 +50,10 @@ pub enum Phase {
     /// The run (or its rollback) stopped at a durable point on request (a signal, or
     /// `--until`) and stays open; payload: why and how far.
     RunStopped,
+    /// Something the run did not write stood where a rollback or a recovery had to put
+    /// something back: it is about to be moved into the run's kept-aside folder under the
+    /// root (payload: from, to, size). Durable before the move.
+    KeptAside,
 }
 
 impl Phase {
@@ -67,6 +71,7 @@ impl Phase {
             Phase::RunRolledBack => "run-rolled-back",
             Phase::RunFinalized => "run-finalized",
             Phase::RunStopped => "run-stopped",
+            Phase::KeptAside => "kept-aside",
         }
     }
 }

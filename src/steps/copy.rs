@@ -83,7 +83,7 @@ impl Step for Copy {
             .after
             .as_ref()
             .expect("copy knows its result");
-        settle_pair(&self.to, &ctx.trash.join(TRASH_NAME), expected)
+        settle_pair(ctx.journal, &self.to, &ctx.trash.join(TRASH_NAME), expected)
     }
 
     fn undo(&self, ctx: &StepContext, _intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {

@@ -63,6 +63,7 @@ impl Step for DeleteTree {
 
     fn settle(&self, ctx: &StepContext, intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
         settle_pair(
+            ctx.journal,
             &self.path,
             &ctx.trash.join(TRASH_NAME),
             &intent.touches[0].before,

@@ -204,7 +204,12 @@ impl Step for ExtractZip {
         let staged = durable_fs::staging_path(&self.dest);
         durable_fs::remove_path(&staged).map_err(io("removing", &staged))?;
         match intent.expected_after(1, outcome) {
-            Some(expected) => settle_pair(&self.dest, &ctx.trash.join(TRASH_NAME), expected),
+            Some(expected) => settle_pair(
+                ctx.journal,
+                &self.dest,
+                &ctx.trash.join(TRASH_NAME),
+                expected,
+            ),
             None => Ok(()),
         }
     }

@@ -176,6 +176,24 @@ pub trait StepJournal {
     fn sync(&self) -> Result<()>;
     /// Calls `f` with each StepData payload saved by this step in this run, in order.
     fn saved(&self, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>;
+
+    /// Moves `path` (under the root), which stands where this step must put something back
+    /// and is not what the run wrote, into the run's kept-aside folder under the same path
+    /// relative to the root; journaled (durable) before the move. Returns where it went.
+    /// Nothing the run did not write is ever deleted: it is kept aside instead.
+    fn keep_aside(&self, path: &Path) -> Result<PathBuf> {
+        Err(StepError::Refused(format!(
+            "{} stands in the way and is not what the run wrote; move it away by hand",
+            path.display()
+        )))
+    }
+
+    /// The run's kept-aside folder under the root (created on first use), for what a step
+    /// keeps there itself (the present database before a forced restore); `None` where
+    /// there is none.
+    fn kept_aside_dir(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 impl<'a> StepContext<'a> {
@@ -284,6 +302,28 @@ pub trait Step: Send + Sync {
     /// its recorded after state) or the user forced it.
     fn undo(&self, ctx: &StepContext, intent: &Intent, outcome: Option<&Outcome>) -> Result<()>;
 
+    /// Before a rollback changes anything (and in `journal verify --deep`): what this step's
+    /// undo needs besides the tree itself (a trash copy, a kept previous content, row
+    /// before-images, a database backup, kept originals), checked against what the journal
+    /// recorded. One line per artifact missing or damaged, naming it; empty when all is there.
+    /// Only called for a step with an intent and no undo record.
+    fn verify_artifacts(
+        &self,
+        _ctx: &StepContext,
+        _intent: &Intent,
+        _outcome: Option<&Outcome>,
+    ) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    /// A database step whose undo restores a backup: before a forced rollback restores it over
+    /// a database that changed after the run, save the database as it is now (a verified
+    /// backup, in `ctx.journal.kept_aside_dir()` or where the server writes backups) and say
+    /// where. `None`: the step restores nothing (the default).
+    fn keep_present(&self, _ctx: &StepContext, _intent: &Intent) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// What the audit (`journal export`) shows of the step's saved data, read from it in
     /// order; `None`: nothing (its saved data is the step's own business).
     fn saved_detail(&self) -> Option<SavedDetail> {
@@ -355,8 +395,17 @@ pub fn probe_by_manifests(intent: &Intent, outcome: Option<&Outcome>) -> Result<
 }
 
 /// A move `from` -> `to` interrupted after its commit point leaves both; keep whichever
-/// side holds exactly `expected` and remove the other. Used by every step that moves.
-pub(crate) fn settle_pair(from: &Path, to: &Path, expected: &Manifest) -> Result<()> {
+/// side holds exactly `expected`. The other side is removed only when every entry of it is
+/// also in `expected`, byte for byte (what is left of a source being deleted after its copy
+/// was renamed into place): then nothing is lost. Anything else there is not what the run
+/// wrote (a folder recreated or made since) and is kept aside (`StepJournal::keep_aside`),
+/// never deleted. Used by every step that moves.
+pub(crate) fn settle_pair(
+    journal: &dyn StepJournal,
+    from: &Path,
+    to: &Path,
+    expected: &Manifest,
+) -> Result<()> {
     for p in [from, to] {
         let staged = durable_fs::staging_path(p);
         durable_fs::remove_path(&staged).map_err(io("removing", &staged))?;
@@ -365,18 +414,23 @@ pub(crate) fn settle_pair(from: &Path, to: &Path, expected: &Manifest) -> Result
         return Ok(());
     }
     let to_m = Manifest::of(to).map_err(io("reading", to))?;
-    if &to_m == expected {
-        return durable_fs::remove_path(from).map_err(io("removing", from));
-    }
     let from_m = Manifest::of(from).map_err(io("reading", from))?;
-    if &from_m == expected {
-        return durable_fs::remove_path(to).map_err(io("removing", to));
+    let (kept, other, other_m) = if &to_m == expected {
+        (to, from, from_m)
+    } else if &from_m == expected {
+        (from, to, to_m)
+    } else {
+        return Err(StepError::Refused(format!(
+            "both {} and {} exist and neither holds the recorded content; resolve by hand",
+            from.display(),
+            to.display()
+        )));
+    };
+    if other_m.is_within(expected) {
+        tracing::debug!(kept = %kept.display(), removed = %other.display(), "settle: a copy's leftover");
+        return durable_fs::remove_path(other).map_err(io("removing", other));
     }
-    Err(StepError::Refused(format!(
-        "both {} and {} exist and neither holds the recorded content; resolve by hand",
-        from.display(),
-        to.display()
-    )))
+    journal.keep_aside(other).map(|_| ())
 }
 
 /// The step a spec describes. `cert_password` is the PFX password a re-encryption step

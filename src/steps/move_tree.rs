@@ -57,13 +57,8 @@ impl Step for MoveTree {
         Ok(Outcome::default())
     }
 
-    fn settle(
-        &self,
-        _ctx: &StepContext,
-        intent: &Intent,
-        _outcome: Option<&Outcome>,
-    ) -> Result<()> {
-        settle_pair(&self.from, &self.to, &intent.touches[0].before)
+    fn settle(&self, ctx: &StepContext, intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
+        settle_pair(ctx.journal, &self.from, &self.to, &intent.touches[0].before)
     }
 
     fn undo(&self, ctx: &StepContext, _intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
