@@ -221,7 +221,7 @@ mod tests {
     fn a_payload_saved_again_never_rewrites_an_intact_file_and_repairs_a_damaged_one() {
         let dir = tempfile::tempdir().unwrap();
         let journal = RefCell::new(Journal::open(&dir.path().join("journal")).unwrap());
-        let sink = JournalSink::new(&journal, dir.path().join("data"), [7; 16], 1);
+        let sink = JournalSink::new(&journal, dir.path().join("data"), [7; 16], 1, None);
         let all = |sink: &JournalSink| {
             let mut v = Vec::new();
             sink.saved(&mut |b| {
@@ -265,7 +265,7 @@ mod tests {
     fn damaged_saved_data_is_a_typed_corruption_that_exits_3() {
         let dir = tempfile::tempdir().unwrap();
         let journal = RefCell::new(Journal::open(&dir.path().join("journal")).unwrap());
-        let sink = JournalSink::new(&journal, dir.path().join("data"), [7; 16], 1);
+        let sink = JournalSink::new(&journal, dir.path().join("data"), [7; 16], 1, None);
         sink.save(b"before-image".to_vec()).unwrap();
         sink.sync().unwrap();
         std::fs::write(
