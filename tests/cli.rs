@@ -218,24 +218,69 @@ fn a_second_process_is_refused_naming_the_holder() {
 }
 
 #[test]
-fn undo_refuses_when_a_result_changed_unless_forced() {
+fn rollback_keeps_aside_what_changed_after_the_run_and_refuses_only_what_it_cannot_restore() {
+    let without_kept = |mut m: usercube_upgrade::testing::manifest::Manifest| {
+        m.entries.retain(|e| !e.rel.starts_with("KeptAside-"));
+        m
+    };
+    // A file the run extracted, edited since: kept aside, the rest undone, nothing lost.
     let i = Install::new(SampleSize::default());
     let start = i.snapshot();
     i.ok(&["run"]);
-    std::fs::write(
-        i.root.join("Runtime/Usercube.Module0001.dll"),
-        "edited after the upgrade",
-    )
-    .unwrap();
-    let (code, msg) = i.code(&["rollback"]);
-    assert_eq!(code, Some(1), "{msg}");
+    let dll = i.root.join("Runtime/Usercube.Module0001.dll");
+    std::fs::write(&dll, "edited after the upgrade").unwrap();
+    let out = String::from_utf8_lossy(&i.ok(&["rollback"]).stdout).to_string();
     assert!(
-        msg.contains("changed since the step ran") && msg.contains("Usercube.Module0001.dll"),
+        common::mentions(&out, "Runtime/Usercube.Module0001.dll -> KeptAside-"),
+        "{out}"
+    );
+    assert_same(&start, &without_kept(i.snapshot()), "after rollback");
+    let kept: Vec<_> = std::fs::read_dir(&i.root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("KeptAside-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        std::fs::read(kept[0].join("Runtime/Usercube.Module0001.dll")).unwrap(),
+        b"edited after the upgrade"
+    );
+
+    // A file the run moved (Runtime -> RuntimeOld), edited since: its content before the run
+    // is gone, so the rollback refuses, changing nothing, until `--force`.
+    let i = Install::new(SampleSize::default());
+    let start = i.snapshot();
+    i.ok(&["run"]);
+    std::fs::write(i.root.join("RuntimeOld/Usercube.Module0001.dll"), "edited").unwrap();
+    let before = i.snapshot();
+    let (code, msg) = i.code(&["rollback"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(
+        common::mentions(&msg, "RuntimeOld/Usercube.Module0001.dll")
+            && msg.contains("cannot be restored"),
         "{msg}"
     );
-    assert!(msg.contains("--force"), "{msg}");
+    assert!(
+        msg.contains("--force") && msg.contains("Nothing was changed"),
+        "{msg}"
+    );
+    assert_same(&before, &i.snapshot(), "refused rollback");
     i.ok(&["rollback", "--force"]);
-    assert_same(&start, &i.snapshot(), "after forced rollback");
+    // Everything back but that file, whose edited content is kept aside.
+    let mut expected = start;
+    expected
+        .entries
+        .retain(|e| e.rel != "Runtime/Usercube.Module0001.dll");
+    assert_same(
+        &expected,
+        &without_kept(i.snapshot()),
+        "after forced rollback",
+    );
 }
 
 fn corrupt_then_expect_refusal(edit: impl FnOnce(Vec<u8>) -> Vec<u8>, seq: u64, expect: &str) {

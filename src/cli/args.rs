@@ -247,9 +247,18 @@ pub enum Command {
     Rollback {
         #[command(flatten)]
         target: Target,
-        /// Undo even what changed after the step ran.
+        /// Go on where the check needs it: a database changed after the run is kept in a
+        /// verified backup, then restored from the run's backup; what the run moved and is
+        /// gone since is not restored. Nothing written after the run is deleted either way.
         #[arg(long)]
         force: bool,
+        /// Check and print the rollback's plan (what will be restored, kept aside, what
+        /// `--force` would discard), changing nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// With `--dry-run`: the plan as JSON (docs: journal-format.md, "The rollback's check").
+        #[arg(long, requires = "dry_run")]
+        json: bool,
     },
     /// Where the latest run stands.
     Status {
@@ -513,7 +522,9 @@ pub enum JournalAction {
         #[command(flatten)]
         target: Target,
     },
-    /// Verify every record's checksum and the hash chain (exit 3 when corrupt).
+    /// Verify every record's checksum and the hash chain, then what a rollback of the latest
+    /// run needs (trash copies, kept contents, row before-images, the database backup,
+    /// kept originals) against the hashes the journal recorded (exit 3 when corrupt).
     Verify {
         #[command(flatten)]
         target: Target,

@@ -23,8 +23,10 @@ mod print;
 
 use args::{absolute, absolute_str};
 pub use args::{Args, Command, JournalAction, Target};
-use commands::{demo, journal_dir, load, run_locked, salvage, vendor_tool, watched};
-use print::{print_plan, print_remaining, print_status, print_warnings};
+use commands::{
+    demo, journal_dir, load, run_locked, salvage, vendor_tool, verify_artifacts, watched,
+};
+use print::{print_plan, print_remaining, print_rollback_plan, print_status, print_warnings};
 
 /// One parsed command line: each subcommand to its engine call (or to `commands`).
 pub fn run(args: Args) -> Result<()> {
@@ -99,18 +101,28 @@ pub fn run(args: Args) -> Result<()> {
             let mut e = open(&target, opts)?;
             e.resume_until(until.as_deref()).map(|_| ())
         }
-        Command::Rollback { target, force } => {
+        Command::Rollback {
+            target,
+            force,
+            dry_run,
+            json,
+        } => {
             // Space first (a full disk): sled may write when the journal opens.
             let locked = engine::Locked::acquire(&target.root, target.journal.as_deref())?;
             locked.release_reserve()?;
-            Engine::open_locked(
+            let mut e = Engine::open_locked(
                 locked,
                 Options {
                     force,
                     ..watched(opts)
                 },
-            )?
-            .rollback()
+            )?;
+            if dry_run {
+                let plan = e.rollback_plan();
+                e.make_reserve()?;
+                return print_rollback_plan(&plan?, json);
+            }
+            e.rollback()
         }
         Command::Finalize { target } => open(&target, opts)?.finalize(),
         Command::Status { target, json } => print_status(&target, json),
@@ -208,16 +220,18 @@ pub fn run(args: Args) -> Result<()> {
         Command::Journal { action } => match action {
             JournalAction::Verify { target } => {
                 let e = open(&target, opts)?;
-                let j = e.journal();
-                println!(
-                    "journal {} verified: {} records, hash chain intact, last record sha256 {}",
-                    j.dir().display(),
-                    j.records().len(),
-                    j.last()
-                        .map(|r| hex::encode(r.hash))
-                        .unwrap_or_else(|| "-".into())
-                );
-                Ok(())
+                {
+                    let j = e.journal();
+                    println!(
+                        "journal {} verified: {} records, hash chain intact, last record sha256 {}",
+                        j.dir().display(),
+                        j.records().len(),
+                        j.last()
+                            .map(|r| hex::encode(r.hash))
+                            .unwrap_or_else(|| "-".into())
+                    );
+                }
+                verify_artifacts(&e)
             }
             JournalAction::Show { target } => {
                 let e = open(&target, opts)?;

@@ -343,3 +343,23 @@ pub(super) fn print_status_out(out: &StatusOut, json: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// `rollback --dry-run`: the rollback's plan, for a person or (`--json`) a script; exit 0
+/// when the rollback would go on, 2 (refused) when it would not, with the plan printed
+/// either way.
+pub(super) fn print_rollback_plan(plan: &engine::RollbackPlan, json: bool) -> Result<()> {
+    let text = if json {
+        crate::secrets::to_public_json(plan)
+    } else {
+        plan.text()
+    };
+    crate::out::print(&format!("{text}\n"))?;
+    let reasons = plan.refusal_reasons();
+    if reasons.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "the rollback would be refused (nothing was changed):\n  - {}",
+        reasons.join("\n  - ")
+    )))
+}

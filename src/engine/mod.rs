@@ -33,6 +33,7 @@ use crate::steps::{self, Intent, Outcome, Probe, Step, StepContext, StepError, S
 use crate::{Error, Result};
 pub use lock::{check_journal_folder, RootLock};
 pub use progress::Progress;
+pub use rollback::RollbackPlan;
 use sink::JournalSink;
 use state::{RunState, RunStatus};
 
@@ -331,6 +332,15 @@ impl Engine {
             progress,
             deferred: durable_fs::DeferredDirs::default(),
             _lock: locked.lock,
+        })
+    }
+
+    /// Writes the rollback reserve again (after a command that released it changed nothing).
+    pub fn make_reserve(&self) -> Result<()> {
+        crate::journal::make_reserve(&self.dir).map_err(|source| Error::Io {
+            what: "writing the rollback reserve in",
+            path: self.dir.clone(),
+            source,
         })
     }
 
@@ -678,12 +688,12 @@ impl Engine {
             plan.title,
             plan.steps.len()
         ));
-        // From the journal, as every later command activates it (the kept-aside folder is
-        // named by the recorded start).
-        let run = self
+        // Named by the recorded start, as every later command names it.
+        let started_ms = self
             .latest()?
-            .ok_or_else(|| Error::Corrupt("the run just started is not in the journal".into()))?;
-        let active = self.activate(&run)?;
+            .and_then(|r| r.times.get(&r.started_seq).copied())
+            .unwrap_or(0);
+        let active = self.activate_plan(run_id, plan, started_ms);
         self.go_forward(&active, 0, end, until)
     }
 
@@ -1180,7 +1190,7 @@ impl Engine {
             )));
         }
         self.progress.say(format!("{message}\nrolling back..."));
-        match self.rollback_run() {
+        match self.rollback_after_failure() {
             Ok(()) => Err(Error::RunFailed(format!(
                 "{message}\nThe run was rolled back: the installation is exactly as it was before."
             ))),

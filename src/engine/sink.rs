@@ -59,6 +59,39 @@ impl<'a> JournalSink<'a> {
     }
 }
 
+impl JournalSink<'_> {
+    /// Records (durably) that `what` was saved into `to` before the rollback discarded it:
+    /// a new file, so destroying nothing, recorded once it exists (a crash before the record
+    /// leaves an unrecorded copy, which is kept; the next rollback takes another).
+    pub fn record_kept(&self, what: &str, to: &str) -> steps::Result<()> {
+        let to = PathBuf::from(to);
+        let (files, bytes) = match to.metadata() {
+            Ok(m) => (1, m.len()),
+            Err(_) => (1, 0), // on the database server
+        };
+        let shown = match &self.keep {
+            Some((root, _)) => to.strip_prefix(root).unwrap_or(&to).to_path_buf(),
+            None => to.clone(),
+        };
+        let record = payload::KeptAside {
+            from: PathBuf::from(what),
+            to: shown,
+            files,
+            bytes,
+        };
+        self.journal
+            .borrow_mut()
+            .append(NewRecord {
+                run_id: self.run_id,
+                step: Some(self.step),
+                phase: Phase::KeptAside,
+                payload: payload::encode(&record),
+            })
+            .map(|_| ())
+            .map_err(journal_error)
+    }
+}
+
 /// `path`, or the first of `path~2`, `path~3`, ... that does not exist: a second thing kept
 /// aside at the same place never replaces the first.
 fn free_name(path: &Path) -> PathBuf {
