@@ -133,7 +133,7 @@ run_tests() {
     --config 'profile.release.package.usercube-upgrade.opt-level=1')
   USERCUBE_SIGKILL_ITERATIONS=25 USERCUBE_CRASH_STRIDE=2 wcargo test "${common[@]}" --lib --bins \
     --test cli --test db --test db_crash --test runbook --test sigkill \
-    --test signals --test hardening --test secrets \
+    --test signals --test hardening --test secrets --test rollback_aftermath \
     "$@" -- "${skip[@]}"
   USERCUBE_CRASH_STRIDE=4 wcargo test "${common[@]}" --test crash "$@" -- "${skip[@]}"
   USERCUBE_CRASH_STRIDE=12 wcargo test "${common[@]}" --test runbook_crash "$@" -- "${skip[@]}"

@@ -229,11 +229,7 @@ fn rollback_keeps_aside_what_changed_after_the_run_and_refuses_only_what_it_cann
     i.ok(&["run"]);
     let dll = i.root.join("Runtime/Usercube.Module0001.dll");
     std::fs::write(&dll, "edited after the upgrade").unwrap();
-    let out = String::from_utf8_lossy(&i.ok(&["rollback"]).stdout).to_string();
-    assert!(
-        common::mentions(&out, "Runtime/Usercube.Module0001.dll -> KeptAside-"),
-        "{out}"
-    );
+    i.ok(&["rollback"]);
     assert_same(&start, &without_kept(i.snapshot()), "after rollback");
     let kept: Vec<_> = std::fs::read_dir(&i.root)
         .unwrap()

@@ -287,3 +287,126 @@ fn gone(kinds: &BTreeMap<u32, &StepSpec>, p: &Path, step: u32) -> Gone {
 pub fn shown(root: &Path, p: &Path) -> String {
     steps::show(root, p)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::Touch;
+
+    fn write(p: &Path, text: &str) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// A rename `a` -> `b`, then a write of `b/x`, as a run records them; then the tree is
+    /// changed the way the new version changes it.
+    #[test]
+    fn what_was_written_after_the_run_and_what_is_gone_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        write(&a.join("x"), "old x");
+        write(&a.join("keep"), "kept by the move");
+        write(&a.join("sub/y"), "y");
+        let moved = Manifest::of(&a).unwrap();
+        std::fs::rename(&a, &b).unwrap();
+        let x_before = Manifest::of(&b.join("x")).unwrap();
+        write(&b.join("x"), "new x");
+        let x_after = Manifest::of(&b.join("x")).unwrap();
+        let rename = Intent {
+            touches: vec![
+                Touch {
+                    path: a.clone(),
+                    before: moved.clone(),
+                    after: Some(Manifest::default()),
+                },
+                Touch {
+                    path: b.clone(),
+                    before: Manifest::default(),
+                    after: Some(moved),
+                },
+            ],
+            detail: String::new(),
+        };
+        let rewrite = Intent {
+            touches: vec![Touch {
+                path: b.join("x"),
+                before: x_before,
+                after: Some(x_after),
+            }],
+            detail: String::new(),
+        };
+        let (rename_spec, write_spec) = (
+            StepSpec::Rename {
+                from: "a".into(),
+                to: "b".into(),
+            },
+            StepSpec::MakeDir { path: "b/x".into() },
+        );
+        let records = |done: bool| {
+            vec![
+                StepRecord {
+                    id: 1,
+                    action: &rename_spec,
+                    intent: &rename,
+                    outcome: None,
+                    done: true,
+                    undone: false,
+                },
+                StepRecord {
+                    id: 2,
+                    action: &write_spec,
+                    intent: &rewrite,
+                    outcome: None,
+                    done,
+                    undone: false,
+                },
+            ]
+        };
+        // As the run left it: nothing to report.
+        let found = compare(&records(true)).unwrap();
+        assert!(found.is_empty(), "{found:?}");
+
+        // After the run: a new file in the moved folder, a recreated source folder, the
+        // rewritten file edited, a moved file deleted.
+        write(&b.join("sub/new"), "new");
+        write(&a.join("again"), "recreated");
+        write(&b.join("x"), "edited");
+        std::fs::remove_file(b.join("keep")).unwrap();
+        let found = compare(&records(true)).unwrap();
+        let foreign: Vec<(&Path, &str, bool, u64)> = found
+            .foreign
+            .iter()
+            .map(|f| (f.path.as_path(), f.why, f.folder, f.files))
+            .collect();
+        assert_eq!(
+            foreign,
+            vec![
+                (a.as_path(), "new", true, 1),
+                (b.join("sub/new").as_path(), "new", false, 1),
+                (b.join("x").as_path(), "changed", false, 1),
+            ]
+        );
+        let gone: Vec<(&Path, u32, bool)> = found
+            .gone
+            .iter()
+            .map(|g| (g.path.as_path(), g.step, g.lost))
+            .collect();
+        // The edited file was the second step's own (restored from its copy); the deleted
+        // one was moved by the rename: lost.
+        assert_eq!(
+            gone,
+            vec![
+                (b.join("keep").as_path(), 1, true),
+                (b.join("x").as_path(), 2, false)
+            ]
+        );
+        assert!(found.undo_anyway.contains(&2) && !found.undo_anyway.contains(&1));
+
+        // A step begun and not recorded done: its paths are its own probe's to judge.
+        let found = compare(&records(false)).unwrap();
+        assert!(
+            found.foreign.iter().all(|f| f.path != b.join("x")),
+            "{found:?}"
+        );
+    }
+}
