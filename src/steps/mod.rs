@@ -22,6 +22,9 @@ pub mod service;
 mod view;
 mod write_file;
 
+#[cfg(test)]
+mod test_kit;
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -431,6 +434,22 @@ pub(crate) fn settle_pair(
         return durable_fs::remove_path(other).map_err(io("removing", other));
     }
     journal.keep_aside(other).map(|_| ())
+}
+
+/// The problem line of an artifact an undo will read (a trash copy, a kept original), found
+/// as `found` where it should hold `expected`: `None` when it does.
+pub(crate) fn artifact_problem(
+    artifact: &Path,
+    of_what: &str,
+    expected: &Manifest,
+    found: &Manifest,
+) -> Option<String> {
+    let what = if !found.exists() {
+        "missing".to_string()
+    } else {
+        format!("altered: {}", expected.first_difference(found)?)
+    };
+    Some(format!("{}: {what} ({of_what})", artifact.display()))
 }
 
 /// The step a spec describes. `cert_password` is the PFX password a re-encryption step
