@@ -145,6 +145,11 @@ mod tests {
         let (_d, step, trash, intent) = deleted();
         assert!(!step.path.exists());
         assert_eq!(verify(&step, &trash, &intent), Vec::<String>::new());
+        // Undone (a rollback interrupted before its record): nothing more is needed.
+        let journal = TestJournal::new(&trash);
+        with_ctx(&trash, &journal, |ctx| step.undo(ctx, &intent, None)).unwrap();
+        assert_eq!(Manifest::of(&step.path).unwrap(), intent.touches[0].before);
+        assert_eq!(verify(&step, &trash, &intent), Vec::<String>::new());
     }
 
     #[test]

@@ -623,7 +623,7 @@ mod tests {
         let expected = manifest(&to);
         let was = manifest(&from);
         settle_pair(&journal, &from, &to, &expected).unwrap();
-        assert_eq!(*journal.kept.borrow(), [from.clone()]);
+        assert_eq!(*journal.kept.borrow(), [from.as_path()]);
         assert!(from.symlink_metadata().is_err());
         assert_eq!(manifest(&journal.aside.join("Temp/Orders")), was);
         assert_eq!(manifest(&to), expected);
@@ -639,7 +639,7 @@ mod tests {
         let expected = manifest(&from);
         let made = manifest(&to);
         settle_pair(&journal, &from, &to, &expected).unwrap();
-        assert_eq!(*journal.kept.borrow(), [to.clone()]);
+        assert_eq!(*journal.kept.borrow(), [to.as_path()]);
         assert!(to.symlink_metadata().is_err());
         assert_eq!(manifest(&journal.aside.join("Work/Orders")), made);
         assert_eq!(manifest(&from), expected);

@@ -874,6 +874,14 @@ mod tests {
     fn intact_kept_originals_are_no_problem() {
         let (_d, step, trash, intent) = converted();
         assert_eq!(verify(&step, &trash, &intent), Vec::<String>::new());
+        // Undone (a rollback interrupted before its record): nothing more is needed.
+        let journal = TestJournal::new(&trash);
+        with_ctx(&trash, &journal, |ctx| step.undo(ctx, &intent, None)).unwrap();
+        assert!(intent
+            .touches
+            .iter()
+            .all(|t| Manifest::of(&t.path).unwrap() == t.before));
+        assert_eq!(verify(&step, &trash, &intent), Vec::<String>::new());
     }
 
     #[test]

@@ -188,6 +188,9 @@ mod tests {
         let journal = TestJournal::new(&trash);
         with_ctx(&trash, &journal, |ctx| step.undo(ctx, &intent, None)).unwrap();
         assert_eq!(std::fs::read(&step.path).unwrap(), b"{\"old\": true}");
+        // Undone (a rollback interrupted before its record): nothing more is needed.
+        assert!(!trash.join(PREVIOUS).exists());
+        assert_eq!(verify(&step, &trash, &intent), Vec::<String>::new());
     }
 
     #[test]
