@@ -719,9 +719,6 @@ impl Engine {
                 "a rollback of this run was interrupted; run `rollback` to finish it".into(),
             ));
         }
-        if matches!(run.status, RunStatus::Interrupted | RunStatus::Failed) {
-            self.check_ready_to_resume(&run)?;
-        }
         let mut active = self.activate(&run)?;
         self.load_contents(&mut active)?;
         let end = match until {
@@ -753,6 +750,9 @@ impl Engine {
                 end
             }
         };
+        // Every open run, a paused one too: a step this resume reaches that cannot run
+        // (its certificate's password not given) would otherwise fail it and roll it back.
+        self.check_ready_to_resume(&active, &run, end)?;
         self.settle_page_cache()?;
         self.reassert(&active, &run)?;
         self.progress.say(format!(
@@ -908,20 +908,21 @@ impl Engine {
 
     /// What the steps not done need that the journal does not keep (`Step::ready_to_resume`:
     /// the certificates of unfinished re-encryption steps), checked before anything acts: a
-    /// refusal, nothing changed.
-    fn check_ready_to_resume(&self, run: &RunState) -> Result<()> {
-        for s in &run.started.plan.steps {
+    /// refusal, nothing changed. Only the steps before index `end` (where `--until` pauses
+    /// again): those after it do not run now.
+    fn check_ready_to_resume(&self, a: &Active, run: &RunState, end: usize) -> Result<()> {
+        for (s, step) in a.plan.steps.iter().zip(&a.steps).take(end) {
             if run.step(s.id).is_some_and(|x| x.done.is_some()) {
                 continue;
             }
-            steps::step_for(&s.action, &self.root, self.opts.cert_password.as_ref())
-                .ready_to_resume()
-                .map_err(|err| {
-                    Error::Refused(format!(
-                        "step {} needs its certificate to resume: {err}; nothing was changed (`rollback` needs no key)",
-                        s.id
-                    ))
-                })?;
+            step.ready_to_resume().map_err(|err| {
+                Error::Refused(format!(
+                    "step {} (guide step {}: {}) needs its certificate to resume: {err}\nNothing was changed: the run stays as it was (`rollback` needs no key).",
+                    s.id,
+                    s.seed.as_deref().unwrap_or("-"),
+                    step.describe(&self.root),
+                ))
+            })?;
         }
         Ok(())
     }
