@@ -683,7 +683,9 @@ impl Engine {
         let run = self
             .latest()?
             .ok_or_else(|| Error::Corrupt("the run just started is not in the journal".into()))?;
-        let active = self.activate(&run)?;
+        let mut active = self.activate(&run)?;
+        // The recorded plan holds digests only: the contents just saved, read back.
+        self.load_contents(&mut active)?;
         self.go_forward(&active, 0, end, until)
     }
 
