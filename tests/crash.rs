@@ -200,3 +200,28 @@ fn a_folder_made_at_a_moves_destination_after_a_crash_is_kept_aside_by_rollback(
         .retain(|e| e.rel != aside[0] && !e.rel.starts_with(&format!("{}/", aside[0])));
     assert_same(&start, &now, "the rest of the tree after rollback");
 }
+
+/// A rollback the process did not survive: `status` says it is half done, where it stopped,
+/// that no record says why, and the command that finishes it.
+#[test]
+fn status_after_a_crash_inside_a_rollback_says_it_is_half_done() {
+    let i = Install::new(SIZE);
+    let start = i.snapshot();
+    i.ok(&["run", "--batch", "1"]);
+    // Past the first group of undos and into the next: undo intents, undone, undo intents.
+    assert!(crash_at(i.cmd(&["rollback"]), 3));
+    let out = i.ok(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (total, undone) = (&status["steps_total"], &status["steps_undone"]);
+    assert!(undone.as_u64().unwrap() > 0, "{status}");
+    let next = status["next"].as_str().unwrap();
+    let expect = format!("rollback half done ({undone} of {total} steps undone): stopped at step ");
+    assert!(next.starts_with(&expect), "{expect:?} in {status}");
+    assert!(
+        next.contains(" with no record of why (the process ended: a crash, a kill or a power cut); `usercube-upgrade rollback --root "),
+        "{status}"
+    );
+    assert!(next.ends_with("` finishes it"), "{status}");
+    i.ok(&["rollback"]);
+    assert_same(&start, &i.snapshot(), "after the rollback was finished");
+}

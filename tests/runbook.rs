@@ -1096,6 +1096,91 @@ fn resume_stops_the_service_again_then_finishes_and_starts_it() {
     );
 }
 
+/// A rollback stopped by an error is half done, and every command says so, with what
+/// stopped it and the command that finishes it: the case (the run fails, the
+/// automatic rollback stops at step 1), then a committed run's rollback. The start command
+/// fails while its guard folder is missing: the undo of step 1 (stop the service) runs it.
+#[test]
+fn a_rollback_stopped_by_an_error_is_shown_half_done_and_rollback_finishes_it() {
+    let mut d = Demo::new("integrated");
+    let guard = d._tmp.path().join("may-start");
+    let guard_arg = std::path::absolute(&guard).unwrap().display().to_string();
+    let log = with_service(&mut d, Some(&guard_arg));
+    let start = snapshot(&d.root);
+    let rows = common::db_dump(&d.path(demo::DATABASE));
+    let root = d.root.display().to_string();
+    let finishes = format!("`usercube-upgrade rollback --root {root}` finishes it");
+    let status = |d: &Demo| -> serde_json::Value {
+        serde_json::from_str(&d.ok(&["status", "--json"])).unwrap()
+    };
+    let half_done = |d: &Demo, state: &str| {
+        let s = status(d);
+        assert_eq!(s["state"], state, "{s}");
+        let total = s["steps_total"].as_u64().unwrap();
+        let next = s["next"].as_str().unwrap();
+        assert!(
+            next.starts_with(&format!(
+                "rollback half done ({} of {total} steps undone): rollback stopped at step 1 (stop the service",
+                total - 1
+            )),
+            "{s}"
+        );
+        assert!(next.contains("exit status"), "what stopped it: {s}");
+        assert!(next.ends_with(&finishes), "{s}");
+        let stopped = s["stopped"].as_str().unwrap();
+        assert!(
+            stopped.starts_with(&format!(
+                "rollback stopped by an error after step {} of {total}: rollback stopped at step 1",
+                total - 1
+            )),
+            "{s}"
+        );
+        let text = d.ok(&["status"]);
+        assert!(text.contains(&format!("next:         {next}")), "{text}");
+        // Every command that would go on refuses, naming it; nothing is purged.
+        for verb in ["run", "resume", "finalize"] {
+            let (code, msg) = d.code(&[verb]);
+            assert_eq!(code, Some(2), "{verb}: {msg}");
+            assert!(msg.contains("rollback half done ("), "{verb}: {msg}");
+            assert!(msg.contains(&finishes), "{verb}: {msg}");
+        }
+    };
+
+    // The run fails at its last step (start the service); the automatic rollback undoes
+    // every step but the first, whose undo starts the old service and fails as well.
+    let (code, msg) = d.code(&["run"]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(msg.contains("The automatic rollback stopped"), "{msg}");
+    half_done(&d, "failed");
+    // Fixed: `rollback` finishes it.
+    std::fs::create_dir(&guard).unwrap();
+    d.ok(&["rollback"]);
+    assert_same(
+        &start,
+        &snapshot(&d.root),
+        "after the rollback was finished",
+    );
+    assert_eq!(rows, common::db_dump(&d.path(demo::DATABASE)));
+    assert_eq!(status(&d)["state"], "rolled-back");
+    assert!(
+        log_of(&log).ends_with("stopped\nstarted\n"),
+        "{}",
+        log_of(&log)
+    );
+
+    // A committed run's rollback stopped the same way.
+    d.ok(&["run"]);
+    usercube_upgrade::testing::durable_fs::remove_path(&guard).unwrap();
+    let (code, msg) = d.code(&["rollback"]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(msg.contains("rollback stopped at step 1"), "{msg}");
+    half_done(&d, "committed");
+    std::fs::create_dir(&guard).unwrap();
+    d.ok(&["rollback"]);
+    assert_same(&start, &snapshot(&d.root), "after the second rollback");
+    assert_eq!(rows, common::db_dump(&d.path(demo::DATABASE)));
+}
+
 #[test]
 fn backup_dir_and_connection_string_options() {
     let mut d = Demo::new("integrated");

@@ -154,7 +154,7 @@ fn iteration(c: &Ctx, rng: &mut impl Rng) -> (bool, bool, bool) {
         (Some(0), false) => c.done,
         (Some(2), _) if msg.contains("no run in the journal") => c.start,
         (Some(2), false) if msg.contains("already completed") => c.done,
-        (Some(2), false) if msg.contains("rollback of this run was interrupted") => {
+        (Some(2), false) if msg.contains("rollback half done (") => {
             i.ok(&["rollback"]);
             c.start
         }

@@ -302,3 +302,49 @@ fn root_defaults_to_the_parent_of_the_runtime_folder_only() {
         text(&out)
     );
 }
+
+/// A paused run resumed in a new shell without the PFX password: refused before anything
+/// acts (exit 2, the step and the missing password named), the run stays paused; a resume
+/// that stops before the re-encryption needs no password; with it, the run commits.
+#[test]
+fn resume_without_the_pfx_password_refuses_and_stays_paused() {
+    let d = Demo::new();
+    let start = snapshot(&d.root);
+    d.ok(&["run", "--until", "4.5"]);
+    let without = |args: &[&str]| {
+        let out = d
+            .cmd_in(&d.path("Runtime"), args)
+            .env_remove(usercube_upgrade::testing::crypto::PASSWORD_ENV)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out))
+    };
+    let paused = snapshot(&d.root);
+    let records = d.status()["records"].clone();
+    let (code, msg) = without(&["resume"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(msg.contains("(guide step 5.3: re-encrypt"), "{msg}");
+    assert!(
+        msg.contains(usercube_upgrade::testing::crypto::PASSWORD_ENV),
+        "{msg}"
+    );
+    assert!(msg.contains("Nothing was changed"), "{msg}");
+    assert_same(&paused, &snapshot(&d.root), "resume refused");
+    let status = d.status();
+    assert_eq!(status["state"], "paused", "{status}");
+    assert_eq!(status["records"], records, "the refusal wrote no record");
+
+    // Up to guide step 5.1 no step needs the certificate: no password needed.
+    let (code, msg) = without(&["resume", "--until", "5.1"]);
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(msg.contains("paused after guide step 5.1"), "{msg}");
+    let (code, msg) = without(&["resume"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert_eq!(d.status()["state"], "paused");
+
+    let out = d.ok(&["resume"]);
+    assert!(out.contains("completed"), "{out}");
+    assert_eq!(d.status()["state"], "committed");
+    d.ok(&["rollback"]);
+    assert_same(&start, &snapshot(&d.root), "after rollback");
+}

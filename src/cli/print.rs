@@ -264,25 +264,27 @@ pub(super) fn print_status(target: &Target, json: bool) -> Result<()> {
                                 )
                             });
                     }
-                    out.next = match run.status {
-                        // A committed run's rollback too: it is no longer "upgraded".
-                        state::RunStatus::Interrupted | state::RunStatus::Committed
-                            if run.rollback_started() =>
-                        {
-                            "a rollback was interrupted: run `rollback` to finish it".into()
-                        }
-                        state::RunStatus::Paused => {
+                    let rollback_cmd = || {
+                        let journal =
+                            (dir != engine::default_journal_dir(&root)).then_some(dir.as_path());
+                        engine::command_line(&["rollback"], &root, journal)
+                    };
+                    out.next = match (run.rollback_half_done(), run.status) {
+                        // Whatever the forward part reached (a committed run's too: it is no
+                        // longer "upgraded"; a failed one's: resume refuses).
+                        (Some(half), _) => format!("{half}; `{}` finishes it", rollback_cmd()),
+                        (None, state::RunStatus::Paused) => {
                             "paused as asked (--until): check the installation, then `resume` to go on (`resume --until GUIDE-STEP` stops again) or `rollback` to undo it".into()
                         }
-                        state::RunStatus::Interrupted => {
+                        (None, state::RunStatus::Interrupted) => {
                             "the run was interrupted: `resume` to finish it or `rollback` to undo it".into()
                         }
-                        state::RunStatus::Failed => "the run failed: `resume` after fixing the cause, or `rollback`".into(),
-                        state::RunStatus::Committed => {
+                        (None, state::RunStatus::Failed) => "the run failed: `resume` after fixing the cause, or `rollback`".into(),
+                        (None, state::RunStatus::Committed) => {
                             "upgraded: check it, then `finalize` (or `rollback` to go back)".into()
                         }
-                        state::RunStatus::RolledBack => "rolled back: the installation is as before the run".into(),
-                        state::RunStatus::Finalized => "finalized: the upgrade is complete".into(),
+                        (None, state::RunStatus::RolledBack) => "rolled back: the installation is as before the run".into(),
+                        (None, state::RunStatus::Finalized) => "finalized: the upgrade is complete".into(),
                     };
                 }
                 drop(lock);

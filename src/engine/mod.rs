@@ -583,29 +583,27 @@ impl Engine {
         let rollback = self.command("rollback");
         let (done, total) = (prev.done_count(), prev.started.plan.steps.len());
         let stopped = prev.stopped.as_ref().map(ToString::to_string);
-        let message = match prev.status {
-            RunStatus::RolledBack | RunStatus::Finalized => return Ok(()),
-            _ if prev.rollback_started() => format!(
-                "interrupted: a rollback of the latest run did not finish: `{rollback}` finishes it"
-            ),
-            RunStatus::Paused => format!(
+        let message = match (prev.status, prev.rollback_half_done()) {
+            (RunStatus::RolledBack | RunStatus::Finalized, _) => return Ok(()),
+            (_, Some(half)) => format!("{half}; `{rollback}` finishes it"),
+            (RunStatus::Paused, None) => format!(
                 "paused: the latest run was {} and is still open: `{resume}` goes on (with `--until GUIDE-STEP` it stops again), `{rollback}` undoes it",
                 stopped.unwrap_or_default()
             ),
-            RunStatus::Interrupted => match stopped {
+            (RunStatus::Interrupted, None) => match stopped {
                 Some(s) => format!("interrupted: the latest run was {s}: `{resume}` or `{rollback}`"),
                 None => format!(
                     "interrupted: the latest run stopped after step {done} of {total} without finishing (the process ended: a crash, a kill or a power cut): `{resume}` or `{rollback}`"
                 ),
             },
-            RunStatus::Failed => format!(
+            (RunStatus::Failed, None) => format!(
                 "the latest run failed{}: fix the cause, then `{resume}`, or `{rollback}`",
                 prev.failure
                     .as_deref()
                     .map(|f| format!(" ({f})"))
                     .unwrap_or_default()
             ),
-            RunStatus::Committed => format!(
+            (RunStatus::Committed, None) => format!(
                 "the latest run completed and is not finalized: check it, then `{}` (makes it permanent) or `{rollback}`",
                 self.command("finalize")
             ),
@@ -708,6 +706,12 @@ impl Engine {
         let run = self
             .latest()?
             .ok_or_else(|| Error::Refused("nothing to resume: no run in the journal".into()))?;
+        if let Some(half) = run.rollback_half_done() {
+            return Err(Error::Refused(format!(
+                "{half}; `{}` finishes it (a run whose rollback began is not resumed)",
+                self.command("rollback")
+            )));
+        }
         match run.status {
             RunStatus::Interrupted | RunStatus::Failed | RunStatus::Paused => {}
             RunStatus::Committed => {
@@ -723,14 +727,6 @@ impl Engine {
                     run.status
                 )))
             }
-        }
-        if run.rollback_started() {
-            return Err(Error::Refused(
-                "a rollback of this run was interrupted; run `rollback` to finish it".into(),
-            ));
-        }
-        if matches!(run.status, RunStatus::Interrupted | RunStatus::Failed) {
-            self.check_ready_to_resume(&run)?;
         }
         let mut active = self.activate(&run)?;
         self.load_contents(&mut active)?;
@@ -763,6 +759,9 @@ impl Engine {
                 end
             }
         };
+        // Every open run, a paused one too: a step this resume reaches that cannot run
+        // (its certificate's password not given) would otherwise fail it and roll it back.
+        self.check_ready_to_resume(&active, &run, end)?;
         self.settle_page_cache()?;
         self.reassert(&active, &run)?;
         self.progress.say(format!(
@@ -813,6 +812,43 @@ impl Engine {
             ),
             exit_code: signal.exit_code(),
         })
+    }
+
+    /// Records that a rollback stopped on an error (`run-stopped`, `rollback: true`), so that
+    /// `status` says what stopped it; gives the error back. Not for journal corruption or a
+    /// journal that failed to write: no record is trusted to say it.
+    pub(super) fn record_rollback_stopped(
+        &mut self,
+        run_id: [u8; 16],
+        error: Error,
+        steps_total: usize,
+    ) -> Error {
+        if error.corruption().is_some() || matches!(error, Error::Journal(_)) {
+            return error;
+        }
+        // Undone: the steps of this rollback with no intent left open.
+        let left = match self.latest() {
+            Ok(Some(run)) => run
+                .steps
+                .values()
+                .filter(|s| s.intent.is_some() && s.undone.is_none())
+                .count(),
+            Ok(None) => 0,
+            Err(e) => return e,
+        };
+        let message = error.to_string();
+        let stopped = payload::RunStopped {
+            reason: payload::StopReason::Failed(message.lines().next().unwrap_or("").into()),
+            rollback: true,
+            steps_done: steps_total.saturating_sub(left) as u32,
+            steps_total: steps_total as u32,
+        };
+        match self.append(run_id, None, Phase::RunStopped, payload::encode(&stopped)) {
+            Ok(()) => error,
+            Err(e) => Error::RunFailed(format!(
+                "{message}\nRecording that the rollback stopped failed too: {e}"
+            )),
+        }
     }
 
     /// Steps done earlier re-establish what a restart may have reverted (`Step::reassert`),
@@ -918,20 +954,21 @@ impl Engine {
 
     /// What the steps not done need that the journal does not keep (`Step::ready_to_resume`:
     /// the certificates of unfinished re-encryption steps), checked before anything acts: a
-    /// refusal, nothing changed.
-    fn check_ready_to_resume(&self, run: &RunState) -> Result<()> {
-        for s in &run.started.plan.steps {
+    /// refusal, nothing changed. Only the steps before index `end` (where `--until` pauses
+    /// again): those after it do not run now.
+    fn check_ready_to_resume(&self, a: &Active, run: &RunState, end: usize) -> Result<()> {
+        for (s, step) in a.plan.steps.iter().zip(&a.steps).take(end) {
             if run.step(s.id).is_some_and(|x| x.done.is_some()) {
                 continue;
             }
-            steps::step_for(&s.action, &self.root, self.opts.cert_password.as_ref())
-                .ready_to_resume()
-                .map_err(|err| {
-                    Error::Refused(format!(
-                        "step {} needs its certificate to resume: {err}; nothing was changed (`rollback` needs no key)",
-                        s.id
-                    ))
-                })?;
+            step.ready_to_resume().map_err(|err| {
+                Error::Refused(format!(
+                    "step {} (guide step {}: {}) needs its certificate to resume: {err}\nNothing was changed: the run stays as it was (`rollback` needs no key).",
+                    s.id,
+                    s.seed.as_deref().unwrap_or("-"),
+                    step.describe(&self.root),
+                ))
+            })?;
         }
         Ok(())
     }
@@ -1209,15 +1246,15 @@ impl Engine {
         let run = self
             .latest()?
             .ok_or_else(|| Error::Refused("nothing to finalize: no run in the journal".into()))?;
+        // Half undone: what the rest of the rollback needs must not be purged.
+        if let Some(half) = run.rollback_half_done() {
+            return Err(Error::Refused(format!(
+                "run {}: {half}; `{}` finishes it (nothing was purged)",
+                run.run_hex(),
+                self.command("rollback")
+            )));
+        }
         match run.status {
-            // Half undone: what the rest of the rollback needs must not be purged.
-            RunStatus::Committed if run.rollback_started() => {
-                return Err(Error::Refused(format!(
-                    "a rollback of run {} did not finish: `{}` finishes it",
-                    run.run_hex(),
-                    self.command("rollback")
-                )))
-            }
             RunStatus::Committed | RunStatus::RolledBack => {
                 let by = payload::encode(&self.opts.context);
                 self.append(run.run_id, None, Phase::RunFinalized, by)?;

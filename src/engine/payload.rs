@@ -148,6 +148,9 @@ pub enum StopReason {
     Signal(String),
     /// `--until GUIDE-STEP`: every step up to that guide step is done; the run is paused.
     Until(String),
+    /// An error stopped it (a rollback's undo failed): the error's first line. Last, so
+    /// that the variants before it keep their bincode index.
+    Failed(String),
 }
 
 impl std::fmt::Display for RunStopped {
@@ -162,6 +165,11 @@ impl std::fmt::Display for RunStopped {
             StopReason::Until(g) => write!(
                 f,
                 "paused after guide step {g} (step {} of {})",
+                self.steps_done, self.steps_total
+            ),
+            StopReason::Failed(e) => write!(
+                f,
+                "{what}stopped by an error after step {} of {}: {e}",
                 self.steps_done, self.steps_total
             ),
         }
@@ -526,5 +534,57 @@ mod tests {
         assert!(d.recovered && d.fingerprint.is_none());
         assert_eq!(decode_context(3, &[]).unwrap(), None);
         assert!(decode_step_done(4, b"garbage").is_err());
+    }
+
+    /// `StopReason::Failed` came last: the stops an earlier build wrote decode as they
+    /// were, and encode to the same bytes.
+    #[test]
+    fn stop_reasons_of_earlier_builds_keep_their_encoding() {
+        #[derive(Serialize)]
+        enum OldReason {
+            Signal(String),
+            Until(String),
+        }
+        #[derive(Serialize)]
+        struct OldStopped {
+            reason: OldReason,
+            rollback: bool,
+            steps_done: u32,
+            steps_total: u32,
+        }
+        let stopped = |reason| RunStopped {
+            reason,
+            rollback: true,
+            steps_done: 3,
+            steps_total: 9,
+        };
+        for (old, new) in [
+            (
+                OldReason::Signal("SIGINT".into()),
+                StopReason::Signal("SIGINT".into()),
+            ),
+            (
+                OldReason::Until("4.5".into()),
+                StopReason::Until("4.5".into()),
+            ),
+        ] {
+            let old = encode(&OldStopped {
+                reason: old,
+                rollback: true,
+                steps_done: 3,
+                steps_total: 9,
+            });
+            assert_eq!(old, encode(&stopped(new.clone())));
+            assert_eq!(decode::<RunStopped>(1, &old).unwrap(), stopped(new));
+        }
+        let failed = stopped(StopReason::Failed("restoring x: denied".into()));
+        assert_eq!(
+            decode::<RunStopped>(2, &encode(&failed)).unwrap(),
+            failed.clone()
+        );
+        assert_eq!(
+            failed.to_string(),
+            "rollback stopped by an error after step 3 of 9: restoring x: denied"
+        );
     }
 }

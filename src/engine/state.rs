@@ -55,7 +55,8 @@ pub struct RunState {
     /// earlier builds).
     pub rolled_back: Option<(u64, Option<RunContext>)>,
     pub finalized: Option<(u64, Option<RunContext>)>,
-    /// Why the run stopped, when its last record is a RunStopped (a signal, `--until`).
+    /// Why the run stopped, when its last record is a RunStopped (a signal, `--until`, an
+    /// error that stopped a rollback).
     pub stopped: Option<payload::RunStopped>,
     /// What a rollback or a recovery moved out of its way into the run's kept-aside folder
     /// (record sequence number, the step whose path it stood in, what moved where).
@@ -73,6 +74,36 @@ impl RunState {
 
     pub fn rollback_started(&self) -> bool {
         self.steps.values().any(|s| s.undo_intent.is_some())
+    }
+
+    /// A rollback that began and did not finish: how far it came and what stopped it (the
+    /// run's last record, when it says; else the process ended there). `None` otherwise.
+    pub fn rollback_half_done(&self) -> Option<String> {
+        if !self.rollback_started()
+            || matches!(self.status, RunStatus::RolledBack | RunStatus::Finalized)
+        {
+            return None;
+        }
+        let stopped = self.stopped.as_ref().filter(|s| s.rollback);
+        // Over the whole run, whichever rollback command undid them.
+        let undone = self.steps.values().filter(|s| s.undone.is_some()).count();
+        let to_undo = self.steps.values().filter(|s| s.intent.is_some()).count();
+        let why = match stopped.map(|s| &s.reason) {
+            Some(payload::StopReason::Failed(e)) => e.clone(),
+            Some(payload::StopReason::Signal(signal)) => format!("interrupted by {signal}"),
+            Some(payload::StopReason::Until(_)) | None => {
+                // The rollback goes in reverse plan order: the last step begun, not undone.
+                let at = self.started.plan.steps.iter().rev().find(|p| {
+                    self.step(p.id)
+                        .is_some_and(|s| s.undo_intent.is_some() && s.undone.is_none())
+                });
+                let at = at.map(|p| format!(" at step {}", p.id)).unwrap_or_default();
+                format!("stopped{at} with no record of why (the process ended: a crash, a kill or a power cut)")
+            }
+        };
+        Some(format!(
+            "rollback half done ({undone} of {to_undo} steps undone): {why}"
+        ))
     }
 
     /// The record that ended the run's forward part: committed, else failed.

@@ -102,7 +102,11 @@ impl Engine {
                 return self.rollback_interrupted(&a, signal, order.len());
             }
             let group = self.group(&a, &order, i);
-            if !self.undo_group(&a, &run, &plan, &order[group.clone()])? {
+            let complete = match self.undo_group(&a, &run, &plan, &order[group.clone()]) {
+                Ok(complete) => complete,
+                Err(e) => return Err(self.record_rollback_stopped(a.run_id, e, order.len())),
+            };
+            if !complete {
                 let signal = self
                     .stop_requested()
                     .expect("a group stops early only on request");
