@@ -231,6 +231,12 @@ fn rollback_keeps_aside_what_changed_after_the_run_and_refuses_only_what_it_cann
     std::fs::write(&dll, "edited after the upgrade").unwrap();
     i.ok(&["rollback"]);
     assert_same(&start, &without_kept(i.snapshot()), "after rollback");
+    let status = common::text(&i.ok(&["status"]));
+    assert!(
+        status.contains("kept aside:")
+            && common::mentions(&status, "Runtime/Usercube.Module0001.dll -> KeptAside-"),
+        "{status}"
+    );
     let kept: Vec<_> = std::fs::read_dir(&i.root)
         .unwrap()
         .map(|e| e.unwrap().path())

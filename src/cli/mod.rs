@@ -120,7 +120,17 @@ pub fn run(args: Args) -> Result<()> {
             if dry_run {
                 let plan = e.rollback_plan();
                 e.make_reserve()?;
-                return print_rollback_plan(&plan?, json);
+                return match plan? {
+                    Ok(plan) => print_rollback_plan(&plan, json),
+                    Err(run) if json => {
+                        println!("{{\"schema\": 1, \"run\": \"{run}\", \"rolled_back\": true}}");
+                        Ok(())
+                    }
+                    Err(run) => {
+                        println!("run {run} is already rolled back: nothing to do");
+                        Ok(())
+                    }
+                };
             }
             e.rollback()
         }

@@ -180,6 +180,18 @@ pub(super) struct StatusOut {
     rolled_back_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     finalized_at: Option<String>,
+    /// What a rollback or recovery of the latest run moved out of its way (written after the
+    /// run, never deleted): each path moved, relative to the root, and where it is now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    kept_aside: Vec<KeptAsideOut>,
+}
+
+#[derive(Serialize)]
+pub(super) struct KeptAsideOut {
+    from: PathBuf,
+    to: PathBuf,
+    files: u64,
+    bytes: u64,
 }
 
 pub(super) fn print_status(target: &Target, json: bool) -> Result<()> {
@@ -204,6 +216,7 @@ pub(super) fn print_status(target: &Target, json: bool) -> Result<()> {
         ended_at: None,
         rolled_back_at: None,
         finalized_at: None,
+        kept_aside: Vec::new(),
     };
     if dir.is_dir() {
         // An untrusted journal folder is refused, not reported as busy.
@@ -248,6 +261,16 @@ pub(super) fn print_status(target: &Target, json: bool) -> Result<()> {
                     out.rolled_back_at = at(run.rolled_back.as_ref().map(|r| r.0));
                     out.finalized_at = at(run.finalized.as_ref().map(|r| r.0));
                     out.stopped = run.stopped.as_ref().map(ToString::to_string);
+                    out.kept_aside = run
+                        .kept_aside
+                        .iter()
+                        .map(|(_, _, k)| KeptAsideOut {
+                            from: k.from.clone(),
+                            to: k.to.clone(),
+                            files: k.files,
+                            bytes: k.bytes,
+                        })
+                        .collect();
                     if run.status.is_open() && !run.rollback_started() {
                         out.next_step = run
                             .started
@@ -340,6 +363,15 @@ pub(super) fn print_status_out(out: &StatusOut, json: bool) -> Result<()> {
         }
         if let Some(s) = &out.next_step {
             println!("next step:    {s}");
+        }
+        for k in &out.kept_aside {
+            println!(
+                "kept aside:   {} -> {} ({} files, {} bytes; written after the run, not deleted)",
+                k.from.display(),
+                k.to.display(),
+                k.files,
+                k.bytes
+            );
         }
         println!("next:         {}", out.next);
     }

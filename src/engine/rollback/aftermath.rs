@@ -137,7 +137,7 @@ fn undo_moves_it_back(action: &StepSpec) -> bool {
 /// recorded): their own settle and probe decide there.
 pub fn compare(records: &[StepRecord]) -> std::io::Result<Aftermath> {
     let mut expected = Expected::default();
-    let mut excluded: Vec<&Path> = Vec::new();
+    let mut excluded: Vec<PathBuf> = Vec::new();
     let mut roots: Vec<(PathBuf, u32)> = Vec::new();
     let mut kinds: BTreeMap<u32, &StepSpec> = BTreeMap::new();
     // Plan order: the state each step left; the undone ones put back their before, last
@@ -145,13 +145,18 @@ pub fn compare(records: &[StepRecord]) -> std::io::Result<Aftermath> {
     for r in records {
         kinds.insert(r.id, r.action);
         if !r.done && !r.undone {
-            excluded.extend(r.intent.touches.iter().map(|t| t.path.as_path()));
+            // Its paths, and the staging names it may have left beside them (the step's
+            // settle removes those: they are the run's own).
+            for t in &r.intent.touches {
+                excluded.push(t.path.clone());
+                excluded.push(crate::durable_fs::staging_path(&t.path));
+            }
         }
     }
     for r in records.iter().filter(|r| r.done) {
         for (i, t) in r.intent.touches.iter().enumerate() {
             let Some(after) = r.intent.expected_after(i, r.outcome) else {
-                excluded.push(&t.path);
+                excluded.push(t.path.clone());
                 continue;
             };
             // A path the step only reads (a copy's source, the zip) is not the step's to restore.

@@ -24,10 +24,14 @@ pub use plan::RollbackPlan;
 use super::*;
 
 impl Engine {
-    /// The plan of a rollback of the latest run, changing nothing (`rollback --dry-run`).
-    pub fn rollback_plan(&self) -> Result<RollbackPlan> {
+    /// The plan of a rollback of the latest run, changing nothing (`rollback --dry-run`);
+    /// `Err(run)` names the run when it is rolled back already.
+    pub fn rollback_plan(&self) -> Result<std::result::Result<RollbackPlan, String>> {
         let run = self.rollback_candidate()?;
-        Ok(self.check_rollback(&run)?.1)
+        if run.status == RunStatus::RolledBack {
+            return Ok(Err(run.run_hex()));
+        }
+        Ok(Ok(self.check_rollback(&run)?.1))
     }
 
     /// Restores the starting state of the latest run (interrupted, failed or committed).
