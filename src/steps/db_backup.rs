@@ -293,3 +293,248 @@ fn remove_leftovers(file: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::StepJournal;
+
+    /// No saved data; the kept-aside folder is `kept` (`None`: the audit's sink, none).
+    struct Journal {
+        kept: Option<PathBuf>,
+    }
+
+    impl StepJournal for Journal {
+        fn save(&self, _payload: Vec<u8>) -> Result<()> {
+            Ok(())
+        }
+        fn sync(&self) -> Result<()> {
+            Ok(())
+        }
+        fn saved(&self, _f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+            Ok(())
+        }
+        fn kept_aside_dir(&self) -> Option<PathBuf> {
+            self.kept.clone()
+        }
+    }
+
+    fn with_ctx<R>(dir: &Path, kept: bool, f: impl FnOnce(&StepContext) -> R) -> R {
+        let deferred = durable_fs::DeferredDirs::default();
+        let journal = Journal {
+            kept: kept.then(|| dir.join("root/KeptAside-test")),
+        };
+        f(&StepContext {
+            trash: dir.join("journal/trash/run/1"),
+            journal_dir: &dir.join("journal"),
+            on_bytes: &|_| {},
+            on_files: &|_| {},
+            on_phase: &|_| {},
+            journal: &journal,
+            deferred: &deferred,
+        })
+    }
+
+    fn rows(file: &Path) -> Vec<(i64, String)> {
+        let c = rusqlite::Connection::open(file).unwrap();
+        let mut s = c.prepare("SELECT Id, Name FROM T ORDER BY Id").unwrap();
+        let r = s
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .unwrap();
+        r
+    }
+
+    /// A SQLite installation with one table, and a backup step taken on it (done).
+    fn backed_up(dir: &Path) -> (DatabaseBackup, Intent, Outcome, PathBuf) {
+        let root = dir.join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        rusqlite::Connection::open(root.join("u.sqlite"))
+            .unwrap()
+            .execute_batch("CREATE TABLE T (Id INTEGER PRIMARY KEY, Name TEXT); INSERT INTO T VALUES (1, 'before the run');")
+            .unwrap();
+        let step = DatabaseBackup {
+            connection: "sqlite:u.sqlite".into(),
+            backup_dir: "DatabaseBackup".into(),
+            root,
+        };
+        let (intent, outcome) = with_ctx(dir, true, |ctx| {
+            let intent = step.intent(ctx).unwrap();
+            let outcome = step.apply(ctx, &intent).unwrap();
+            (intent, outcome)
+        });
+        let file = DatabaseBackup::detail(&intent).unwrap().file;
+        (step, intent, outcome, file)
+    }
+
+    /// Done, the run recorded its backup verified: absent or bad now is "missing" or
+    /// "damaged" (probe and verify_artifacts), never "not applied". Not done: absent or bad
+    /// is "not applied" and nothing is needed.
+    #[test]
+    fn a_done_backup_missing_or_bad_is_damaged_not_unapplied() {
+        let dir = tempfile::tempdir().unwrap();
+        let (step, intent, outcome, file) = backed_up(dir.path());
+        let good = std::fs::read(&file).unwrap();
+        with_ctx(dir.path(), true, |ctx| {
+            let done = Some(&outcome);
+            assert_eq!(step.probe(ctx, &intent, done).unwrap(), Probe::Applied);
+            assert!(step
+                .verify_artifacts(ctx, &intent, done)
+                .unwrap()
+                .is_empty());
+
+            let mut bad = good.clone();
+            bad[..16].copy_from_slice(b"not a database!!");
+            std::fs::write(&file, &bad).unwrap();
+            let e = step.probe(ctx, &intent, done).unwrap_err().to_string();
+            assert!(e.contains("is damaged"), "{e}");
+            assert!(e.contains(&file.display().to_string()), "{e}");
+            let lines = step.verify_artifacts(ctx, &intent, done).unwrap();
+            assert_eq!(lines, vec![e]);
+            assert_eq!(step.probe(ctx, &intent, None).unwrap(), Probe::NotApplied);
+            assert!(step
+                .verify_artifacts(ctx, &intent, None)
+                .unwrap()
+                .is_empty());
+
+            durable_fs::remove_path(&file).unwrap();
+            let e = step.probe(ctx, &intent, done).unwrap_err().to_string();
+            assert!(e.contains("is missing"), "{e}");
+            assert!(e.contains(&file.display().to_string()), "{e}");
+            assert_eq!(step.verify_artifacts(ctx, &intent, done).unwrap(), vec![e]);
+            assert_eq!(step.probe(ctx, &intent, None).unwrap(), Probe::NotApplied);
+            assert!(step
+                .verify_artifacts(ctx, &intent, None)
+                .unwrap()
+                .is_empty());
+        });
+    }
+
+    /// A rollback interrupted after this step's undo restored the database and moved the
+    /// backup into the trash: the step is found not applied (nothing left to undo).
+    #[test]
+    fn a_backup_the_undo_moved_into_the_trash_is_not_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (step, intent, outcome, file) = backed_up(dir.path());
+        with_ctx(dir.path(), true, |ctx| {
+            let trash = ctx.trash_path("backup").unwrap();
+            durable_fs::move_path(&file, &trash, ctx.report()).unwrap();
+            let done = Some(&outcome);
+            assert_eq!(step.probe(ctx, &intent, done).unwrap(), Probe::NotApplied);
+            assert!(step
+                .verify_artifacts(ctx, &intent, done)
+                .unwrap()
+                .is_empty());
+        });
+    }
+
+    /// keep_present saves the database as it is now, verified, in the kept-aside folder;
+    /// the undo then restores the run's backup, and the saved copy still holds what was
+    /// written after the run.
+    #[test]
+    fn keep_present_saves_the_database_before_the_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let (step, intent, outcome, _) = backed_up(dir.path());
+        let db = step.root.join("u.sqlite");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch("INSERT INTO T VALUES (2, 'written after the run');")
+            .unwrap();
+        let after_run = rows(&db);
+        let (said, kept) = with_ctx(dir.path(), true, |ctx| {
+            let said = step.keep_present(ctx, &intent).unwrap().unwrap();
+            step.undo(ctx, &intent, Some(&outcome)).unwrap();
+            (said, ctx.journal.kept_aside_dir().unwrap())
+        });
+        let files: Vec<PathBuf> = std::fs::read_dir(&kept)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "only the saved database: {files:?}");
+        let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with("database-before-rollback-") && name.ends_with(".sqlite"),
+            "{name}"
+        );
+        assert!(said.contains(&files[0].display().to_string()), "{said}");
+        assert_eq!(rows(&files[0]), after_run);
+        assert_eq!(rows(&db), vec![(1, "before the run".to_string())]);
+        let check = db::with_session(&step.target().unwrap(), |d| d.verify_backup(&files[0]));
+        assert_eq!(check.unwrap(), db::BackupCheck::Verified);
+
+        // Without a kept-aside folder (a sink that has none) it refuses, saving nothing.
+        let e = with_ctx(dir.path(), false, |ctx| step.keep_present(ctx, &intent))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no kept-aside folder"), "{e}");
+    }
+
+    /// SQL Server over the TDS test server (statements on SQLite, `BACKUP` by SQLite's
+    /// online backup, `RESTORE VERIFYONLY` by its integrity check): keep_present writes
+    /// `usercube-upgrade-before-rollback-<ms>.bak` into the step's backup folder, verified;
+    /// a done step whose backup is gone is "missing".
+    #[test]
+    fn keep_present_and_a_missing_backup_over_the_tds_test_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("server.sqlite");
+        rusqlite::Connection::open(&data)
+            .unwrap()
+            .execute_batch("CREATE TABLE T (Id INTEGER PRIMARY KEY, Name NVARCHAR(50)); INSERT INTO T VALUES (1, 'before the run');")
+            .unwrap();
+        let server = tds_test_server::TestServer::start(&data, Default::default());
+        let backups = dir.path().join("server-backups");
+        std::fs::create_dir_all(&backups).unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let step = DatabaseBackup {
+            connection: server.tiberius_connection_string(),
+            backup_dir: backups.clone(),
+            root,
+        };
+        let (intent, outcome) = with_ctx(dir.path(), true, |ctx| {
+            let intent = step.intent(ctx).unwrap();
+            let outcome = step.apply(ctx, &intent).unwrap();
+            (intent, outcome)
+        });
+        let t = step.target().unwrap();
+        db::with_session(&t, |d| {
+            d.execute("INSERT INTO T VALUES (2, N'written after the run')")
+        })
+        .unwrap();
+        let said = with_ctx(dir.path(), true, |ctx| step.keep_present(ctx, &intent))
+            .unwrap()
+            .unwrap();
+        let kept: Vec<PathBuf> = std::fs::read_dir(&backups)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("usercube-upgrade-before-rollback-")
+            })
+            .collect();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert!(kept[0].extension().is_some_and(|x| x == "bak"));
+        assert!(said.contains(&kept[0].display().to_string()), "{said}");
+        assert_eq!(
+            rows(&kept[0]).len(),
+            2,
+            "the rows as they were, after the run"
+        );
+        let check = db::with_session(&t, |d| d.verify_backup(&kept[0])).unwrap();
+        assert_eq!(check, db::BackupCheck::Verified);
+
+        let file = DatabaseBackup::detail(&intent).unwrap().file;
+        durable_fs::remove_path(&file).unwrap();
+        with_ctx(dir.path(), true, |ctx| {
+            let e = step
+                .probe(ctx, &intent, Some(&outcome))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("is missing"), "{e}");
+            assert_eq!(step.probe(ctx, &intent, None).unwrap(), Probe::NotApplied);
+        });
+    }
+}

@@ -836,4 +836,91 @@ mod tests {
         undo(u32::MAX).unwrap();
         assert_eq!(count(), 2500);
     }
+
+    /// What a rollback checks before it starts: the last complete attempt's before-images,
+    /// whole (each chunk against its SHA-256, in order, the totals adding up). Damage is one
+    /// line naming the table, also when the journal reports the data file itself damaged (a
+    /// corruption): never a panic, never a corruption exit. A step not done whose table
+    /// still holds its rows needs nothing.
+    #[test]
+    fn verify_artifacts_names_the_table_of_damaged_before_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("v.sqlite");
+        rusqlite::Connection::open(&file)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE T (Id INTEGER PRIMARY KEY, Name TEXT);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500)
+                 INSERT INTO T SELECT i, 'name ' || i FROM n;",
+            )
+            .unwrap();
+        let step = DeleteRows {
+            connection: format!("sqlite:{}", file.display()),
+            table: "T".into(),
+            root: dir.path().to_path_buf(),
+        };
+        let applied = MemoryJournal::new(Vec::new(), u32::MAX);
+        let intent = with_ctx(dir.path(), &applied, |ctx| step.intent(ctx).unwrap());
+        // Not applied yet, nothing saved: nothing needed.
+        assert_eq!(
+            with_ctx(dir.path(), &applied, |ctx| step
+                .verify_artifacts(ctx, &intent, None)
+                .unwrap()),
+            Vec::<String>::new()
+        );
+        let outcome = with_ctx(dir.path(), &applied, |ctx| {
+            step.apply(ctx, &intent).unwrap()
+        });
+        let saved = applied.new.into_inner();
+        let check = |saved: Vec<Vec<u8>>, fail_from: u32, o: Option<&Outcome>| {
+            let journal = MemoryJournal::new(saved, fail_from);
+            with_ctx(dir.path(), &journal, |ctx| {
+                step.verify_artifacts(ctx, &intent, o).unwrap()
+            })
+        };
+        let done = Some(&outcome);
+        assert!(check(saved.clone(), u32::MAX, done).is_empty());
+        assert!(
+            check(saved.clone(), u32::MAX, None).is_empty(),
+            "applied, outcome lost"
+        );
+
+        let one_line = |lines: Vec<String>, why: &str| {
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            assert!(lines[0].contains("saved rows of T"), "{lines:?}");
+            assert!(lines[0].contains(why), "{lines:?}");
+        };
+        // The data file damaged, as the journal reports it (a corruption).
+        one_line(check(saved.clone(), 1, done), "saved data damaged");
+        // One byte of a chunk's rows changed.
+        let mut altered = saved.clone();
+        altered[2][CHUNK_HEAD + 100] ^= 1;
+        one_line(
+            check(altered, u32::MAX, done),
+            "do not match its recorded SHA-256",
+        );
+        // A chunk missing.
+        let mut short = saved.clone();
+        short.remove(2);
+        one_line(check(short, u32::MAX, done), "out of order");
+        let mut short = saved.clone();
+        short.remove(3);
+        one_line(check(short, u32::MAX, done), "rows in 2 chunks");
+        // No End: no complete attempt.
+        let mut unended = saved.clone();
+        unended.pop();
+        one_line(check(unended, u32::MAX, done), "no complete before-image");
+        // A payload that is not one of this step's.
+        let mut garbage = saved.clone();
+        garbage.insert(1, vec![7; 5]);
+        one_line(check(garbage, u32::MAX, done), "does not decode");
+        // Not done and the table holds its rows again: not applied, nothing needed.
+        with_ctx(
+            dir.path(),
+            &MemoryJournal::new(saved.clone(), u32::MAX),
+            |ctx| step.undo(ctx, &intent, done).unwrap(),
+        );
+        assert!(check(saved.clone(), 1, None).is_empty());
+        assert_eq!(check(saved, 1, done).len(), 1);
+    }
 }
