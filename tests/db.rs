@@ -383,9 +383,46 @@ fn sqlite_backup_that_cannot_be_checked_stops_the_rollback() {
     let (code, msg) = db.code(&["rollback"]);
     assert_eq!(code, Some(1), "{msg}");
     assert!(msg.contains("cannot tell whether the backup"), "{msg}");
-    // Absent is an answer: "was not applied", and the rollback completes.
+    // Absent is an answer, and for a backup the run recorded written and verified, the
+    // answer is "missing": refused, never "was not applied".
     std::fs::remove_dir(&backup).unwrap();
+    let (code, msg) = db.code(&["rollback"]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(msg.contains("is missing"), "{msg}");
+    assert!(!msg.contains("was not applied"), "{msg}");
+}
+
+/// A database file this account cannot write (the read-only attribute; as root on Linux,
+/// the immutable flag): `plan` and `run` refuse it at preflight, naming it, with nothing
+/// changed. Once writable, the run goes; made unwritable again, the rollback's restore
+/// names the real cause (not "not an error").
+#[test]
+fn sqlite_unwritable_database_is_refused_at_preflight_and_named_by_the_restore() {
+    use usercube_upgrade::testing::db::sqlite::Unwritable;
+    let db = Db::sqlite(10);
+    let start = db.dump();
+    db.plan(true, &[]);
+    let Some(guard) = Unwritable::make(&db.file) else {
+        eprintln!("note: this account can write every file here (no read-only attribute, no chattr): test skipped");
+        return;
+    };
+    for verb in ["plan", "run"] {
+        let (code, msg) = db.code(&[verb]);
+        assert_eq!(code, Some(2), "{verb}: {msg}");
+        assert!(msg.contains("can be read but not written"), "{verb}: {msg}");
+        assert!(msg.contains("usercube.sqlite"), "{verb}: {msg}");
+    }
+    assert!(!db.journal_dir().join("trash").exists(), "nothing ran");
+    drop(guard);
+    db.ok(&["run"]);
+    let _guard = Unwritable::make(&db.file).unwrap();
+    let (code, msg) = db.code(&["rollback"]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(!msg.contains("not an error"), "{msg}");
+    assert!(msg.contains("readonly database"), "{msg}");
+    drop(_guard);
     db.ok(&["rollback"]);
+    assert_eq!(db.dump(), start);
 }
 
 /// The vendor's tool killed mid-way (it writes the new version, then its process and ours

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::db_delete::{backup_marker, backup_pointer, connect_check, refused};
-use super::{Intent, Outcome, PlanView, Probe, Result, Step, StepContext};
+use super::{Intent, Outcome, PlanView, Probe, Result, Step, StepContext, StepError};
 use crate::db::{self, Target};
 use crate::durable_fs;
 
@@ -100,12 +100,10 @@ impl Step for DatabaseBackup {
     fn intent(&self, _ctx: &StepContext) -> Result<Intent> {
         let t = self.target()?;
         let version = db::with_session(&t, |d| d.version()).map_err(refused)?;
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
         let ext = if self.is_sqlite() { "sqlite" } else { "bak" };
-        let file = self.dir().join(format!("usercube-upgrade-{stamp}.{ext}"));
+        let file = self
+            .dir()
+            .join(format!("usercube-upgrade-{}.{ext}", now_ms()));
         let d = Detail {
             connection: db::redact(&self.connection),
             file,
@@ -156,22 +154,79 @@ impl Step for DatabaseBackup {
         Ok(())
     }
 
-    fn probe(&self, _ctx: &StepContext, intent: &Intent, _o: Option<&Outcome>) -> Result<Probe> {
+    /// Not done (no outcome): absent or verified bad is as good as none (take it again /
+    /// nothing to undo). Done: the run recorded it written and verified, so absent or bad is
+    /// a damaged backup, refused, never "not applied" (unless this rollback's own undo already
+    /// restored from it and moved it into the trash).
+    fn probe(&self, ctx: &StepContext, intent: &Intent, o: Option<&Outcome>) -> Result<Probe> {
         let d = Self::detail(intent)?;
+        let done = o.is_some();
         if self.is_sqlite() && !d.file.exists() {
+            if done && !Self::undone_into_trash(ctx) {
+                return Err(damaged(&d.file, "is missing"));
+            }
             return Ok(Probe::NotApplied);
         }
         let t = self.target()?;
-        // Absent, or verified bad: as good as none (take it again / nothing to undo). Any
-        // other error (connection lost, server busy after a crash) answers nothing: refuse.
+        // Any error other than a verdict (connection lost, server busy after a crash)
+        // answers nothing: refuse.
         match db::with_session(&t, |db| db.verify_backup(&d.file)) {
             Ok(db::BackupCheck::Verified) => Ok(Probe::Applied),
+            Ok(db::BackupCheck::Absent) if done => Err(damaged(&d.file, "is missing")),
+            Ok(db::BackupCheck::Bad(why)) if done => {
+                Err(damaged(&d.file, &format!("is damaged ({why})")))
+            }
             Ok(db::BackupCheck::Absent | db::BackupCheck::Bad(_)) => Ok(Probe::NotApplied),
             Err(e) => Err(refused(format!(
                 "cannot tell whether the backup {} exists and verifies: {e}",
                 d.file.display()
             ))),
         }
+    }
+
+    /// A done backup must verify (the probe's verdict); a step not done needs nothing.
+    fn verify_artifacts(
+        &self,
+        ctx: &StepContext,
+        intent: &Intent,
+        o: Option<&Outcome>,
+    ) -> Result<Vec<String>> {
+        if o.is_none() {
+            return Ok(Vec::new());
+        }
+        match self.probe(ctx, intent, o) {
+            Ok(_) => Ok(Vec::new()),
+            Err(StepError::Refused(why)) => Ok(vec![why]),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A verified backup of the database as it is now, before a forced restore replaces it:
+    /// SQLite into the run's kept-aside folder, SQL Server into the step's backup folder on
+    /// the server (`Database::backup`: staged, checked, synced / `COPY_ONLY, CHECKSUM`).
+    fn keep_present(&self, ctx: &StepContext, intent: &Intent) -> Result<Option<String>> {
+        Self::detail(intent)?;
+        let file = if self.is_sqlite() {
+            let dir = ctx.journal.kept_aside_dir().ok_or_else(|| {
+                refused("this run has no kept-aside folder: the database as it is now cannot be saved before restoring the backup")
+            })?;
+            durable_fs::create_dir_all(&dir).map_err(super::io("creating", &dir))?;
+            dir.join(format!("database-before-rollback-{}.sqlite", now_ms()))
+        } else {
+            self.dir()
+                .join(format!("usercube-upgrade-before-rollback-{}.bak", now_ms()))
+        };
+        let t = self.target()?;
+        db::with_session(&t, |db| db.backup(&file)).map_err(|e| {
+            refused(format!(
+                "saving the database as it is now into {} before restoring the backup: {e}",
+                file.display()
+            ))
+        })?;
+        Ok(Some(format!(
+            "the database as it was before the rollback: backup written and verified: {}",
+            file.display()
+        )))
     }
 
     fn fingerprint(&self) -> Result<Option<super::Fingerprint>> {
@@ -195,6 +250,12 @@ impl Step for DatabaseBackup {
 }
 
 impl DatabaseBackup {
+    /// SQLite: this step's undo restored the database and moved the backup into the trash
+    /// (a rollback interrupted before its undo record).
+    fn undone_into_trash(ctx: &StepContext) -> bool {
+        ctx.trash.join("backup").is_file()
+    }
+
     /// The backup folder the step created, once empty again (absent already: nothing to do).
     fn remove_created_dir(&self, d: &Detail) -> Result<()> {
         let dir = self.dir();
@@ -203,6 +264,22 @@ impl DatabaseBackup {
         }
         durable_fs::remove_empty_dir(&dir).map_err(super::io("removing", &dir))
     }
+}
+
+/// Milliseconds since the epoch, for backup file names.
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// A backup the run recorded written and verified, and now `what` ("is missing", ...).
+fn damaged(file: &Path, what: &str) -> StepError {
+    refused(format!(
+        "the database backup {} {what}; the run recorded it written and verified, and the database cannot be restored without it",
+        file.display()
+    ))
 }
 
 /// The staging copy of a SQLite backup and every SQLite sidecar of it and of the backup.
@@ -215,4 +292,249 @@ fn remove_leftovers(file: &Path) -> Result<()> {
         durable_fs::remove_path(&p).map_err(super::io("removing", &p))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::StepJournal;
+
+    /// No saved data; the kept-aside folder is `kept` (`None`: the audit's sink, none).
+    struct Journal {
+        kept: Option<PathBuf>,
+    }
+
+    impl StepJournal for Journal {
+        fn save(&self, _payload: Vec<u8>) -> Result<()> {
+            Ok(())
+        }
+        fn sync(&self) -> Result<()> {
+            Ok(())
+        }
+        fn saved(&self, _f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+            Ok(())
+        }
+        fn kept_aside_dir(&self) -> Option<PathBuf> {
+            self.kept.clone()
+        }
+    }
+
+    fn with_ctx<R>(dir: &Path, kept: bool, f: impl FnOnce(&StepContext) -> R) -> R {
+        let deferred = durable_fs::DeferredDirs::default();
+        let journal = Journal {
+            kept: kept.then(|| dir.join("root/KeptAside-test")),
+        };
+        f(&StepContext {
+            trash: dir.join("journal/trash/run/1"),
+            journal_dir: &dir.join("journal"),
+            on_bytes: &|_| {},
+            on_files: &|_| {},
+            on_phase: &|_| {},
+            journal: &journal,
+            deferred: &deferred,
+        })
+    }
+
+    fn rows(file: &Path) -> Vec<(i64, String)> {
+        let c = rusqlite::Connection::open(file).unwrap();
+        let mut s = c.prepare("SELECT Id, Name FROM T ORDER BY Id").unwrap();
+        let r = s
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .unwrap();
+        r
+    }
+
+    /// A SQLite installation with one table, and a backup step taken on it (done).
+    fn backed_up(dir: &Path) -> (DatabaseBackup, Intent, Outcome, PathBuf) {
+        let root = dir.join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        rusqlite::Connection::open(root.join("u.sqlite"))
+            .unwrap()
+            .execute_batch("CREATE TABLE T (Id INTEGER PRIMARY KEY, Name TEXT); INSERT INTO T VALUES (1, 'before the run');")
+            .unwrap();
+        let step = DatabaseBackup {
+            connection: "sqlite:u.sqlite".into(),
+            backup_dir: "DatabaseBackup".into(),
+            root,
+        };
+        let (intent, outcome) = with_ctx(dir, true, |ctx| {
+            let intent = step.intent(ctx).unwrap();
+            let outcome = step.apply(ctx, &intent).unwrap();
+            (intent, outcome)
+        });
+        let file = DatabaseBackup::detail(&intent).unwrap().file;
+        (step, intent, outcome, file)
+    }
+
+    /// Done, the run recorded its backup verified: absent or bad now is "missing" or
+    /// "damaged" (probe and verify_artifacts), never "not applied". Not done: absent or bad
+    /// is "not applied" and nothing is needed.
+    #[test]
+    fn a_done_backup_missing_or_bad_is_damaged_not_unapplied() {
+        let dir = tempfile::tempdir().unwrap();
+        let (step, intent, outcome, file) = backed_up(dir.path());
+        let good = std::fs::read(&file).unwrap();
+        with_ctx(dir.path(), true, |ctx| {
+            let done = Some(&outcome);
+            assert_eq!(step.probe(ctx, &intent, done).unwrap(), Probe::Applied);
+            assert!(step
+                .verify_artifacts(ctx, &intent, done)
+                .unwrap()
+                .is_empty());
+
+            let mut bad = good.clone();
+            bad[..16].copy_from_slice(b"not a database!!");
+            std::fs::write(&file, &bad).unwrap();
+            let e = step.probe(ctx, &intent, done).unwrap_err().to_string();
+            assert!(e.contains("is damaged"), "{e}");
+            assert!(e.contains(&file.display().to_string()), "{e}");
+            let lines = step.verify_artifacts(ctx, &intent, done).unwrap();
+            assert_eq!(lines, vec![e]);
+            assert_eq!(step.probe(ctx, &intent, None).unwrap(), Probe::NotApplied);
+            assert!(step
+                .verify_artifacts(ctx, &intent, None)
+                .unwrap()
+                .is_empty());
+
+            durable_fs::remove_path(&file).unwrap();
+            let e = step.probe(ctx, &intent, done).unwrap_err().to_string();
+            assert!(e.contains("is missing"), "{e}");
+            assert!(e.contains(&file.display().to_string()), "{e}");
+            assert_eq!(step.verify_artifacts(ctx, &intent, done).unwrap(), vec![e]);
+            assert_eq!(step.probe(ctx, &intent, None).unwrap(), Probe::NotApplied);
+            assert!(step
+                .verify_artifacts(ctx, &intent, None)
+                .unwrap()
+                .is_empty());
+        });
+    }
+
+    /// A rollback interrupted after this step's undo restored the database and moved the
+    /// backup into the trash: the step is found not applied (nothing left to undo).
+    #[test]
+    fn a_backup_the_undo_moved_into_the_trash_is_not_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (step, intent, outcome, file) = backed_up(dir.path());
+        with_ctx(dir.path(), true, |ctx| {
+            let trash = ctx.trash_path("backup").unwrap();
+            durable_fs::move_path(&file, &trash, ctx.report()).unwrap();
+            let done = Some(&outcome);
+            assert_eq!(step.probe(ctx, &intent, done).unwrap(), Probe::NotApplied);
+            assert!(step
+                .verify_artifacts(ctx, &intent, done)
+                .unwrap()
+                .is_empty());
+        });
+    }
+
+    /// keep_present saves the database as it is now, verified, in the kept-aside folder;
+    /// the undo then restores the run's backup, and the saved copy still holds what was
+    /// written after the run.
+    #[test]
+    fn keep_present_saves_the_database_before_the_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let (step, intent, outcome, _) = backed_up(dir.path());
+        let db = step.root.join("u.sqlite");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch("INSERT INTO T VALUES (2, 'written after the run');")
+            .unwrap();
+        let after_run = rows(&db);
+        let (said, kept) = with_ctx(dir.path(), true, |ctx| {
+            let said = step.keep_present(ctx, &intent).unwrap().unwrap();
+            step.undo(ctx, &intent, Some(&outcome)).unwrap();
+            (said, ctx.journal.kept_aside_dir().unwrap())
+        });
+        let files: Vec<PathBuf> = std::fs::read_dir(&kept)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "only the saved database: {files:?}");
+        let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with("database-before-rollback-") && name.ends_with(".sqlite"),
+            "{name}"
+        );
+        assert!(said.contains(&files[0].display().to_string()), "{said}");
+        assert_eq!(rows(&files[0]), after_run);
+        assert_eq!(rows(&db), vec![(1, "before the run".to_string())]);
+        let check = db::with_session(&step.target().unwrap(), |d| d.verify_backup(&files[0]));
+        assert_eq!(check.unwrap(), db::BackupCheck::Verified);
+
+        // Without a kept-aside folder (a sink that has none) it refuses, saving nothing.
+        let e = with_ctx(dir.path(), false, |ctx| step.keep_present(ctx, &intent))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no kept-aside folder"), "{e}");
+    }
+
+    /// SQL Server over the TDS test server (statements on SQLite, `BACKUP` by SQLite's
+    /// online backup, `RESTORE VERIFYONLY` by its integrity check): keep_present writes
+    /// `usercube-upgrade-before-rollback-<ms>.bak` into the step's backup folder, verified;
+    /// a done step whose backup is gone is "missing".
+    #[test]
+    fn keep_present_and_a_missing_backup_over_the_tds_test_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("server.sqlite");
+        rusqlite::Connection::open(&data)
+            .unwrap()
+            .execute_batch("CREATE TABLE T (Id INTEGER PRIMARY KEY, Name NVARCHAR(50)); INSERT INTO T VALUES (1, 'before the run');")
+            .unwrap();
+        let server = tds_test_server::TestServer::start(&data, Default::default());
+        let backups = dir.path().join("server-backups");
+        std::fs::create_dir_all(&backups).unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let step = DatabaseBackup {
+            connection: server.tiberius_connection_string(),
+            backup_dir: backups.clone(),
+            root,
+        };
+        let (intent, outcome) = with_ctx(dir.path(), true, |ctx| {
+            let intent = step.intent(ctx).unwrap();
+            let outcome = step.apply(ctx, &intent).unwrap();
+            (intent, outcome)
+        });
+        let t = step.target().unwrap();
+        db::with_session(&t, |d| {
+            d.execute("INSERT INTO T VALUES (2, N'written after the run')")
+        })
+        .unwrap();
+        let said = with_ctx(dir.path(), true, |ctx| step.keep_present(ctx, &intent))
+            .unwrap()
+            .unwrap();
+        let kept: Vec<PathBuf> = std::fs::read_dir(&backups)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("usercube-upgrade-before-rollback-")
+            })
+            .collect();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert!(kept[0].extension().is_some_and(|x| x == "bak"));
+        assert!(said.contains(&kept[0].display().to_string()), "{said}");
+        assert_eq!(
+            rows(&kept[0]).len(),
+            2,
+            "the rows as they were, after the run"
+        );
+        let check = db::with_session(&t, |d| d.verify_backup(&kept[0])).unwrap();
+        assert_eq!(check, db::BackupCheck::Verified);
+
+        let file = DatabaseBackup::detail(&intent).unwrap().file;
+        durable_fs::remove_path(&file).unwrap();
+        with_ctx(dir.path(), true, |ctx| {
+            let e = step
+                .probe(ctx, &intent, Some(&outcome))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("is missing"), "{e}");
+            assert_eq!(step.probe(ctx, &intent, None).unwrap(), Probe::NotApplied);
+        });
+    }
 }
