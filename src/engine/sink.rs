@@ -63,15 +63,14 @@ impl JournalSink<'_> {
     /// Records (durably) that `what` was saved into `to` before the rollback discarded it:
     /// a new file, so destroying nothing, recorded once it exists (a crash before the record
     /// leaves an unrecorded copy, which is kept; the next rollback takes another).
-    pub fn record_kept(&self, what: &str, to: &str) -> steps::Result<()> {
-        let to = PathBuf::from(to);
+    pub fn record_kept(&self, what: &str, to: &Path) -> steps::Result<()> {
         let (files, bytes) = match to.metadata() {
             Ok(m) => (1, m.len()),
             Err(_) => (1, 0), // on the database server
         };
         let shown = match &self.keep {
-            Some((root, _)) => to.strip_prefix(root).unwrap_or(&to).to_path_buf(),
-            None => to.clone(),
+            Some((root, _)) => to.strip_prefix(root).unwrap_or(to).to_path_buf(),
+            None => to.to_path_buf(),
         };
         let record = payload::KeptAside {
             from: PathBuf::from(what),

@@ -194,17 +194,26 @@ impl Step for DatabaseBackup {
         if o.is_none() {
             return Ok(Vec::new());
         }
-        match self.probe(ctx, intent, o) {
-            Ok(_) => Ok(Vec::new()),
-            Err(StepError::Refused(why)) => Ok(vec![why]),
-            Err(e) => Err(e),
+        let mut problems = match self.probe(ctx, intent, o) {
+            Ok(_) => Vec::new(),
+            Err(StepError::Refused(why)) => vec![why],
+            Err(e) => return Err(e),
+        };
+        // The undo restores into it: this account must be able to write it.
+        let t = self.target()?;
+        if let Err(e) = db::with_session(&t, |d| d.check_writable()) {
+            problems.push(format!(
+                "the database {} cannot be written, so its backup cannot be restored: {e}",
+                db::redact(&self.connection)
+            ));
         }
+        Ok(problems)
     }
 
     /// A verified backup of the database as it is now, before a forced restore replaces it:
     /// SQLite into the run's kept-aside folder, SQL Server into the step's backup folder on
     /// the server (`Database::backup`: staged, checked, synced / `COPY_ONLY, CHECKSUM`).
-    fn keep_present(&self, ctx: &StepContext, intent: &Intent) -> Result<Option<String>> {
+    fn keep_present(&self, ctx: &StepContext, intent: &Intent) -> Result<Option<PathBuf>> {
         Self::detail(intent)?;
         let file = if self.is_sqlite() {
             let dir = ctx.journal.kept_aside_dir().ok_or_else(|| {
@@ -223,10 +232,7 @@ impl Step for DatabaseBackup {
                 file.display()
             ))
         })?;
-        Ok(Some(format!(
-            "the database as it was before the rollback: backup written and verified: {}",
-            file.display()
-        )))
+        Ok(Some(file))
     }
 
     fn fingerprint(&self) -> Result<Option<super::Fingerprint>> {
@@ -457,7 +463,7 @@ mod tests {
             name.starts_with("database-before-rollback-") && name.ends_with(".sqlite"),
             "{name}"
         );
-        assert!(said.contains(&files[0].display().to_string()), "{said}");
+        assert_eq!(said, files[0]);
         assert_eq!(rows(&files[0]), after_run);
         assert_eq!(rows(&db), vec![(1, "before the run".to_string())]);
         let check = db::with_session(&step.target().unwrap(), |d| d.verify_backup(&files[0]));
@@ -517,7 +523,7 @@ mod tests {
             .collect();
         assert_eq!(kept.len(), 1, "{kept:?}");
         assert!(kept[0].extension().is_some_and(|x| x == "bak"));
-        assert!(said.contains(&kept[0].display().to_string()), "{said}");
+        assert_eq!(said, kept[0]);
         assert_eq!(
             rows(&kept[0]).len(),
             2,

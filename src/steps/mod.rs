@@ -321,9 +321,9 @@ pub trait Step: Send + Sync {
 
     /// A database step whose undo restores a backup: before a forced rollback restores it over
     /// a database that changed after the run, save the database as it is now (a verified
-    /// backup, in `ctx.journal.kept_aside_dir()` or where the server writes backups) and say
-    /// where. `None`: the step restores nothing (the default).
-    fn keep_present(&self, _ctx: &StepContext, _intent: &Intent) -> Result<Option<String>> {
+    /// backup, in `ctx.journal.kept_aside_dir()` or where the server writes backups) and
+    /// return that file. `None`: the step restores nothing (the default).
+    fn keep_present(&self, _ctx: &StepContext, _intent: &Intent) -> Result<Option<PathBuf>> {
         Ok(None)
     }
 

@@ -54,8 +54,9 @@ impl Engine {
                 sink.record_kept(&format!("database {}", d.database), &kept)
                     .map_err(&failed)?;
                 self.progress.say(format!(
-                    "the database {} as it is now (written after the run) is kept in {}",
-                    d.database, kept
+                    "the database {} as it is now (written after the run) is kept, verified, in {}",
+                    d.database,
+                    kept.display()
                 ));
             }
         }
