@@ -1396,9 +1396,21 @@ fn rolling_back_a_server_before_its_agent_is_refused_then_works_in_order() {
 #[test]
 fn force_rolls_a_server_back_over_its_agents_changes() {
     let (server, agent, db, server_start) = server_then_agent();
+    let agent_rows = common::db_dump(&db);
     let (code, msg) = server.code(&["rollback", "--force"]);
     assert_eq!(code, Some(0), "{msg}");
-    assert_same(&server_start, &snapshot(&server.root), "forced rollback");
+    // The database as the agent left it is kept in a verified backup under the root.
+    let mut tree = snapshot(&server.root);
+    let kept: Vec<String> = tree
+        .entries
+        .iter()
+        .filter(|e| e.rel.starts_with("KeptAside-") && e.rel.ends_with(".sqlite"))
+        .map(|e| e.rel.clone())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(common::db_dump(&server.root.join(&kept[0])), agent_rows);
+    tree.entries.retain(|e| !e.rel.starts_with("KeptAside-"));
+    assert_same(&server_start, &tree, "forced rollback");
     // The agent's run now finds the database changed under it too.
     let rows = common::db_dump(&db);
     let (code, msg) = agent.code(&["rollback"]);

@@ -369,6 +369,24 @@ pub(super) fn demo(
     Ok(())
 }
 
+/// `journal verify`'s deep part: the artifacts a rollback of the latest run needs; exit 3
+/// when one is missing or damaged.
+pub(super) fn verify_artifacts(e: &Engine) -> Result<()> {
+    match e.verify_artifacts()? {
+        None => println!("no run a rollback could apply to: no artifacts to check"),
+        Some((run, steps, problems)) if problems.is_empty() => println!(
+            "run {run}: what a rollback needs is intact ({steps} steps checked: trash copies, kept contents, row before-images, database backups, kept originals)"
+        ),
+        Some((run, _, problems)) => {
+            return Err(Error::Corrupt(format!(
+                "run {run}: what a rollback needs is missing or damaged:\n  - {}\nA rollback would refuse, changing nothing.",
+                problems.join("\n  - ")
+            )))
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::Command;
@@ -476,22 +494,4 @@ mod tests {
             records
         );
     }
-}
-
-/// `journal verify`'s deep part: the artifacts a rollback of the latest run needs; exit 3
-/// when one is missing or damaged.
-pub(super) fn verify_artifacts(e: &Engine) -> Result<()> {
-    match e.verify_artifacts()? {
-        None => println!("no run a rollback could apply to: no artifacts to check"),
-        Some((run, steps, problems)) if problems.is_empty() => println!(
-            "run {run}: what a rollback needs is intact ({steps} steps checked: trash copies, kept contents, row before-images, database backups, kept originals)"
-        ),
-        Some((run, _, problems)) => {
-            return Err(Error::Corrupt(format!(
-                "run {run}: what a rollback needs is missing or damaged:\n  - {}\nA rollback would refuse, changing nothing.",
-                problems.join("\n  - ")
-            )))
-        }
-    }
-    Ok(())
 }

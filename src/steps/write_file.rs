@@ -92,6 +92,9 @@ impl Step for WriteFile {
     fn undo(&self, ctx: &StepContext, intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
         let before = &intent.touches[0].before;
         if !before.exists() {
+            if self.path.symlink_metadata().is_err() {
+                return Ok(()); // removed since the run: nothing of it to take back
+            }
             let dest = ctx.trash_path(WRITTEN)?;
             return durable_fs::move_path(&self.path, &dest, ctx.report())
                 .map_err(io("moving to the trash", &self.path));
@@ -108,6 +111,11 @@ impl Step for WriteFile {
         }
         crate::platform::set_mode(&prev, before.entries[0].mode)
             .map_err(io("restoring the mode of", &prev))?;
+        // Its folder removed after the run (an earlier step of the run made it, and its own
+        // undo removes it again): made again to restore into.
+        if let Some(parent) = self.path.parent() {
+            durable_fs::create_dir_all(parent).map_err(io("creating", parent))?;
+        }
         durable_fs::replace(&prev, &self.path).map_err(io("restoring", &self.path))
     }
 

@@ -313,7 +313,7 @@ mod tests {
         write(&a.join("keep"), "kept by the move");
         write(&a.join("sub/y"), "y");
         let moved = Manifest::of(&a).unwrap();
-        std::fs::rename(&a, &b).unwrap();
+        crate::durable_fs::rename(&a, &b).unwrap();
         let x_before = Manifest::of(&b.join("x")).unwrap();
         write(&b.join("x"), "new x");
         let x_after = Manifest::of(&b.join("x")).unwrap();
@@ -376,7 +376,7 @@ mod tests {
         write(&b.join("sub/new"), "new");
         write(&a.join("again"), "recreated");
         write(&b.join("x"), "edited");
-        std::fs::remove_file(b.join("keep")).unwrap();
+        crate::durable_fs::remove_path(&b.join("keep")).unwrap();
         let found = compare(&records(true)).unwrap();
         let foreign: Vec<(&Path, &str, bool, u64)> = found
             .foreign

@@ -4,6 +4,8 @@
 //! every database the run changed with its recorded fingerprint. The result is the
 //! [`RollbackPlan`]; nothing here changes anything.
 
+use std::path::Path;
+
 use super::aftermath::{self, StepRecord};
 use super::plan::{DatabaseChange, PlannedUndo, RollbackPlan};
 use super::undo;
