@@ -7,8 +7,9 @@
 mod common;
 
 use common::{assert_same, crash_at, for_each_point, Install};
-use usercube_upgrade::testing::journal::Journal;
+use usercube_upgrade::testing::journal::{Journal, Phase};
 use usercube_upgrade::testing::manifest::Manifest;
+use usercube_upgrade::testing::plan::StepSpec;
 use usercube_upgrade::testing::sample::SampleSize;
 
 const SIZE: SampleSize = SampleSize {
@@ -127,4 +128,75 @@ fn crash_at_every_point_of_a_resume_then_resume_again() {
             }
         }
     }
+}
+
+/// Killed after the move step's intent is durable, before it acts; then the administrator
+/// makes a folder, with a file, at the move's destination. Rollback deletes nothing of it:
+/// the folder is kept aside under the root, byte for byte, and the rest of the tree is as
+/// before the run.
+#[test]
+fn a_folder_made_at_a_moves_destination_after_a_crash_is_kept_aside_by_rollback() {
+    let plan = usercube_upgrade::testing::sample::plan();
+    let (id, from, to) = plan
+        .steps
+        .iter()
+        .find_map(|s| match &s.action {
+            StepSpec::MoveTree { from, to } => Some((s.id, from.clone(), to.clone())),
+            _ => None,
+        })
+        .expect("the sample plan moves a tree");
+    // The crash point: the durable record that is the move's intent (one step per group),
+    // read from a run of the same plan (its records up to there are the same, however it
+    // ends).
+    let reference = Install::new(SIZE);
+    reference.cmd(&["run", "--batch", "1"]).output().unwrap();
+    let journal = Journal::open(&reference.journal_dir()).unwrap();
+    let point = journal
+        .records()
+        .iter()
+        .find(|r| r.step == Some(id) && r.phase == Phase::StepIntent)
+        .expect("the move's intent")
+        .seq;
+
+    let i = Install::new(SIZE);
+    let start = i.snapshot();
+    assert!(crash_at(i.cmd(&["run", "--batch", "1"]), point));
+    let (from, to) = (i.root.join(from), i.root.join(to));
+    assert!(
+        from.is_dir() && !to.exists(),
+        "killed before the move acted"
+    );
+    std::fs::create_dir(&to).unwrap();
+    std::fs::write(
+        to.join("made-by-hand.txt"),
+        "the administrator's own notes\n",
+    )
+    .unwrap();
+    let made = Manifest::of(&to).unwrap();
+
+    let (code, out) = i.code(&["rollback"]);
+    assert_eq!(code, Some(0), "rollback: {out}");
+    let aside: Vec<String> = std::fs::read_dir(&i.root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("KeptAside-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "one kept-aside folder: {aside:?}\n{out}");
+    let kept = i
+        .root
+        .join(&aside[0])
+        .join(to.strip_prefix(&i.root).unwrap());
+    assert_same(
+        &made,
+        &Manifest::of(&kept).unwrap(),
+        "the folder kept aside",
+    );
+    assert_eq!(
+        std::fs::read(kept.join("made-by-hand.txt")).unwrap(),
+        b"the administrator's own notes\n"
+    );
+    let mut now = i.snapshot();
+    now.entries
+        .retain(|e| e.rel != aside[0] && !e.rel.starts_with(&format!("{}/", aside[0])));
+    assert_same(&start, &now, "the rest of the tree after rollback");
 }

@@ -137,6 +137,12 @@ pub trait Database: Send {
     fn restore(&mut self, file: &Path) -> Result<()>;
     /// The version recorded in the database, when it records one.
     fn version(&mut self) -> Result<Option<String>>;
+    /// Checks, changing nothing, that this session can write the database (preflight).
+    /// SQL Server reports a read-only database or a login without rights at its first
+    /// write; no check here.
+    fn check_writable(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Runs a batch of statements (setup in tests; never with values from outside).
     #[cfg(any(test, feature = "testing"))]
     fn execute(&mut self, sql: &str) -> Result<()>;

@@ -18,7 +18,27 @@ pub struct Sqlite {
 }
 
 fn e(what: &str) -> impl FnOnce(rusqlite::Error) -> super::DbError + '_ {
-    move |x| err(format!("sqlite: {what}: {x}"))
+    move |x| err(format!("sqlite: {what}: {}", message(&x)))
+}
+
+/// What went wrong, in words. An error SQLite reports by its code alone (the online backup
+/// API's: rusqlite reads the message from a connection that holds none, "not an error")
+/// is named from its code: "Attempt to write a readonly database (code 8)".
+fn message(x: &rusqlite::Error) -> String {
+    match x {
+        rusqlite::Error::SqliteFailure(code, msg)
+            if msg.as_deref().is_none_or(|m| m == "not an error") =>
+        {
+            let text = match rusqlite::ffi::code_to_str(code.extended_code) {
+                t if t.starts_with("Unknown") => {
+                    rusqlite::ffi::code_to_str(code.extended_code & 0xff)
+                }
+                t => t,
+            };
+            format!("{text} (SQLite code {})", code.extended_code)
+        }
+        _ => x.to_string(),
+    }
 }
 
 /// The files SQLite keeps beside a database while it writes it (rollback journal, WAL and
@@ -68,7 +88,13 @@ impl Sqlite {
     fn integrity_check(conn: &Connection, what: &Path) -> Result<()> {
         let r: String = conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .map_err(|x| err(format!("sqlite: checking {}: {x}", what.display())))?;
+            .map_err(|x| {
+                err(format!(
+                    "sqlite: checking {}: {}",
+                    what.display(),
+                    message(&x)
+                ))
+            })?;
         if r != "ok" {
             return Err(err(format!(
                 "sqlite: {} failed its integrity check: {r}",
@@ -289,8 +315,13 @@ impl Database for Sqlite {
             // it is complete (SQLite would create it with the umask's mode).
             crate::platform::create_private_file(&staged)
                 .map_err(|x| err(format!("sqlite: creating {}: {x}", staged.display())))?;
-            let mut dst = Connection::open(&staged)
-                .map_err(|x| err(format!("sqlite: creating {}: {x}", staged.display())))?;
+            let mut dst = Connection::open(&staged).map_err(|x| {
+                err(format!(
+                    "sqlite: creating {}: {}",
+                    staged.display(),
+                    message(&x)
+                ))
+            })?;
             let b = rusqlite::backup::Backup::new(&self.conn, &mut dst)
                 .map_err(e("starting the backup"))?;
             b.run_to_completion(1024, Duration::from_millis(0), None)
@@ -332,13 +363,23 @@ impl Database for Sqlite {
         let c = match Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_ONLY) {
             Ok(c) => c,
             Err(x) if bad(&x) => return Ok(BackupCheck::Bad(x.to_string())),
-            Err(x) => return Err(err(format!("sqlite: opening {}: {x}", file.display()))),
+            Err(x) => {
+                return Err(err(format!(
+                    "sqlite: opening {}: {}",
+                    file.display(),
+                    message(&x)
+                )))
+            }
         };
         match c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)) {
             Ok(r) if r == "ok" => Ok(BackupCheck::Verified),
             Ok(r) => Ok(BackupCheck::Bad(format!("integrity check: {r}"))),
             Err(x) if bad(&x) => Ok(BackupCheck::Bad(x.to_string())),
-            Err(x) => Err(err(format!("sqlite: checking {}: {x}", file.display()))),
+            Err(x) => Err(err(format!(
+                "sqlite: checking {}: {}",
+                file.display(),
+                message(&x)
+            ))),
         }
     }
 
@@ -353,9 +394,10 @@ impl Database for Sqlite {
             )
             .map_err(|x| {
                 err(format!(
-                    "sqlite: restoring {} from {}: {x}",
+                    "sqlite: restoring {} from {}: {}",
                     self.path.display(),
-                    file.display()
+                    file.display(),
+                    message(&x)
                 ))
             })
     }
@@ -382,6 +424,51 @@ impl Database for Sqlite {
             .map_err(e("reading the version"))
     }
 
+    /// Opened read-write, SQLite falls back to read-only when the file cannot be written
+    /// (read-only attribute, permissions, an immutable flag): say so. Then a write taken
+    /// and rolled back (the header's user version set to itself) shows that the lock and
+    /// the rollback journal beside the file can be had.
+    fn check_writable(&mut self) -> Result<()> {
+        if self.in_txn {
+            // Writing already (this session holds the write lock).
+            return Ok(());
+        }
+        let shown = self.path.display().to_string();
+        let read_only = self
+            .conn
+            .is_readonly(rusqlite::DatabaseName::Main)
+            .map_err(e(&shown))?;
+        if read_only {
+            return Err(err(format!(
+                "sqlite: {shown} can be read but not written by this account (a read-only attribute, its permissions or an immutable flag)"
+            )));
+        }
+        let v: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(e(&shown))?;
+        let tried = self
+            .conn
+            .execute_batch(&format!("BEGIN IMMEDIATE; PRAGMA user_version = {v};"));
+        let undone = self.rollback();
+        match tried {
+            Ok(()) => undone,
+            // Another writer holds the lock for now: a wait, not a refusal.
+            Err(x)
+                if matches!(
+                    x.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                undone
+            }
+            Err(x) => Err(err(format!(
+                "sqlite: {shown} cannot be written: {}",
+                message(&x)
+            ))),
+        }
+    }
+
     #[cfg(any(test, feature = "testing"))]
     fn execute(&mut self, sql: &str) -> Result<()> {
         self.conn.execute_batch(sql).map_err(e("executing"))
@@ -394,5 +481,127 @@ impl Database for Sqlite {
     fn lock(&mut self, _resource: &str) -> Result<()> {
         // The root lock already serializes runs on one installation; SQLite files are local.
         Ok(())
+    }
+}
+
+/// A file this account cannot write, for tests; made writable again when dropped. The
+/// read-only attribute first (what stops a Windows account); where that does not stop this
+/// account (root on Linux ignores mode bits), the immutable flag (`chattr +i`). `None`
+/// where neither makes the file unwritable.
+#[cfg(any(test, feature = "testing"))]
+pub struct Unwritable(std::path::PathBuf);
+
+#[cfg(any(test, feature = "testing"))]
+impl Unwritable {
+    pub fn make(path: &Path) -> Option<Unwritable> {
+        let set = |readonly: bool| {
+            let mut p = std::fs::metadata(path).ok()?.permissions();
+            p.set_readonly(readonly);
+            std::fs::set_permissions(path, p).ok()
+        };
+        set(true)?;
+        let guard = Unwritable(path.to_path_buf());
+        let writable = || std::fs::OpenOptions::new().append(true).open(path).is_ok();
+        if !writable() {
+            return Some(guard);
+        }
+        let immutable = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        (immutable && !writable()).then_some(guard)
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .stderr(std::process::Stdio::null())
+            .status();
+        if let Ok(m) = std::fs::metadata(&self.0) {
+            let mut p = m.permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            p.set_readonly(false);
+            let _ = std::fs::set_permissions(&self.0, p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error SQLite reports by its code alone (rusqlite reads "not an error" from a
+    /// connection that holds no message, as its `restore` does) is named from its code.
+    #[test]
+    fn an_error_known_by_its_code_alone_is_named() {
+        let x = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+            Some("not an error".into()),
+        );
+        let m = message(&x);
+        assert!(!m.contains("not an error"), "{m}");
+        assert!(m.contains("readonly database"), "{m}");
+        let dbmoved = rusqlite::ffi::SQLITE_READONLY | (4 << 8);
+        let m = message(&rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(dbmoved),
+            None,
+        ));
+        assert!(m.contains("file has moved (SQLite code 1032)"), "{m}");
+        let with_text = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            Some("UNIQUE constraint failed: T.Id".into()),
+        );
+        assert_eq!(message(&with_text), "UNIQUE constraint failed: T.Id");
+    }
+
+    fn database(dir: &Path, name: &str) -> std::path::PathBuf {
+        let file = dir.join(name);
+        Connection::open(&file)
+            .unwrap()
+            .execute_batch("CREATE TABLE T (Id INTEGER PRIMARY KEY, Name TEXT); INSERT INTO T VALUES (1, 'one');")
+            .unwrap();
+        file
+    }
+
+    /// The write check changes nothing on a writable database, and leaves the session
+    /// usable.
+    #[test]
+    fn the_write_check_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = database(dir.path(), "w.sqlite");
+        let before = std::fs::read(&file).unwrap();
+        let mut db = Sqlite::open(&file).unwrap();
+        db.check_writable().unwrap();
+        assert!(db.conn.is_autocommit(), "no transaction left open");
+        assert_eq!(std::fs::read(&file).unwrap(), before);
+        assert!(sidecars(&file).iter().all(|p| !p.exists()));
+        assert_eq!(db.count("T").unwrap(), 1);
+    }
+
+    /// A database file this account cannot write: the write check says so, and a restore
+    /// onto it names the real cause, never "not an error".
+    #[test]
+    fn an_unwritable_database_is_named_by_the_write_check_and_the_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = database(dir.path(), "ro.sqlite");
+        let backup = dir.path().join("b.sqlite");
+        Sqlite::open(&file).unwrap().backup(&backup).unwrap();
+        let Some(_guard) = Unwritable::make(&file) else {
+            eprintln!("note: this account can write every file here (no read-only attribute, no chattr): the unwritable-file part is skipped");
+            return;
+        };
+        let mut db = Sqlite::open(&file).unwrap();
+        let e = db.check_writable().unwrap_err().to_string();
+        assert!(e.contains("can be read but not written"), "{e}");
+        assert!(e.contains("ro.sqlite"), "{e}");
+        let e = db.restore(&backup).unwrap_err().to_string();
+        assert!(!e.contains("not an error"), "{e}");
+        assert!(e.contains("readonly database"), "{e}");
     }
 }

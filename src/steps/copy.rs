@@ -86,6 +86,8 @@ impl Step for Copy {
         settle_pair(ctx.journal, &self.to, &ctx.trash.join(TRASH_NAME), expected)
     }
 
+    // No `verify_artifacts`: the undo moves the copy into the trash and reads nothing kept
+    // outside the tree (the source stayed in place).
     fn undo(&self, ctx: &StepContext, _intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
         let dest = ctx.trash_path(TRASH_NAME)?;
         durable_fs::move_path(&self.to, &dest, ctx.report())

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::db_delete::{backup_marker, backup_pointer, connect_check, refused};
-use super::{Intent, Outcome, PlanView, Probe, Result, Step, StepContext};
+use super::{Intent, Outcome, PlanView, Probe, Result, Step, StepContext, StepError};
 use crate::db::{self, Target};
 use crate::durable_fs;
 
@@ -100,12 +100,10 @@ impl Step for DatabaseBackup {
     fn intent(&self, _ctx: &StepContext) -> Result<Intent> {
         let t = self.target()?;
         let version = db::with_session(&t, |d| d.version()).map_err(refused)?;
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
         let ext = if self.is_sqlite() { "sqlite" } else { "bak" };
-        let file = self.dir().join(format!("usercube-upgrade-{stamp}.{ext}"));
+        let file = self
+            .dir()
+            .join(format!("usercube-upgrade-{}.{ext}", now_ms()));
         let d = Detail {
             connection: db::redact(&self.connection),
             file,
@@ -156,22 +154,79 @@ impl Step for DatabaseBackup {
         Ok(())
     }
 
-    fn probe(&self, _ctx: &StepContext, intent: &Intent, _o: Option<&Outcome>) -> Result<Probe> {
+    /// Not done (no outcome): absent or verified bad is as good as none (take it again /
+    /// nothing to undo). Done: the run recorded it written and verified, so absent or bad is
+    /// a damaged backup, refused, never "not applied" (unless this rollback's own undo already
+    /// restored from it and moved it into the trash).
+    fn probe(&self, ctx: &StepContext, intent: &Intent, o: Option<&Outcome>) -> Result<Probe> {
         let d = Self::detail(intent)?;
+        let done = o.is_some();
         if self.is_sqlite() && !d.file.exists() {
+            if done && !Self::undone_into_trash(ctx) {
+                return Err(damaged(&d.file, "is missing"));
+            }
             return Ok(Probe::NotApplied);
         }
         let t = self.target()?;
-        // Absent, or verified bad: as good as none (take it again / nothing to undo). Any
-        // other error (connection lost, server busy after a crash) answers nothing: refuse.
+        // Any error other than a verdict (connection lost, server busy after a crash)
+        // answers nothing: refuse.
         match db::with_session(&t, |db| db.verify_backup(&d.file)) {
             Ok(db::BackupCheck::Verified) => Ok(Probe::Applied),
+            Ok(db::BackupCheck::Absent) if done => Err(damaged(&d.file, "is missing")),
+            Ok(db::BackupCheck::Bad(why)) if done => {
+                Err(damaged(&d.file, &format!("is damaged ({why})")))
+            }
             Ok(db::BackupCheck::Absent | db::BackupCheck::Bad(_)) => Ok(Probe::NotApplied),
             Err(e) => Err(refused(format!(
                 "cannot tell whether the backup {} exists and verifies: {e}",
                 d.file.display()
             ))),
         }
+    }
+
+    /// A done backup must verify (the probe's verdict); a step not done needs nothing.
+    fn verify_artifacts(
+        &self,
+        ctx: &StepContext,
+        intent: &Intent,
+        o: Option<&Outcome>,
+    ) -> Result<Vec<String>> {
+        if o.is_none() {
+            return Ok(Vec::new());
+        }
+        match self.probe(ctx, intent, o) {
+            Ok(_) => Ok(Vec::new()),
+            Err(StepError::Refused(why)) => Ok(vec![why]),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A verified backup of the database as it is now, before a forced restore replaces it:
+    /// SQLite into the run's kept-aside folder, SQL Server into the step's backup folder on
+    /// the server (`Database::backup`: staged, checked, synced / `COPY_ONLY, CHECKSUM`).
+    fn keep_present(&self, ctx: &StepContext, intent: &Intent) -> Result<Option<String>> {
+        Self::detail(intent)?;
+        let file = if self.is_sqlite() {
+            let dir = ctx.journal.kept_aside_dir().ok_or_else(|| {
+                refused("this run has no kept-aside folder: the database as it is now cannot be saved before restoring the backup")
+            })?;
+            durable_fs::create_dir_all(&dir).map_err(super::io("creating", &dir))?;
+            dir.join(format!("database-before-rollback-{}.sqlite", now_ms()))
+        } else {
+            self.dir()
+                .join(format!("usercube-upgrade-before-rollback-{}.bak", now_ms()))
+        };
+        let t = self.target()?;
+        db::with_session(&t, |db| db.backup(&file)).map_err(|e| {
+            refused(format!(
+                "saving the database as it is now into {} before restoring the backup: {e}",
+                file.display()
+            ))
+        })?;
+        Ok(Some(format!(
+            "the database as it was before the rollback: backup written and verified: {}",
+            file.display()
+        )))
     }
 
     fn fingerprint(&self) -> Result<Option<super::Fingerprint>> {
@@ -195,6 +250,12 @@ impl Step for DatabaseBackup {
 }
 
 impl DatabaseBackup {
+    /// SQLite: this step's undo restored the database and moved the backup into the trash
+    /// (a rollback interrupted before its undo record).
+    fn undone_into_trash(ctx: &StepContext) -> bool {
+        ctx.trash.join("backup").is_file()
+    }
+
     /// The backup folder the step created, once empty again (absent already: nothing to do).
     fn remove_created_dir(&self, d: &Detail) -> Result<()> {
         let dir = self.dir();
@@ -203,6 +264,22 @@ impl DatabaseBackup {
         }
         durable_fs::remove_empty_dir(&dir).map_err(super::io("removing", &dir))
     }
+}
+
+/// Milliseconds since the epoch, for backup file names.
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// A backup the run recorded written and verified, and now `what` ("is missing", ...).
+fn damaged(file: &Path, what: &str) -> StepError {
+    refused(format!(
+        "the database backup {} {what}; the run recorded it written and verified, and the database cannot be restored without it",
+        file.display()
+    ))
 }
 
 /// The staging copy of a SQLite backup and every SQLite sidecar of it and of the backup.

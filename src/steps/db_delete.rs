@@ -292,11 +292,11 @@ pub(crate) fn backup_pointer(ctx_trash: &Path, connection: &str) -> PathBuf {
 }
 
 /// The preflight for any database step: the plan holds no password, the connection string
-/// parses, the server answers and accepts the login.
+/// parses, the server answers and accepts the login, and the database can be written.
 pub(crate) fn connect_check(connection: &str, root: &Path) -> std::result::Result<Target, String> {
     db::check_no_literal_password(connection).map_err(|e| e.to_string())?;
     let t = db::target(connection, root).map_err(|e| e.to_string())?;
-    db::with_session(&t, |_| Ok(()))
+    db::with_session(&t, |d| d.check_writable())
         .map_err(|e| format!("cannot use the database {}: {e}", db::redact(connection)))?;
     Ok(t)
 }
@@ -327,6 +327,90 @@ impl DeleteRows {
             Ok(())
         })?;
         Ok(last)
+    }
+}
+
+/// What one attempt's saved payloads add up to, from their heads (rows never decoded).
+#[derive(Default)]
+struct AttemptCheck {
+    begun: bool,
+    chunks: u32,
+    rows: u64,
+    /// The first chunk out of order, or whose rows do not match their SHA-256.
+    bad: Option<String>,
+}
+
+impl DeleteRows {
+    /// Checks the last complete attempt's before-images as undo will read them: its header,
+    /// every chunk in order and matching its SHA-256, the chunk and row totals of its `End`
+    /// and of the intent. `Ok(Some(why))`: damaged or missing; `Err`: could not be read for
+    /// another reason (an I/O error).
+    fn check_before_images(&self, ctx: &StepContext, d: &Detail) -> Result<Option<String>> {
+        let mut attempts: Vec<([u8; 16], AttemptCheck)> = Vec::new();
+        let mut last: Option<([u8; 16], u64, u32)> = None;
+        let mut malformed: Option<String> = None;
+        let read = ctx.journal.saved(&mut |p| {
+            let v = match view(p) {
+                Ok(v) => v,
+                Err(e) => {
+                    malformed.get_or_insert(e.to_string());
+                    return Ok(());
+                }
+            };
+            match v {
+                SavedView::Begin { attempt, .. } => attempts.push((
+                    attempt,
+                    AttemptCheck {
+                        begun: true,
+                        ..Default::default()
+                    },
+                )),
+                SavedView::Chunk(c) => {
+                    if let Some((_, a)) = attempts.iter_mut().find(|a| a.0 == c.attempt) {
+                        if a.bad.is_none() {
+                            if c.index != a.chunks {
+                                a.bad = Some(format!("chunk {} is out of order", c.index));
+                            } else if let Err(e) = c.verify() {
+                                a.bad = Some(e.to_string());
+                            }
+                        }
+                        a.chunks += 1;
+                        a.rows += c.row_count();
+                    }
+                }
+                SavedView::End {
+                    attempt,
+                    rows,
+                    chunks,
+                } => last = Some((attempt, rows, chunks)),
+            }
+            Ok(())
+        });
+        match read {
+            Ok(()) => {}
+            // A data file damaged or missing: a line, not a corruption exit.
+            Err(StepError::Corrupt(why) | StepError::Refused(why)) => return Ok(Some(why)),
+            Err(e) => return Err(e),
+        }
+        if let Some(why) = malformed {
+            return Ok(Some(why));
+        }
+        let Some((attempt, rows, chunks)) = last else {
+            return Ok(Some("no complete before-image is in the journal".into()));
+        };
+        let Some((_, a)) = attempts.iter().find(|a| a.0 == attempt && a.1.begun) else {
+            return Ok(Some("the last complete before-image has no header".into()));
+        };
+        if let Some(why) = &a.bad {
+            return Ok(Some(why.clone()));
+        }
+        if a.chunks != chunks || a.rows != rows || rows != d.rows {
+            return Ok(Some(format!(
+                "the before-image holds {} rows in {} chunks; its end records {rows} rows in {chunks} chunks, and the table had {} rows",
+                a.rows, a.chunks, d.rows
+            )));
+        }
+        Ok(None)
     }
 }
 
@@ -469,6 +553,34 @@ impl Step for DeleteRows {
 
     fn fingerprint(&self) -> Result<Option<super::Fingerprint>> {
         super::db_fingerprint::take(&self.connection, &self.root, Some(&self.table)).map(Some)
+    }
+
+    /// The rows undo re-inserts: the last complete attempt's before-images, whole and adding
+    /// up. A step not done whose table still holds its rows was not applied: nothing needed.
+    fn verify_artifacts(
+        &self,
+        ctx: &StepContext,
+        intent: &Intent,
+        o: Option<&Outcome>,
+    ) -> Result<Vec<String>> {
+        let d = Self::detail(intent)?;
+        if o.is_none() {
+            let t = self.target()?;
+            let now = db::with_session(&t, |db| db.count(&self.table)).map_err(refused)?;
+            if d.rows == 0 || now == d.rows {
+                return Ok(Vec::new());
+            }
+        }
+        Ok(self
+            .check_before_images(ctx, &d)?
+            .map(|why| {
+                format!(
+                    "the saved rows of {} (its before-image in the journal) cannot be restored: {why}",
+                    self.table
+                )
+            })
+            .into_iter()
+            .collect())
     }
 
     fn undo(&self, ctx: &StepContext, intent: &Intent, _o: Option<&Outcome>) -> Result<()> {

@@ -235,6 +235,8 @@ impl Step for ExtractZip {
         })
     }
 
+    // No `verify_artifacts`: the undo moves the extracted folder into the trash and reads
+    // nothing kept outside the tree.
     fn undo(&self, ctx: &StepContext, _intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
         let dest = ctx.trash_path(TRASH_NAME)?;
         durable_fs::move_path(&self.dest, &dest, ctx.report())

@@ -87,6 +87,8 @@ impl Step for MakeDir {
         })
     }
 
+    // No `verify_artifacts`: the undo moves the folder into the trash and reads nothing kept
+    // outside the tree.
     fn undo(&self, ctx: &StepContext, _intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
         let dest = ctx.trash_path(TRASH_NAME)?;
         durable_fs::move_path(&self.path, &dest, ctx.report())

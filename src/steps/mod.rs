@@ -22,6 +22,9 @@ pub mod service;
 mod view;
 mod write_file;
 
+#[cfg(test)]
+mod test_kit;
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -433,6 +436,22 @@ pub(crate) fn settle_pair(
     journal.keep_aside(other).map(|_| ())
 }
 
+/// The problem line of an artifact an undo will read (a trash copy, a kept original), found
+/// as `found` where it should hold `expected`: `None` when it does.
+pub(crate) fn artifact_problem(
+    artifact: &Path,
+    of_what: &str,
+    expected: &Manifest,
+    found: &Manifest,
+) -> Option<String> {
+    let what = if !found.exists() {
+        "missing".to_string()
+    } else {
+        format!("altered: {}", expected.first_difference(found)?)
+    };
+    Some(format!("{}: {what} ({of_what})", artifact.display()))
+}
+
 /// The step a spec describes. `cert_password` is the PFX password a re-encryption step
 /// loads its certificate with (given at run time, never in the plan); `None` where no
 /// certificate is loaded (descriptions, rollback) or none was given.
@@ -549,4 +568,102 @@ pub fn without_tool_variables(cmd: &mut std::process::Command) -> &mut std::proc
 /// Relative display of a path under the root, for messages and plans.
 pub fn show(root: &Path, p: &Path) -> String {
     p.strip_prefix(root).unwrap_or(p).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::test_kit::TestJournal;
+
+    /// A folder holding `files` (name, content).
+    fn tree(path: &Path, files: &[(&str, &str)]) {
+        std::fs::create_dir_all(path).unwrap();
+        for (name, content) in files {
+            std::fs::write(path.join(name), content).unwrap();
+        }
+    }
+
+    const ORDERS: &[(&str, &str)] = &[("order-1.json", "{\"id\": 1}"), ("order-2.json", "{}")];
+
+    /// `Temp/Orders` moved to `Work/Orders`: the root, both sides, and the journal.
+    fn pair() -> (tempfile::TempDir, PathBuf, PathBuf, TestJournal) {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        let (from, to) = (root.join("Temp/Orders"), root.join("Work/Orders"));
+        std::fs::create_dir_all(from.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let journal = TestJournal::new(&root);
+        (d, from, to, journal)
+    }
+
+    fn manifest(p: &Path) -> Manifest {
+        Manifest::of(p).unwrap()
+    }
+
+    /// A copy renamed into place, its source half deleted: the source's rest is removed.
+    #[test]
+    fn settle_removes_a_source_left_that_the_copy_holds_byte_for_byte() {
+        let (_d, from, to, journal) = pair();
+        tree(&to, ORDERS);
+        tree(&from, &ORDERS[..1]);
+        let expected = manifest(&to);
+        settle_pair(&journal, &from, &to, &expected).unwrap();
+        assert!(from.symlink_metadata().is_err(), "the leftover is removed");
+        assert_eq!(manifest(&to), expected);
+        assert!(journal.kept.borrow().is_empty());
+        assert!(!journal.aside.exists());
+    }
+
+    /// The source recreated with a new file: kept aside whole, nothing removed.
+    #[test]
+    fn settle_keeps_aside_a_source_that_holds_a_new_file() {
+        let (_d, from, to, journal) = pair();
+        tree(&to, ORDERS);
+        tree(&from, &[ORDERS[0], ("order-3.json", "new since the run")]);
+        let expected = manifest(&to);
+        let was = manifest(&from);
+        settle_pair(&journal, &from, &to, &expected).unwrap();
+        assert_eq!(*journal.kept.borrow(), [from.as_path()]);
+        assert!(from.symlink_metadata().is_err());
+        assert_eq!(manifest(&journal.aside.join("Temp/Orders")), was);
+        assert_eq!(manifest(&to), expected);
+    }
+
+    /// Not moved yet, and the administrator made a folder at the destination: it is kept
+    /// aside, the source stays.
+    #[test]
+    fn settle_keeps_aside_a_folder_made_at_the_destination() {
+        let (_d, from, to, journal) = pair();
+        tree(&from, ORDERS);
+        tree(&to, &[("notes.txt", "made by hand")]);
+        let expected = manifest(&from);
+        let made = manifest(&to);
+        settle_pair(&journal, &from, &to, &expected).unwrap();
+        assert_eq!(*journal.kept.borrow(), [to.as_path()]);
+        assert!(to.symlink_metadata().is_err());
+        assert_eq!(manifest(&journal.aside.join("Work/Orders")), made);
+        assert_eq!(manifest(&from), expected);
+    }
+
+    /// Neither side holds the recorded content: refused, both left as they are.
+    #[test]
+    fn settle_refuses_when_neither_side_holds_the_recorded_content() {
+        let (_d, from, to, journal) = pair();
+        tree(&from, &ORDERS[..1]);
+        tree(&to, &[ORDERS[1], ("order-3.json", "new")]);
+        let expected = {
+            let e = tempfile::tempdir().unwrap();
+            tree(e.path(), ORDERS);
+            manifest(e.path())
+        };
+        let (from_was, to_was) = (manifest(&from), manifest(&to));
+        let err = settle_pair(&journal, &from, &to, &expected).unwrap_err();
+        assert!(
+            matches!(&err, StepError::Refused(m) if m.contains("neither holds the recorded content")),
+            "{err}"
+        );
+        assert_eq!((manifest(&from), manifest(&to)), (from_was, to_was));
+        assert!(journal.kept.borrow().is_empty());
+        assert!(!journal.aside.exists());
+    }
 }

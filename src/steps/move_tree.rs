@@ -61,6 +61,7 @@ impl Step for MoveTree {
         settle_pair(ctx.journal, &self.from, &self.to, &intent.touches[0].before)
     }
 
+    // No `verify_artifacts`: the undo moves the tree back and reads nothing outside it.
     fn undo(&self, ctx: &StepContext, _intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
         durable_fs::move_path(&self.to, &self.from, ctx.report())
             .map_err(io("moving back", &self.to))

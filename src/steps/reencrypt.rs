@@ -49,8 +49,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    io as io_err, show, Intent, OnBytes, OnPhase, Outcome, PlanView, Probe, Result, Step,
-    StepContext, StepError, Touch, Work,
+    artifact_problem, io as io_err, show, Intent, OnBytes, OnPhase, Outcome, PlanView, Probe,
+    Result, Step, StepContext, StepError, Touch, Work,
 };
 use crate::crypto::{
     is_legacy, is_new_format, parallel, CertPassword, Certificate, CertificateSource, LegacyReader,
@@ -780,11 +780,155 @@ impl Step for ReencryptFiles {
         }
         Ok(())
     }
+
+    /// Each kept original the undo will put back must be the file's recorded original, as
+    /// `restore` checks it. A file not converted (no kept original, not in the new format)
+    /// needs none; one in the new format whose kept original is gone cannot be restored.
+    fn verify_artifacts(
+        &self,
+        ctx: &StepContext,
+        intent: &Intent,
+        _outcome: Option<&Outcome>,
+    ) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        for (i, t) in intent.touches.iter().enumerate() {
+            let kept = kept_path(&ctx.trash, i);
+            let found = if kept.symlink_metadata().is_ok() {
+                Manifest::of(&kept).map_err(io_err("reading", &kept))?
+            } else if starts_with_new_magic(&t.path) {
+                Manifest::default()
+            } else {
+                continue;
+            };
+            let of_what = format!("the kept original of {}", t.path.display());
+            let Some(problem) = artifact_problem(&kept, &of_what, &t.before, &found) else {
+                continue;
+            };
+            // Linked but never replaced: settle drops the link, the undo reads no copy.
+            let original = !starts_with_new_magic(&t.path)
+                && Manifest::of(&t.path).map_err(io_err("reading", &t.path))? == t.before;
+            if !original {
+                problems.push(problem);
+            }
+        }
+        Ok(problems)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::test_support::{cert_a, fixture};
+    use crate::steps::test_kit::{flip_one_byte, with_ctx, TestJournal};
+
+    /// Three legacy files under `root/Work/Exports`, and the step that re-encrypts them.
+    fn legacy_files() -> (tempfile::TempDir, ReencryptFiles, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        let dir = root.join("Work/Exports");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, plain) in [("a.csv", "alpha"), ("b.csv", "bravo"), ("c.csv", "charlie")] {
+            let out = File::create(dir.join(name)).unwrap();
+            crate::crypto::encrypt_legacy(cert_a(), plain.as_bytes(), out).unwrap();
+        }
+        let step = ReencryptFiles::new(
+            &root,
+            vec![PathBuf::from("Work/Exports")],
+            Vec::new(),
+            CertificateSource::Pfx {
+                path: fixture().pfx_default.clone(),
+                thumbprint: None,
+            },
+            Some(CertPassword::new("pass-A".into())),
+        );
+        let trash = d.path().join("journal/trash/3");
+        (d, step, trash)
+    }
+
+    fn verify(step: &ReencryptFiles, trash: &Path, intent: &Intent) -> Vec<String> {
+        let journal = TestJournal::new(trash);
+        with_ctx(trash, &journal, |ctx| {
+            step.verify_artifacts(ctx, intent, None)
+        })
+        .unwrap()
+    }
+
+    /// The files re-encrypted, their originals kept in the trash.
+    fn converted() -> (tempfile::TempDir, ReencryptFiles, PathBuf, Intent) {
+        let (d, step, trash) = legacy_files();
+        let journal = TestJournal::new(&trash);
+        let intent = with_ctx(&trash, &journal, |ctx| {
+            let intent = step.intent(ctx).unwrap();
+            step.apply(ctx, &intent).unwrap();
+            intent
+        });
+        assert_eq!(intent.touches.len(), 3);
+        assert!(intent
+            .touches
+            .iter()
+            .all(|t| starts_with_new_magic(&t.path)));
+        (d, step, trash, intent)
+    }
+
+    #[test]
+    fn intact_kept_originals_are_no_problem() {
+        let (_d, step, trash, intent) = converted();
+        assert_eq!(verify(&step, &trash, &intent), Vec::<String>::new());
+        // Undone (a rollback interrupted before its record): nothing more is needed.
+        let journal = TestJournal::new(&trash);
+        with_ctx(&trash, &journal, |ctx| step.undo(ctx, &intent, None)).unwrap();
+        assert!(intent
+            .touches
+            .iter()
+            .all(|t| Manifest::of(&t.path).unwrap() == t.before));
+        assert_eq!(verify(&step, &trash, &intent), Vec::<String>::new());
+    }
+
+    #[test]
+    fn one_byte_flipped_in_a_kept_original_names_it() {
+        let (_d, step, trash, intent) = converted();
+        let kept = kept_path(&trash, 1);
+        flip_one_byte(&kept);
+        let problems = verify(&step, &trash, &intent);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(&format!(
+                "{}: altered: '.' changed: content ",
+                kept.display()
+            )),
+            "{problems:?}"
+        );
+        let of_what = format!(
+            "(the kept original of {})",
+            intent.touches[1].path.display()
+        );
+        assert!(problems[0].ends_with(&of_what), "{problems:?}");
+    }
+
+    #[test]
+    fn a_deleted_kept_original_is_missing() {
+        let (_d, step, trash, intent) = converted();
+        let kept = kept_path(&trash, 2);
+        durable_fs::remove_path(&kept).unwrap();
+        assert_eq!(
+            verify(&step, &trash, &intent),
+            [format!(
+                "{}: missing (the kept original of {})",
+                kept.display(),
+                intent.touches[2].path.display()
+            )]
+        );
+    }
+
+    /// Never applied: every file is its legacy original and nothing is kept.
+    #[test]
+    fn files_never_converted_need_no_kept_original() {
+        let (_d, step, trash) = legacy_files();
+        let journal = TestJournal::new(&trash);
+        let intent = with_ctx(&trash, &journal, |ctx| step.intent(ctx).unwrap());
+        assert_eq!(intent.touches.len(), 3);
+        assert_eq!(verify(&step, &trash, &intent), Vec::<String>::new());
+    }
 
     #[test]
     fn converted_records_are_read_as_a_group_or_alone() {

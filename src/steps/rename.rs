@@ -48,6 +48,7 @@ impl Step for Rename {
         Ok(Outcome::default())
     }
 
+    // No `verify_artifacts`: the undo renames back and reads nothing outside the tree.
     fn undo(&self, ctx: &StepContext, _intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
         ctx.deferred
             .rename(&self.to, &self.from)
