@@ -380,16 +380,21 @@ fn sqlite_backup_that_cannot_be_checked_stops_the_rollback() {
         .unwrap();
     usercube_upgrade::testing::durable_fs::remove_path(&backup).unwrap();
     std::fs::create_dir(&backup).unwrap();
+    // Refused by the rollback's check, before anything is undone.
+    let dump = db.dump();
     let (code, msg) = db.code(&["rollback"]);
-    assert_eq!(code, Some(1), "{msg}");
+    assert_eq!(code, Some(2), "{msg}");
     assert!(msg.contains("cannot tell whether the backup"), "{msg}");
+    assert!(msg.contains("Nothing was changed"), "{msg}");
+    assert_eq!(db.dump(), dump, "nothing undone");
     // Absent is an answer, and for a backup the run recorded written and verified, the
     // answer is "missing": refused, never "was not applied".
     std::fs::remove_dir(&backup).unwrap();
     let (code, msg) = db.code(&["rollback"]);
-    assert_eq!(code, Some(1), "{msg}");
+    assert_eq!(code, Some(2), "{msg}");
     assert!(msg.contains("is missing"), "{msg}");
     assert!(!msg.contains("was not applied"), "{msg}");
+    assert_eq!(db.dump(), dump, "nothing undone");
 }
 
 /// A database file this account cannot write (the read-only attribute; as root on Linux,
@@ -416,10 +421,12 @@ fn sqlite_unwritable_database_is_refused_at_preflight_and_named_by_the_restore()
     drop(guard);
     db.ok(&["run"]);
     let _guard = Unwritable::make(&db.file).unwrap();
+    // The rollback's check refuses before anything is undone, naming the database.
     let (code, msg) = db.code(&["rollback"]);
-    assert_eq!(code, Some(1), "{msg}");
+    assert_eq!(code, Some(2), "{msg}");
     assert!(!msg.contains("not an error"), "{msg}");
-    assert!(msg.contains("readonly database"), "{msg}");
+    assert!(msg.contains("can be read but not written"), "{msg}");
+    assert!(msg.contains("Nothing was changed"), "{msg}");
     drop(_guard);
     db.ok(&["rollback"]);
     assert_eq!(db.dump(), start);

@@ -261,10 +261,15 @@ fn journal_corruption_inside_a_step_exits_3_without_rollback() {
     }
     let records = Journal::open(&db.journal_dir()).unwrap().last_seq();
     let dump = db.dump();
-    for verb in ["resume", "rollback"] {
+    // `resume` meets the corruption inside the step (exit 3); `rollback` finds it in its
+    // check, before anything is undone, and refuses naming the damaged file (exit 2).
+    for (verb, exit, says) in [
+        ("resume", 3, "Nothing was rolled back"),
+        ("rollback", 2, "Nothing was changed"),
+    ] {
         let (code, msg) = db.code(&[verb]);
-        assert_eq!(code, Some(3), "{verb}: {msg}");
-        assert!(msg.contains("Nothing was rolled back"), "{verb}: {msg}");
+        assert_eq!(code, Some(exit), "{verb}: {msg}");
+        assert!(msg.contains(says), "{verb}: {msg}");
         // Nothing recorded but, for rollback, its undo intent (made durable before it acts).
         let j = Journal::open(&db.journal_dir()).unwrap();
         let new: Vec<_> = j.records()[records as usize..]

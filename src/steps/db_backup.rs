@@ -235,6 +235,28 @@ impl Step for DatabaseBackup {
         Ok(Some(file))
     }
 
+    /// The backup file and what SQLite may leave beside it.
+    fn writes_besides_touches(&self, intent: &Intent) -> Vec<PathBuf> {
+        let Ok(d) = Self::detail(intent) else {
+            return Vec::new();
+        };
+        let staged = durable_fs::staging_path(&d.file);
+        let mut out: Vec<PathBuf> = db::sqlite::sidecars(&d.file).into_iter().collect();
+        out.extend(db::sqlite::sidecars(&staged));
+        out.push(staged);
+        out.push(d.file);
+        out
+    }
+
+    fn backup_fingerprint(&self, intent: &Intent) -> Result<Option<super::Fingerprint>> {
+        if !self.is_sqlite() {
+            return Ok(None);
+        }
+        let d = Self::detail(intent)?;
+        let conn = format!("sqlite:{}", d.file.display());
+        super::db_fingerprint::take(&conn, &self.root, None).map(Some)
+    }
+
     fn fingerprint(&self) -> Result<Option<super::Fingerprint>> {
         super::db_fingerprint::take(&self.connection, &self.root, None).map(Some)
     }

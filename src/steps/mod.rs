@@ -327,6 +327,20 @@ pub trait Step: Send + Sync {
         Ok(None)
     }
 
+    /// Files the step writes that none of its touches describes (a database backup's file):
+    /// the run's own, so a rollback never takes them for something written after the run.
+    fn writes_besides_touches(&self, _intent: &Intent) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    /// A database backup step: the fingerprint of the database its backup holds, where it
+    /// can be read without restoring it (a SQLite file), to compare with the one recorded
+    /// when the backup was taken. `None` elsewhere (a SQL Server `.bak` is checked by its
+    /// page checksums: `RESTORE VERIFYONLY ... WITH CHECKSUM`).
+    fn backup_fingerprint(&self, _intent: &Intent) -> Result<Option<Fingerprint>> {
+        Ok(None)
+    }
+
     /// What the audit (`journal export`) shows of the step's saved data, read from it in
     /// order; `None`: nothing (its saved data is the step's own business).
     fn saved_detail(&self) -> Option<SavedDetail> {

@@ -82,6 +82,8 @@ pub struct StepRecord<'a> {
     pub done: bool,
     /// Undone (its `before` is back).
     pub undone: bool,
+    /// Files the step wrote that its touches do not describe (`Step::writes_besides_touches`).
+    pub besides: Vec<PathBuf>,
 }
 
 /// The tree the run left at the paths its steps touched: every entry with the step that put
@@ -144,6 +146,7 @@ pub fn compare(records: &[StepRecord]) -> std::io::Result<Aftermath> {
     // undone last (the undone steps are the plan's tail).
     for r in records {
         kinds.insert(r.id, r.action);
+        excluded.extend(r.besides.iter().cloned());
         if !r.done && !r.undone {
             // Its paths, and the staging names it may have left beside them (the step's
             // settle removes those: they are the run's own).
@@ -356,6 +359,7 @@ mod tests {
                     outcome: None,
                     done: true,
                     undone: false,
+                    besides: Vec::new(),
                 },
                 StepRecord {
                     id: 2,
@@ -364,6 +368,7 @@ mod tests {
                     outcome: None,
                     done,
                     undone: false,
+                    besides: Vec::new(),
                 },
             ]
         };

@@ -4,8 +4,6 @@
 //! every database the run changed with its recorded fingerprint. The result is the
 //! [`RollbackPlan`]; nothing here changes anything.
 
-use std::path::Path;
-
 use super::aftermath::{self, StepRecord};
 use super::plan::{DatabaseChange, PlannedUndo, RollbackPlan};
 use super::undo;
@@ -42,10 +40,12 @@ impl Engine {
             .plan
             .steps
             .iter()
-            .filter_map(|p| {
+            .zip(&a.steps)
+            .filter_map(|(p, step)| {
                 let s = run.step(p.id)?;
                 let intent = &state::intent_of(s)?.intent;
                 Some(StepRecord {
+                    besides: step.writes_besides_touches(intent),
                     id: p.id,
                     action: &p.action,
                     intent,
@@ -128,14 +128,41 @@ impl Engine {
             let sink = self.sink(a, id);
             let ctx = self.step_ctx(&a.run_id, id, &sink);
             let what = a.steps[k].describe(&self.root);
-            match a.steps[k].verify_artifacts(&ctx, intent, outcome) {
-                Ok(lines) => problems.extend(
-                    lines
-                        .into_iter()
-                        .map(|l| format!("step {id} ({what}): {l}")),
-                ),
-                Err(e) => problems.push(format!("step {id} ({what}): {e}")),
+            let mut lines = match a.steps[k].verify_artifacts(&ctx, intent, outcome) {
+                Ok(lines) => lines,
+                Err(e) => vec![e.to_string()],
+            };
+            // What the step saved in the journal (before-images, converted files' hashes,
+            // command outputs), each file against the hash its record holds.
+            if let Err(e) = sink.saved(&mut |_| Ok(())) {
+                lines.push(format!(
+                    "the data this step saved in the journal cannot be read back: {e}"
+                ));
             }
+            // A backup whose rows are not those of the database it was taken from (a damaged
+            // page can still pass SQLite's integrity check).
+            let recorded = state::done_of(s).and_then(|d| d.fingerprint.as_ref());
+            if let (true, Some(recorded)) = (lines.is_empty(), recorded) {
+                match a.steps[k].backup_fingerprint(intent) {
+                    Ok(Some(backup)) => {
+                        let differences = steps::db_fingerprint::differences(recorded, &backup);
+                        if !differences.is_empty() {
+                            lines.push(format!(
+                                "the database backup {} is damaged: its rows are not those of the database it was taken from (\"when the run left it\": as recorded at the backup; \"now\": in the backup file): {}",
+                                backup.of,
+                                differences.join("; ")
+                            ));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => lines.push(format!("the database backup cannot be read: {e}")),
+                }
+            }
+            problems.extend(
+                lines
+                    .into_iter()
+                    .map(|l| format!("step {id} ({what}): {l}")),
+            );
         }
         problems
     }
@@ -195,12 +222,18 @@ impl Engine {
             let Some(recorded) = done.fingerprint.as_ref() else {
                 continue;
             };
-            // A forced rollback that began restoring this database from its backup.
-            let resumed = a.plan.steps.iter().filter(on_this_database).any(|p| {
-                run.step(p.id)
-                    .and_then(|s| s.undone.as_ref())
-                    .is_some_and(|(_, how)| how.starts_with(undo::RESTORED_INSTEAD))
-            });
+            // A forced rollback that began restoring this database from its backup: it kept
+            // the database first (a `kept-aside` record), before any undo intent.
+            let kept_present = format!("database {}", recorded.of);
+            let resumed = run
+                .kept_aside
+                .iter()
+                .any(|(_, _, k)| k.from == std::path::Path::new(&kept_present))
+                || a.plan.steps.iter().filter(on_this_database).any(|p| {
+                    run.step(p.id)
+                        .and_then(|s| s.undone.as_ref())
+                        .is_some_and(|(_, how)| how.starts_with(undo::RESTORED_INSTEAD))
+                });
             let differences = if resumed {
                 vec!["a forced rollback began restoring it from the run's backup".to_string()]
             } else if rollback_begun {
@@ -226,6 +259,9 @@ impl Engine {
                         .is_some_and(|s| s.done.is_some() && s.undone.is_none())
                 })
                 .map(|p| p.id);
+            if resumed && backup_step.is_none() {
+                continue; // restored already: its backup step is undone
+            }
             let change = DatabaseChange {
                 connection: conn.to_string(),
                 resumed,
