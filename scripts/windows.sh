@@ -136,7 +136,7 @@ run_tests() {
     --test signals --test hardening --test secrets --test rollback_aftermath \
     "$@" -- "${skip[@]}"
   USERCUBE_CRASH_STRIDE=4 wcargo test "${common[@]}" --test crash "$@" -- "${skip[@]}"
-  USERCUBE_CRASH_STRIDE=12 wcargo test "${common[@]}" --test runbook_crash "$@" -- "${skip[@]}"
+  USERCUBE_CRASH_STRIDE=12 wcargo test "${common[@]}" --test runbook_crash --test rollback_faults "$@" -- "${skip[@]}"
 }
 
 # A command line split into arguments by the rules a Windows program's own parsing follows
