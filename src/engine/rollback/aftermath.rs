@@ -21,7 +21,7 @@ use crate::steps::{self, Intent, Outcome};
 /// One thing written after the run that stands where the rollback puts something back.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Foreign {
-    /// Absolute path (the JSON and the printed plan show it relative to the root).
+    /// Absolute path (the printed plan shows it relative to the root, the JSON as it is).
     pub path: PathBuf,
     /// "new" (not there when the run ended) or "changed" (the run left other content).
     pub why: &'static str,
