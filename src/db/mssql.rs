@@ -89,6 +89,8 @@ impl ToSql for Param<'_> {
             Value::F64(v) => ColumnData::F64(Some(*v)),
             Value::Str(s) => ColumnData::String(Some(Cow::Borrowed(s))),
             Value::Bytes(b) => ColumnData::Binary(Some(Cow::Borrowed(b))),
+            // SQLite's TEXT that is not UTF-8: refused by `insert` before anything is sent.
+            Value::TextBytes(b) => ColumnData::Binary(Some(Cow::Borrowed(b))),
             Value::Guid(g) => ColumnData::Guid(Some(tiberius::Uuid::from_bytes(*g))),
             Value::Numeric(v, s) => ColumnData::Numeric(Some(Numeric::new_with_scale(*v, *s))),
             Value::DateTime(d, f) => ColumnData::DateTime(Some(DateTime::new(*d, *f))),
@@ -377,6 +379,11 @@ impl Database for Mssql {
                     return Err(err(format!(
                         "sql server: inserting into {t}: a row has {} values for {n} columns",
                         r.len()
+                    )));
+                }
+                if r.iter().any(|v| matches!(v, Value::TextBytes(_))) {
+                    return Err(err(format!(
+                        "sql server: inserting into {t}: a text value is not valid UTF-8 (SQLite text), which SQL Server cannot hold as it is"
                     )));
                 }
                 sql.push_str(if i == 0 { "(" } else { ", (" });
