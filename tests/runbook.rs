@@ -1237,7 +1237,10 @@ fn refuses_a_literal_password_in_the_database_upgrade_command() {
         for verb in ["plan", "run"] {
             let (code, msg) = d.code(&[verb]);
             assert_eq!(code, Some(2), "{verb} {command}: {msg}");
-            assert!(msg.contains("--database-upgrade-command holds a literal password"), "{verb}: {msg}");
+            assert!(
+                msg.contains("--database-upgrade-command holds a literal password"),
+                "{verb}: {msg}"
+            );
             assert!(msg.contains("${VARIABLE}"), "{verb}: {msg}");
             assert!(!msg.contains("s3cret-pw"), "{verb}: {msg}");
         }

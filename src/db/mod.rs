@@ -181,10 +181,7 @@ pub fn check_no_literal_password(conn: &str) -> Result<()> {
         key: k, value: v, ..
     } in &pairs
     {
-        if crate::secrets::is_secret_key(k)
-            && !v.is_empty()
-            && !is_reference(v)
-        {
+        if crate::secrets::is_secret_key(k) && !v.is_empty() && !is_reference(v) {
             return Err(err(format!(
                 "the connection string holds a literal password ({}); plans are kept in the journal, so write {k}=${{VARIABLE}} and set the environment variable VARIABLE",
                 redact(conn)
@@ -236,10 +233,9 @@ pub fn check_command_no_literal_password(what: &str, args: &[String]) -> Result<
         // Any argument read as a connection string (an argument that is not one does not
         // parse, or has no secret key).
         let pairs = crate::secrets::parse_connection_string(a).unwrap_or_default();
-        if let Some(p) = pairs
-            .iter()
-            .find(|p| crate::secrets::is_secret_key(&p.key) && !p.value.is_empty() && !is_reference(&p.value))
-        {
+        if let Some(p) = pairs.iter().find(|p| {
+            crate::secrets::is_secret_key(&p.key) && !p.value.is_empty() && !is_reference(&p.value)
+        }) {
             return refuse(format!("{}=***", p.key));
         }
     }
@@ -380,6 +376,24 @@ pub fn with_session<R>(t: &Target, f: impl FnOnce(&mut dyn Database) -> Result<R
     }
 }
 
+/// Restores the database `t` from `file`. SQLite: on the process's session. SQL Server: a
+/// database in use cannot be restored, and the process's own session uses it (it holds the
+/// run's applock, taken in that database): that session is closed first (the server frees
+/// its applock), the restore runs on a new session from `master`, and the next use of the
+/// database opens a new session, which takes the applock again (refused, as at the start,
+/// if another run took it in between).
+pub fn restore(t: &Target, file: &Path) -> Result<()> {
+    match t {
+        Target::Sqlite(_) => with_session(t, |db| db.restore(file)),
+        Target::SqlServer(ado) => {
+            // Dropped here unless a caller holds it (the engine does not, between steps).
+            forget(t);
+            let mut db = mssql::Mssql::connect(ado)?;
+            db.restore(file)
+        }
+    }
+}
+
 /// Table names are used in SQL text: only letters, digits, `_` (and one `dbo.` prefix).
 pub fn check_table_name(table: &str) -> Result<&str> {
     let bare = table.strip_prefix("dbo.").unwrap_or(table);
@@ -431,7 +445,11 @@ mod tests {
     fn literal_passwords_in_a_command_are_refused() {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         for bad in [
-            &["tool", "--connection-string", "Server=h;User Id=sa;Password=s3cret"][..],
+            &[
+                "tool",
+                "--connection-string",
+                "Server=h;User Id=sa;Password=s3cret",
+            ][..],
             &["tool", "--connection-string=Server=h;Pwd=s3cret"],
             &["tool", "--password", "s3cret"],
             &["tool", "--db-password=s3cret"],
@@ -445,7 +463,11 @@ mod tests {
             assert!(e.contains("${VARIABLE}"), "{e}");
         }
         for good in [
-            &["tool", "--connection-string", "Server=h;User Id=sa;Password=${PW}"][..],
+            &[
+                "tool",
+                "--connection-string",
+                "Server=h;User Id=sa;Password=${PW}",
+            ][..],
             &["tool", "--password", "${PW}"],
             &["tool", "--password=${PW}", "--password-file", "/run/pw"],
             &["python3", "-c", "import sys; print(1)", "x=y"],

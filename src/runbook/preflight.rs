@@ -366,10 +366,9 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
     {
         Some(Err(e)) => problems.push(format!("--database-upgrade-command: {e}")),
         Some(Ok(args)) => {
-            if let Err(e) = crate::db::check_command_no_literal_password(
-                "--database-upgrade-command",
-                &args,
-            ) {
+            if let Err(e) =
+                crate::db::check_command_no_literal_password("--database-upgrade-command", &args)
+            {
                 problems.push(e.to_string());
             }
         }

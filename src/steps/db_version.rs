@@ -180,7 +180,7 @@ impl DatabaseVersionUpgrade {
             ))
         })?;
         let t = self.target()?;
-        db::with_session(&t, |db| db.restore(Path::new(&file))).map_err(refused)
+        db::restore(&t, Path::new(&file)).map_err(refused)
     }
 
     fn detail(intent: &Intent) -> Result<Detail> {
@@ -199,8 +199,7 @@ impl Step for DatabaseVersionUpgrade {
     }
 
     fn check(&self, view: &mut PlanView) -> std::result::Result<(), String> {
-        db::check_command_no_literal_password(COMMAND, &self.command)
-            .map_err(|e| e.to_string())?;
+        db::check_command_no_literal_password(COMMAND, &self.command).map_err(|e| e.to_string())?;
         connect_check(&self.connection, &self.root)?;
         // A program an earlier step extracts is there only at run time: "unknown" passes
         // here (the runbook checks the runtime zip for it).

@@ -363,7 +363,9 @@ impl SavedDetail {
         match self {
             SavedDetail::Commands(_) => "the saved output of its commands is unavailable",
             SavedDetail::RowDigests(_) => "the digests of the deleted rows are unavailable",
-            SavedDetail::SchemaTool(_) => "the saved output of the schema upgrade tool is unavailable",
+            SavedDetail::SchemaTool(_) => {
+                "the saved output of the schema upgrade tool is unavailable"
+            }
         }
     }
 }
