@@ -283,13 +283,14 @@ fn computed_and_rowversion_columns_round_trip(db: &Db, ddl: &str) {
     let before = db::dump(&mut *d, "UJ_Computed").unwrap();
     drop(d);
     assert_eq!(before.len(), 3);
-    assert_eq!(before[0], vec![Value::I64(1), Value::I64(2), Value::I64(3)]);
     db.plan(false, &["UJ_Computed"]);
     db.ok(&["run"]);
     assert_eq!(db.count("UJ_Computed"), 0);
     db.ok(&["rollback"]);
     let mut d = db::open(&db.target).unwrap();
     assert_eq!(db::dump(&mut *d, "UJ_Computed").unwrap(), before);
+    // Neither server-written column is part of the rows kept.
+    assert_eq!(before[0], vec![Value::I64(1), Value::I64(2), Value::I64(3)]);
     // The computed column, read by name, is there again.
     d.execute("INSERT INTO UJ_JobSteps (Id, Job_Id, Task_Id) SELECT 777, Total, Id FROM UJ_Computed WHERE Id = 1")
         .unwrap();
