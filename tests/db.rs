@@ -222,6 +222,139 @@ fn unreachable_server_and_literal_password_are_refused_at_preflight() {
     assert_eq!(db.dump(), start);
 }
 
+/// Issue 23, part 2, item 7: SQLite TEXT whose bytes are not UTF-8 comes back as TEXT (not
+/// as a BLOB) with the same bytes after the delete step is rolled back, beside a BLOB with
+/// the same bytes, which stays a BLOB; every value keeps its storage class.
+#[test]
+fn sqlite_text_that_is_not_utf8_keeps_its_storage_class_through_a_rollback() {
+    let db = Db::sqlite(10);
+    db.sqlite_exec(
+        "INSERT INTO UJ_JobSteps VALUES (90, 1, 1, 1, 1, CAST(x'80ff41c3' AS TEXT), x'80ff41c3', 2.0);
+         INSERT INTO UJ_JobSteps VALUES (91, 1, 1, 1, 1, x'80ff41c3', CAST(x'e697a5' AS TEXT), 7);
+         INSERT INTO UJ_JobSteps VALUES (92, '12', 1, '3', 1, 'ok', NULL, 'x');",
+    );
+    let classes = || -> Vec<(i64, String)> {
+        let c = rusqlite::Connection::open(&db.file).unwrap();
+        let mut s = c
+            .prepare(
+                "SELECT Id, typeof(Task_Id) || ' ' || typeof(LaunchOrder) || ' ' || typeof(Name) || ' ' || typeof(Data) || ' ' || typeof(Weight) || ' ' || hex(CAST(Name AS BLOB)) || ' ' || hex(CAST(Data AS BLOB)) || ' ' || quote(Weight) FROM UJ_JobSteps ORDER BY Id",
+            )
+            .unwrap();
+        let rows = s
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        rows
+    };
+    let before = classes();
+    let row90 = &before.iter().find(|r| r.0 == 90).unwrap().1;
+    assert!(
+        row90.starts_with("integer integer text blob real 80FF41C3 80FF41C3"),
+        "{row90}"
+    );
+    db.plan(false, &["UJ_JobSteps"]);
+    db.ok(&["run"]);
+    assert_eq!(db.count("UJ_JobSteps"), 0);
+    db.ok(&["rollback"]);
+    assert_eq!(classes(), before, "storage classes and bytes as before");
+}
+
+/// Issue 23, part 2, item 8: a table with a computed column and a `rowversion` column can
+/// be emptied and put back: the server writes both (an explicit value is refused, 271 and
+/// 273), so they are neither saved nor re-inserted; the other columns come back identical
+/// and the computed column is computed again.
+fn computed_and_rowversion_columns_round_trip(db: &Db, ddl: &str) {
+    use usercube_upgrade::testing::db;
+    let mut d = db::open(&db.target).unwrap();
+    d.execute(ddl).unwrap();
+    d.execute(
+        "INSERT INTO UJ_Computed (Id, A, B) VALUES (1, 2, 3), (2, NULL, 5), (3, 2147483648, 1)",
+    )
+    .unwrap();
+    let e = d
+        .execute("INSERT INTO UJ_Computed (Id, A, B, Total) VALUES (9, 1, 1, 2)")
+        .unwrap_err();
+    assert!(e.0.contains("computed column"), "{e}");
+    let e = d
+        .execute("INSERT INTO UJ_Computed (Id, A, B, Version) VALUES (9, 1, 1, 0x01)")
+        .unwrap_err();
+    assert!(e.0.contains("timestamp column"), "{e}");
+    let before = db::dump(&mut *d, "UJ_Computed").unwrap();
+    drop(d);
+    assert_eq!(before.len(), 3);
+    db.plan(false, &["UJ_Computed"]);
+    db.ok(&["run"]);
+    assert_eq!(db.count("UJ_Computed"), 0);
+    db.ok(&["rollback"]);
+    let mut d = db::open(&db.target).unwrap();
+    assert_eq!(db::dump(&mut *d, "UJ_Computed").unwrap(), before);
+    // Neither server-written column is part of the rows kept.
+    assert_eq!(before[0], vec![Value::I64(1), Value::I64(2), Value::I64(3)]);
+    // The computed column, read by name, is there again.
+    d.execute("INSERT INTO UJ_JobSteps (Id, Job_Id, Task_Id) SELECT 777, Total, Id FROM UJ_Computed WHERE Id = 1")
+        .unwrap();
+    let steps = db::dump(&mut *d, "UJ_JobSteps").unwrap();
+    assert!(steps
+        .iter()
+        .any(|r| r[0] == Value::I64(777) && r[2] == Value::I64(5)));
+}
+
+#[test]
+fn tds_computed_and_rowversion_columns_round_trip() {
+    let db = Db::tds(10);
+    db.sqlite_exec("CREATE TABLE UJ_Computed (Id BIGINT NOT NULL PRIMARY KEY, A BIGINT NULL, B BIGINT NULL, Total BIGINT GENERATED ALWAYS AS (A + B), Version ROWVERSION NULL);");
+    let versions = || -> Vec<Vec<u8>> {
+        let c = rusqlite::Connection::open(&db.file).unwrap();
+        let mut s = c
+            .prepare("SELECT Version FROM UJ_Computed ORDER BY Id")
+            .unwrap();
+        let v = s
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        v
+    };
+    computed_and_rowversion_columns_round_trip(&db, "SELECT 1");
+    let after = versions();
+    assert_eq!(after.len(), 3);
+    assert!(
+        after.iter().all(|v| v.len() == 8),
+        "new rowversions: {after:?}"
+    );
+}
+
+#[test]
+fn mssql_computed_and_rowversion_columns_round_trip() {
+    if let Some(db) = Db::mssql(10) {
+        computed_and_rowversion_columns_round_trip(
+            &db,
+            "DROP TABLE IF EXISTS UJ_Computed; CREATE TABLE UJ_Computed (Id BIGINT NOT NULL PRIMARY KEY, A BIGINT NULL, B BIGINT NULL, Total AS (A + B), Version ROWVERSION);",
+        );
+    }
+}
+
+/// Issue 23, part 2, item 8: `money` above 2^53 / 10^4 (about 9e11) comes back exact (read
+/// as `decimal(19,4)`, not through an f64). The TDS test server has no money type: a real
+/// SQL Server only.
+#[test]
+fn mssql_money_round_trips_exactly() {
+    use usercube_upgrade::testing::db;
+    let Some(db) = Db::mssql(10) else { return };
+    let mut d = db::open(&db.target).unwrap();
+    d.execute("DROP TABLE IF EXISTS UJ_Money; CREATE TABLE UJ_Money (Id BIGINT NOT NULL PRIMARY KEY, M MONEY NULL, S SMALLMONEY NULL); INSERT INTO UJ_Money VALUES (1, 922337203685477.5807, 214748.3647), (2, -922337203685477.5808, -214748.3648), (3, 900000000001.0001, NULL);")
+        .unwrap();
+    let before = db::dump(&mut *d, "UJ_Money").unwrap();
+    assert_eq!(before[0][1], Value::Numeric(9223372036854775807, 4));
+    drop(d);
+    db.plan(false, &["UJ_Money"]);
+    db.ok(&["run"]);
+    db.ok(&["rollback"]);
+    let mut d = db::open(&db.target).unwrap();
+    assert_eq!(db::dump(&mut *d, "UJ_Money").unwrap(), before);
+}
+
 #[test]
 fn sqlite_missing_table_is_refused_at_preflight() {
     let db = Db::sqlite(10);
@@ -315,6 +448,86 @@ fn sqlite_version_upgrade_runs_is_journaled_and_rolled_back_by_the_backup() {
         )
         .unwrap();
     assert_eq!(n, 0, "the backup's undo restored the schema");
+}
+
+/// Issue 23, part 2, item 1: a plan whose schema upgrade command holds a literal password
+/// is refused by `plan` and `run` (exit 2, no journal, nothing changed), and the password
+/// is printed nowhere, not even in the plan's step list.
+#[test]
+fn sqlite_version_upgrade_command_with_a_literal_password_is_refused() {
+    let db = Db::sqlite(10);
+    let start = db.dump();
+    for command in [
+        vec![
+            "python3",
+            "-c",
+            UPGRADE_PY,
+            "usercube.sqlite",
+            "--password",
+            "hunter2-pw",
+        ],
+        vec![
+            "python3",
+            "-c",
+            UPGRADE_PY,
+            "usercube.sqlite",
+            "Server=h;User Id=sa;Pwd=hunter2-pw",
+        ],
+    ] {
+        version_plan(&db, command.iter().map(|s| s.to_string()).collect(), true);
+        for verb in ["plan", "run"] {
+            let (code, msg) = db.code(&[verb]);
+            assert_eq!(code, Some(2), "{verb}: {msg}");
+            assert!(
+                msg.contains("the database upgrade command holds a literal password"),
+                "{verb}: {msg}"
+            );
+            assert!(!msg.contains("hunter2-pw"), "{verb}: {msg}");
+        }
+        assert!(!db.journal_dir().exists(), "no journal for a refusal");
+        assert_eq!(db.dump(), start);
+    }
+}
+
+/// Issue 23, part 2, item 6: the output of a schema tool that fails is durable in the
+/// journal and shown by `journal export --json` (every line, not only the last one that the
+/// failure message quotes), with its exit status; the run is rolled back.
+#[test]
+fn sqlite_failed_version_upgrade_tool_output_is_journaled() {
+    const FAILING_PY: &str = "import sys\nprint('step 1 of 3: UM_Tables checked')\nprint('the cause: column Foo_Id already exists', file=sys.stderr)\nprint('Upgrade failed.')\nsys.exit(3)\n";
+    let db = Db::sqlite(10);
+    let start = db.dump();
+    let cmd = vec!["python3".to_string(), "-c".into(), FAILING_PY.into()];
+    version_plan(&db, cmd, true);
+    let (code, msg) = db.code(&["run"]);
+    assert_eq!(code, Some(1), "the run fails: {msg}");
+    assert!(msg.contains("rolled back"), "{msg}");
+    assert_eq!(db.dump(), start);
+    let (code, audit) = db.code(&["journal", "export", "--json"]);
+    assert_eq!(code, Some(0), "{audit}");
+    let v: serde_json::Value = serde_json::from_str(&audit).unwrap();
+    let runs: Vec<&serde_json::Value> = v["runs"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["commands"].as_array().into_iter().flatten())
+        .collect();
+    assert_eq!(runs.len(), 1, "one run of the tool: {audit}");
+    let run = runs[0];
+    assert_eq!(run["status"], 3, "{run}");
+    assert_eq!(run["success"], false, "{run}");
+    let output = run["output"].as_str().unwrap();
+    for line in [
+        "step 1 of 3: UM_Tables checked",
+        "the cause: column Foo_Id already exists",
+        "Upgrade failed.",
+    ] {
+        assert!(output.contains(line), "{line:?} in {output:?}");
+    }
+    assert!(
+        run["command"].as_str().unwrap().starts_with("python3 -c"),
+        "{run}"
+    );
 }
 
 /// The schema upgrade runs or the run does not start (issue 12): a tool that is not there

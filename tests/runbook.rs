@@ -1219,6 +1219,36 @@ fn refuses_a_literal_database_password() {
     assert!(!msg.contains("s3cret-pw"), "{msg}");
 }
 
+/// Issue 23, part 2, item 1: a literal password inside `--database-upgrade-command` (a
+/// password option's value, or the password of a connection string given as an argument)
+/// is refused by `plan` and `run` as a literal password in the connection string is: exit
+/// 2, nothing changed, no journal, and the password printed nowhere.
+#[test]
+fn refuses_a_literal_password_in_the_database_upgrade_command() {
+    let mut d = Demo::new("integrated");
+    d.skip_database_upgrade = false;
+    for command in [
+        "python3 tool.py --connection-string \"Server=tcp:h,1433;User Id=sa;Password=s3cret-pw\"",
+        "python3 tool.py --db-password s3cret-pw",
+        "python3 tool.py --password=s3cret-pw",
+    ] {
+        d.extra = vec!["--database-upgrade-command".into(), command.into()];
+        let start = snapshot(&d.root);
+        for verb in ["plan", "run"] {
+            let (code, msg) = d.code(&[verb]);
+            assert_eq!(code, Some(2), "{verb} {command}: {msg}");
+            assert!(
+                msg.contains("--database-upgrade-command holds a literal password"),
+                "{verb}: {msg}"
+            );
+            assert!(msg.contains("${VARIABLE}"), "{verb}: {msg}");
+            assert!(!msg.contains("s3cret-pw"), "{verb}: {msg}");
+        }
+        assert_same(&start, &snapshot(&d.root), "refused: nothing changed");
+        assert!(!d.root.join(JOURNAL).exists(), "no journal for a refusal");
+    }
+}
+
 #[test]
 fn run_without_the_pfx_password_is_refused_before_any_change() {
     let d = Demo::new("integrated");

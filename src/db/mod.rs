@@ -42,6 +42,10 @@ pub enum Value {
     Guid([u8; 16]),
     /// `decimal`/`numeric`: unscaled value and scale.
     Numeric(i128, u8),
+    /// SQLite TEXT whose bytes are not valid UTF-8 (SQLite stores them as given): kept as
+    /// bytes and written back as TEXT, never as a BLOB. Added last, so that the rows journals
+    /// of earlier builds hold decode as before (bincode numbers variants by position).
+    TextBytes(Vec<u8>),
 }
 
 /// What the engine needs to know about a table to save and restore its rows.
@@ -177,15 +181,66 @@ pub fn check_no_literal_password(conn: &str) -> Result<()> {
         key: k, value: v, ..
     } in &pairs
     {
-        if crate::secrets::is_secret_key(k)
-            && !v.is_empty()
-            && !(v.starts_with("${") && v.ends_with('}'))
-        {
+        if crate::secrets::is_secret_key(k) && !v.is_empty() && !is_reference(v) {
             return Err(err(format!(
                 "the connection string holds a literal password ({}); plans are kept in the journal, so write {k}=${{VARIABLE}} and set the environment variable VARIABLE",
                 redact(conn)
             )));
         }
+    }
+    Ok(())
+}
+
+/// Whether a value is an environment variable reference as a whole (`${VAR}`).
+fn is_reference(v: &str) -> bool {
+    v.starts_with("${") && v.ends_with('}')
+}
+
+/// Refuses a command (program and arguments, as a plan keeps it) that holds a literal
+/// password, by the connection string's rule: plans are journaled whole, and the command is
+/// printed and logged. A literal is the value of a `--flag` whose name is a secret
+/// (`--password X`, `--db-password=X`: [`crate::secrets::is_secret_key`]) or the password of
+/// a connection string in any argument, when it is not a `${VAR}` reference (which the step
+/// takes from the environment when it starts the command). `what` names the command.
+pub fn check_command_no_literal_password(what: &str, args: &[String]) -> Result<()> {
+    let secret_flag = |flag: &str| {
+        flag.starts_with("--") && crate::secrets::is_secret_key(flag.trim_start_matches('-'))
+    };
+    let refuse = |how: String| {
+        let shown = crate::secrets::mask_command_line(args).join(" ");
+        Err(err(format!(
+            "{what} holds a literal password ({how}: {shown}); plans are kept in the journal, so write ${{VARIABLE}} in its place and set the environment variable VARIABLE"
+        )))
+    };
+    let mut previous_is_secret_flag = false;
+    for a in args {
+        if std::mem::take(&mut previous_is_secret_flag) && !is_reference(a) {
+            return refuse("the value after a password option".into());
+        }
+        match a.split_once('=') {
+            Some((flag, v)) if secret_flag(flag) => {
+                if !is_reference(v) {
+                    return refuse(format!("{flag}=***"));
+                }
+                continue;
+            }
+            None if secret_flag(a) => {
+                previous_is_secret_flag = true;
+                continue;
+            }
+            _ => {}
+        }
+        // Any argument read as a connection string (an argument that is not one does not
+        // parse, or has no secret key).
+        let pairs = crate::secrets::parse_connection_string(a).unwrap_or_default();
+        if let Some(p) = pairs.iter().find(|p| {
+            crate::secrets::is_secret_key(&p.key) && !p.value.is_empty() && !is_reference(&p.value)
+        }) {
+            return refuse(format!("{}=***", p.key));
+        }
+    }
+    if previous_is_secret_flag {
+        return refuse("a password option without a value".into());
     }
     Ok(())
 }
@@ -321,6 +376,24 @@ pub fn with_session<R>(t: &Target, f: impl FnOnce(&mut dyn Database) -> Result<R
     }
 }
 
+/// Restores the database `t` from `file`. SQLite: on the process's session. SQL Server: a
+/// database in use cannot be restored, and the process's own session uses it (it holds the
+/// run's applock, taken in that database): that session is closed first (the server frees
+/// its applock), the restore runs on a new session from `master`, and the next use of the
+/// database opens a new session, which takes the applock again (refused, as at the start,
+/// if another run took it in between).
+pub fn restore(t: &Target, file: &Path) -> Result<()> {
+    match t {
+        Target::Sqlite(_) => with_session(t, |db| db.restore(file)),
+        Target::SqlServer(ado) => {
+            // Dropped here unless a caller holds it (the engine does not, between steps).
+            forget(t);
+            let mut db = mssql::Mssql::connect(ado)?;
+            db.restore(file)
+        }
+    }
+}
+
 /// Table names are used in SQL text: only letters, digits, `_` (and one `dbo.` prefix).
 pub fn check_table_name(table: &str) -> Result<&str> {
     let bare = table.strip_prefix("dbo.").unwrap_or(table);
@@ -366,6 +439,42 @@ mod tests {
         )
         .is_ok());
         assert!(check_no_literal_password("sqlite:x.db").is_ok());
+    }
+
+    #[test]
+    fn literal_passwords_in_a_command_are_refused() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for bad in [
+            &[
+                "tool",
+                "--connection-string",
+                "Server=h;User Id=sa;Password=s3cret",
+            ][..],
+            &["tool", "--connection-string=Server=h;Pwd=s3cret"],
+            &["tool", "--password", "s3cret"],
+            &["tool", "--db-password=s3cret"],
+            &["tool", "--password"],
+        ] {
+            let e = check_command_no_literal_password("the command", &args(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains("s3cret"), "{e}");
+            assert!(e.contains("literal password"), "{e}");
+            assert!(e.contains("${VARIABLE}"), "{e}");
+        }
+        for good in [
+            &[
+                "tool",
+                "--connection-string",
+                "Server=h;User Id=sa;Password=${PW}",
+            ][..],
+            &["tool", "--password", "${PW}"],
+            &["tool", "--password=${PW}", "--password-file", "/run/pw"],
+            &["python3", "-c", "import sys; print(1)", "x=y"],
+            &["tool", "data source=.;Integrated Security=SSPI"],
+        ] {
+            check_command_no_literal_password("the command", &args(good)).unwrap();
+        }
     }
 
     #[test]

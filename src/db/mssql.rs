@@ -16,6 +16,9 @@ use super::{err, BackupCheck, Column, Database, DbError, Result, TableInfo, Valu
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long a restore waits for the database to be free ("in use", 3101).
+const RESTORE_WAIT: Duration = Duration::from_secs(5);
+
 pub struct Mssql {
     rt: tokio::runtime::Runtime,
     client: Client<Compat<TcpStream>>,
@@ -89,6 +92,8 @@ impl ToSql for Param<'_> {
             Value::F64(v) => ColumnData::F64(Some(*v)),
             Value::Str(s) => ColumnData::String(Some(Cow::Borrowed(s))),
             Value::Bytes(b) => ColumnData::Binary(Some(Cow::Borrowed(b))),
+            // SQLite's TEXT that is not UTF-8: refused by `insert` before anything is sent.
+            Value::TextBytes(b) => ColumnData::Binary(Some(Cow::Borrowed(b))),
             Value::Guid(g) => ColumnData::Guid(Some(tiberius::Uuid::from_bytes(*g))),
             Value::Numeric(v, s) => ColumnData::Numeric(Some(Numeric::new_with_scale(*v, *s))),
             Value::DateTime(d, f) => ColumnData::DateTime(Some(DateTime::new(*d, *f))),
@@ -204,6 +209,69 @@ impl Mssql {
             .last()
             .and_then(|r| as_i64(r.into_iter().next())))
     }
+
+    /// The names and wire types of `SELECT TOP 0 <what> FROM dbo.[t]`.
+    fn column_types(&mut self, t: &str, what: &str) -> Result<Vec<(String, ColumnType)>> {
+        let sql = format!("SELECT TOP 0 {what} FROM dbo.{}", q(t));
+        let client = &mut self.client;
+        let cols: Vec<(String, ColumnType)> = self.rt.block_on(async {
+            let mut s = client.simple_query(&sql).await.map_err(e(&sql))?;
+            let cols = s
+                .columns()
+                .await
+                .map_err(e(&sql))?
+                .map(|c| {
+                    c.iter()
+                        .map(|c| (c.name().to_string(), c.column_type()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            s.into_results().await.map_err(e(&sql))?;
+            Ok::<_, DbError>(cols)
+        })?;
+        Ok(cols)
+    }
+
+    /// The columns the server writes itself, from `sys.columns`: computed columns and the
+    /// `rowversion` (`timestamp`, system type 189) column. An insert may not name them.
+    fn server_written(&mut self, t: &str) -> Result<Vec<String>> {
+        let sql = format!(
+            "SELECT c.name AS name, CAST(c.is_computed AS int) AS is_computed, CAST(c.system_type_id AS int) AS type_id FROM sys.columns c WHERE c.object_id = OBJECT_ID({}) ORDER BY c.column_id",
+            lit(&format!("dbo.{t}"))
+        );
+        let rows = self.rows(&sql)?;
+        let mut out = Vec::new();
+        for r in rows {
+            match r.as_slice() {
+                [Value::Str(name), computed, type_id] => {
+                    if *computed == Value::I32(1) || *type_id == Value::I32(ROWVERSION_TYPE_ID) {
+                        out.push(name.clone());
+                    }
+                }
+                other => {
+                    return Err(err(format!(
+                        "sql server: reading the columns of {t} from sys.columns: unexpected row {other:?}"
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `sys.types.system_type_id` of `timestamp` (`rowversion`).
+const ROWVERSION_TYPE_ID: i32 = 189;
+
+/// The select-list item that reads a column exactly: `money`/`smallmoney` through
+/// `decimal(19,4)` (tiberius decodes money as an f64, exact only up to about 9e11); every
+/// other type as it is.
+fn read_as(name: &str, ty: ColumnType) -> String {
+    match ty {
+        ColumnType::Money | ColumnType::Money4 => {
+            format!("CAST({} AS decimal(19,4)) AS {}", q(name), q(name))
+        }
+        _ => q(name),
+    }
 }
 
 impl Database for Mssql {
@@ -246,23 +314,7 @@ impl Database for Mssql {
 
     fn table_info(&mut self, table: &str) -> Result<TableInfo> {
         let t = super::check_table_name(table)?;
-        let sql = format!("SELECT TOP 0 * FROM dbo.{}", q(t));
-        let client = &mut self.client;
-        let cols: Vec<(String, ColumnType)> = self.rt.block_on(async {
-            let mut s = client.simple_query(&sql).await.map_err(e(&sql))?;
-            let cols = s
-                .columns()
-                .await
-                .map_err(e(&sql))?
-                .map(|c| {
-                    c.iter()
-                        .map(|c| (c.name().to_string(), c.column_type()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            s.into_results().await.map_err(e(&sql))?;
-            Ok::<_, DbError>(cols)
-        })?;
+        let cols = self.column_types(t, "*")?;
         if cols.is_empty() {
             return Err(err(format!("sql server: table {t} has no columns")));
         }
@@ -301,9 +353,14 @@ impl Database for Mssql {
                 )));
             }
         }
+        // Computed and rowversion columns are left out of the table's shape: not saved, not
+        // re-inserted (the server computes them again; a rowversion gets new values), not
+        // compared when read back.
+        let written = self.server_written(t)?;
         Ok(TableInfo {
             columns: cols
                 .into_iter()
+                .filter(|(name, _)| !written.iter().any(|w| w == name))
                 .map(|(name, ty)| Column {
                     name,
                     binary: matches!(
@@ -324,7 +381,22 @@ impl Database for Mssql {
         f: &mut dyn FnMut(Vec<Value>) -> Result<()>,
     ) -> Result<()> {
         let t = super::check_table_name(table)?;
-        let cols: Vec<String> = info.columns.iter().map(|c| q(&c.name)).collect();
+        let names: Vec<String> = info.columns.iter().map(|c| q(&c.name)).collect();
+        // Each column read exactly (money through decimal): its type from the server.
+        let types = self.column_types(t, &names.join(", "))?;
+        if types.len() != names.len() {
+            return Err(err(format!(
+                "sql server: reading {t}: {} columns asked, {} described",
+                names.len(),
+                types.len()
+            )));
+        }
+        let cols: Vec<String> = info
+            .columns
+            .iter()
+            .zip(types)
+            .map(|(c, (_, ty))| read_as(&c.name, ty))
+            .collect();
         let key: Vec<String> = info.key.iter().map(|c| q(c)).collect();
         // TABLOCKX + HOLDLOCK: nobody changes the table until the transaction ends.
         let sql = format!(
@@ -365,6 +437,20 @@ impl Database for Mssql {
         let cols: Vec<String> = info.columns.iter().map(|c| q(&c.name)).collect();
         // At most 2100 parameters per request, at most 1000 rows per VALUES.
         let per = (2000 / n.max(1)).clamp(1, 1000);
+        // Checked before anything is sent (IDENTITY_INSERT is never left ON by a refusal).
+        for r in rows {
+            if r.len() != n {
+                return Err(err(format!(
+                    "sql server: inserting into {t}: a row has {} values for {n} columns",
+                    r.len()
+                )));
+            }
+            if r.iter().any(|v| matches!(v, Value::TextBytes(_))) {
+                return Err(err(format!(
+                    "sql server: inserting into {t}: a text value is not valid UTF-8 (SQLite text), which SQL Server cannot hold as it is"
+                )));
+            }
+        }
         if info.identity {
             self.exec(&format!("SET IDENTITY_INSERT dbo.{} ON", q(t)))?;
         }
@@ -373,12 +459,6 @@ impl Database for Mssql {
             let mut sql = format!("INSERT INTO dbo.{} ({}) VALUES ", q(t), cols.join(", "));
             let mut params: Vec<Param> = Vec::with_capacity(batch.len() * n);
             for (i, r) in batch.iter().enumerate() {
-                if r.len() != n {
-                    return Err(err(format!(
-                        "sql server: inserting into {t}: a row has {} values for {n} columns",
-                        r.len()
-                    )));
-                }
                 sql.push_str(if i == 0 { "(" } else { ", (" });
                 for (j, v) in r.iter().enumerate() {
                     if j > 0 {
@@ -455,23 +535,41 @@ impl Database for Mssql {
         }
     }
 
+    /// Restores from a session that does not use the database: `USE master` first (a session
+    /// cannot restore the database it is in), then `USE [db]` again. The database must be
+    /// used by nobody else, the process's own locked session included: `db::restore` runs
+    /// this on a new session after closing that one. "In use" (3101) is waited out for a
+    /// few seconds: a session just closed may not have ended on the server yet.
     fn restore(&mut self, file: &Path) -> Result<()> {
         self.rollback()?;
         let f = file
             .to_str()
             .ok_or_else(|| err("backup path is not UTF-8"))?;
         let db = q(&self.database.clone());
-        // A session cannot restore the database it is using: step out to master (a server
-        // without `USE`, such as the test server, refuses it harmlessly), then come back.
-        let moved = self.exec("USE master").is_ok();
-        let r = self.exec(&format!(
-            "RESTORE DATABASE {db} FROM DISK = {} WITH REPLACE",
-            lit(f)
-        ));
-        if moved {
-            self.exec(&format!("USE {db}"))?;
-        }
-        r
+        self.exec("USE master")?;
+        let sql = format!("RESTORE DATABASE {db} FROM DISK = {} WITH REPLACE", lit(f));
+        let until = std::time::Instant::now() + RESTORE_WAIT;
+        let r = loop {
+            let client = &mut self.client;
+            let r = self.rt.block_on(async {
+                client
+                    .simple_query(sql.as_str())
+                    .await?
+                    .into_results()
+                    .await
+                    .map(|_| ())
+            });
+            match r {
+                Err(tiberius::error::Error::Server(x))
+                    if x.code() == 3101 && std::time::Instant::now() < until =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                r => break r.map_err(e(&sql)),
+            }
+        };
+        let back = self.exec(&format!("USE {db}"));
+        r.and(back)
     }
 
     fn version(&mut self) -> Result<Option<String>> {

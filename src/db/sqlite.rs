@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::types::ValueRef;
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 
 use super::{err, BackupCheck, Column, Database, Result, TableInfo, Value};
@@ -110,17 +110,21 @@ fn value(v: ValueRef) -> Value {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::I64(i),
         ValueRef::Real(f) => Value::F64(f),
+        // Each value keeps its storage class: TEXT stays TEXT even when it is not UTF-8.
         ValueRef::Text(t) => match std::str::from_utf8(t) {
             Ok(s) => Value::Str(s.to_string()),
-            Err(_) => Value::Bytes(t.to_vec()),
+            Err(_) => Value::TextBytes(t.to_vec()),
         },
         ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
     }
 }
 
-fn param(v: &Value) -> rusqlite::types::Value {
+/// A value bound with its storage class (INTEGER, REAL, TEXT, BLOB or NULL).
+fn param(v: &Value) -> ToSqlOutput<'_> {
     use rusqlite::types::Value as S;
-    match v {
+    ToSqlOutput::Owned(match v {
+        // TEXT bound from its bytes (sqlite3_bind_text takes them as they are).
+        Value::TextBytes(b) => return ToSqlOutput::Borrowed(ValueRef::Text(b)),
         Value::Null => S::Null,
         Value::Bool(b) => S::Integer(*b as i64),
         Value::U8(i) => S::Integer(*i as i64),
@@ -140,7 +144,7 @@ fn param(v: &Value) -> rusqlite::types::Value {
         Value::Bytes(b) => S::Blob(b.clone()),
         Value::Guid(g) => S::Blob(g.to_vec()),
         Value::Numeric(v, scale) => S::Text(format!("{v}e-{scale}")),
-    }
+    })
 }
 
 impl Database for Sqlite {

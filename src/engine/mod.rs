@@ -436,6 +436,7 @@ impl Engine {
                     Ok(()) => match detail {
                         steps::SavedDetail::Commands(runs) => step.commands = runs,
                         steps::SavedDetail::RowDigests(d) => step.row_digests = d.finish(),
+                        steps::SavedDetail::SchemaTool(t) => step.commands = t.runs,
                     },
                     Err(e) => step.notes.push(format!("{}: {e}", detail.unavailable())),
                 }

@@ -359,12 +359,20 @@ pub fn check(o: &Options) -> Result<Facts, Vec<String>> {
         }
     }
 
-    if let Some(Err(e)) = o
+    match o
         .database_upgrade_command
         .as_deref()
         .map(super::split_command)
     {
-        problems.push(format!("--database-upgrade-command: {e}"));
+        Some(Err(e)) => problems.push(format!("--database-upgrade-command: {e}")),
+        Some(Ok(args)) => {
+            if let Err(e) =
+                crate::db::check_command_no_literal_password("--database-upgrade-command", &args)
+            {
+                problems.push(e.to_string());
+            }
+        }
+        None => {}
     }
 
     // 6. The agent plan runs after its server: it goes on only when the database confirms

@@ -264,7 +264,7 @@ impl Step for DatabaseBackup {
     fn undo(&self, ctx: &StepContext, intent: &Intent, _o: Option<&Outcome>) -> Result<()> {
         let d = Self::detail(intent)?;
         let t = self.target()?;
-        db::with_session(&t, |db| db.restore(&d.file)).map_err(refused)?;
+        db::restore(&t, &d.file).map_err(refused)?;
         if self.is_sqlite() {
             let dest = ctx.trash_path("backup")?;
             durable_fs::remove_path(&dest).map_err(super::io("removing", &dest))?;

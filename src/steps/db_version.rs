@@ -19,6 +19,9 @@ use crate::db::{self, Target};
 /// this marker without an output after it.
 const STARTED: &[u8] = b"started";
 
+/// What messages call the command.
+const COMMAND: &str = "the database upgrade command";
+
 /// Most output bytes kept in the journal.
 const MAX_OUTPUT: usize = 1 << 20;
 
@@ -53,6 +56,29 @@ struct Output {
     status: Option<i32>,
     output: String,
     version_after: Option<String>,
+}
+
+/// The tool's runs as the audit (`journal export`) shows them: each saved output, failed
+/// runs included, as a command run of the `apply` phase.
+pub struct ToolRuns {
+    /// The command as printed (secrets masked).
+    command: String,
+    pub runs: Vec<super::service::CommandRun>,
+}
+
+impl ToolRuns {
+    /// One saved payload (the `started` marker and anything else is skipped).
+    pub fn add(&mut self, payload: &[u8]) {
+        if let Ok(o) = serde_json::from_slice::<Output>(payload) {
+            self.runs.push(super::service::CommandRun {
+                phase: "apply".into(),
+                command: self.command.clone(),
+                status: o.status,
+                success: o.status == Some(0),
+                output: o.output,
+            });
+        }
+    }
 }
 
 fn expand(arg: &str) -> String {
@@ -154,7 +180,7 @@ impl DatabaseVersionUpgrade {
             ))
         })?;
         let t = self.target()?;
-        db::with_session(&t, |db| db.restore(Path::new(&file))).map_err(refused)
+        db::restore(&t, Path::new(&file)).map_err(refused)
     }
 
     fn detail(intent: &Intent) -> Result<Detail> {
@@ -168,11 +194,12 @@ impl Step for DatabaseVersionUpgrade {
         format!(
             "upgrade the database schema of {} with {}",
             db::redact(&self.connection),
-            self.command.join(" ")
+            crate::secrets::mask_command_line(&self.command).join(" ")
         )
     }
 
     fn check(&self, view: &mut PlanView) -> std::result::Result<(), String> {
+        db::check_command_no_literal_password(COMMAND, &self.command).map_err(|e| e.to_string())?;
         connect_check(&self.connection, &self.root)?;
         // A program an earlier step extracts is there only at run time: "unknown" passes
         // here (the runbook checks the runtime zip for it).
@@ -252,6 +279,9 @@ impl Step for DatabaseVersionUpgrade {
         };
         ctx.journal
             .save(serde_json::to_vec(&o).expect("output serializes"))?;
+        // Durable now, whether the tool succeeded or not: the output of a failed tool is what
+        // explains the failure (the engine syncs a step's saved data only when it succeeds).
+        ctx.journal.sync()?;
         if !out.status.success() {
             return Err(refused(format!(
                 "{} exited with {:?}: {}",
@@ -306,6 +336,13 @@ impl Step for DatabaseVersionUpgrade {
                 }
             }
         }
+    }
+
+    fn saved_detail(&self) -> Option<super::SavedDetail> {
+        Some(super::SavedDetail::SchemaTool(ToolRuns {
+            command: crate::secrets::mask_command_line(&self.command).join(" "),
+            runs: Vec::new(),
+        }))
     }
 
     fn fingerprint(&self) -> Result<Option<super::Fingerprint>> {

@@ -357,6 +357,9 @@ pub enum SavedDetail {
     /// A delete-rows step: the chunks of its last complete attempt, each checked against
     /// its saved rows.
     RowDigests(db_delete::RowDigests),
+    /// A database schema upgrade: every run of the vendor's tool with its output, failed
+    /// runs included.
+    SchemaTool(db_version::ToolRuns),
 }
 
 impl SavedDetail {
@@ -364,6 +367,7 @@ impl SavedDetail {
         match self {
             SavedDetail::Commands(runs) => runs.extend(service::CommandRun::from_saved(payload)),
             SavedDetail::RowDigests(digests) => digests.add(payload)?,
+            SavedDetail::SchemaTool(runs) => runs.add(payload),
         }
         Ok(())
     }
@@ -373,6 +377,9 @@ impl SavedDetail {
         match self {
             SavedDetail::Commands(_) => "the saved output of its commands is unavailable",
             SavedDetail::RowDigests(_) => "the digests of the deleted rows are unavailable",
+            SavedDetail::SchemaTool(_) => {
+                "the saved output of the schema upgrade tool is unavailable"
+            }
         }
     }
 }

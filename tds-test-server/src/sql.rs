@@ -194,7 +194,7 @@ pub fn lex(sql: &str) -> Result<Vec<Token>, SqlError> {
 
 const ALWAYS_SPLIT: &[&str] = &[
     "BEGIN", "COMMIT", "ROLLBACK", "INSERT", "DELETE", "UPDATE", "EXEC", "EXECUTE", "BACKUP",
-    "RESTORE", "DECLARE", "PRINT",
+    "RESTORE", "DECLARE", "PRINT", "USE",
 ];
 
 /// Splits a batch into statements at `;` and at newlines that start a new

@@ -647,15 +647,51 @@ async fn backup_verify_restore_round_trip() {
 
     c.execute("DELETE FROM dbo.Child", &[]).await.unwrap();
     assert_eq!(count(&mut c, "Child").await, 0);
-    c.simple_query(format!(
+    let restore = format!(
         "RESTORE DATABASE [Usercube] FROM DISK = N'{}' WITH REPLACE",
         sql_path(&bak)
-    ))
-    .await
-    .unwrap()
-    .into_results()
-    .await
-    .unwrap();
+    );
+    // Not from the database itself (3102), nor while another session uses it or holds an
+    // applock in it (3101).
+    assert_eq!(query_code(&mut c, &restore).await, 3102);
+    c.simple_query("USE master")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    let mut other = connect(&f).await;
+    assert_eq!(query_code(&mut c, &restore).await, 3101);
+    other
+        .simple_query("USE master")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    assert_eq!(get_applock(&mut other, "usercube-upgrade").await, 0);
+    assert_eq!(query_code(&mut c, &restore).await, 3101);
+    drop(other);
+    let mut done = false;
+    for _ in 0..100 {
+        // The server ends the other session once it sees the connection closed.
+        match c.simple_query(restore.as_str()).await {
+            Ok(s) => {
+                s.into_results().await.unwrap();
+                done = true;
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(done, "restored once nobody uses the database");
+    assert_eq!(query_code(&mut c, "USE Nope").await, 911);
+    c.simple_query("USE [Usercube]")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
     assert_eq!(count(&mut c, "Child").await, 3);
     let mut c2 = connect(&f).await;
     assert_eq!(count(&mut c2, "Child").await, 3);

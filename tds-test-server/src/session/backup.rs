@@ -146,6 +146,33 @@ impl Session {
         Ok(Outcome::none())
     }
 
+    /// `USE [db]` or `USE master`: where the session is, as RESTORE sees it (statements
+    /// still act on the one database).
+    pub(super) fn use_database(&mut self, s: &[Tok], resp: &mut Response) -> SResult<Outcome> {
+        let name = match s {
+            [_, t] => t
+                .ident()
+                .ok_or_else(|| syntax_error(&t.display()))?
+                .to_string(),
+            _ => return Err(syntax_error("USE").into()),
+        };
+        let mut in_db = self.shared.in_db.lock().unwrap();
+        if name.eq_ignore_ascii_case(self.db()) {
+            in_db.insert(self.spid);
+        } else if name.eq_ignore_ascii_case("master") {
+            in_db.remove(&self.spid);
+        } else {
+            return Err(SqlError::new(
+                911,
+                format!("Database '{name}' does not exist. Make sure that the name is entered correctly."),
+            )
+            .into());
+        }
+        drop(in_db);
+        resp.info(5701, &format!("Changed database context to '{name}'."));
+        Ok(Outcome::none())
+    }
+
     pub(super) fn restore(&mut self, s: &[Tok], resp: &mut Response) -> SResult<Outcome> {
         if s.get(1).is_some_and(|t| t.is("VERIFYONLY")) {
             let what = "VERIFY DATABASE";
@@ -185,13 +212,34 @@ impl Session {
         }
         let src = Self::open_backup(&path, what)?;
         drop(src);
+        // SQL Server restores a database nobody uses: not this session (3102: it must
+        // move to master first), no other session in it, no session holding an applock
+        // in it (a session-owned applock keeps the database in use), no open transaction.
+        if self.shared.in_db.lock().unwrap().contains(&self.spid) {
+            return Err(StmtError(vec![
+                SqlError::new(
+                    3102,
+                    format!("RESTORE cannot process database '{name}' because it is in use by this session. It is recommended that the master database be used when performing this operation."),
+                ),
+                SqlError::new(3013, format!("{what} is terminating abnormally.")),
+            ]));
+        }
         let busy = self
             .shared
             .in_txn
             .lock()
             .unwrap()
             .iter()
-            .any(|s| *s != self.spid);
+            .any(|s| *s != self.spid)
+            || !self.shared.in_db.lock().unwrap().is_empty()
+            || self
+                .shared
+                .locks
+                .lock()
+                .unwrap()
+                .values()
+                .flatten()
+                .any(|h| h.owner == LockOwner::Session);
         if busy {
             return Err(StmtError(vec![
                 SqlError::new(

@@ -42,6 +42,21 @@ impl Session {
             output = Some(self.parse_output(&s[i + 1..end], "INSERTED", &ti)?);
             i = end;
         }
+        // Columns the server writes: computed ones (271) and the rowversion (273).
+        if let Some(list) = &cols {
+            for c in list {
+                if ti.computed.iter().any(|x| x.eq_ignore_ascii_case(c)) {
+                    return Err(SqlError::new(271, format!("The column \"{c}\" cannot be modified because it is either a computed column or is the result of a UNION operator.")).into());
+                }
+                if ti
+                    .rowversion
+                    .as_ref()
+                    .is_some_and(|x| x.eq_ignore_ascii_case(c))
+                {
+                    return Err(SqlError::new(273, "Cannot insert an explicit value into a timestamp column. Use INSERT with a column list to exclude the timestamp column, or insert a DEFAULT into the timestamp column.").into());
+                }
+            }
+        }
         let ii_on = self
             .identity_insert
             .as_deref()
@@ -66,13 +81,22 @@ impl Session {
                     cols = Some(
                         ti.columns
                             .iter()
-                            .filter(|(n, _)| n != id_col)
+                            .filter(|(n, _)| n != id_col && Some(n) != ti.rowversion.as_ref())
                             .map(|(n, _)| n.clone())
                             .collect(),
                     );
                     gen_identity = true;
                 }
             }
+        }
+        if cols.is_none() && ti.rowversion.is_some() {
+            cols = Some(
+                ti.columns
+                    .iter()
+                    .filter(|(n, _)| Some(n) != ti.rowversion.as_ref())
+                    .map(|(n, _)| n.clone())
+                    .collect(),
+            );
         }
         let mut binds = Vec::new();
         let mut col_list: Vec<String> = cols
@@ -130,9 +154,23 @@ impl Session {
                     .copied();
                 base = base.max(last.unwrap_or(0));
             }
+            if let Some(rv) = &ti.rowversion {
+                col_list.push(quote_ident(rv));
+            }
             let mut rendered = Vec::new();
             for (k, g) in groups.iter().enumerate() {
                 let mut inner = self.translate(g, vars, &mut binds)?;
+                if ti.rowversion.is_some() {
+                    // The database's next rowversion value, 8 bytes big-endian.
+                    let mut dbts = self.shared.dbts.lock().unwrap();
+                    *dbts += 1;
+                    let v = literal(&Value::Blob(dbts.to_be_bytes().to_vec()));
+                    inner = if inner.trim().is_empty() {
+                        v
+                    } else {
+                        format!("{inner}, {v}")
+                    };
+                }
                 if gen_identity {
                     let id = base + 1 + k as i64;
                     inner = if inner.trim().is_empty() {
@@ -146,6 +184,9 @@ impl Session {
             }
             body = format!("VALUES {}", rendered.join(", "));
         } else if s.get(i).is_some_and(|t| t.is("SELECT")) {
+            if ti.rowversion.is_some() {
+                return Err(SqlError::new(50000, "tds-test-server: INSERT ... SELECT into a table with a rowversion column is not supported").into());
+            }
             if gen_identity {
                 return Err(SqlError::new(50000, "tds-test-server: INSERT ... SELECT into a table with an identity column (without IDENTITY_INSERT) is not supported").into());
             }
@@ -153,6 +194,7 @@ impl Session {
         } else if s.get(i).is_some_and(|t| t.is("DEFAULT"))
             && s.get(i + 1).is_some_and(|t| t.is("VALUES"))
             && !gen_identity
+            && ti.rowversion.is_none()
         {
             body = "DEFAULT VALUES".into();
         } else {

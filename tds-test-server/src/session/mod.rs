@@ -59,6 +59,11 @@ pub struct Shared {
     /// are not reused after deletes (like SQL Server's identity seed).
     identity_last: Mutex<HashMap<String, i64>>,
     in_txn: Mutex<HashSet<u32>>,
+    /// Sessions whose current database is the database (every session at login; `USE
+    /// master` takes a session out, `USE [db]` puts it back): RESTORE needs none.
+    in_db: Mutex<HashSet<u32>>,
+    /// The database's last `rowversion` value (SQL Server's `@@DBTS`), per server process.
+    dbts: Mutex<u64>,
 }
 
 impl Shared {
@@ -79,6 +84,8 @@ impl Shared {
             locks: Mutex::new(HashMap::new()),
             identity_last: Mutex::new(HashMap::new()),
             in_txn: Mutex::new(HashSet::new()),
+            in_db: Mutex::new(HashSet::new()),
+            dbts: Mutex::new(0x07D0),
         }
     }
 }
@@ -129,9 +136,19 @@ impl Outcome {
 
 struct TableInfo {
     name: String,
-    /// (name, declared type)
+    /// (name, declared type); computed (generated) columns are not listed.
     columns: Vec<(String, String)>,
     identity: Option<String>,
+    /// The `rowversion` (`timestamp`) column, whose values the server writes.
+    rowversion: Option<String>,
+    /// Computed columns (SQLite generated columns).
+    computed: Vec<String>,
+}
+
+/// A declared type that is SQL Server's `rowversion` (or its old name `timestamp`).
+pub(crate) fn is_rowversion(decl: &str) -> bool {
+    let d = decl.trim().to_ascii_uppercase();
+    d == "ROWVERSION" || d == "TIMESTAMP"
 }
 
 pub struct Session {
@@ -150,6 +167,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.release_locks(None);
         self.shared.in_txn.lock().unwrap().remove(&self.spid);
+        self.shared.in_db.lock().unwrap().remove(&self.spid);
     }
 }
 
@@ -245,6 +263,7 @@ impl Session {
         conn.execute_batch("PRAGMA foreign_keys=ON;")?;
         let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         let spid = shared.next_spid.fetch_add(1, Ordering::SeqCst);
+        shared.in_db.lock().unwrap().insert(spid);
         Ok(Session {
             shared,
             spid,
@@ -373,6 +392,7 @@ impl Session {
             "EXEC" | "EXECUTE" => self.exec_proc(s, vars, resp),
             "BACKUP" => self.backup(s, resp),
             "RESTORE" => self.restore(s, resp),
+            "USE" => self.use_database(s, resp),
             _ => Err(syntax_error(&s[0].display()).into()),
         }
     }
@@ -466,11 +486,108 @@ impl Session {
             .iter()
             .find(|(_, t)| t.to_ascii_uppercase().contains("IDENTITY"))
             .map(|(n, _)| n.clone());
+        let rowversion = columns
+            .iter()
+            .find(|(_, t)| is_rowversion(t))
+            .map(|(n, _)| n.clone());
+        let computed = self
+            .all_columns(&canonical)
+            .map_err(|e| sqlite_err(e, "SELECT", Some(name), self.db()))?
+            .into_iter()
+            .filter(|c| c.2)
+            .map(|c| c.0)
+            .collect();
         Ok(TableInfo {
             name: canonical,
             columns,
             identity,
+            rowversion,
+            computed,
         })
+    }
+
+    /// Every column of a table, computed ones included: (name, declared type, computed).
+    fn all_columns(&self, table: &str) -> rusqlite::Result<Vec<(String, String, bool)>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("PRAGMA table_xinfo({})", quote_ident(table)))?;
+        let cols = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    // hidden: 2 and 3 are generated columns (virtual, stored).
+                    matches!(r.get::<_, i64>(6)?, 2 | 3),
+                ))
+            })?
+            .collect();
+        cols
+    }
+
+    /// `sys.columns` as a temporary table (`temp.sys_columns`), filled from the
+    /// database's tables each time a statement reads it: object_id (as `OBJECT_ID`
+    /// gives it), column_id, name, is_computed, is_identity, system_type_id
+    /// (189: `timestamp`/`rowversion`).
+    fn refresh_sys_columns(&self) -> SResult<()> {
+        let fail = |e| StmtError::from(sqlite_err(e, "SELECT", None, self.db()));
+        self.conn
+            .execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS sys_columns (object_id INTEGER, column_id INTEGER, name TEXT, is_computed BIT, is_identity BIT, system_type_id TINYINT); DELETE FROM temp.sys_columns;",
+            )
+            .map_err(fail)?;
+        let tables: Vec<(i64, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT rowid, name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'")
+                .map_err(fail)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(fail)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(fail)?;
+            rows
+        };
+        for (id, table) in tables {
+            for (k, (name, decl, computed)) in self
+                .all_columns(&table)
+                .map_err(fail)?
+                .into_iter()
+                .enumerate()
+            {
+                let d = decl.to_ascii_uppercase();
+                let type_id: i64 = if is_rowversion(&decl) {
+                    189
+                } else {
+                    match coltype_from_decl(&decl) {
+                        Some(ColType::BigInt) => 127,
+                        Some(ColType::Int) => 56,
+                        Some(ColType::SmallInt) => 52,
+                        Some(ColType::TinyInt) => 48,
+                        Some(ColType::Bit) => 104,
+                        Some(ColType::Float) => 62,
+                        Some(ColType::VarBinary(_)) => 165,
+                        Some(ColType::DateTime2) => 42,
+                        Some(ColType::DateTime) => 61,
+                        Some(ColType::Date) => 40,
+                        _ => 231,
+                    }
+                };
+                self.conn
+                    .execute(
+                        "INSERT INTO temp.sys_columns VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        rusqlite::params![
+                            id,
+                            k as i64 + 1,
+                            name,
+                            computed,
+                            d.contains("IDENTITY"),
+                            type_id
+                        ],
+                    )
+                    .map_err(fail)?;
+            }
+        }
+        Ok(())
     }
 
     fn object_id(&self, name: &str) -> Option<i64> {
@@ -514,7 +631,7 @@ fn classify(s: &[Tok]) -> Result<(), SqlError> {
     let first = &s[0];
     let ok = [
         "BEGIN", "COMMIT", "ROLLBACK", "SELECT", "INSERT", "DELETE", "UPDATE", "SET", "DECLARE",
-        "EXEC", "EXECUTE", "BACKUP", "RESTORE",
+        "EXEC", "EXECUTE", "BACKUP", "RESTORE", "USE",
     ];
     if ok.iter().any(|k| first.is(k)) {
         if first.is("BEGIN") || first.is("COMMIT") || first.is("ROLLBACK") {
@@ -548,7 +665,6 @@ fn classify(s: &[Tok]) -> Result<(), SqlError> {
         "WITH",
         "IF",
         "WHILE",
-        "USE",
         "PRINT",
         "GRANT",
         "REVOKE",

@@ -106,6 +106,12 @@ impl Session {
             )
             .into());
         }
+        if rest
+            .windows(3)
+            .any(|w| w[0].is("sys") && w[1].is_op(".") && w[2].is("columns"))
+        {
+            self.refresh_sys_columns()?;
+        }
         let tables = self.tables_in(rest);
         let hints: Vec<Option<ColType>> = items
             .iter()

@@ -134,6 +134,15 @@ impl Session {
         while i < toks.len() {
             let t = &toks[i];
             let next = toks.get(i + 1);
+            // sys.columns: the temporary table `refresh_sys_columns` fills.
+            if t.is("sys")
+                && next.is_some_and(|n| n.is_op("."))
+                && toks.get(i + 2).is_some_and(|x| x.is("columns"))
+            {
+                out.push("temp.sys_columns".into());
+                i += 3;
+                continue;
+            }
             // schema stripping: dbo.X / db.dbo.X
             if t.ident().is_some() && next.is_some_and(|n| n.is_op(".")) {
                 if t.ident().unwrap().eq_ignore_ascii_case("dbo") {

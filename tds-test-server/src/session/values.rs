@@ -10,7 +10,9 @@ pub fn coltype_from_decl(decl: &str) -> Option<ColType> {
         let end = d[start..].find(')')? + start;
         d[start + 1..end].trim().parse::<u16>().ok()
     };
-    Some(if d.contains("BIGINT") {
+    Some(if super::is_rowversion(decl) {
+        ColType::VarBinary(Some(8))
+    } else if d.contains("BIGINT") {
         ColType::BigInt
     } else if d.contains("TINYINT") {
         ColType::TinyInt
