@@ -210,7 +210,7 @@ impl<'a> StepContext<'a> {
     }
 
     pub fn trash_path(&self, name: &str) -> Result<PathBuf> {
-        durable_fs::create_dir_all(&self.trash).map_err(io("creating", &self.trash))?;
+        durable_fs::create_private_dir_all(&self.trash).map_err(io("creating", &self.trash))?;
         Ok(self.trash.join(name))
     }
 }
