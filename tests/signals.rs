@@ -86,6 +86,21 @@ impl Demo {
 
     /// `args`, with `signals` sent while the armed stop command runs.
     fn signalled(&self, args: &[&str], signals: &[&str]) -> std::process::Output {
+        self.held(args, |pid| {
+            for s in signals {
+                let sent = Command::new("kill")
+                    .arg(format!("-{s}"))
+                    .arg(pid.to_string())
+                    .status()
+                    .unwrap();
+                assert!(sent.success(), "kill -{s}");
+            }
+        })
+    }
+
+    /// `args`, with `meanwhile` called (with the process's pid) while the armed stop command
+    /// runs; the command's output once it ended.
+    fn held(&self, args: &[&str], meanwhile: impl FnOnce(u32)) -> std::process::Output {
         std::fs::write(self.side("armed"), "").unwrap();
         let mut child = self
             .cmd(args)
@@ -109,16 +124,18 @@ impl Demo {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        for s in signals {
-            let sent = Command::new("kill")
-                .arg(format!("-{s}"))
-                .arg(child.id().to_string())
-                .status()
-                .unwrap();
-            assert!(sent.success(), "kill -{s}");
+        // The step is let go even when `meanwhile` fails, so that no run is left waiting.
+        let go = self.side("go");
+        let caught =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| meanwhile(child.id())));
+        std::fs::write(&go, "").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let _ = std::fs::remove_file(&go);
+        let _ = std::fs::remove_file(self.side("started"));
+        if let Err(p) = caught {
+            std::panic::resume_unwind(p);
         }
-        std::fs::write(self.side("go"), "").unwrap();
-        child.wait_with_output().unwrap()
+        out
     }
 }
 
@@ -276,5 +293,57 @@ fn sigint_during_rollback_stops_it_and_rollback_finishes_it() {
         &start,
         &snapshot(&d.root),
         "after the rollback was finished",
+    );
+}
+
+/// Issue 23, item 4: one upgrade at a time per installation root, whatever journal each run
+/// names. While a run holds the root (at its stop command), a second `run` with another
+/// `--journal` is refused (exit 2) naming the holder's pid, and leaves no journal folder;
+/// `plan` is refused the same way. The other way round too: a run with its journal elsewhere
+/// holds the root against a run on the default journal and against a third journal.
+#[test]
+fn a_run_with_another_journal_is_refused_while_a_run_holds_the_root() {
+    let d = Demo::new();
+    let start = snapshot(&d.root);
+    let other = d.side("other-journal");
+    let third = d.side("third-journal");
+    let (o, t) = (other.to_str().unwrap(), third.to_str().unwrap());
+    let refused = |pid: u32, args: &[&str], folder: Option<&std::path::Path>| {
+        let (c, msg) = d.code(args);
+        assert_eq!(c, Some(2), "{args:?} while process {pid} runs:\n{msg}");
+        assert!(
+            msg.contains(&format!(
+                "process {pid} is already working on this installation"
+            )),
+            "{args:?}: expected the holder's pid {pid} in:\n{msg}"
+        );
+        if let Some(f) = folder {
+            assert!(!f.exists(), "{args:?} left {}", f.display());
+        }
+    };
+    let out = d.held(&["run"], |pid| {
+        refused(pid, &["run", "--journal", o], Some(&other));
+        refused(pid, &["plan", "--journal", o], Some(&other));
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (c, msg) = d.code(&["rollback"]);
+    assert_eq!(c, Some(0), "{msg}");
+    assert_same(&start, &snapshot(&d.root), "after the first run's rollback");
+
+    let out = d.held(&["run", "--journal", o], |pid| {
+        refused(pid, &["run"], None);
+        refused(pid, &["run", "--journal", t], Some(&third));
+        // `status` of the root's default journal says who holds the root.
+        let (c, status) = d.code(&["status"]);
+        assert_eq!(c, Some(0), "{status}");
+        assert!(status.contains(&format!("process {pid}")), "{status}");
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (c, msg) = d.code(&["rollback", "--journal", o]);
+    assert_eq!(c, Some(0), "{msg}");
+    assert_same(
+        &start,
+        &snapshot(&d.root),
+        "after the second run's rollback",
     );
 }
