@@ -42,10 +42,11 @@ impl Demo {
         c.args(args).arg("--root").arg(&self.root);
         if args.first() == Some(&"run") {
             let stop = format!(
-                "if [ -e {armed} ]; then rm {armed}; touch {started}; while [ ! -e {go} ]; do sleep 0.05; done; fi",
+                "if [ -e {armed} ]; then rm {armed}; touch {started}; while [ ! -e {go} ]; do sleep 0.05; done; touch {finished}; fi",
                 armed = self.side("armed").display(),
                 started = self.side("started").display(),
                 go = self.side("go").display(),
+                finished = self.side("finished").display(),
             );
             c.args([
                 "--mode",
@@ -84,26 +85,33 @@ impl Demo {
         self.signalled(&["run"], signals)
     }
 
-    /// `args`, with `signals` sent while the armed stop command runs.
+    /// `args`, with `signals` sent to the tool's own pid while the armed stop command runs.
     fn signalled(&self, args: &[&str], signals: &[&str]) -> std::process::Output {
         self.held(args, |pid| {
             for s in signals {
-                let sent = Command::new("kill")
-                    .arg(format!("-{s}"))
-                    .arg(pid.to_string())
-                    .status()
-                    .unwrap();
-                assert!(sent.success(), "kill -{s}");
+                kill(s, &pid.to_string());
             }
         })
+    }
+
+    /// `args`, with `signal` sent to the tool's whole process group, as a terminal sends
+    /// Ctrl+C to its foreground group, while the armed stop command runs. (The tool leads
+    /// a group of its own: `held`.)
+    fn group_signalled(&self, args: &[&str], signal: &str) -> std::process::Output {
+        self.held(args, |pid| kill(signal, &format!("-{pid}")))
     }
 
     /// `args`, with `meanwhile` called (with the process's pid) while the armed stop command
     /// runs; the command's output once it ended.
     fn held(&self, args: &[&str], meanwhile: impl FnOnce(u32)) -> std::process::Output {
         std::fs::write(self.side("armed"), "").unwrap();
-        let mut child = self
-            .cmd(args)
+        let mut cmd = self.cmd(args);
+        // The tool leads a process group of its own (its pid is the group's id), as a shell
+        // starts a job, so that a signal to the group reaches the tool and whatever is in its
+        // group, and never the test.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -130,13 +138,25 @@ impl Demo {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| meanwhile(child.id())));
         std::fs::write(&go, "").unwrap();
         let out = child.wait_with_output().unwrap();
-        let _ = std::fs::remove_file(&go);
-        let _ = std::fs::remove_file(self.side("started"));
+        for f in [go, self.side("started")] {
+            usercube_upgrade::testing::durable_fs::remove_path(&f).unwrap();
+        }
         if let Err(p) = caught {
             std::panic::resume_unwind(p);
         }
         out
     }
+}
+
+/// `kill -SIGNAL TARGET` (a pid, or `-PGID` for a process group).
+fn kill(signal: &str, target: &str) {
+    let sent = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(target)
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} -- {target}");
 }
 
 fn root_of(d: &Demo) -> String {
@@ -346,4 +366,28 @@ fn a_run_with_another_journal_is_refused_while_a_run_holds_the_root() {
         &snapshot(&d.root),
         "after the second run's rollback",
     );
+}
+
+/// Issue 23, item 3: Ctrl+C at a terminal signals its whole foreground process group. The
+/// service command a step runs is in a group of its own: it does not get the SIGINT and
+/// finishes its step; the tool stops at its next durable point (exit 130, "interrupted after
+/// step 1"), nothing recorded as failed and nothing rolled back; `rollback` then restores
+/// everything.
+#[test]
+fn sigint_to_the_process_group_lets_the_step_finish_then_stops() {
+    let d = Demo::new();
+    let start = snapshot(&d.root);
+    let out = d.group_signalled(&["run"], "INT");
+    assert!(
+        d.side("finished").exists(),
+        "the stop command did not finish its step:\n{}",
+        text(&out)
+    );
+    check_interrupted(&d, &out, "SIGINT", 130);
+    let (c, show) = d.code(&["journal", "show"]);
+    assert_eq!(c, Some(0), "{show}");
+    assert!(!show.contains("step-failed"), "{show}");
+    let (c, msg) = d.code(&["rollback"]);
+    assert_eq!(c, Some(0), "{msg}");
+    assert_same(&start, &snapshot(&d.root), "after rollback");
 }
