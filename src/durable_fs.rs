@@ -91,6 +91,66 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     fsync_parent(dir)
 }
 
+/// [`create_dir_all`] for folders inside the journal: each folder it creates is owner-only
+/// (as [`create_private_dir`], whatever the umask and the mode of the folder above);
+/// existing folders are left as they are. Durable.
+pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        if !parent.as_os_str().is_empty() {
+            create_private_dir_all(parent)?;
+        }
+    }
+    match platform::create_private_dir(dir) {
+        Ok(()) => fsync_parent(dir),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens `path` to read and write (not truncated), creating it owner-only when it is
+/// missing (mode 0600 from its creation, whatever the umask; the owner-only DACL on
+/// Windows): the journal's own files (log, lock, repairs). True when it was created (the
+/// caller then fsyncs the folder).
+pub fn open_private(path: &Path) -> io::Result<(File, bool)> {
+    let created = path.symlink_metadata().is_err();
+    let mut opts = OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    platform::create_with_mode(&mut opts, 0o600);
+    let f = opts.open(path)?;
+    if created {
+        platform::make_private_file(path)?;
+    }
+    Ok((f, created))
+}
+
+/// Creates the file `path`, which must not exist, owner-only from its creation (mode 0600;
+/// the owner-only DACL on Windows): a journal file written whole (staged log, reserve).
+pub fn create_private_file(path: &Path) -> io::Result<File> {
+    let f = platform::create_private_file(path)?;
+    // The umask may have taken the owner's bits too: set exactly.
+    platform::make_private_file(path)?;
+    Ok(f)
+}
+
+/// Makes every file of `dir` and of its sub-folders owner-only (folders are left as they
+/// are): the files sled created in the journal's store, whose folders the journal creates
+/// owner-only before sled opens them.
+pub fn make_files_private(dir: &Path) -> io::Result<()> {
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let t = e.file_type()?;
+        if t.is_dir() {
+            make_files_private(&e.path())?;
+        } else if t.is_file() {
+            platform::make_private_file(&e.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Steps never overwrite: an existing target is an error.
 fn ensure_absent(to: &Path) -> io::Result<()> {
     if to.symlink_metadata().is_ok() {
@@ -232,16 +292,12 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<
     replace(&staged, path)
 }
 
-/// Writes `bytes` to `path` (created or truncated) without syncing: the caller makes a batch
-/// of such files durable at once (`sync_filesystem`), and fsyncs the folder, before anything
-/// refers to them durably. For content-addressed files, whose readers check the hash, so a
-/// torn write is detected, never trusted.
-pub fn write_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    File::create(path)?.write_all(bytes)
-}
-
-/// [`write_unsynced`] for a file only its owner may read (mode 0600 from its creation; the
-/// owner-only DACL on Windows): file contents kept in the journal.
+/// Writes `bytes` to `path` (created or truncated) without syncing, for a file only its owner
+/// may read (mode 0600 from its creation; the owner-only DACL on Windows): the journal's
+/// saved step data and file contents. The caller makes a batch of such files durable at once
+/// (`sync_files`), and fsyncs the folder, before anything refers to them durably. For
+/// content-addressed files, whose readers check the hash, so a torn write is detected,
+/// never trusted.
 pub fn write_private_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);

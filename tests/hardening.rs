@@ -631,6 +631,85 @@ fn database_backups_are_owner_only_in_an_owner_only_folder() {
     assert!(!dir.exists(), "the folder the run created is removed again");
 }
 
+/// `cmd` run by `sh` under `umask` (the child's own: the test process keeps its umask).
+#[cfg(unix)]
+fn under_umask(cmd: &Command, umask: &str) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(format!("umask {umask} && exec \"$@\""))
+        .arg("sh")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
+/// Issue 23, item 5: with umask 022 and an existing `--journal` folder of mode 0755, every
+/// file the journal creates (log, lock, store, saved step data: row before-images and tool
+/// output, reserve, backup pointer) is 0600 and every folder 0700; the folder given keeps
+/// its mode. What the trash keeps of the installation keeps the installation's modes (the
+/// undo puts it back as it was), behind owner-only folders.
+#[cfg(unix)]
+#[test]
+fn journal_files_are_owner_only_whatever_the_umask_and_the_folder() {
+    let d = Demo::new();
+    let journal = d._tmp.path().join("journal");
+    std::fs::create_dir(&journal).unwrap();
+    set_mode(&journal, 0o755);
+    let j = journal.to_str().unwrap();
+    let check = |after: &str| {
+        assert_eq!(
+            mode(&journal),
+            0o755,
+            "{after}: the folder given was re-moded"
+        );
+        let mut files = Vec::new();
+        for e in walkdir::WalkDir::new(&journal).min_depth(1) {
+            let e = e.unwrap();
+            let rel = e.path().strip_prefix(&journal).unwrap().to_path_buf();
+            let parts: Vec<_> = rel.components().collect();
+            // trash/<run>/<step>/<what the step kept of the installation>
+            if parts.len() > 3 && parts[0].as_os_str() == "trash" {
+                continue;
+            }
+            let m = mode(e.path());
+            if e.file_type().is_dir() {
+                assert_eq!(m, 0o700, "{after}: folder {} is {m:o}", rel.display());
+            } else {
+                assert_eq!(m, 0o600, "{after}: file {} is {m:o}", rel.display());
+                files.push(rel.display().to_string());
+            }
+        }
+        files
+    };
+    let mut run = d.cmd(&["run", "--journal", j]);
+    run.args([
+        "--stop-command",
+        "echo stopping",
+        "--start-command",
+        "echo started",
+    ]);
+    let out = under_umask(&run, "022").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let files = check("after run");
+    for expected in ["log", "lock", "reserve", "store/db", "store/conf", "data/"] {
+        assert!(
+            files.iter().any(|f| f.starts_with(expected)),
+            "no {expected} in the journal: {files:?}"
+        );
+    }
+    let out = under_umask(&d.cmd(&["rollback", "--journal", j]), "022")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    check("after rollback");
+}
+
 #[test]
 fn symlinks_under_runtime_conf_temp_and_work_are_refused_by_name() {
     let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();

@@ -42,10 +42,11 @@ impl Demo {
         c.args(args).arg("--root").arg(&self.root);
         if args.first() == Some(&"run") {
             let stop = format!(
-                "if [ -e {armed} ]; then rm {armed}; touch {started}; while [ ! -e {go} ]; do sleep 0.05; done; fi",
+                "if [ -e {armed} ]; then rm {armed}; touch {started}; while [ ! -e {go} ]; do sleep 0.05; done; touch {finished}; fi",
                 armed = self.side("armed").display(),
                 started = self.side("started").display(),
                 go = self.side("go").display(),
+                finished = self.side("finished").display(),
             );
             c.args([
                 "--mode",
@@ -84,11 +85,33 @@ impl Demo {
         self.signalled(&["run"], signals)
     }
 
-    /// `args`, with `signals` sent while the armed stop command runs.
+    /// `args`, with `signals` sent to the tool's own pid while the armed stop command runs.
     fn signalled(&self, args: &[&str], signals: &[&str]) -> std::process::Output {
+        self.held(args, |pid| {
+            for s in signals {
+                kill(s, &pid.to_string());
+            }
+        })
+    }
+
+    /// `args`, with `signal` sent to the tool's whole process group, as a terminal sends
+    /// Ctrl+C to its foreground group, while the armed stop command runs. (The tool leads
+    /// a group of its own: `held`.)
+    fn group_signalled(&self, args: &[&str], signal: &str) -> std::process::Output {
+        self.held(args, |pid| kill(signal, &format!("-{pid}")))
+    }
+
+    /// `args`, with `meanwhile` called (with the process's pid) while the armed stop command
+    /// runs; the command's output once it ended.
+    fn held(&self, args: &[&str], meanwhile: impl FnOnce(u32)) -> std::process::Output {
         std::fs::write(self.side("armed"), "").unwrap();
-        let mut child = self
-            .cmd(args)
+        let mut cmd = self.cmd(args);
+        // The tool leads a process group of its own (its pid is the group's id), as a shell
+        // starts a job, so that a signal to the group reaches the tool and whatever is in its
+        // group, and never the test.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -109,17 +132,31 @@ impl Demo {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        for s in signals {
-            let sent = Command::new("kill")
-                .arg(format!("-{s}"))
-                .arg(child.id().to_string())
-                .status()
-                .unwrap();
-            assert!(sent.success(), "kill -{s}");
+        // The step is let go even when `meanwhile` fails, so that no run is left waiting.
+        let go = self.side("go");
+        let caught =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| meanwhile(child.id())));
+        std::fs::write(&go, "").unwrap();
+        let out = child.wait_with_output().unwrap();
+        for f in [go, self.side("started")] {
+            usercube_upgrade::testing::durable_fs::remove_path(&f).unwrap();
         }
-        std::fs::write(self.side("go"), "").unwrap();
-        child.wait_with_output().unwrap()
+        if let Err(p) = caught {
+            std::panic::resume_unwind(p);
+        }
+        out
     }
+}
+
+/// `kill -SIGNAL TARGET` (a pid, or `-PGID` for a process group).
+fn kill(signal: &str, target: &str) {
+    let sent = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(target)
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} -- {target}");
 }
 
 fn root_of(d: &Demo) -> String {
@@ -277,4 +314,80 @@ fn sigint_during_rollback_stops_it_and_rollback_finishes_it() {
         &snapshot(&d.root),
         "after the rollback was finished",
     );
+}
+
+/// Issue 23, item 4: one upgrade at a time per installation root, whatever journal each run
+/// names. While a run holds the root (at its stop command), a second `run` with another
+/// `--journal` is refused (exit 2) naming the holder's pid, and leaves no journal folder;
+/// `plan` is refused the same way. The other way round too: a run with its journal elsewhere
+/// holds the root against a run on the default journal and against a third journal.
+#[test]
+fn a_run_with_another_journal_is_refused_while_a_run_holds_the_root() {
+    let d = Demo::new();
+    let start = snapshot(&d.root);
+    let other = d.side("other-journal");
+    let third = d.side("third-journal");
+    let (o, t) = (other.to_str().unwrap(), third.to_str().unwrap());
+    let refused = |pid: u32, args: &[&str], folder: Option<&std::path::Path>| {
+        let (c, msg) = d.code(args);
+        assert_eq!(c, Some(2), "{args:?} while process {pid} runs:\n{msg}");
+        assert!(
+            msg.contains(&format!(
+                "process {pid} is already working on this installation"
+            )),
+            "{args:?}: expected the holder's pid {pid} in:\n{msg}"
+        );
+        if let Some(f) = folder {
+            assert!(!f.exists(), "{args:?} left {}", f.display());
+        }
+    };
+    let out = d.held(&["run"], |pid| {
+        refused(pid, &["run", "--journal", o], Some(&other));
+        refused(pid, &["plan", "--journal", o], Some(&other));
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (c, msg) = d.code(&["rollback"]);
+    assert_eq!(c, Some(0), "{msg}");
+    assert_same(&start, &snapshot(&d.root), "after the first run's rollback");
+
+    let out = d.held(&["run", "--journal", o], |pid| {
+        refused(pid, &["run"], None);
+        refused(pid, &["run", "--journal", t], Some(&third));
+        // `status` of the root's default journal says who holds the root.
+        let (c, status) = d.code(&["status"]);
+        assert_eq!(c, Some(0), "{status}");
+        assert!(status.contains(&format!("process {pid}")), "{status}");
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (c, msg) = d.code(&["rollback", "--journal", o]);
+    assert_eq!(c, Some(0), "{msg}");
+    assert_same(
+        &start,
+        &snapshot(&d.root),
+        "after the second run's rollback",
+    );
+}
+
+/// Issue 23, item 3: Ctrl+C at a terminal signals its whole foreground process group. The
+/// service command a step runs is in a group of its own: it does not get the SIGINT and
+/// finishes its step; the tool stops at its next durable point (exit 130, "interrupted after
+/// step 1"), nothing recorded as failed and nothing rolled back; `rollback` then restores
+/// everything.
+#[test]
+fn sigint_to_the_process_group_lets_the_step_finish_then_stops() {
+    let d = Demo::new();
+    let start = snapshot(&d.root);
+    let out = d.group_signalled(&["run"], "INT");
+    assert!(
+        d.side("finished").exists(),
+        "the stop command did not finish its step:\n{}",
+        text(&out)
+    );
+    check_interrupted(&d, &out, "SIGINT", 130);
+    let (c, show) = d.code(&["journal", "show"]);
+    assert_eq!(c, Some(0), "{show}");
+    assert!(!show.contains("step-failed"), "{show}");
+    let (c, msg) = d.code(&["rollback"]);
+    assert_eq!(c, Some(0), "{msg}");
+    assert_same(&start, &snapshot(&d.root), "after rollback");
 }

@@ -5,7 +5,7 @@
 //! `args` holds the argument definitions, `commands` what the subcommands do besides one
 //! engine call, `print` what they print; `run` below dispatches.
 
-use crate::engine::{self, audit, Engine, Options, RootLock};
+use crate::engine::{self, audit, Engine, Options};
 use crate::runbook::tools::Job;
 use crate::{runbook, Error, Result};
 
@@ -49,12 +49,8 @@ pub fn run(args: Args) -> Result<()> {
             let password = source.runbook.cert.password.take(quiet)?;
             // While a run holds the lock, its tree is half changed: refuse at once rather
             // than plan from it. No journal folder: nothing runs (and `plan` creates none).
-            let dir = journal_dir(&engine::canonical_root(&target.root)?, &target);
-            let _lock = if dir.is_dir() {
-                Some(RootLock::acquire(&dir)?)
-            } else {
-                None
-            };
+            let root = engine::canonical_root(&target.root)?;
+            let _locks = engine::lock_existing(&root, &journal_dir(&root, &target))?;
             let l = load(&target, &source, "plan")?;
             print_plan(
                 &target,

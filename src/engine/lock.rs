@@ -1,12 +1,19 @@
 //! One upgrade at a time per root: an exclusive OS file lock on `<journal>/lock`, which the
-//! kernel releases when the holder dies (no stale locks). The holder writes its pid into the
-//! file so a refused second process can name it.
+//! kernel releases when the holder dies (no stale locks), and, when the journal is elsewhere
+//! (`--journal`), on `<root>/.usercube-upgrade/lock` too, the lock of the root's default
+//! journal folder (`engine::Locked`): two runs on one root are refused whatever journal
+//! each names. The holder writes its pid into the file so a refused second process can name
+//! it. The lock file is owner-only.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::Path;
 
 use crate::Error;
+
+/// The lock file's name in a journal folder (and in the root's default journal folder, the
+/// root's own lock when a run's journal is elsewhere).
+pub const LOCK_FILE: &str = "lock";
 
 pub struct RootLock {
     _file: File,
@@ -17,19 +24,13 @@ impl RootLock {
     /// name paths this run would act on), before anything is read or written in it.
     pub fn acquire(journal_dir: &Path) -> Result<RootLock, Error> {
         check_journal_folder(journal_dir)?;
-        let path = journal_dir.join("lock");
+        let path = journal_dir.join(LOCK_FILE);
         let io = |source| Error::Io {
             what: "opening the lock file",
             path: path.clone(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
+        let (mut file, _) = crate::durable_fs::open_private(&path).map_err(io)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

@@ -135,7 +135,8 @@ pub struct Engine {
     reporters: Reporters,
     /// Folder fsyncs the steps put off; made durable before any step is recorded done.
     deferred: durable_fs::DeferredDirs,
-    _lock: RootLock,
+    /// The journal's lock, and the root's when the journal is elsewhere ([`Locked`]).
+    _lock: (RootLock, Option<RootLock>),
 }
 
 /// A step's progress callbacks, each feeding the engine's [`Progress`].
@@ -210,6 +211,10 @@ pub struct Locked {
     pub root: PathBuf,
     pub dir: PathBuf,
     lock: RootLock,
+    /// The installation's own lock, `<root>/.usercube-upgrade/lock`, when the journal is
+    /// elsewhere (`--journal`): one upgrade at a time per root, whatever journal each uses.
+    /// `None` when the journal is the root's default one, whose lock it is.
+    root_lock: Option<RootLock>,
     /// This process created the journal folder (only such a folder is removed again).
     created: bool,
 }
@@ -224,8 +229,10 @@ pub fn journal_holds_records(dir: &Path) -> bool {
 }
 
 impl Locked {
-    /// Creates the journal folder if needed and takes the root lock (refused at once, naming
-    /// the holder's pid, when another process holds it).
+    /// Creates the journal folder if needed and takes its lock, and, for a journal outside
+    /// the root's default folder, the root's own lock in that folder too (created
+    /// owner-only if needed): refused at once, naming the holder's pid, when another process
+    /// holds either, so two runs on one root are refused whatever `--journal` each names.
     pub fn acquire(root: &Path, journal_dir: Option<&Path>) -> Result<Locked> {
         let root = canonical_root(root)?;
         // A relative folder is taken from the current folder and named absolute everywhere.
@@ -240,12 +247,34 @@ impl Locked {
             source,
         })?;
         let lock = RootLock::acquire(&dir)?;
-        Ok(Locked {
+        let mut locked = Locked {
             root,
             dir,
             lock,
+            root_lock: None,
             created,
-        })
+        };
+        let root_dir = default_journal_dir(&locked.root);
+        if !same_folder(&locked.dir, &root_dir) {
+            let taken = durable_fs::create_private_dir(&root_dir)
+                .map_err(|source| Error::Io {
+                    what: "creating the root's lock folder",
+                    path: root_dir.clone(),
+                    source,
+                })
+                .and_then(|()| RootLock::acquire(&root_dir));
+            match taken {
+                Ok(l) => locked.root_lock = Some(l),
+                Err(e) => {
+                    // Refused: leave no trace of this call (a journal folder it created).
+                    if locked.created && locked.journal_is_empty() {
+                        locked.remove_empty_journal();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(locked)
     }
 
     /// Whether this call created the journal folder (an existing one is never removed).
@@ -268,6 +297,9 @@ impl Locked {
     /// released, the folder itself if it is still empty (a non-recursive removal, so a
     /// process that took the root in between loses nothing). Best effort: what cannot be
     /// removed stays.
+    ///
+    /// The root's lock folder, when the journal is elsewhere, goes the same way if it holds
+    /// nothing but the lock (no journal of its own).
     pub fn remove_empty_journal(self) {
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for e in entries.flatten() {
@@ -275,8 +307,26 @@ impl Locked {
             }
         }
         let dir = self.dir.clone();
+        let root_dir = self
+            .root_lock
+            .as_ref()
+            .map(|_| default_journal_dir(&self.root));
+        let lock_only = |d: &Path| {
+            std::fs::read_dir(d).is_ok_and(|entries| {
+                entries
+                    .flatten()
+                    .all(|e| e.file_name() == std::ffi::OsStr::new(lock::LOCK_FILE))
+            })
+        };
+        let root_dir = root_dir.filter(|d| lock_only(d));
+        if let Some(d) = &root_dir {
+            let _ = durable_fs::remove_path(&d.join(lock::LOCK_FILE));
+        }
         drop(self);
         let _ = durable_fs::remove_empty_dir(&dir);
+        if let Some(d) = root_dir {
+            let _ = durable_fs::remove_empty_dir(&d);
+        }
     }
 
     /// Frees the space kept for a rollback (`journal::RESERVE_FILE`), before the journal is
@@ -289,6 +339,29 @@ impl Locked {
                 path: self.dir.clone(),
                 source,
             })
+    }
+}
+
+/// The locks of a command that only reads the tree (`plan`): the journal folder's `dir` and
+/// the root's (its default journal folder), each only where that folder exists (such a
+/// command creates none). Refused, naming the holder, while a run holds either.
+pub fn lock_existing(root: &Path, dir: &Path) -> Result<Vec<RootLock>> {
+    let mut locks = Vec::new();
+    if dir.is_dir() {
+        locks.push(RootLock::acquire(dir)?);
+    }
+    let root_dir = default_journal_dir(root);
+    if root_dir.is_dir() && !same_folder(dir, &root_dir) {
+        locks.push(RootLock::acquire(&root_dir)?);
+    }
+    Ok(locks)
+}
+
+/// Whether `a` and `b` name the same existing folder (through links, `..` or case).
+fn same_folder(a: &Path, b: &Path) -> bool {
+    match (dunce::canonicalize(a), dunce::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
 }
 
@@ -331,7 +404,7 @@ impl Engine {
             reporters: Reporters::new(&progress),
             progress,
             deferred: durable_fs::DeferredDirs::default(),
-            _lock: locked.lock,
+            _lock: (locked.lock, locked.root_lock),
         })
     }
 

@@ -117,14 +117,14 @@ fn journal_error(e: crate::journal::JournalError) -> StepError {
 impl StepJournal for JournalSink<'_> {
     fn save(&self, data: Vec<u8>) -> steps::Result<()> {
         let sha256: [u8; 32] = Sha256::digest(&data).into();
-        durable_fs::create_dir_all(&self.dir).map_err(steps::io("creating", &self.dir))?;
+        durable_fs::create_private_dir_all(&self.dir).map_err(steps::io("creating", &self.dir))?;
         let path = self.file(&sha256);
         // The same payload saved again (a command run twice with the same output) names the
         // same file, which an earlier durable record may use: never truncate it, only write
         // it when it is missing or damaged (rewriting can then only repair it).
         let intact = std::fs::read(&path).is_ok_and(|b| Sha256::digest(&b)[..] == sha256);
         if !intact {
-            durable_fs::write_unsynced(&path, &data).map_err(steps::io("saving", &path))?;
+            durable_fs::write_private_unsynced(&path, &data).map_err(steps::io("saving", &path))?;
         }
         let reference = DataRef {
             sha256,

@@ -24,7 +24,7 @@
 //! Every byte goes through [`LogStorage`] (write, sync, read, truncate), so tests can run the
 //! log on a storage that forgets what was not synced ([`tests`]).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -57,16 +57,10 @@ pub struct FileStorage {
 }
 
 impl FileStorage {
-    /// Opens the log file, creating it if needed; `true` when it was created (the caller
-    /// then fsyncs the folder).
+    /// Opens the log file, creating it owner-only if needed; `true` when it was created (the
+    /// caller then fsyncs the folder).
     pub fn open(path: &Path) -> io::Result<(FileStorage, bool)> {
-        let created = !path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let (file, created) = crate::durable_fs::open_private(path)?;
         Ok((FileStorage { file }, created))
     }
 }

@@ -19,8 +19,7 @@ pub mod failpoint;
 pub mod log;
 pub mod record;
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -454,8 +453,8 @@ fn rebuild_store(
 /// Appends a line to `<journal>/repairs` (time in ms since the epoch, then the text).
 fn note_repair(dir: &Path, line: &str) -> std::io::Result<()> {
     let path = dir.join(REPAIRS_FILE);
-    let created = !path.exists();
-    let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
+    let (mut f, created) = durable_fs::open_private(&path)?;
+    f.seek(std::io::SeekFrom::End(0))?;
     writeln!(f, "{} {line}", now_ms())?;
     f.sync_data()?;
     if created {
@@ -558,7 +557,10 @@ fn convert_legacy(dir: &Path) -> Result<(), JournalError> {
     };
     let staged = dir.join("log.converting");
     {
-        let mut f = File::create(&staged).map_err(io("writing the converted record log"))?;
+        // A staged log left by an interrupted conversion is written again.
+        durable_fs::remove_path(&staged).map_err(io("removing the staged record log"))?;
+        let mut f = durable_fs::create_private_file(&staged)
+            .map_err(io("writing the converted record log"))?;
         if !records.is_empty() {
             let frames: Vec<Vec<u8>> = records.iter().map(|r| r.body.encode().0).collect();
             f.write_all(&log::entry(&frames))
@@ -594,7 +596,9 @@ pub fn make_reserve(dir: &Path) -> std::io::Result<()> {
     if std::fs::metadata(&path).is_ok_and(|m| m.len() == RESERVE_BYTES) {
         return Ok(());
     }
-    let mut f = File::create(&path)?;
+    // A reserve of the wrong size (a torn write) is written again, owner-only.
+    durable_fs::remove_path(&path)?;
+    let mut f = durable_fs::create_private_file(&path)?;
     let chunk = vec![0u8; 1 << 16];
     let mut left = RESERVE_BYTES;
     while left > 0 {
@@ -678,7 +682,21 @@ pub fn salvage(dir: &Path) -> Salvage {
 /// process, sled's file lock can outlive a closed `Db` for a moment (its threads drop their
 /// handles asynchronously, later still on a loaded machine), so a lock refusal is retried
 /// for up to 10 s.
+///
+/// sled creates its files with the process's umask: the store folder and sled's `blobs`
+/// folder are created owner-only first, so no other account can reach what sled writes in
+/// them, and the files sled has once open are made owner-only too.
 fn open_store(store: &Path) -> sled::Result<sled::Db> {
+    durable_fs::create_private_dir_all(&store.join(STORE_BLOBS_DIR))?;
+    let db = open_store_unlocked(store)?;
+    durable_fs::make_files_private(store)?;
+    Ok(db)
+}
+
+/// sled's folder of large values inside the store (sled 0.34's layout).
+const STORE_BLOBS_DIR: &str = "blobs";
+
+fn open_store_unlocked(store: &Path) -> sled::Result<sled::Db> {
     let config = sled::Config::new()
         .path(store)
         // No background flusher: every durable point is ours, explicit, and counted.
@@ -1001,7 +1019,10 @@ mod repair_tests {
         let before = journal_with(dir.path(), 2);
         let path = dir.path().join(LOG_FILE);
         let whole = std::fs::metadata(&path).unwrap().len();
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         // Half an entry, as a write cut by a crash before its sync leaves it.
         let (frame, _) = RecordBody {
             seq: 3,

@@ -240,6 +240,15 @@ pub fn shell_command(line: &str) -> Command {
     c
 }
 
+/// Starts `cmd` in a process group of its own: the SIGINT a terminal sends its foreground
+/// group on Ctrl+C (and SIGQUIT, SIGTSTP) reaches this tool, which stops at its next durable
+/// point, and not the service command or vendor tool, which finishes its step. Such a
+/// child is not in the terminal's foreground group: it cannot prompt on the terminal.
+pub fn own_process_group(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0)
+}
+
 /// The shell `shell_command` runs, for messages.
 pub const SHELL: &str = "sh -c";
 

@@ -845,6 +845,15 @@ pub fn shell_command(line: &str) -> Command {
 
 pub const SHELL: &str = "cmd.exe /C";
 
+/// Starts `cmd` in a console process group of its own (`CREATE_NEW_PROCESS_GROUP`, which
+/// also starts it with Ctrl+C ignored): the console's Ctrl+C reaches this tool, which stops
+/// at its next durable point, and not the service command or vendor tool, which finishes its
+/// step. Ctrl+Break and the console closing still reach every process of the console.
+pub fn own_process_group(cmd: &mut Command) -> &mut Command {
+    const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+    cmd.creation_flags(CREATE_NEW_PROCESS_GROUP)
+}
+
 /// One argument of a command line printed for cmd.exe or PowerShell: double quotes where
 /// needed (`quote::windows` says why, and what neither shell keeps literal).
 pub fn shell_quote(arg: &str) -> std::borrow::Cow<'_, str> {

@@ -59,10 +59,10 @@ impl DatabaseBackup {
     fn note_backup(&self, ctx: &StepContext, d: &Detail) -> Result<()> {
         let pointer = backup_pointer(&ctx.trash, &self.connection);
         if let Some(parent) = pointer.parent() {
-            durable_fs::create_dir_all(parent).map_err(super::io("creating", parent))?;
+            durable_fs::create_private_dir_all(parent).map_err(super::io("creating", parent))?;
         }
         let text = d.file.to_string_lossy();
-        durable_fs::atomic_write(&pointer, text.as_bytes(), None)
+        durable_fs::atomic_write(&pointer, text.as_bytes(), Some(0o600))
             .map_err(super::io("writing", &pointer))
     }
 

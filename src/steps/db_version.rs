@@ -255,7 +255,7 @@ impl Step for DatabaseVersionUpgrade {
         }
         ctx.journal.save(STARTED.to_vec())?;
         ctx.journal.sync()?;
-        let out = super::without_tool_variables(&mut Command::new(&program))
+        let out = super::child_command(&mut Command::new(&program))
             .args(self.command[1..].iter().map(|a| expand(a)))
             .current_dir(&self.root)
             .output()

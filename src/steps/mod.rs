@@ -210,7 +210,7 @@ impl<'a> StepContext<'a> {
     }
 
     pub fn trash_path(&self, name: &str) -> Result<PathBuf> {
-        durable_fs::create_dir_all(&self.trash).map_err(io("creating", &self.trash))?;
+        durable_fs::create_private_dir_all(&self.trash).map_err(io("creating", &self.trash))?;
         Ok(self.trash.join(name))
     }
 }
@@ -569,10 +569,18 @@ pub fn step_for(
 /// (`USERCUBE_UPGRADE_CERT_PASSWORD`).
 pub const TOOL_ENV_PREFIX: &str = "USERCUBE_UPGRADE_";
 
+/// A command a step starts (the service commands, the vendor's database tool), ready to run:
+/// in a process group of its own, so that a Ctrl+C at the terminal stops the engine at its
+/// next durable point and lets the command finish its step (`platform::own_process_group`),
+/// and [`without_tool_variables`].
+pub fn child_command(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    without_tool_variables(crate::platform::own_process_group(cmd))
+}
+
 /// `cmd` with none of the tool's own variables ([`TOOL_ENV_PREFIX`]) in its environment:
 /// the service commands and the vendor's database tool never see the PFX password (and
 /// their output, which is journaled, cannot echo it).
-pub fn without_tool_variables(cmd: &mut std::process::Command) -> &mut std::process::Command {
+fn without_tool_variables(cmd: &mut std::process::Command) -> &mut std::process::Command {
     for (name, _) in std::env::vars_os() {
         // Windows names are case-insensitive.
         if name

@@ -586,7 +586,7 @@ impl Step for ReencryptFiles {
         }
         let trash = &ctx.trash;
         if !intent.touches.is_empty() {
-            durable_fs::create_dir_all(trash).map_err(io_err("creating", trash))?;
+            durable_fs::create_private_dir_all(trash).map_err(io_err("creating", trash))?;
         }
         // Files converted by an interrupted attempt stay as they are (resume goes on).
         let recorded = self.recorded_after(ctx, intent.touches.len(), None)?;

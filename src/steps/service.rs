@@ -61,7 +61,7 @@ impl Op {
     fn run(&self, root: &Path) -> std::io::Result<(Option<i32>, bool, String)> {
         match self {
             Op::Line(line) => {
-                let out = super::without_tool_variables(&mut platform::shell_command(line))
+                let out = super::child_command(&mut platform::shell_command(line))
                     .current_dir(root)
                     .output()?;
                 let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
