@@ -888,43 +888,6 @@ impl Engine {
         })
     }
 
-    /// Records that a rollback stopped on an error (`run-stopped`, `rollback: true`), so that
-    /// `status` says what stopped it; gives the error back. Not for journal corruption or a
-    /// journal that failed to write: no record is trusted to say it.
-    pub(super) fn record_rollback_stopped(
-        &mut self,
-        run_id: [u8; 16],
-        error: Error,
-        steps_total: usize,
-    ) -> Error {
-        if error.corruption().is_some() || matches!(error, Error::Journal(_)) {
-            return error;
-        }
-        // Undone: the steps of this rollback with no intent left open.
-        let left = match self.latest() {
-            Ok(Some(run)) => run
-                .steps
-                .values()
-                .filter(|s| s.intent.is_some() && s.undone.is_none())
-                .count(),
-            Ok(None) => 0,
-            Err(e) => return e,
-        };
-        let message = error.to_string();
-        let stopped = payload::RunStopped {
-            reason: payload::StopReason::Failed(message.lines().next().unwrap_or("").into()),
-            rollback: true,
-            steps_done: steps_total.saturating_sub(left) as u32,
-            steps_total: steps_total as u32,
-        };
-        match self.append(run_id, None, Phase::RunStopped, payload::encode(&stopped)) {
-            Ok(()) => error,
-            Err(e) => Error::RunFailed(format!(
-                "{message}\nRecording that the rollback stopped failed too: {e}"
-            )),
-        }
-    }
-
     /// Steps done earlier re-establish what a restart may have reverted (`Step::reassert`),
     /// before anything else is touched.
     fn reassert(&self, a: &Active, run: &RunState) -> Result<()> {

@@ -72,19 +72,23 @@ impl JournalSink<'_> {
             Some((root, _)) => to.strip_prefix(root).unwrap_or(to).to_path_buf(),
             None => to.to_path_buf(),
         };
-        let record = payload::KeptAside {
+        self.append_kept(&payload::KeptAside {
             from: PathBuf::from(what),
             to: shown,
             files,
             bytes,
-        };
+        })
+    }
+
+    /// Appends a `kept-aside` record (durable when it returns).
+    fn append_kept(&self, record: &payload::KeptAside) -> steps::Result<()> {
         self.journal
             .borrow_mut()
             .append(NewRecord {
                 run_id: self.run_id,
                 step: Some(self.step),
                 phase: Phase::KeptAside,
-                payload: payload::encode(&record),
+                payload: payload::encode(record),
             })
             .map(|_| ())
             .map_err(journal_error)
@@ -188,15 +192,7 @@ impl StepJournal for JournalSink<'_> {
         };
         // Data saved before stays ahead of this record; the record is durable before the move.
         self.sync()?;
-        self.journal
-            .borrow_mut()
-            .append(NewRecord {
-                run_id: self.run_id,
-                step: Some(self.step),
-                phase: Phase::KeptAside,
-                payload: payload::encode(&record),
-            })
-            .map_err(journal_error)?;
+        self.append_kept(&record)?;
         if let Some(parent) = dest.parent() {
             durable_fs::create_dir_all(parent).map_err(steps::io("creating", parent))?;
         }

@@ -137,24 +137,8 @@ impl Engine {
         signal: crate::platform::StopSignal,
         to_check: usize,
     ) -> Result<()> {
-        let run = self.latest()?.expect("a run is being rolled back");
-        let undone = a
-            .plan
-            .steps
-            .iter()
-            .filter(|s| {
-                run.step(s.id)
-                    .is_some_and(|x| x.intent.is_some() && x.undone.is_none())
-            })
-            .count();
-        let checked = to_check.saturating_sub(undone);
-        let stopped = payload::RunStopped {
-            reason: payload::StopReason::Signal(signal.name().into()),
-            rollback: true,
-            steps_done: checked as u32,
-            steps_total: to_check as u32,
-        };
-        self.append(a.run_id, None, Phase::RunStopped, payload::encode(&stopped))?;
+        let reason = payload::StopReason::Signal(signal.name().into());
+        let checked = self.rollback_stopped(a.run_id, reason, to_check)?;
         self.progress.finish();
         Err(Error::Interrupted {
             message: format!(
@@ -164,5 +148,52 @@ impl Engine {
             ),
             exit_code: signal.exit_code(),
         })
+    }
+
+    /// Records that a rollback stopped on an error (`run-stopped`, `rollback: true`), so that
+    /// `status` says what stopped it; gives the error back. Not for journal corruption or a
+    /// journal that failed to write: no record is trusted to say it.
+    fn record_rollback_stopped(
+        &mut self,
+        run_id: [u8; 16],
+        error: Error,
+        to_check: usize,
+    ) -> Error {
+        if error.corruption().is_some() || matches!(error, Error::Journal(_)) {
+            return error;
+        }
+        let message = error.to_string();
+        let reason = payload::StopReason::Failed(message.lines().next().unwrap_or("").into());
+        match self.rollback_stopped(run_id, reason, to_check) {
+            Ok(_) => error,
+            Err(e) => Error::RunFailed(format!(
+                "{message}\nRecording that the rollback stopped failed too: {e}"
+            )),
+        }
+    }
+
+    /// Appends `run-stopped` for a rollback stopped for `reason`; returns how many of the
+    /// `to_check` steps it has undone (those with an intent and no undo record are left).
+    fn rollback_stopped(
+        &mut self,
+        run_id: [u8; 16],
+        reason: payload::StopReason,
+        to_check: usize,
+    ) -> Result<usize> {
+        let left = self.latest()?.map_or(0, |run| {
+            run.steps
+                .values()
+                .filter(|s| s.intent.is_some() && s.undone.is_none())
+                .count()
+        });
+        let undone = to_check.saturating_sub(left);
+        let stopped = payload::RunStopped {
+            reason,
+            rollback: true,
+            steps_done: undone as u32,
+            steps_total: to_check as u32,
+        };
+        self.append(run_id, None, Phase::RunStopped, payload::encode(&stopped))?;
+        Ok(undone)
     }
 }
