@@ -137,6 +137,17 @@ fn element() -> impl Strategy<Value = String> {
     })
 }
 
+/// What XML allows around the root element: whitespace, comments, processing instructions
+/// (text, CDATA and entities there are refused).
+fn outer_filler() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        "[ \t\r\n]{0,6}",
+        "<!-- [A-Za-z <>&\"']{0,10} -->",
+        Just("<?pi data?>".to_string()),
+    ];
+    prop::collection::vec(piece, 0..3).prop_map(|p| p.concat())
+}
+
 fn xml_document() -> impl Strategy<Value = String> {
     (
         prop::sample::select(vec!["", "\u{FEFF}"]),
@@ -145,9 +156,9 @@ fn xml_document() -> impl Strategy<Value = String> {
             "<?xml version=\"1.0\" encoding=\"utf-8\"?>\r\n",
             "<?xml version='1.0'?>\n",
         ]),
-        filler(),
+        outer_filler(),
         element(),
-        filler(),
+        outer_filler(),
     )
         .prop_map(|(bom, decl, before, root, after)| {
             format!("{bom}{decl}{}{root}{}", before.trim_start(), after)

@@ -66,23 +66,31 @@ impl<'d> Editor<'d> {
         }
     }
 
+    /// Where the line containing byte `pos` starts, past the document's byte order mark on
+    /// the first line. Only a BOM at offset 0 is one: a U+FEFF anywhere else is text (inside a
+    /// comment, which is all a parsed document can hold it in) and never indentation.
+    fn line_start(&self, pos: usize) -> usize {
+        let text = self.doc.text();
+        match text[..pos].rfind('\n') {
+            Some(i) => i + 1,
+            None if text.starts_with('\u{FEFF}') => '\u{FEFF}'.len_utf8().min(pos),
+            None => 0,
+        }
+    }
+
     /// Leading spaces/tabs of the line containing byte `pos`.
     fn line_indent(&self, pos: usize) -> &'d str {
         let text = self.doc.text();
-        let start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
-        let line = &text[start..];
-        let n = line.len() - line.trim_start_matches([' ', '\t', '\u{FEFF}']).len();
-        line[..n].trim_start_matches('\u{FEFF}')
+        let line = &text[self.line_start(pos)..];
+        let n = line.len() - line.trim_start_matches([' ', '\t']).len();
+        &line[..n]
     }
 
     /// Indentation of `member`'s key if the key starts its line.
     fn key_indent(&self, member: &Member) -> Option<&'d str> {
         let indent = self.line_indent(member.key_span.start);
         let text = self.doc.text();
-        let start = text[..member.key_span.start]
-            .rfind('\n')
-            .map_or(0, |i| i + 1);
-        let before = text[start..member.key_span.start].trim_start_matches('\u{FEFF}');
+        let before = &text[self.line_start(member.key_span.start)..member.key_span.start];
         (before == indent).then_some(indent)
     }
 
@@ -277,6 +285,26 @@ mod tests {
         assert_eq!(
             insert("{\r\n  \"a\": 1\r\n}", &[], "o", "{\n  \"k\": true\n}"),
             "{\r\n  \"a\": 1,\r\n  \"o\": {\r\n    \"k\": true\r\n  }\r\n}"
+        );
+    }
+
+    /// Found by the appsettings_json fuzz target: a U+FEFF opening the line of the closing
+    /// brace, inside a block comment, was taken for indentation and copied in front of the
+    /// inserted keys, outside the comment, where it is not JSON.
+    #[test]
+    fn a_bom_inside_a_comment_is_not_indentation() {
+        assert_eq!(
+            insert("{ \"a\": {} /*\n \u{FEFF}x */}\n", &[], "b", "2"),
+            "{ \"a\": {}, /*\n \u{FEFF}x */\n   \"b\": 2}\n"
+        );
+        assert_eq!(
+            insert("{\"x\": /*\n\u{FEFF} */ {}}", &["x"], "a", "1"),
+            "{\"x\": /*\n\u{FEFF} */ {\n  \"a\": 1\n}}"
+        );
+        // The document's own BOM is still no indentation.
+        assert_eq!(
+            insert("\u{FEFF}{\n\t\"a\": 1\n}", &[], "b", "2"),
+            "\u{FEFF}{\n\t\"a\": 1,\n\t\"b\": 2\n}"
         );
     }
 

@@ -3,9 +3,14 @@
 //!
 //! quick-xml (slice reader) finds the markup; attributes are scanned here because
 //! quick-xml does not expose their positions. Checks done here: encoding (UTF-8 only),
-//! end-tag names matching start tags, unclosed elements at end of file, attribute syntax
-//! (`name = "value"`, quoting, separation, duplicates, `<` in values) and entities in
-//! attribute values.
+//! characters XML allows (no control characters but tab, LF and CR; no U+FFFE, U+FFFF), one
+//! root element with nothing but whitespace, comments, processing instructions and a bare
+//! DOCTYPE around it (the XML declaration only at the very start), element and attribute
+//! names that are XML names, end-tag names matching start tags, unclosed elements at end of
+//! file, attribute syntax (`name = "value"`, quoting, separation, duplicates, `<` in values)
+//! and entities in attribute values. The rewrite splices names and attributes, so an input
+//! these checks let through would let it write a file that no longer parses (the
+//! `xml_config` fuzz target found two: FUZZING.md).
 
 use super::error::{XmlError, XmlErrorKind};
 use quick_xml::events::Event;
@@ -117,6 +122,14 @@ pub(crate) fn walk<'a>(
     };
     // Open elements: (qualified name, offset of its name).
     let mut open: Vec<(&'a str, usize)> = Vec::new();
+    let mut root_seen = false;
+    let outside = |offset: usize| {
+        err(
+            offset,
+            XmlErrorKind::Malformed,
+            "text outside the root element".into(),
+        )
+    };
     loop {
         let event_start = body_start + reader.buffer_position() as usize;
         let event = match reader.read_event() {
@@ -135,6 +148,13 @@ pub(crate) fn walk<'a>(
                 let external = decl
                     .split_ascii_whitespace()
                     .any(|w| w == "SYSTEM" || w == "PUBLIC");
+                if root_seen {
+                    return Err(err(
+                        event_start,
+                        XmlErrorKind::Malformed,
+                        "a DOCTYPE is allowed only before the root element".into(),
+                    ));
+                }
                 if decl.contains('[') || external {
                     return Err(err(
                         event_start,
@@ -144,6 +164,23 @@ pub(crate) fn walk<'a>(
                     ));
                 }
                 continue;
+            }
+            Event::Decl(_) if event_start != body_start => {
+                return Err(err(
+                    event_start,
+                    XmlErrorKind::Malformed,
+                    "an XML declaration is allowed only at the very start of the file".into(),
+                ));
+            }
+            // Character data outside the root element: whitespace only.
+            Event::Text(text) if open.is_empty() => {
+                if let Some(i) = text.bytes().position(|b| !is_ws(b)) {
+                    return Err(outside(event_start + i));
+                }
+                continue;
+            }
+            Event::CData(_) | Event::GeneralRef(_) if open.is_empty() => {
+                return Err(outside(event_start));
             }
             Event::Start(start) => (start, true),
             Event::Empty(start) => (start, false),
@@ -174,6 +211,16 @@ pub(crate) fn walk<'a>(
         };
         let (name_start, content) = reborrow(&start)?;
         let tag = scan_tag(file, bytes, content, name_start)?;
+        if open.is_empty() {
+            if root_seen {
+                return Err(err(
+                    name_start - 1,
+                    XmlErrorKind::Malformed,
+                    format!("a second root element <{}>", tag.name),
+                ));
+            }
+            root_seen = true;
+        }
         if is_start {
             open.push((tag.name, name_start));
         }
@@ -186,7 +233,43 @@ pub(crate) fn walk<'a>(
             format!("element <{name}> is not closed"),
         ));
     }
+    if !root_seen {
+        return Err(err(
+            bytes.len(),
+            XmlErrorKind::Malformed,
+            "no root element".into(),
+        ));
+    }
     Ok(())
+}
+
+/// Whether `c` may start an XML name (XML 1.0 fifth edition, production 4).
+fn is_name_start_char(c: char) -> bool {
+    matches!(c,
+        ':' | 'A'..='Z' | '_' | 'a'..='z'
+        | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}' | '\u{F8}'..='\u{2FF}'
+        | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}' | '\u{200C}'..='\u{200D}'
+        | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}' | '\u{3001}'..='\u{D7FF}'
+        | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}' | '\u{10000}'..='\u{EFFFF}')
+}
+
+/// Whether `s` is an XML name (production 5): element and attribute names. Quotes, `=`, `<`,
+/// `>`, `/` and the like are not name characters, so a name never hides markup.
+fn is_xml_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(is_name_start_char)
+        && chars.all(|c| {
+            is_name_start_char(c)
+                || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+        })
+}
+
+/// The first character XML does not allow (production 2: no control character but tab, LF
+/// and CR, no U+FFFE or U+FFFF; UTF-8 cannot hold surrogates) and its offset.
+fn first_forbidden_char(text: &str) -> Option<(usize, char)> {
+    text.char_indices().find(|&(_, c)| {
+        matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}')
+    })
 }
 
 /// Rejects anything that is not UTF-8: UTF-16/UTF-32 byte-order marks or zero bytes typical
@@ -216,14 +299,26 @@ fn check_encoding(file: &Path, bytes: &[u8]) -> Result<(), XmlError> {
             "unsupported encoding UTF-16 (no byte-order mark); only UTF-8 is supported".into(),
         ));
     }
-    if let Err(e) = std::str::from_utf8(bytes) {
-        let at = e.valid_up_to();
-        return Err(unsupported(
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let at = e.valid_up_to();
+            return Err(unsupported(
+                at,
+                format!(
+                    "invalid UTF-8 byte 0x{:02X}; only UTF-8 is supported",
+                    bytes[at]
+                ),
+            ));
+        }
+    };
+    if let Some((at, c)) = first_forbidden_char(text) {
+        return Err(XmlError::at(
+            file,
+            bytes,
             at,
-            format!(
-                "invalid UTF-8 byte 0x{:02X}; only UTF-8 is supported",
-                bytes[at]
-            ),
+            XmlErrorKind::Malformed,
+            format!("character U+{:04X} is not allowed in XML", u32::from(c)),
         ));
     }
     // XML declaration: `<?xml ... encoding="..." ...?>` at the very start (after the BOM).
@@ -269,6 +364,11 @@ fn scan_tag<'a>(
     if name.is_empty() {
         return Err(err(0, "element name missing after '<'".into()));
     }
+    // `<Dt=" a:FilesAreNotEncrypted=""/>`: removing the attribute left `<Dt="/>` (the
+    // xml_config fuzz target).
+    if !is_xml_name(name) {
+        return Err(err(0, format!("element name {name} is not an XML name")));
+    }
     let mut attrs: Vec<Attr<'a>> = Vec::new();
     loop {
         let ws_start = i;
@@ -288,6 +388,12 @@ fn scan_tag<'a>(
         let attr_name = &content[name_start..i];
         if attr_name.is_empty() || attr_name.starts_with(['"', '\'']) {
             return Err(err(name_start, "expected an attribute name".into()));
+        }
+        if !is_xml_name(attr_name) {
+            return Err(err(
+                name_start,
+                format!("attribute name {attr_name} is not an XML name"),
+            ));
         }
         while i < c.len() && is_ws(c[i]) {
             i += 1;
