@@ -36,8 +36,7 @@ impl Demo {
     /// The command run from `dir`, without `--root` (the guide runs its tools from inside
     /// Runtime); `run` and `plan` get the integrated mode's arguments.
     fn cmd_in(&self, dir: &Path, args: &[&str]) -> Command {
-        let mut c = bin();
-        c.current_dir(dir).args(args);
+        let mut c = typed_in(dir, args);
         if matches!(args.first(), Some(&"run") | Some(&"plan")) {
             c.args([
                 "--mode",
@@ -49,11 +48,6 @@ impl Demo {
             .arg("--runtime-path")
             .arg(self.root.join("Runtime"));
         }
-        c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
-        c.env(
-            usercube_upgrade::testing::crypto::PASSWORD_ENV,
-            demo::DEMO_CERT_PASSWORD,
-        );
         c
     }
 
@@ -96,6 +90,158 @@ impl Demo {
     fn root_arg(&self) -> String {
         self.root.display().to_string()
     }
+}
+
+/// `args` exactly as typed in `dir` (no argument added), with the demo's PFX password in the
+/// environment.
+fn typed_in(dir: &Path, args: &[&str]) -> Command {
+    let mut c = bin();
+    c.current_dir(dir).args(args);
+    c.env_remove("USERCUBE_UPGRADE_CRASH_AT");
+    c.env(
+        usercube_upgrade::testing::crypto::PASSWORD_ENV,
+        demo::DEMO_CERT_PASSWORD,
+    );
+    c
+}
+
+/// Issue 24, item 2: the guide's commands typed inside `Runtime` with paths relative to it
+/// (`../Runtime_....zip`, `../Certs/...pfx`), as the README shows them. Every path is
+/// normalised once, from the folder the command was typed in, before the run renames
+/// `Runtime`: the run gets past step 3, the plan and the journal show the paths absolute,
+/// and the shell left in `RuntimeOld` finds the installation without `--root`.
+#[test]
+fn relative_paths_typed_inside_runtime_survive_its_rename() {
+    let d = Demo::new();
+    let start = snapshot(&d.root);
+    let zip = format!("../{RUNTIME_ZIP}");
+    let cert = format!("../{}", demo::DEMO_CERT);
+    let run_args = |verb: &'static str| -> Vec<String> {
+        [
+            verb,
+            "--mode",
+            "integrated",
+            "--skip-database-upgrade",
+            "--runtime-zip",
+            &zip,
+            "--runtime-path",
+            ".",
+            "--file-cert-file",
+            &cert,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let typed = |dir: &str, args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = typed_in(&d.path(dir), &args).output().unwrap();
+        (out.status.code(), text(&out), out.stdout)
+    };
+    let abs_zip = d.path(RUNTIME_ZIP).display().to_string();
+    let abs_cert = d.path(demo::DEMO_CERT).display().to_string();
+
+    // The plan shows them absolute, without the `Runtime/..` they were typed through.
+    let mut plan = run_args("plan");
+    plan.push("--json".into());
+    let (code, msg, stdout) = typed("Runtime", &plan);
+    assert_eq!(code, Some(0), "{msg}");
+    let json = String::from_utf8(stdout).unwrap();
+    // A plan's paths inside the root are relative to it (README, "plan files").
+    assert!(
+        json.contains(&format!("\"archive\": \"{RUNTIME_ZIP}\"")),
+        "{json}"
+    );
+    assert!(
+        json.contains(&format!("\"path\": \"{}\"", demo::DEMO_CERT)),
+        "{json}"
+    );
+    assert!(!json.contains("/../") && !json.contains("/./"), "{json}");
+    let (code, msg, _) = typed("Runtime", &run_args("plan"));
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(msg.contains(&abs_zip), "{abs_zip} in {msg}");
+    assert!(
+        msg.contains(&format!("(PFX {};", demo::DEMO_CERT)),
+        "the certificate, in the root, shown from it: {msg}"
+    );
+    assert!(!msg.contains("/../"), "{msg}");
+
+    let mut run = run_args("run");
+    run.extend(["--until".into(), "4.5".into()]);
+    let (code, msg, _) = typed("Runtime", &run);
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(msg.contains("paused after guide step 4.5 (step "), "{msg}");
+    assert!(d.path("RuntimeOld").is_dir(), "Runtime renamed");
+
+    // The shell stands in RuntimeOld now: a bare status there finds the installation.
+    let root = d.root_arg();
+    let (code, msg, stdout) = typed("RuntimeOld", &["status".into(), "--json".into()]);
+    assert_eq!(code, Some(0), "{msg}");
+    let status: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(status["root"], root, "{status}");
+    assert_eq!(status["state"], "paused", "{status}");
+    let (code, msg, _) = typed("RuntimeOld", &["status".into()]);
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(msg.contains(&format!("installation: {root}")), "{msg}");
+
+    // The journal's command line: the paths as the run used them, absolute.
+    let (code, msg, stdout) = typed(
+        "RuntimeOld",
+        &["journal".into(), "export".into(), "--json".into()],
+    );
+    assert_eq!(code, Some(0), "{msg}");
+    let export: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    let line = export["runs"][0]["command_line"].to_string();
+    assert!(line.contains(&abs_zip), "{abs_zip} in {line}");
+    assert!(line.contains(&abs_cert), "{abs_cert} in {line}");
+    assert!(!line.contains("/../"), "{line}");
+
+    // `resume` there, without --root, re-encrypts with the certificate typed as ../Certs/...
+    let (code, msg, _) = typed("RuntimeOld", &["resume".into()]);
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(msg.contains("completed"), "{msg}");
+    assert_eq!(d.status()["state"], "committed");
+    let (code, msg, _) = typed("RuntimeOld", &["rollback".into()]);
+    assert_eq!(code, Some(0), "{msg}");
+    assert_same(&start, &snapshot(&d.root), "after rollback");
+}
+
+/// An input outside the installation given through a symbolic link is taken at its real
+/// path (the link may change; nothing of the run renames it), normalised first.
+#[test]
+fn an_input_outside_the_root_is_taken_at_its_real_path() {
+    let d = Demo::new();
+    let other = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let other = dunce::canonicalize(other.path()).unwrap();
+    let real = other.join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::copy(d.path(RUNTIME_ZIP), real.join(RUNTIME_ZIP)).unwrap();
+    if let Err(e) = usercube_upgrade::testing::platform::symlink(&real, &other.join("link")) {
+        eprintln!("no symbolic link here ({e}): test skipped");
+        return;
+    }
+    let zip = format!("{}/link/./{RUNTIME_ZIP}", other.display());
+    let out = typed_in(
+        &d.path("Runtime"),
+        &[
+            "plan",
+            "--json",
+            "--mode",
+            "integrated",
+            "--skip-database-upgrade",
+            "--runtime-zip",
+            &zip,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let json = String::from_utf8(out.stdout).unwrap();
+    let real_zip = real.join(RUNTIME_ZIP).display().to_string();
+    assert!(
+        json.contains(&format!("\"archive\": \"{real_zip}\"")),
+        "{real_zip} in {json}"
+    );
 }
 
 #[test]
@@ -276,7 +422,9 @@ fn root_defaults_to_the_parent_of_the_runtime_folder_only() {
     let other = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let stray = other.path().join("Runtime");
     std::fs::create_dir(&stray).unwrap();
-    for dir in [d.root.as_path(), stray.as_path()] {
+    let stray_old = other.path().join("RuntimeOld");
+    std::fs::create_dir(&stray_old).unwrap();
+    for dir in [d.root.as_path(), stray.as_path(), stray_old.as_path()] {
         let out = d.cmd_in(dir, &["status"]).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         assert!(

@@ -51,25 +51,14 @@ pub struct Target {
 }
 
 /// The default `--root`: the parent of the current folder when the current folder is an
-/// installation's `Runtime` (it holds the server's or the agent's `.deps.json`); otherwise
+/// installation's `Runtime`, or the old Runtime the run renamed it to, where the shell that
+/// typed the run still stands ([`runbook::install::root_of_runtime_folder`]); otherwise
 /// empty, and `--root` is then needed (`engine::canonical_root` says so).
 pub(super) fn root_from_current_folder() -> PathBuf {
-    let Ok(here) = std::env::current_dir() else {
-        return PathBuf::new();
-    };
-    let is_runtime = here.file_name().is_some_and(|n| {
-        crate::platform::same_name(&n.to_string_lossy(), "Runtime")
-            && [
-                runbook::install::Product::Server,
-                runbook::install::Product::Agent,
-            ]
-            .iter()
-            .any(|p| here.join(p.deps_file()).is_file())
-    });
-    match (is_runtime, here.parent()) {
-        (true, Some(root)) => root.to_path_buf(),
-        _ => PathBuf::new(),
-    }
+    std::env::current_dir()
+        .ok()
+        .and_then(|here| runbook::install::root_of_runtime_folder(&here))
+        .unwrap_or_default()
 }
 
 #[derive(ClapArgs, Debug, Clone)]
@@ -179,7 +168,8 @@ impl RunbookArgs {
             ModeArg::Agent => runbook::Mode::Agent,
         };
         let abs = |p: &PathBuf| absolute(p);
-        let zip = abs(self.runtime_zip.as_ref()?);
+        let input = |p: &PathBuf| settled(absolute(p), root);
+        let zip = input(self.runtime_zip.as_ref()?);
         let mut o = runbook::Options::new(root.to_path_buf(), mode, zip);
         o.connection_string = self.connection_string.as_deref().map(absolute_sqlite);
         o.backup_dir = self.backup_dir.as_ref().map(abs);
@@ -190,7 +180,9 @@ impl RunbookArgs {
         o.skip_database_upgrade = self.skip_database_upgrade;
         o.runtime_path = self.runtime_path.as_deref().map(absolute_str);
         o.cert = self.cert.options();
-        o.agent_appsettings = self.agent_appsettings.iter().map(abs).collect();
+        o.cert.file = o.cert.file.map(|f| settled(f, root));
+        o.cert.store_path = o.cert.store_path.map(|f| settled(f, root));
+        o.agent_appsettings = self.agent_appsettings.iter().map(input).collect();
         o.temp_folder = self.temp_folder.clone();
         o.work_folder = self.work_folder.clone();
         o.stop_command = self.stop_command.clone();
@@ -549,9 +541,52 @@ pub enum JournalAction {
 }
 
 /// A command-line path, resolved against the current folder (every relative path given
-/// on the command line is).
+/// on the command line is), then normalised lexically ([`normalize`]): `../x.zip` typed
+/// inside `Runtime` is `ROOT/x.zip`, not `ROOT/Runtime/../x.zip`, which would no longer
+/// lead to the zip once the run renames `Runtime`.
 pub(super) fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+    normalize(&std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
+}
+
+/// An input the run reads (the zip, the certificate, an agent's settings), absolute and
+/// normalised: its real path (symbolic links resolved) when it exists and neither path is in
+/// the installation `root`, whose folders the run renames and moves; there, and when it does
+/// not exist (preflight names it), the normalised path as it is.
+fn settled(p: PathBuf, root: &Path) -> PathBuf {
+    let inside = |p: &Path| crate::platform::path_starts_with(p, root);
+    if inside(&p) {
+        return p;
+    }
+    match dunce::canonicalize(&p) {
+        Ok(real) if !inside(&real) => real,
+        _ => p,
+    }
+}
+
+/// `.` and `..` of an absolute path resolved lexically, without asking the file system: no
+/// symbolic link is followed (the folder a link goes through may be one the run renames).
+/// The prefix (a drive letter, a UNC share) is kept as it is, `..` at the top stays at the
+/// top, and a Windows verbatim path (`\\?\...`), whose `..` are names, is left unchanged.
+pub(super) fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let verbatim =
+        matches!(p.components().next(), Some(Component::Prefix(x)) if x.kind().is_verbatim());
+    if verbatim || !p.is_absolute() {
+        return p.to_path_buf();
+    }
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if out.file_name().is_some() {
+                    out.pop();
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A path kept as text (written into settings files): resolved against the current folder
@@ -565,10 +600,86 @@ pub(super) fn absolute_str(p: &str) -> String {
         && matches!(b[2], b'/' | b'\\'))
         || p.starts_with("\\\\")
         || p.starts_with("//");
-    if windows_absolute || Path::new(p).is_absolute() {
+    if windows_absolute && !Path::new(p).is_absolute() {
         return p.to_string();
     }
     absolute(Path::new(p)).display().to_string()
+}
+
+/// The command line as the journal keeps it (`RunContext`): each path it gives made absolute
+/// and normalised as the command used it (the values of `FILE` and `DIR` options and
+/// arguments, the PATH of `sqlite:PATH`, the program of `--database-upgrade-command`), so that
+/// `../Runtime_....zip` typed inside `Runtime` reads `ROOT/Runtime_....zip` in the audit.
+/// `--temp-folder` / `--work-folder` (relative to `Runtime`, as the vendor's settings) and
+/// `-` (standard input) stay as typed; words clap does not know are left as they are.
+pub(super) fn absolute_command_line(args: Vec<String>) -> Vec<String> {
+    let mut cmd = <Args as clap::CommandFactory>::command();
+    cmd.build();
+    let mut current = &cmd;
+    let mut out = Vec::with_capacity(args.len());
+    let mut words = args.into_iter();
+    out.extend(words.next());
+    // The option whose values come next, and whether it takes more than one.
+    let mut pending: Option<(&clap::Arg, bool)> = None;
+    for word in words {
+        if let Some(long) = word.strip_prefix("--").filter(|l| !l.is_empty()) {
+            let (name, value) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (long, None),
+            };
+            let arg = current.get_arguments().find(|a| a.get_long() == Some(name));
+            pending = None;
+            match (arg, value) {
+                (Some(a), Some(v)) => out.push(format!("--{name}={}", typed_path(a, v))),
+                (Some(a), None) => {
+                    let n = a.get_num_args().unwrap_or_default();
+                    if n.takes_values() {
+                        pending = Some((a, n.max_values() > 1));
+                    }
+                    out.push(word);
+                }
+                (None, _) => out.push(word),
+            }
+            continue;
+        }
+        if let Some((a, more)) = pending {
+            out.push(typed_path(a, &word));
+            if !more {
+                pending = None;
+            }
+            continue;
+        }
+        if let Some(sub) = current.find_subcommand(&word) {
+            current = sub;
+            out.push(word);
+            continue;
+        }
+        match current.get_positionals().next() {
+            Some(a) => out.push(typed_path(a, &word)),
+            None => out.push(word),
+        }
+    }
+    out
+}
+
+/// One value of `arg` as [`absolute_command_line`] keeps it.
+fn typed_path(arg: &clap::Arg, value: &str) -> String {
+    let id = arg.get_id().as_str();
+    if matches!(id, "temp_folder" | "work_folder") || value == "-" {
+        return value.to_string();
+    }
+    if id == "database_upgrade_command" {
+        return absolute_program(value);
+    }
+    match arg
+        .get_value_names()
+        .and_then(|n| n.first())
+        .map(|n| n.as_str())
+    {
+        Some("FILE" | "DIR") => absolute_str(value),
+        Some("CS") => absolute_sqlite(value),
+        _ => value.to_string(),
+    }
 }
 
 /// `sqlite:PATH` with a relative PATH resolved against the current folder, like every
@@ -598,4 +709,93 @@ pub(super) fn absolute_program(cmd: &str) -> String {
         .map(|w| format!("\"{}\"", w.replace('\\', "\\\\").replace('"', "\\\"")))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_resolves_dots_lexically() {
+        let here = std::path::absolute(".").unwrap();
+        for (typed, expect) in [
+            ("../x.zip", here.parent().unwrap().join("x.zip")),
+            ("./a/./b/../c", here.join("a/c")),
+            ("a/b/../../..", here.parent().unwrap().to_path_buf()),
+        ] {
+            assert_eq!(absolute(Path::new(typed)), expect, "{typed}");
+        }
+        let top = here.ancestors().last().unwrap().to_path_buf();
+        let deep = top.join("a/../../../b");
+        assert_eq!(
+            normalize(&deep),
+            top.join("b"),
+            "`..` at the top stays there"
+        );
+        assert_eq!(
+            normalize(Path::new("rel/../x")),
+            Path::new("rel/../x"),
+            "relative: unchanged"
+        );
+    }
+
+    #[test]
+    fn the_journal_command_line_has_absolute_paths() {
+        let here = std::path::absolute(".").unwrap();
+        let up = |name: &str| here.parent().unwrap().join(name).display().to_string();
+        let words = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let line = absolute_command_line(words(&[
+            "usercube-upgrade",
+            "--quiet",
+            "run",
+            "--mode",
+            "integrated",
+            "--runtime-zip",
+            "../R.zip",
+            "--file-cert-file=../c.pfx",
+            "--agent-appsettings",
+            "../a.json",
+            "./b.json",
+            "--temp-folder",
+            "../Temp",
+            "--file-cert-password-file",
+            "-",
+            "--connection-string",
+            "sqlite:../db.sqlite",
+            "--until",
+            "4.5",
+        ]));
+        assert_eq!(
+            line,
+            words(&[
+                "usercube-upgrade",
+                "--quiet",
+                "run",
+                "--mode",
+                "integrated",
+                "--runtime-zip",
+                &up("R.zip"),
+                &format!("--file-cert-file={}", up("c.pfx")),
+                "--agent-appsettings",
+                &up("a.json"),
+                &here.join("b.json").display().to_string(),
+                "--temp-folder",
+                "../Temp",
+                "--file-cert-password-file",
+                "-",
+                "--connection-string",
+                &format!("sqlite:{}", up("db.sqlite")),
+                "--until",
+                "4.5",
+            ])
+        );
+        let line = absolute_command_line(words(&[
+            "usercube-upgrade",
+            "journal",
+            "salvage",
+            "--output",
+            "../s.json",
+        ]));
+        assert_eq!(line[4], up("s.json"));
+    }
 }

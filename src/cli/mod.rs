@@ -34,9 +34,12 @@ pub fn run(args: Args) -> Result<()> {
     let opts = Options {
         quiet,
         // For the audit: who, where, and this command line with its secrets masked.
-        context: engine::payload::RunContext::of_process(
-            std::env::args_os().map(|a| a.to_string_lossy().into_owned()),
-        ),
+        // Its paths absolute, as the command used them.
+        context: engine::payload::RunContext::of_process(args::absolute_command_line(
+            std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+        )),
         ..Options::default()
     };
     let open = |t: &Target, opts: Options| Engine::open(&t.root, t.journal.as_deref(), opts);

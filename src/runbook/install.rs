@@ -10,6 +10,28 @@ use serde::Serialize;
 
 use crate::crypto;
 
+/// The installation's runtime folder, as the guide names it.
+pub const RUNTIME: &str = "Runtime";
+/// The name the guide gives the old runtime folder at its step 3 (the plans' rename).
+pub const OLD_RUNTIME: &str = "RuntimeOld";
+
+/// The installation root when `here` is its runtime folder: `Runtime` (where the guide runs
+/// its tools) or `RuntimeOld` (the same folder once the run renamed it: the shell that typed
+/// the run stands there), holding the server's or the agent's `.deps.json`; its parent.
+pub fn root_of_runtime_folder(here: &Path) -> Option<PathBuf> {
+    let name = here.file_name()?.to_string_lossy();
+    let runtime = [RUNTIME, OLD_RUNTIME]
+        .iter()
+        .any(|r| crate::platform::same_name(&name, r))
+        && [Product::Server, Product::Agent]
+            .iter()
+            .any(|p| here.join(p.deps_file()).is_file());
+    if !runtime {
+        return None;
+    }
+    here.parent().map(Path::to_path_buf)
+}
+
 /// The product whose deps.json is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Product {

@@ -424,8 +424,8 @@ pub fn build(o: &Options) -> Result<Runbook, Vec<String>> {
         rename_seed,
         None,
         StepSpec::Rename {
-            from: "Runtime".into(),
-            to: "RuntimeOld".into(),
+            from: super::install::RUNTIME.into(),
+            to: super::install::OLD_RUNTIME.into(),
         },
     );
     b.step(
@@ -1012,7 +1012,7 @@ fn agent(c: &Ctx, b: &mut B) {
 
 /// `name` in the old Runtime (renamed `RuntimeOld` at step 3).
 fn old_runtime(name: &str) -> PathBuf {
-    PathBuf::from("RuntimeOld").join(name)
+    PathBuf::from(super::install::OLD_RUNTIME).join(name)
 }
 
 /// `name` in the new Runtime (extracted from the zip).
