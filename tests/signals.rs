@@ -90,6 +90,9 @@ impl Demo {
         self.held(args, |pid| {
             for s in signals {
                 kill(s, &pid.to_string());
+                // Two signals of one kind pending at once are one (POSIX): the next is sent
+                // once this one has been delivered.
+                wait_delivered(pid);
             }
         })
     }
@@ -157,6 +160,33 @@ fn kill(signal: &str, target: &str) {
         .status()
         .unwrap();
     assert!(sent.success(), "kill -{signal} -- {target}");
+}
+
+/// Waits until no signal is pending for process `pid` (`/proc/PID/status`: `SigPnd`, the
+/// thread's, and `ShdPnd`, the process's), or it has ended. A guard against a hang, not a
+/// measurement: delivery takes the time the scheduler gives it.
+fn wait_delivered(pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            return;
+        };
+        let pending = status.lines().any(|l| {
+            (l.starts_with("SigPnd:") || l.starts_with("ShdPnd:"))
+                && l.split_whitespace()
+                    .nth(1)
+                    .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                    .is_some_and(|bits| bits != 0)
+        });
+        if !pending {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a signal to {pid} still pending after 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 fn root_of(d: &Demo) -> String {
