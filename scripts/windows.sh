@@ -110,6 +110,7 @@ NOT_UNDER_WINE=(
   # the stand-in schema upgrade tools are python3 scripts
   sqlite_version_upgrade_runs_is_journaled_and_rolled_back_by_the_backup
   sqlite_version_upgrade_killed_mid_way_is_restored_and_run_again
+  sqlite_failed_version_upgrade_tool_output_is_journaled
   # sent with the Unix `kill` while a `sh` stop command waits; wine delivers no console
   # control event (Ctrl+C, Ctrl+Break, close) to a process started without a console
   sigint_stops_at_a_durable_point_then_rollback_restores_everything

@@ -352,7 +352,8 @@ fn session(t: &Target) -> Result<Shared> {
     Ok(s)
 }
 
-fn forget(t: &Target) {
+/// Closes the process's session for `t`, if any (the next use opens a new one).
+pub fn forget(t: &Target) {
     let mut all = SESSIONS.lock().unwrap_or_else(|e| e.into_inner());
     all.retain(|(k, _)| k != t);
 }

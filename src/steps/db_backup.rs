@@ -254,7 +254,13 @@ impl Step for DatabaseBackup {
         }
         let d = Self::detail(intent)?;
         let conn = format!("sqlite:{}", d.file.display());
-        super::db_fingerprint::take(&conn, &self.root, None).map(Some)
+        let fingerprint = super::db_fingerprint::take(&conn, &self.root, None);
+        // Closed again: an open file cannot be moved on Windows (the undo moves the backup
+        // into the trash).
+        if let Ok(t) = db::target(&conn, &self.root) {
+            db::forget(&t);
+        }
+        fingerprint.map(Some)
     }
 
     fn fingerprint(&self) -> Result<Option<super::Fingerprint>> {
