@@ -529,13 +529,18 @@ pub enum JournalAction {
         #[command(flatten)]
         target: Target,
     },
-    /// Every run and step with what it touched, hashes and timings.
+    /// Every run and step with what it touched, hashes and timings (on an installation where
+    /// no upgrade has run: an audit with no runs, and nothing created).
     Export {
         #[command(flatten)]
         target: Target,
         /// JSON (the only format for now; accepted for clarity).
         #[arg(long)]
         json: bool,
+        /// Only this run: its id (or a prefix of it naming one run only, as `status` and
+        /// `journal show` print it), or `last` for the latest.
+        #[arg(long, value_name = "ID|last")]
+        run: Option<String>,
     },
     /// For a journal that no longer verifies (exit 3): write every record that still
     /// verifies, and the steps they show done, as JSON. Reads only; repairs nothing.
