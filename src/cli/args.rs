@@ -226,9 +226,9 @@ pub enum Command {
         /// Most steps whose journal records share one flush.
         #[arg(long, default_value_t = 256, hide = true)]
         batch: usize,
-        /// Stop after this step of the vendor guide (as `plan` numbers them, e.g. 4.5),
-        /// leaving the run open and reversible: check, then `resume` (or `resume --until`)
-        /// goes on, `rollback` undoes it.
+        /// Stop after this step of the vendor guide (as `plan` numbers them, e.g. 4.5; 4 is
+        /// all of 4), leaving the run open and reversible: check, then `resume` (or `resume
+        /// --until`) goes on, `rollback` undoes it. Numbers the guide does not have are refused.
         #[arg(long, value_name = "GUIDE-STEP")]
         until: Option<String>,
     },
@@ -239,7 +239,8 @@ pub enum Command {
         /// The PFX password of an unfinished re-encryption step (never journaled).
         #[command(flatten)]
         password: CertPasswordArgs,
-        /// Stop again after this step of the vendor guide (e.g. 5.3); the run stays open.
+        /// Stop again after this step of the vendor guide (e.g. 5.3; 5 is all of 5); the run
+        /// stays open.
         #[arg(long, value_name = "GUIDE-STEP")]
         until: Option<String>,
     },
