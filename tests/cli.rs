@@ -752,3 +752,126 @@ fn a_relative_journal_folder_is_shown_absolute() {
     let (code, out) = run(&["rollback"]);
     assert_eq!(code, Some(0), "{out}");
 }
+
+/// On an installation where no upgrade has run, `status` and `journal export` create
+/// nothing (no journal folder): status says so, the export is an audit with no runs (exit
+/// 0), and `--run` there is refused. Before, `journal export` created `.usercube-upgrade`.
+#[test]
+fn status_and_export_create_nothing_where_no_upgrade_ran() {
+    let i = Install::new(SampleSize::default());
+    let start = i.snapshot();
+    let journal = i.journal_dir();
+    let out = i.ok(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no upgrade has run on this installation"),
+        "{}",
+        common::text(&out)
+    );
+    assert!(!journal.exists(), "status created {}", journal.display());
+    let out = i.ok(&["journal", "export", "--json"]);
+    let audit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(audit["records"], 0, "{audit}");
+    assert_eq!(audit["runs"], serde_json::json!([]), "{audit}");
+    assert!(!journal.exists(), "export created {}", journal.display());
+    // Without --quiet, a note on stderr says why the audit is empty; stdout stays JSON.
+    let out = common::bin()
+        .args(["journal", "export", "--root"])
+        .arg(&i.root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no upgrade has run on this installation"),
+        "{}",
+        common::text(&out)
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
+    let (code, msg) = i.code(&["journal", "export", "--run", "last"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(
+        msg.contains("--run last: no upgrade has run on this installation"),
+        "{msg}"
+    );
+    assert!(!journal.exists(), "a refused export created the journal");
+    assert_same(&start, &i.snapshot(), "status and export change nothing");
+}
+
+/// `journal export --run ID|last`: one run only, named by its id, a prefix naming it
+/// alone, or `last`; an unknown or ambiguous id is refused (exit 2) naming the runs.
+#[test]
+fn journal_export_selects_one_run() {
+    let i = Install::new(SampleSize::default());
+    let ids = |i: &Install| -> Vec<String> {
+        let out = i.ok(&["journal", "export"]);
+        let audit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        audit["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["run_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Runs until two ids share their first character (at most 17, by pigeonhole), for an
+    // ambiguous prefix.
+    let mut shared = None;
+    for _ in 0..17 {
+        i.ok(&["run"]);
+        i.ok(&["rollback"]);
+        let all = ids(&i);
+        let last = all.last().unwrap();
+        if all[..all.len() - 1].iter().any(|r| r[..1] == last[..1]) {
+            shared = Some(last[..1].to_string());
+            break;
+        }
+    }
+    let shared = shared.expect("17 ids share a first character");
+    let all = ids(&i);
+    assert!(all.len() >= 2);
+    let one = |args: &[&str]| -> Vec<String> {
+        let out = i.ok(args);
+        let audit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        audit["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["run_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        one(&["journal", "export", "--run", "last"]),
+        vec![all.last().unwrap().clone()]
+    );
+    assert_eq!(
+        one(&["journal", "export", "--run", &all[0]]),
+        vec![all[0].clone()]
+    );
+    // A prefix naming one run only (upper case as well).
+    let unique = (1..=all[0].len())
+        .map(|n| &all[0][..n])
+        .find(|p| all.iter().filter(|r| r.starts_with(p)).count() == 1)
+        .unwrap();
+    assert_eq!(
+        one(&["journal", "export", "--run", &unique.to_uppercase()]),
+        vec![all[0].clone()]
+    );
+    let (code, msg) = i.code(&["journal", "export", "--run", &shared]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(msg.contains(&format!("--run {shared}: ambiguous")), "{msg}");
+    let unknown = (0..16)
+        .map(|d| format!("{d:x}"))
+        .flat_map(|a| (0..16).map(move |d| format!("{a}{d:x}")))
+        .find(|p| !all.iter().any(|r| r.starts_with(p.as_str())))
+        .unwrap();
+    let (code, msg) = i.code(&["journal", "export", "--run", &unknown]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "--run {unknown}: no run of the journal has this id; its runs: {}",
+            all.join(", ")
+        )),
+        "{msg}"
+    );
+    let (code, msg) = i.code(&["journal", "export", "--run", "latest"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(msg.contains("not a run id"), "{msg}");
+}

@@ -365,9 +365,16 @@ fn the_guide_step_by_step_in_one_reversible_run() {
 fn until_refuses_what_it_cannot_stop_at() {
     let d = Demo::new();
     let start = snapshot(&d.root);
+    let no_step = "the guide's section \"Upgrade Server and Agent (Integrated Agent Installation)\" has no step";
     for (until, expect) in [
         ("1", "no step of the plan is at or before guide step 1"),
+        ("2", "guide step 2 has no step in this plan"),
         ("4.x", "not a guide step number"),
+        ("4.2-4.3", "not a guide step number"),
+        // Numbers the guide does not have (4.5.1 was accepted, 99 ran the plan whole).
+        ("4.5.1", &format!("{no_step} 4.5.1")),
+        ("99", &format!("{no_step} 99")),
+        ("10", &format!("{no_step} 10")),
     ] {
         let (code, msg) = d.code(&["run", "--until", until]);
         assert_eq!(code, Some(2), "{msg}");
@@ -375,12 +382,105 @@ fn until_refuses_what_it_cannot_stop_at() {
         assert_same(&start, &snapshot(&d.root), "refused --until");
         assert!(!d.path(JOURNAL).exists(), "no journal for a refusal");
     }
-    // `--until` after the plan's last guide step runs it whole.
-    let out = d.ok(&["run", "--until", "99"]);
+    // `--until` the guide's last step runs the plan whole.
+    let out = d.ok(&["run", "--until", "9.8"]);
     assert!(out.contains("completed"), "{out}");
     assert_eq!(d.status()["state"], "committed");
     let msg = d.refused(&["resume", "--until", "9.5"]);
     assert!(msg.contains("already completed"), "{msg}");
+    d.ok(&["rollback"]);
+    assert_same(&start, &snapshot(&d.root), "after rollback");
+}
+
+/// `--until N` with a top-level guide number pauses after all of N (every step of N.x);
+/// a guide step the plan has no step of (done by hand, not needed, skipped) pauses after
+/// everything before it, and says so. Before: `--until 3` was refused and `--until 4`
+/// paused before any step of 4.
+#[test]
+fn until_a_top_level_guide_step_means_all_of_it() {
+    let d = Demo::new();
+    let start = snapshot(&d.root);
+    let next_guide = |d: &Demo| {
+        let status = d.status();
+        assert_eq!(status["state"], "paused", "{status}");
+        status["next_step"].as_str().unwrap().to_string()
+    };
+
+    let out = d.ok(&["run", "--until", "3"]);
+    assert!(
+        out.contains("paused after guide step 3 (step 3 of "),
+        "{out}"
+    );
+    assert!(!out.contains("has no step in this plan"), "{out}");
+    assert!(next_guide(&d).contains("(guide step 4.2-4.3)"), "{out}");
+    assert!(d.path("RuntimeOld").is_dir() && d.path("Runtime").is_dir());
+    assert!(!d.path("AppSettingsFolder").exists());
+
+    let out = d.ok(&["resume", "--until", "4"]);
+    assert!(
+        out.contains("paused after guide step 4 (step 10 of "),
+        "{out}"
+    );
+    assert!(next_guide(&d).contains("(guide step 5.1)"), "{out}");
+    // 4.2-4.3 and 4.4 done: the old appsettings in the temporary folder and the new Runtime.
+    assert!(d.path("AppSettingsFolder/appsettings.agent.json").is_file());
+    assert!(d.path("Runtime/appsettings.agent.json").is_file());
+
+    // 6.1 is "not needed" in this plan: paused after everything before it (5.3).
+    let out = d.ok(&["resume", "--until", "6.1"]);
+    assert!(out.contains("paused after guide step 6.1"), "{out}");
+    assert!(
+        out.contains("guide step 6.1 has no step in this plan (`plan` shows what it is"),
+        "{out}"
+    );
+    assert!(next_guide(&d).contains("(guide step 6.2)"), "{out}");
+    assert!(d.path("Work/ProvisioningOrders").is_dir(), "moved by 5.3");
+    assert!(
+        !d.path("AppSettingsFolder/520.json").exists(),
+        "6.2 not done"
+    );
+
+    let msg = d.refused(&["resume", "--until", "5.4"]);
+    assert!(msg.contains("has no step 5.4"), "{msg}");
+    let msg = d.refused(&["resume", "--until", "5"]);
+    assert!(msg.contains("is already past guide step 5"), "{msg}");
+
+    d.ok(&["rollback"]);
+    assert_same(&start, &snapshot(&d.root), "after rollback");
+}
+
+/// Guide step 8 (restart the server) is the plan's last step, after the steps of 9 that
+/// must run with the server stopped: `--until 8` pauses before 9 and says that the start
+/// is not done yet.
+#[test]
+fn until_says_which_steps_of_its_guide_step_the_plan_does_later() {
+    let d = Demo::new();
+    let start = snapshot(&d.root);
+    // Outside the root: the start command's mark is no part of the tree compared.
+    let started = d.root.parent().unwrap().join("started.txt");
+    let cmd = format!("echo started > '{}'", started.display());
+    let out = d.ok(&["run", "--start-command", &cmd, "--until", "8"]);
+    let total = d.status()["steps_total"].as_u64().unwrap();
+    assert!(out.contains("paused after guide step 8"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "not done yet: step(s) {total} of guide step 8, which this plan does later"
+        )),
+        "{out}"
+    );
+    assert!(!started.exists(), "the start is not done");
+    assert!(!d.path("ConfOld").exists(), "9.1 is not done");
+    let status = d.status();
+    assert!(
+        status["next_step"]
+            .as_str()
+            .unwrap()
+            .contains("(guide step 9.1)"),
+        "{status}"
+    );
+    d.ok(&["resume"]);
+    assert!(started.is_file(), "the start ran last");
+    assert_eq!(d.status()["state"], "committed");
     d.ok(&["rollback"]);
     assert_same(&start, &snapshot(&d.root), "after rollback");
 }

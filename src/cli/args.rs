@@ -218,9 +218,9 @@ pub enum Command {
         /// Most steps whose journal records share one flush.
         #[arg(long, default_value_t = 256, hide = true)]
         batch: usize,
-        /// Stop after this step of the vendor guide (as `plan` numbers them, e.g. 4.5),
-        /// leaving the run open and reversible: check, then `resume` (or `resume --until`)
-        /// goes on, `rollback` undoes it.
+        /// Stop after this step of the vendor guide (as `plan` numbers them, e.g. 4.5; 4 is
+        /// all of 4), leaving the run open and reversible: check, then `resume` (or `resume
+        /// --until`) goes on, `rollback` undoes it. Numbers the guide does not have are refused.
         #[arg(long, value_name = "GUIDE-STEP")]
         until: Option<String>,
     },
@@ -231,7 +231,8 @@ pub enum Command {
         /// The PFX password of an unfinished re-encryption step (never journaled).
         #[command(flatten)]
         password: CertPasswordArgs,
-        /// Stop again after this step of the vendor guide (e.g. 5.3); the run stays open.
+        /// Stop again after this step of the vendor guide (e.g. 5.3; 5 is all of 5); the run
+        /// stays open.
         #[arg(long, value_name = "GUIDE-STEP")]
         until: Option<String>,
     },
@@ -521,13 +522,18 @@ pub enum JournalAction {
         #[command(flatten)]
         target: Target,
     },
-    /// Every run and step with what it touched, hashes and timings.
+    /// Every run and step with what it touched, hashes and timings (on an installation where
+    /// no upgrade has run: an audit with no runs, and nothing created).
     Export {
         #[command(flatten)]
         target: Target,
         /// JSON (the only format for now; accepted for clarity).
         #[arg(long)]
         json: bool,
+        /// Only this run: its id (or a prefix of it naming one run only, as `status` and
+        /// `journal show` print it), or `last` for the latest.
+        #[arg(long, value_name = "ID|last")]
+        run: Option<String>,
     },
     /// For a journal that no longer verifies (exit 3): write every record that still
     /// verifies, and the steps they show done, as JSON. Reads only; repairs nothing.

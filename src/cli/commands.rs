@@ -216,7 +216,12 @@ fn tool_in_open_run(
         return Ok(true);
     }
     let last = *ks.last().expect("not empty");
-    let until = seed(last);
+    // A range ("5.1-5.2") ends with its last guide step.
+    let until = seed(last)
+        .rsplit('-')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     if let Some(k) = (0..last).find(|k| !done(*k) && !ks.contains(k)) {
         return Err(Error::Refused(format!(
             "`{name}` is {described} of the open run {}, and step {} (guide step {}) before it is not done yet: `{resume} --until {until}` does them in the guide's order (or `--until` an earlier guide step first). Nothing was changed.",
@@ -239,6 +244,90 @@ fn tool_in_open_run(
         );
     }
     engine.resume_until(Some(&until)).map(|_| true)
+}
+
+/// `journal export`: the audit of every run, or of the one `run` names (`last`, an id or a
+/// prefix naming one run only). Where no upgrade has run (no journal), an audit with no runs
+/// and a note on stderr, creating nothing; `--run` there is refused.
+pub(super) fn export(target: &Target, opts: Options, run: Option<&str>) -> Result<()> {
+    let root = engine::canonical_root(&target.root)?;
+    let dir = journal_dir(&root, target);
+    let quiet = opts.quiet;
+    let mut audit = if dir.join(crate::journal::log::LOG_FILE).exists()
+        || dir.join(crate::journal::STORE_DIR).exists()
+    {
+        Engine::open(&root, target.journal.as_deref(), opts)?.audit()?
+    } else {
+        if let Some(id) = run {
+            return Err(Error::Refused(format!(
+                "--run {id}: no upgrade has run on this installation (no journal at {}); nothing to export",
+                dir.display()
+            )));
+        }
+        if !quiet {
+            eprintln!(
+                "no upgrade has run on this installation (no journal at {}): the audit has no runs",
+                dir.display()
+            );
+        }
+        engine::audit::Audit {
+            records: 0,
+            last_hash: String::new(),
+            runs: Vec::new(),
+        }
+    };
+    if let Some(id) = run {
+        let keep = select_run(&audit, id)?;
+        audit.runs = audit.runs.into_iter().skip(keep).take(1).collect();
+    }
+    let mut text = crate::secrets::to_public_json(&audit);
+    text.push('\n');
+    crate::out::print(&text)
+}
+
+/// The index of the run `--run` names among the audit's: `last`, a run id, or a prefix of
+/// one naming that run only.
+fn select_run(audit: &engine::audit::Audit, id: &str) -> Result<usize> {
+    let ids = || {
+        audit
+            .runs
+            .iter()
+            .map(|r| r.run_id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if audit.runs.is_empty() {
+        return Err(Error::Refused(format!(
+            "--run {id}: the journal has no run; nothing to export"
+        )));
+    }
+    if id == "last" {
+        return Ok(audit.runs.len() - 1);
+    }
+    let prefix = id.to_ascii_lowercase();
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::Usage(format!(
+            "--run {id:?}: not a run id (hexadecimal, as `status` prints it) nor `last`"
+        )));
+    }
+    let found: Vec<usize> = (0..audit.runs.len())
+        .filter(|&k| audit.runs[k].run_id.starts_with(&prefix))
+        .collect();
+    match found.as_slice() {
+        [k] => Ok(*k),
+        [] => Err(Error::Refused(format!(
+            "--run {id}: no run of the journal has this id; its runs: {}",
+            ids()
+        ))),
+        many => Err(Error::Refused(format!(
+            "--run {id}: ambiguous, {} runs start with it: {}; give more of the id",
+            many.len(),
+            many.iter()
+                .map(|&k| audit.runs[k].run_id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
 }
 
 /// `journal salvage`: reads the log and the store as they are (under the root lock) and

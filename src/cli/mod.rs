@@ -24,7 +24,7 @@ mod print;
 use args::{absolute, absolute_str};
 pub use args::{Args, Command, JournalAction, Target};
 use commands::{
-    demo, journal_dir, load, run_locked, salvage, vendor_tool, verify_artifacts, watched,
+    demo, export, journal_dir, load, run_locked, salvage, vendor_tool, verify_artifacts, watched,
 };
 use print::{print_plan, print_remaining, print_rollback_plan, print_status, print_warnings};
 
@@ -40,6 +40,8 @@ pub fn run(args: Args) -> Result<()> {
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect(),
         )),
+        // `--until` takes the numbers of the guide's section the plan follows.
+        guide: Some(runbook::guide::of_plan),
         ..Options::default()
     };
     let open = |t: &Target, opts: Options| Engine::open(&t.root, t.journal.as_deref(), opts);
@@ -248,13 +250,11 @@ pub fn run(args: Args) -> Result<()> {
                 crate::out::print(&text)
             }
             JournalAction::Salvage { target, output } => salvage(&target, &output),
-            JournalAction::Export { target, json: _ } => {
-                let e = open(&target, opts)?;
-                let a = e.audit()?;
-                let mut text = crate::secrets::to_public_json(&a);
-                text.push('\n');
-                crate::out::print(&text)
-            }
+            JournalAction::Export {
+                target,
+                json: _,
+                run,
+            } => export(&target, opts, run.as_deref()),
         },
         Command::Demo {
             dir,

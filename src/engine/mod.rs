@@ -99,6 +99,9 @@ pub struct Options {
     /// A request to stop (SIGINT, SIGTERM) that the engine honours at its next durable
     /// point; never set unless the caller watches for one.
     pub stop: crate::platform::StopRequest,
+    /// The vendor guide of a plan (the runbook's, given by the CLI): `--until` refuses the
+    /// numbers it does not have. None: any guide step number is taken.
+    pub guide: Option<until::GuideOf>,
 }
 
 /// How `run` or `resume` ended when it did not fail.
@@ -120,6 +123,7 @@ impl Default for Options {
             cert_password: None,
             context: payload::RunContext::default(),
             stop: Default::default(),
+            guide: None,
         }
     }
 }
@@ -688,6 +692,11 @@ impl Engine {
         )))
     }
 
+    /// The vendor guide of `plan`, as the caller knows it (`Options::guide`).
+    fn guide_of(&self, plan: &Plan) -> Option<until::Guide> {
+        self.opts.guide.and_then(|g| g(plan))
+    }
+
     /// The first stop request (a signal) received, if any.
     fn stop_requested(&self) -> Option<crate::platform::StopSignal> {
         self.opts.stop.get()
@@ -705,17 +714,22 @@ impl Engine {
         let end = match until {
             None => plan.steps.len(),
             Some(u) => {
-                let end = until::stop_index(&plan, 0, u)?;
-                if end == 0 {
+                let stop = until::stop_at(&plan, 0, u, self.guide_of(&plan))?;
+                if stop.index == 0 {
+                    let own = if stop.none_in_plan {
+                        format!("guide step {u} has no step in this plan (`plan` shows what it is: by hand, checked, not needed or skipped), and ")
+                    } else {
+                        String::new()
+                    };
                     return Err(Error::Refused(format!(
-                        "--until {u}: no step of the plan is at or before guide step {u} (the first is step 1, guide step {}); nothing was changed",
+                        "--until {u}: {own}no step of the plan is at or before guide step {u} (the first is step 1, guide step {}); nothing was changed",
                         plan.steps
                             .first()
                             .and_then(|s| s.seed.as_deref())
                             .unwrap_or("-")
                     )));
                 }
-                end
+                stop.index
             }
         };
         let problems = preflight::check(
@@ -813,7 +827,7 @@ impl Engine {
                     .iter()
                     .position(|s| run.step(s.id).is_none_or(|x| x.done.is_none()))
                     .unwrap_or(active.steps.len());
-                let end = until::stop_index(&active.plan, next, u)?;
+                let end = until::stop_at(&active.plan, next, u, self.guide_of(&active.plan))?.index;
                 if end == next {
                     let what = active.plan.steps.get(next).map_or_else(
                         || "every step is done".to_string(),
@@ -1113,8 +1127,18 @@ impl Engine {
         self.append(a.run_id, None, Phase::RunStopped, payload::encode(&stopped))?;
         self.progress.finish();
         let next = &a.plan.steps[end];
+        let mut notes = String::new();
+        if let Ok(stop) = until::stop_at(&a.plan, end, until, self.guide_of(&a.plan)) {
+            if stop.none_in_plan {
+                notes.push_str(&format!("\nguide step {until} has no step in this plan (`plan` shows what it is: by hand, checked, not needed or skipped): the run paused after every step before it in the guide's order."));
+            }
+            if !stop.later.is_empty() {
+                let ids: Vec<String> = stop.later.iter().map(u32::to_string).collect();
+                notes.push_str(&format!("\nnot done yet: step(s) {} of guide step {until}, which this plan does later (after the steps that must run first).", ids.join(", ")));
+            }
+        }
         self.progress.say(format!(
-            "run {} {stopped}: it is open and reversible.\nnext: step {} (guide step {}): {}\nCheck the installation, then go on with `{}` (add `--until GUIDE-STEP` to stop again), or undo everything with `{}`; `status` shows where it stands.",
+            "run {} {stopped}: it is open and reversible.{notes}\nnext: step {} (guide step {}): {}\nCheck the installation, then go on with `{}` (add `--until GUIDE-STEP` to stop again), or undo everything with `{}`; `status` shows where it stands.",
             hex::encode(a.run_id),
             next.id,
             next.seed.as_deref().unwrap_or("-"),

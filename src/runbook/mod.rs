@@ -16,6 +16,7 @@
 pub mod appsettings;
 pub mod configuration;
 pub mod demo;
+pub mod guide;
 pub mod install;
 pub mod moves;
 pub mod plans;
