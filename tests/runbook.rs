@@ -1108,7 +1108,8 @@ fn a_rollback_stopped_by_an_error_is_shown_half_done_and_rollback_finishes_it() 
     let log = with_service(&mut d, Some(&guard_arg));
     let start = snapshot(&d.root);
     let rows = common::db_dump(&d.path(demo::DATABASE));
-    let root = d.root.display().to_string();
+    // The root as the tool shows it (on Windows without the `\\?\` prefix a canonical path has).
+    let root = dunce::simplified(&d.root).display().to_string();
     let finishes = format!("`usercube-upgrade rollback --root {root}` finishes it");
     let status = |d: &Demo| -> serde_json::Value {
         serde_json::from_str(&d.ok(&["status", "--json"])).unwrap()

@@ -89,6 +89,9 @@ impl Step for Copy {
     // No `verify_artifacts`: the undo moves the copy into the trash and reads nothing kept
     // outside the tree (the source stayed in place).
     fn undo(&self, ctx: &StepContext, _intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
+        if self.to.symlink_metadata().is_err() {
+            return Ok(()); // removed since the run (a forced undo): nothing to take back
+        }
         let dest = ctx.trash_path(TRASH_NAME)?;
         durable_fs::move_path(&self.to, &dest, ctx.report())
             .map_err(io("moving to the trash", &self.to))

@@ -238,6 +238,9 @@ impl Step for ExtractZip {
     // No `verify_artifacts`: the undo moves the extracted folder into the trash and reads
     // nothing kept outside the tree.
     fn undo(&self, ctx: &StepContext, _intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
+        if self.dest.symlink_metadata().is_err() {
+            return Ok(()); // removed since the run (a forced undo): nothing to take back
+        }
         let dest = ctx.trash_path(TRASH_NAME)?;
         durable_fs::move_path(&self.dest, &dest, ctx.report())
             .map_err(io("moving to the trash", &self.dest))

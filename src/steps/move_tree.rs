@@ -63,6 +63,9 @@ impl Step for MoveTree {
 
     // No `verify_artifacts`: the undo moves the tree back and reads nothing outside it.
     fn undo(&self, ctx: &StepContext, _intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
+        if self.to.symlink_metadata().is_err() {
+            return Ok(()); // gone since the run (a forced undo): nothing to move back
+        }
         durable_fs::move_path(&self.to, &self.from, ctx.report())
             .map_err(io("moving back", &self.to))
     }

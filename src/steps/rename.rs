@@ -50,6 +50,9 @@ impl Step for Rename {
 
     // No `verify_artifacts`: the undo renames back and reads nothing outside the tree.
     fn undo(&self, ctx: &StepContext, _intent: &Intent, _outcome: Option<&Outcome>) -> Result<()> {
+        if self.to.symlink_metadata().is_err() {
+            return Ok(()); // gone since the run (a forced undo): nothing to rename back
+        }
         ctx.deferred
             .rename(&self.to, &self.from)
             .map_err(io("renaming back", &self.to))
