@@ -117,6 +117,9 @@ NOT_UNDER_WINE=(
   sigterm_stops_at_a_durable_point_then_resume_finishes
   a_second_sigint_ends_the_process_at_once
   sigint_during_rollback_stops_it_and_rollback_finishes_it
+  sigint_to_the_process_group_lets_the_step_finish_then_stops
+  # held at a `sh` stop command while a second run is tried (the root's lock)
+  a_run_with_another_journal_is_refused_while_a_run_holds_the_root
 )
 
 run_tests() {
