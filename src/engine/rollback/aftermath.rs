@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::manifest::{Entry, Kind, Manifest};
 use crate::plan::StepSpec;
-use crate::steps::{self, Intent, Outcome};
+use crate::steps::{Intent, Outcome};
 
 /// One thing written after the run that stands where the rollback puts something back.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -289,11 +289,6 @@ fn gone(kinds: &BTreeMap<u32, &StepSpec>, p: &Path, step: u32) -> Gone {
         step,
         lost: kinds.get(&step).is_some_and(|a| undo_moves_it_back(a)),
     }
-}
-
-/// The path shown to the administrator: relative to the root when under it.
-pub fn shown(root: &Path, p: &Path) -> String {
-    steps::show(root, p)
 }
 
 #[cfg(test)]

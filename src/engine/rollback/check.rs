@@ -63,7 +63,7 @@ impl Engine {
 
         // 2. Each step's artifacts, and what its undo will do.
         plan.problems = self.artifact_problems(&a, run, &order);
-        let databases = self.check_databases(&a, run, &mut plan);
+        self.check_databases(&a, run, &mut plan);
         for &k in &order {
             let planned = &a.plan.steps[k];
             let id = planned.id;
@@ -71,9 +71,9 @@ impl Engine {
             let restored_instead = planned
                 .action
                 .database()
-                .and_then(|c| databases.iter().find(|(conn, _)| conn == c))
-                .filter(|(_, d)| d.restores(self.opts.force))
-                .and_then(|(_, d)| d.backup_step);
+                .and_then(|c| plan.databases.iter().find(|d| d.connection == c))
+                .filter(|d| d.restores(self.opts.force))
+                .and_then(|d| d.backup_step);
             let action = match (s.done.is_some(), s.undo_intent.is_some(), restored_instead) {
                 (_, _, Some(b)) if b == id => {
                     "keep the database as it is now (a verified backup), then restore the run's backup and check it against the fingerprint taken before the run".to_string()
@@ -184,17 +184,11 @@ impl Engine {
     }
 
     /// Every database the run changed, compared with the fingerprint its last database step
-    /// recorded (with its `step-done`); the changed ones go into the plan, keyed by their
-    /// connection string. Not compared, because the run's own state decides there: a
-    /// database whose rollback has begun, or whose last started step did not finish (its
-    /// probe decides), or a step recorded without a fingerprint (an earlier build).
-    fn check_databases(
-        &self,
-        a: &Active,
-        run: &RunState,
-        plan: &mut RollbackPlan,
-    ) -> Vec<(String, DatabaseChange)> {
-        let mut out: Vec<(String, DatabaseChange)> = Vec::new();
+    /// recorded (with its `step-done`); the changed ones go into the plan. Not compared,
+    /// because the run's own state decides there: a database whose rollback has begun, or
+    /// whose last started step did not finish (its probe decides), or a step recorded
+    /// without a fingerprint (an earlier build).
+    fn check_databases(&self, a: &Active, run: &RunState, plan: &mut RollbackPlan) {
         let mut seen: Vec<&str> = Vec::new();
         for k in (0..a.steps.len()).rev() {
             let planned = &a.plan.steps[k];
@@ -270,10 +264,8 @@ impl Engine {
                 differences,
                 backup_step,
             };
-            plan.databases.push(change.clone());
-            out.push((conn.to_string(), change));
+            plan.databases.push(change);
         }
-        out
     }
 }
 

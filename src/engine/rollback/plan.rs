@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::aftermath::{shown, Aftermath};
+use super::aftermath::Aftermath;
+use crate::steps::show as shown;
 
 /// One step the rollback will go through, in the order it will.
 #[derive(Debug, Clone, Serialize)]
